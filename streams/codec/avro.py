@@ -1,0 +1,159 @@
+"""Avro schemas and the Confluent wire format (magic byte 0, 4-byte schema id, Avro body).
+
+Owns: loading ``schemas/avro/*.avsc`` once at start, resolving named types,
+schema ids (from ``schemas/avro/ids.json`` or a Schema Registry), encoding and
+decoding framed records. Must not touch: the meaning of records (see
+``streams.codec.venue`` for VenueEvent <-> fold dicts) or any Kafka client.
+
+Parsing happens once per process: parsing per message is a known way to lose
+most of a pipeline's throughput.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import UnknownType, expand_schema, parse_schema
+
+from streams.config import PROJECT_ROOT
+from streams.exceptions import ConfigError, DecodeError, UnknownSchemaId
+
+SCHEMA_DIR = PROJECT_ROOT / "schemas" / "avro"
+NAMESPACE = "twinledger.v1"
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+def load_named_schemas(directory: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
+    """Parse every ``.avsc`` of ``directory`` with named types resolved across files.
+
+    Returns full name -> fully expanded schema (no references left), so each
+    schema stands alone for a registry or a reader.
+    """
+    raw = {}
+    for path in sorted(directory.glob("*.avsc")):
+        schema = json.loads(path.read_text())
+        raw[f"{schema.get('namespace', NAMESPACE)}.{schema['name']}"] = schema
+    named: dict[str, Any] = {}
+    pending = dict(raw)
+    while pending:
+        progressed = False
+        for name, schema in list(pending.items()):
+            try:
+                parse_schema(schema, named_schemas=named)
+            except UnknownType:
+                continue
+            del pending[name]
+            progressed = True
+        if not progressed:
+            raise ConfigError(f"unresolvable Avro schemas in {directory}: {sorted(pending)}")
+    return {name: _expand(raw[name], named) for name in raw}
+
+
+def _expand(schema: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
+    parsed = parse_schema(schema, named_schemas=dict(named))
+    expanded = expand_schema(parsed)
+    assert isinstance(expanded, dict)
+    return expanded
+
+
+class Codec:
+    """Encode and decode framed Avro records by record name (``VenueEvent``, ``Mark``...)."""
+
+    def __init__(self, writer_ids: Mapping[str, int], schemas_by_id: Mapping[int, dict[str, Any]],
+                 current: Mapping[str, dict[str, Any]]) -> None:
+        self._writer_ids = dict(writer_ids)
+        self._current = {name: parse_schema(s) for name, s in current.items()}
+        self._by_id = {i: parse_schema(s) for i, s in schemas_by_id.items()}
+        self._name_by_id = {i: s["name"].rsplit(".", 1)[-1] for i, s in schemas_by_id.items()}
+        self._headers = {name: _HEADER.pack(MAGIC, i) for name, i in self._writer_ids.items()}
+
+    @classmethod
+    def load(cls, registry_url: str = "", directory: Path = SCHEMA_DIR) -> Codec:
+        """The codec of this process: checked-in ids, or ids from ``registry_url``."""
+        named = load_named_schemas(directory)
+        current = {full.rsplit(".", 1)[1]: s for full, s in named.items()}
+        ids_doc = json.loads((directory / "ids.json").read_text())
+        by_id: dict[int, dict[str, Any]] = {}
+        writer_ids: dict[str, int] = {}
+        for sid, rel in ids_doc["ids"].items():
+            path = directory / rel
+            if path.parent == directory:
+                schema = current[path.stem]
+                writer_ids[path.stem] = int(sid)
+            else:  # history/<Name>.v<N>.avsc, self-contained
+                schema = json.loads(path.read_text())
+            by_id[int(sid)] = schema
+        if registry_url:
+            writer_ids, by_id = _register(registry_url, current, by_id)
+        top = {name: current[name] for name in writer_ids}
+        return cls(writer_ids, by_id, top)
+
+    def schema_id(self, name: str) -> int:
+        return self._writer_ids[name]
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        """Frame ``record`` as the current version of ``name``."""
+        buf = io.BytesIO()
+        buf.write(self._headers[name])
+        fastavro.schemaless_writer(buf, self._current[name], record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """Return (record name, record) read with the current schema as reader schema.
+
+        Raises :class:`DecodeError` (bad framing, bad body) or
+        :class:`UnknownSchemaId`; both keep the bytes.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 5:
+            raise DecodeError("record shorter than the 5-byte Confluent header", raw=_b(data))
+        magic, sid = _HEADER.unpack_from(data, 0)
+        if magic != MAGIC:
+            raise DecodeError(f"bad magic byte {magic} (expected 0)", raw=bytes(data))
+        writer = self._by_id.get(sid)
+        if writer is None:
+            raise UnknownSchemaId(f"unknown schema id {sid}", raw=bytes(data))
+        name = self._name_by_id[sid]
+        reader = self._current.get(name)
+        buf = io.BytesIO(data)
+        buf.seek(5)
+        try:
+            record = fastavro.schemaless_reader(
+                buf, writer, None if reader is writer or reader is None else reader,
+                return_record_name=True, return_record_name_override=True,
+            )
+        except Exception as exc:  # fastavro raises many types on garbage input
+            raise DecodeError(f"undecodable {name} body: {type(exc).__name__}: {exc}",
+                              raw=bytes(data)) from exc
+        if buf.tell() != len(data):
+            raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after {name} body",
+                              raw=bytes(data))
+        assert isinstance(record, dict)
+        return name, record
+
+
+def _b(data: object) -> bytes | None:
+    return bytes(data) if isinstance(data, bytes | bytearray | memoryview) else None
+
+
+def _register(url: str, current: Mapping[str, dict[str, Any]], by_id: dict[int, dict[str, Any]]
+              ) -> tuple[dict[str, int], dict[int, dict[str, Any]]]:
+    """Register the current top-level schemas (record-name subjects) and use the registry's ids."""
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": url})
+    ids: dict[str, int] = {}
+    out = dict(by_id)
+    tops = {s["name"] for s in by_id.values()}
+    for name in tops:
+        schema = current[name]
+        sid = client.register_schema(f"{NAMESPACE}.{name}", Schema(json.dumps(schema), "AVRO"))
+        ids[name] = sid
+        out[sid] = schema
+    return ids, out

@@ -1,0 +1,165 @@
+"""Every setting of twinledger, read from the environment in this one place.
+
+Owns: names, defaults and parsing of environment variables. Must not touch:
+Kafka, ClickHouse or Faust objects (it builds plain values that they consume).
+Secrets (SASL password, ClickHouse password) are kept out of ``repr`` so they
+never reach logs, errors or reports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from streams.exceptions import ConfigError
+
+#: Where the repository (topology.yaml, schemas/) lives; resolved from this file.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Every variable with its default and meaning; the README table is this list.
+ENV_DOC: dict[str, tuple[str, str]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("", "Kafka to use; empty = start/use the local broker of ops/kafka"),
+    "TWINLEDGER_KAFKA_PORT": ("39092", "port of the local broker (loopback only)"),
+    "KAFKA_SECURITY_PROTOCOL": ("PLAINTEXT", "PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL"),
+    "KAFKA_SASL_MECHANISM": ("", "PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512"),
+    "KAFKA_SASL_USERNAME": ("", "SASL user"),
+    "KAFKA_SASL_PASSWORD": ("", "SASL password (never logged)"),
+    "KAFKA_SSL_CAFILE": ("", "CA bundle for TLS"),
+    "TWINLEDGER_SCHEMA_REGISTRY_URL": ("", "Schema Registry; empty = ids from schemas/avro/ids.json"),
+    "TWINLEDGER_TOPOLOGY": ("<repo>/topology.yaml", "topology file"),
+    "TWINLEDGER_TOPIC_PREFIX": ("", "prefix added to every topic name (tests, multi-tenant)"),
+    "TWINLEDGER_DATA_DIR": ("./.data", "runtime data: Kafka logs, Faust state, chDB"),
+    "TWINLEDGER_CACHE_DIR": ("~/.cache/twinledger", "downloaded Kafka jars"),
+    "TWINLEDGER_CHDB_PATH": ("<data>/chdb", "chDB data directory (default sink backend)"),
+    "CLICKHOUSE_URL": ("", "ClickHouse server (http://user:pass@host:8123); set = use it, not chDB"),
+    "TWINLEDGER_CLICKHOUSE_DATABASE": ("twinledger", "database of the sink tables"),
+    "TWINLEDGER_CLICKHOUSE_CLUSTER": ("", "ON CLUSTER name for DDL (Replicated tables)"),
+    "TWINLEDGER_LEDGER_CONFIG": ("", "YAML/JSON file with reconcile bounds and ledger limits"),
+    "TWINLEDGER_APP_ID": ("twinledger", "Faust app id (consumer group, changelog prefix)"),
+    "TWINLEDGER_WORKER_WEB_HOST": ("127.0.0.1", "worker HTTP bind host (live state, metrics)"),
+    "TWINLEDGER_WORKER_WEB_PORT": ("6066", "worker HTTP port"),
+    "TWINLEDGER_SINK_HTTP_HOST": ("127.0.0.1", "sink HTTP bind host (read-only queries, metrics)"),
+    "TWINLEDGER_SINK_HTTP_PORT": ("8765", "sink HTTP port"),
+    "TWINLEDGER_SINK_GROUP": ("twinledger-sink", "consumer group of the sink"),
+    "TWINLEDGER_SINK_BATCH_ROWS": ("10000", "max rows per insert batch"),
+    "TWINLEDGER_SINK_BATCH_SECONDS": ("1.0", "max seconds a batch waits to fill"),
+    "TWINLEDGER_WORKER_BATCH": ("1000", "max events the agent takes per batch"),
+    "TWINLEDGER_WORKER_BATCH_SECONDS": ("0.2", "max seconds the agent waits to fill a batch"),
+    "TWINLEDGER_STORE": ("rocksdb", "Faust table store: rocksdb | memory"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :func:`load_settings`; never mutate."""
+
+    kafka_bootstrap: str
+    kafka_port: int
+    kafka_security: Mapping[str, str] = field(repr=False)
+    schema_registry_url: str
+    topology_path: Path
+    topic_prefix: str
+    data_dir: Path
+    cache_dir: Path
+    chdb_path: Path
+    clickhouse_url: str = field(repr=False)
+    clickhouse_database: str
+    clickhouse_cluster: str
+    ledger_config_path: str
+    app_id: str
+    worker_web_host: str
+    worker_web_port: int
+    sink_http_host: str
+    sink_http_port: int
+    sink_group: str
+    sink_batch_rows: int
+    sink_batch_seconds: float
+    worker_batch: int
+    worker_batch_seconds: float
+    store: str
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a topology topic."""
+        return f"{self.topic_prefix}{name}"
+
+    def redacted(self) -> dict[str, str]:
+        """Printable view: secrets and URLs with credentials are masked."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kafka_security":
+                value = {k: ("***" if "password" in k else v) for k, v in value.items()}
+            elif f.name == "clickhouse_url" and value:
+                value = _mask_url(value)
+            out[f.name] = str(value)
+        return out
+
+
+def _mask_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name, ENV_DOC[name][0])
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, ENV_DOC[name][0])
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("TWINLEDGER_DATA_DIR", "./.data")).expanduser().resolve()
+    cache_dir = Path(env.get("TWINLEDGER_CACHE_DIR", "~/.cache/twinledger")).expanduser()
+    security = {
+        "security.protocol": env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+    }
+    if env.get("KAFKA_SASL_MECHANISM"):
+        security["sasl.mechanism"] = env["KAFKA_SASL_MECHANISM"]
+        security["sasl.username"] = env.get("KAFKA_SASL_USERNAME", "")
+        security["sasl.password"] = env.get("KAFKA_SASL_PASSWORD", "")
+    if env.get("KAFKA_SSL_CAFILE"):
+        security["ssl.ca.location"] = env["KAFKA_SSL_CAFILE"]
+    store = env.get("TWINLEDGER_STORE", "rocksdb")
+    if store not in ("rocksdb", "memory"):
+        raise ConfigError(f"TWINLEDGER_STORE must be rocksdb or memory, got {store!r}")
+    return Settings(
+        kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+        kafka_port=_int(env, "TWINLEDGER_KAFKA_PORT"),
+        kafka_security=security,
+        schema_registry_url=env.get("TWINLEDGER_SCHEMA_REGISTRY_URL", ""),
+        topology_path=Path(env.get("TWINLEDGER_TOPOLOGY", str(PROJECT_ROOT / "topology.yaml"))),
+        topic_prefix=env.get("TWINLEDGER_TOPIC_PREFIX", ""),
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        chdb_path=Path(env.get("TWINLEDGER_CHDB_PATH", str(data_dir / "chdb"))).expanduser(),
+        clickhouse_url=env.get("CLICKHOUSE_URL", ""),
+        clickhouse_database=env.get("TWINLEDGER_CLICKHOUSE_DATABASE", "twinledger"),
+        clickhouse_cluster=env.get("TWINLEDGER_CLICKHOUSE_CLUSTER", ""),
+        ledger_config_path=env.get("TWINLEDGER_LEDGER_CONFIG", ""),
+        app_id=env.get("TWINLEDGER_APP_ID", "twinledger"),
+        worker_web_host=env.get("TWINLEDGER_WORKER_WEB_HOST", "127.0.0.1"),
+        worker_web_port=_int(env, "TWINLEDGER_WORKER_WEB_PORT"),
+        sink_http_host=env.get("TWINLEDGER_SINK_HTTP_HOST", "127.0.0.1"),
+        sink_http_port=_int(env, "TWINLEDGER_SINK_HTTP_PORT"),
+        sink_group=env.get("TWINLEDGER_SINK_GROUP", "twinledger-sink"),
+        sink_batch_rows=_int(env, "TWINLEDGER_SINK_BATCH_ROWS"),
+        sink_batch_seconds=_float(env, "TWINLEDGER_SINK_BATCH_SECONDS"),
+        worker_batch=_int(env, "TWINLEDGER_WORKER_BATCH"),
+        worker_batch_seconds=_float(env, "TWINLEDGER_WORKER_BATCH_SECONDS"),
+        store=store,
+    )
