@@ -1,0 +1,53 @@
+# twinledger — every command the README names is a target here, and CI runs `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit test-integration lint typecheck bench kafka-start kafka-stop clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv with twinledger and its test tools installed
+
+demo: $(STAMP) ## run the whole pipeline on the bundled sample (local Kafka + chDB) and report
+	$(VENV)/bin/twinledger demo
+
+test: $(STAMP) ## run every test: unit, then integration on a real local Kafka and chDB
+	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/integration -q
+
+test-unit: $(STAMP) ## unit tests only (no broker, no database)
+	$(PY) -m pytest tests/unit -q
+
+test-integration: $(STAMP) ## integration tests only (starts the local broker if needed)
+	$(PY) -m pytest tests/integration -q
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check streams sinks tests bench
+
+typecheck: $(STAMP) ## mypy (disallow_untyped_defs on streams/ and sinks/)
+	$(VENV)/bin/mypy streams sinks
+
+bench: $(STAMP) ## benchmarks, printed as JSON
+	$(PY) bench/run.py
+
+kafka-start: $(STAMP) ## start the local Kafka broker (KRaft, loopback)
+	ops/kafka/kafka.sh start
+
+kafka-stop: ## stop the local Kafka broker this checkout started
+	ops/kafka/kafka.sh stop
+
+clean: ## remove runtime data (.data) and caches, keep .venv and downloaded jars
+	-ops/kafka/kafka.sh stop
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

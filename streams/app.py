@@ -1,0 +1,362 @@
+"""The Faust app: agent ``fold_account_events``, the ledger table and the marks table.
+
+Owns: wiring topics, tables and the agent loop around the pure fold; the
+dead-letter path for records the codec or the ledger refuses; sending outputs.
+Must not touch: bookkeeping (``streams.ledger`` decides every number) or
+ClickHouse (the sink reads our output topics).
+
+The loop, per batch taken from ``venue.events`` (batched: per-message awaits
+and flushes are the known way to make Faust slow):
+
+1. decode each record; a record that does not decode or does not validate is
+   sent to ``ledger.deadletter`` with its original bytes and coordinates;
+2. group the valid events by account, keeping topic order, load each
+   account's state once and apply its events through the fold, passing the
+   source (partition, offset) so a redelivered event is recognised;
+3. send every output (snapshot, trades, reconcile, anomalies, dead letters),
+   then flush the producer: outputs are on the broker before anything else;
+4. store each account's new state once (table -> RocksDB + changelog);
+5. the batch ends and Faust acks the offsets, which it commits later.
+
+A crash before 4 replays the batch against the old state and re-emits the
+same outputs (ids are deterministic; the sink drops the copies). A crash
+after 4 replays events the state has already applied: the fold answers
+"duplicate" and returns the outputs kept in the state's outbox, which are
+sent again. Nothing is lost, nothing is booked twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import faust
+from prometheus_client import Counter, Histogram
+
+from streams.codec import Codec, venue_record_to_fold_dict
+from streams.config import Settings
+from streams.exceptions import DecodeError, InvalidEvent, TwinledgerError
+from streams.ledger import (
+    LedgerConfig,
+    Output,
+    account_summary,
+    apply_event,
+    decode_state,
+    encode_state,
+    load_ledger_config,
+    parse_event,
+)
+from streams.topology import Topology, load_topology
+
+log = logging.getLogger("twinledger.worker")
+
+OUTPUT_TOPIC = {
+    "snapshot": ("ledger.snapshots", "AccountSnapshot"),
+    "trade": ("ledger.trades", "TradeEvent"),
+    "reconcile": ("ledger.reconcile", "ReconcileEvent"),
+    "anomaly": ("ledger.anomalies", "Anomaly"),
+}
+
+EVENTS = Counter("twinledger_worker_events_total", "venue events by fold status",
+                 ["status"])
+OUTPUTS = Counter("twinledger_worker_outputs_total", "records sent by topic", ["topic"])
+DEAD_LETTERS = Counter("twinledger_worker_dead_letters_total", "records dead-lettered",
+                       ["error_type"])
+BATCH_SECONDS = Histogram("twinledger_worker_batch_seconds", "time to fold and send one batch")
+
+
+class MarksView(Mapping[str, Decimal]):
+    """The marks table (symbol -> framed Mark bytes) seen as symbol -> price.
+
+    Decoding is cached by the bytes, so a mark is decoded once per change.
+    """
+
+    def __init__(self, table: Any, codec: Codec) -> None:
+        self._table = table
+        self._codec = codec
+        self._cache: dict[bytes, Decimal | None] = {}
+
+    def _price(self, raw: bytes) -> Decimal | None:
+        if raw not in self._cache:
+            try:
+                _, rec = self._codec.decode(raw)
+                self._cache[raw] = rec["price"]
+            except (DecodeError, KeyError):
+                self._cache[raw] = None
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+        return self._cache[raw]
+
+    def __getitem__(self, symbol: str) -> Decimal:
+        raw = self._table.get(symbol)
+        price = None if raw is None else self._price(raw)
+        if price is None:
+            raise KeyError(symbol)
+        return price
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._table.keys()))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+@dataclass
+class Worker:
+    """Everything the agent needs, built once from settings."""
+
+    settings: Settings
+    topology: Topology
+    codec: Codec
+    ledger_config: LedgerConfig
+    app: faust.App
+    ledger_table: Any = None
+    marks_table: Any = None
+    marks: MarksView | None = None
+    applied: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def topic_name(self, name: str) -> str:
+        return self.settings.topic(name)
+
+    def dead_letter(self, message: Any, error: TwinledgerError | Exception) -> tuple[str, bytes, bytes]:
+        """The DeadLetter record for a refused source record: (topic, key, framed value)."""
+        key = message.key if isinstance(message.key, bytes) else None
+        account = ""
+        if key is not None:
+            try:
+                account = key.decode("utf-8")
+            except UnicodeDecodeError:
+                account = ""
+        value = message.value if isinstance(message.value, bytes) else b""
+        reason = getattr(error, "reason", None) or str(error)
+        record = {
+            "event_id": f"{message.topic}:{message.partition}:{message.offset}",
+            "account_id": account,
+            "source_topic": message.topic,
+            "source_partition": message.partition,
+            "source_offset": message.offset,
+            "ts": _message_ts(message),
+            "error_type": type(error).__name__,
+            "reason": reason,
+            "original_key": key,
+            "original_value": value,
+        }
+        DEAD_LETTERS.labels(type(error).__name__).inc()
+        return (self.topic_name(self.topology.deadletter_topic), key or b"",
+                self.codec.encode("DeadLetter", record))
+
+    def decode_event(self, message: Any) -> Any:
+        """Source record -> parsed ledger event; raises DecodeError / InvalidEvent."""
+        value = message.value
+        if not isinstance(value, bytes):
+            raise DecodeError("record has no value", raw=None)
+        name, record = self.codec.decode(value)
+        if name != "VenueEvent":
+            raise DecodeError(f"expected a VenueEvent, got a {name}", raw=value)
+        event_dict = venue_record_to_fold_dict(record)
+        key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else None
+        if key is not None and key != event_dict["account_id"]:
+            # A key that differs from the account breaks per-account ordering.
+            raise InvalidEvent(f"record key {key!r} is not its account_id "
+                               f"{event_dict['account_id']!r}")
+        return parse_event(event_dict)
+
+    async def process_batch(self, events: list[Any]) -> None:
+        """Steps 1-4 of the module docstring for one batch of Faust events."""
+        producer = self.app.producer
+        sends: list[tuple[str, bytes, bytes, float | None]] = []
+        by_account: dict[str, list[tuple[Any, Any]]] = {}
+        for ev in events:
+            msg = ev.message
+            try:
+                event = self.decode_event(msg)
+            except (TwinledgerError, ValueError) as exc:
+                topic, key, value = self.dead_letter(msg, exc)
+                sends.append((topic, key, value, msg.timestamp))
+                EVENTS.labels("dead_letter").inc()
+                continue
+            by_account.setdefault(event.account_id, []).append((msg, event))
+
+        marks = self.marks if self.marks is not None else {}
+        new_states: dict[str, bytes] = {}
+        for account, items in by_account.items():
+            raw_state = self.ledger_table.get(account)
+            state = decode_state(raw_state) if raw_state else None
+            for msg, event in items:
+                result = apply_event(state, event, marks, self.ledger_config,
+                                     source=(msg.partition, msg.offset))
+                state = result.state
+                EVENTS.labels(result.status).inc()
+                for out in result.outputs:
+                    sends.append(self.encode_output(out))
+            if state is not None:
+                new_states[account] = encode_state(state)
+
+        for topic, key, value, ts in sends:
+            await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
+            OUTPUTS.labels(topic).inc()
+        await producer.flush()
+        for account, blob in new_states.items():
+            self.ledger_table[account] = blob
+        self.applied += len(events)
+
+    def encode_output(self, out: Output) -> tuple[str, bytes, bytes, float | None]:
+        topic, schema = OUTPUT_TOPIC[out.kind]
+        ts = out.record.get("ts")
+        return (self.topic_name(topic), out.key.encode("utf-8"),
+                self.codec.encode(schema, out.record), ts.timestamp() if ts is not None else None)
+
+    def account_view(self, account: str) -> dict[str, Any] | None:
+        raw = self.ledger_table.get(account)
+        if not raw:
+            return None
+        return account_summary(decode_state(raw), self.marks or {}, self.ledger_config)
+
+
+def _message_ts(message: Any) -> Any:
+    import datetime as dt
+
+    ts = getattr(message, "timestamp", None) or 0.0
+    return dt.datetime.fromtimestamp(float(ts), tz=dt.UTC)
+
+
+def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
+    """Build the Faust app and its agent from settings (no I/O until the worker starts)."""
+    codec = codec or Codec.load(settings.schema_registry_url)
+    topology = load_topology(settings.topology_path)
+    ledger_config = load_ledger_config(settings.ledger_config_path or None)
+    partitions = topology.partitions("venue.events")
+    bootstrap = settings.kafka_bootstrap
+    brokers = [f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()]
+    store = "rocksdb://" if settings.store == "rocksdb" else "memory://"
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        store=store,
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        web_bind=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_host=settings.worker_web_host,
+        stream_wait_empty=False,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        broker_credentials=_faust_credentials(settings),
+    )
+    worker = Worker(settings=settings, topology=topology, codec=codec,
+                    ledger_config=ledger_config, app=app)
+    source = app.topic(settings.topic("venue.events"), key_serializer="raw",
+                       value_serializer="raw", partitions=partitions)
+    worker.ledger_table = app.Table("account_to_ledger", default=None, key_serializer="raw",
+                                    value_serializer="raw", partitions=partitions)
+    marks_topic = app.topic(settings.topic("market.marks"), key_serializer="raw",
+                            value_serializer="raw",
+                            partitions=topology.partitions("market.marks"))
+    worker.marks_table = app.GlobalTable("symbol_to_mark", default=None, key_serializer="raw",
+                                         value_serializer="raw", changelog_topic=marks_topic,
+                                         partitions=topology.partitions("market.marks"))
+    worker.marks = MarksView(_StrKeys(worker.marks_table), codec)
+
+    @app.agent(source, name="fold_account_events")
+    async def fold_account_events(stream: Any) -> None:
+        async for events in stream.take_events(max_=settings.worker_batch,
+                                               within=settings.worker_batch_seconds):
+            with BATCH_SECONDS.time():
+                await worker.process_batch(list(events))
+
+    @app.page("/accounts/{account}")
+    async def account_page(web: Any, request: Any, account: str) -> Any:
+        view = worker.account_view(account)
+        if view is None:
+            return web.json({"error": "account_not_found", "account_id": account}, status=404)
+        return web.json(_jsonable(view))
+
+    @app.page("/metrics/prometheus")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/progress")
+    async def progress_page(web: Any, request: Any) -> Any:
+        return web.json({"events_processed": worker.applied})
+
+    @app.task
+    async def check_topology() -> None:
+        from streams.infra.kafka_admin import describe_partitions
+
+        names = [settings.topic(n) for n in topology.topics]
+        actual = await asyncio.get_running_loop().run_in_executor(
+            None, describe_partitions, settings.kafka_bootstrap, names)
+        try:
+            topology.check_broker(actual, settings.topic_prefix)
+        except TwinledgerError as exc:
+            log.critical("refusing to run: %s", exc)
+            raise
+
+    return worker
+
+
+class _StrKeys(Mapping[str, Any]):
+    """The marks table keyed by text symbols (the table stores raw key bytes)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._table.get(key.encode("utf-8"))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._table.get(key.encode("utf-8"))
+        return default if value is None else value
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode("utf-8") if isinstance(k, bytes) else k for k in self._table.keys())
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def _faust_credentials(settings: Settings) -> Any:
+    sec = settings.kafka_security
+    proto = sec.get("security.protocol", "PLAINTEXT")
+    if proto.startswith("SASL"):
+        return faust.SASLCredentials(username=sec.get("sasl.username", ""),
+                                     password=sec.get("sasl.password", ""),
+                                     mechanism=sec.get("sasl.mechanism", "PLAIN"),
+                                     ssl_context=_ssl_context(sec) if proto == "SASL_SSL" else None)
+    if proto == "SSL":
+        return faust.SSLCredentials(_ssl_context(sec))
+    return None
+
+
+def _ssl_context(sec: Mapping[str, str]) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=sec.get("ssl.ca.location") or None)
+
+
+def _jsonable(value: Any) -> Any:
+    import datetime as dt
+
+    from streams.codec import dec_str, iso
+
+    if isinstance(value, Decimal):
+        return dec_str(value)
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

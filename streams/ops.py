@@ -1,0 +1,223 @@
+"""Operator subcommands: ``kafka``, ``topics``, ``replay``, ``report``, ``verify``.
+
+Owns: small operational glue over the local broker script, the admin client
+and the sink's read-only HTTP endpoint. Must not touch ClickHouse directly:
+the sink process owns the chDB directory, so reads go through its endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from streams.config import Settings, load_settings
+from streams.exceptions import TwinledgerError
+
+
+def _bootstrap(settings: Settings) -> Settings:
+    if settings.kafka_bootstrap:
+        return settings
+    from streams.infra.kafka_local import ensure_local_kafka
+
+    return dataclasses.replace(settings, kafka_bootstrap=ensure_local_kafka())
+
+
+def create_topics(settings: Settings) -> dict[str, int]:
+    """Create every topic of topology.yaml (prefixed) that is missing; check the rest."""
+    from streams.infra.kafka_admin import describe_partitions, ensure_topics
+    from streams.topology import load_topology
+
+    topology = load_topology(settings.topology_path)
+    wanted = {settings.topic(n): t.partitions for n, t in topology.topics.items()}
+    ensure_topics(settings.kafka_bootstrap, wanted)
+    actual = describe_partitions(settings.kafka_bootstrap, list(wanted))
+    topology.check_broker(actual, settings.topic_prefix)
+    return actual
+
+
+class SinkClient:
+    """Reads ClickHouse through the sink's read-only HTTP endpoint."""
+
+    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+        self.base = f"http://{settings.sink_http_host}:{settings.sink_http_port}"
+        self.timeout = timeout
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data,  # noqa: S310 - our loopback URL
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise TwinledgerError(f"sink endpoint {path}: HTTP {exc.code}: "
+                                  f"{exc.read()[:500].decode(errors='replace')}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TwinledgerError(f"sink endpoint {self.base} not reachable ({exc}); "
+                                  "is `twinledger sink` running?") from None
+
+    def counts(self) -> dict[str, Any]:
+        return dict(self._call("/counts"))
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        doc = self._call("/query", {"sql": sql, "params": params or {}})
+        return list(doc["rows"])
+
+    def healthy(self) -> bool:
+        try:
+            self._call("/health")
+            return True
+        except TwinledgerError:
+            return False
+
+
+REPORT_SQL = """
+SELECT account_id, argMax(event_seq, event_seq) AS event_seq,
+       argMax(capital, event_seq) AS capital, argMax(capital_source, event_seq) AS capital_source,
+       argMax(k_capital, event_seq) AS k_capital, argMax(equity, event_seq) AS equity,
+       argMax(realized_pnl, event_seq) AS realized_pnl, argMax(fees, event_seq) AS fees,
+       argMax(reconcile_status, event_seq) AS reconcile_status,
+       argMax(capital_frozen, event_seq) AS capital_frozen,
+       argMax(positions, event_seq) AS positions
+FROM account_snapshots
+WHERE {account_filter}
+GROUP BY account_id ORDER BY account_id
+"""
+
+TRADES_SQL = """
+SELECT account_id, trade_id, symbol, side,
+       argMax(action, event_seq) AS last_action, argMax(cumulative_pnl, event_seq) AS realized_pnl,
+       argMax(trade_fees, event_seq) AS fees, count() AS legs
+FROM trade_events
+WHERE {account_filter}
+GROUP BY account_id, trade_id, symbol, side ORDER BY account_id, trade_id
+"""
+
+
+def report(client: SinkClient, account: str | None = None) -> list[dict[str, Any]]:
+    """Latest snapshot and trades per account, read from ClickHouse."""
+    flt = "account_id = {account:String}" if account else "1"
+    params = {"account": account} if account else {}
+    accounts = client.query(REPORT_SQL.format(account_filter=flt), params)
+    trades = client.query(TRADES_SQL.format(account_filter=flt), params)
+    by_account: dict[str, list[dict[str, Any]]] = {}
+    for t in trades:
+        by_account.setdefault(t["account_id"], []).append(t)
+    for a in accounts:
+        a["trades"] = by_account.get(a["account_id"], [])
+    return accounts
+
+
+def format_report(accounts: list[dict[str, Any]]) -> str:
+    lines = []
+    for a in accounts:
+        lines.append(f"account {a['account_id']}  seq={a['event_seq']}  "
+                     f"capital={a['capital']} ({a['capital_source']})  k_capital={a['k_capital']}  "
+                     f"equity={a['equity']}")
+        lines.append(f"  realized={a['realized_pnl']}  fees={a['fees']}  "
+                     f"reconcile={a['reconcile_status']}  frozen={a['capital_frozen']}")
+        positions = a["positions"]
+        if isinstance(positions, str):
+            try:
+                positions = json.loads(positions)
+            except ValueError:
+                positions = []
+        for p in positions or []:
+            lines.append(f"  position {p.get('symbol')} {p.get('position_side')} qty={p.get('qty')} "
+                         f"avg={p.get('avg_entry_price')} realized={p.get('realized_pnl')}")
+        for t in a.get("trades", []):
+            lines.append(f"  trade {t['trade_id']} {t['symbol']} {t['side']} {t['last_action']} "
+                         f"realized={t['realized_pnl']} fees={t['fees']} legs={t['legs']}")
+    return "\n".join(lines)
+
+
+def ops_main(argv: list[str]) -> int:
+    command, rest = argv[0], argv[1:]
+    settings = load_settings()
+    if command == "kafka":
+        from streams.infra.kafka_local import (
+            ensure_local_kafka,
+            local_kafka_running,
+            stop_local_kafka,
+        )
+
+        parser = argparse.ArgumentParser(prog="twinledger kafka")
+        parser.add_argument("action", choices=["start", "stop", "status"])
+        action = parser.parse_args(rest).action
+        if action == "start":
+            print(ensure_local_kafka())
+        elif action == "stop":
+            stop_local_kafka()
+        else:
+            running = local_kafka_running()
+            print("running" if running else "stopped")
+            return 0 if running else 1
+        return 0
+    if command == "topics":
+        settings = _bootstrap(settings)
+        print(json.dumps(create_topics(settings), indent=2, sort_keys=True))
+        return 0
+    if command == "replay":
+        return _replay(_bootstrap(settings), rest)
+    client = SinkClient(settings)
+    if command == "report":
+        parser = argparse.ArgumentParser(prog="twinledger report")
+        parser.add_argument("--account")
+        parser.add_argument("--json", action="store_true")
+        args = parser.parse_args(rest)
+        accounts = report(client, args.account)
+        print(json.dumps(accounts, indent=2, default=str) if args.json else format_report(accounts))
+        return 0
+    if command == "verify":
+        counts = client.counts()
+        print(json.dumps(counts, indent=2, default=str))
+        bad = [t for t, c in counts.get("tables", counts).items()
+               if isinstance(c, dict) and c.get("count") != c.get("uniq")]
+        return 1 if bad else 0
+    raise TwinledgerError(f"unknown command {command}")
+
+
+def _replay(settings: Settings, argv: list[str]) -> int:
+    """Reset a consumer group's committed offsets (the group must be stopped)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    parser = argparse.ArgumentParser(prog="twinledger replay", description=_replay.__doc__)
+    parser.add_argument("--group", choices=["worker", "sink"], required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to-earliest", action="store_true")
+    where.add_argument("--to-datetime", help="ISO-8601, e.g. 2024-05-01T00:00:00Z")
+    args = parser.parse_args(argv)
+    from streams.topology import load_topology
+
+    topology = load_topology(settings.topology_path)
+    if args.group == "worker":
+        group, topics = settings.app_id, [settings.topic("venue.events")]
+    else:
+        group, topics = settings.sink_group, [settings.topic(t) for t in topology.sinks.values()]
+    conf = {"bootstrap.servers": settings.kafka_bootstrap, "group.id": group,
+            "enable.auto.commit": False}
+    conf.update(settings.kafka_security)
+    consumer = Consumer(conf)
+    try:
+        meta = consumer.list_topics(timeout=10)
+        tps = [TopicPartition(t, p) for t in topics for p in meta.topics[t].partitions]
+        if args.to_earliest:
+            for tp in tps:
+                tp.offset = consumer.get_watermark_offsets(tp, timeout=10)[0]
+        else:
+            when = dt.datetime.fromisoformat(args.to_datetime.replace("Z", "+00:00"))
+            for tp in tps:
+                tp.offset = int(when.timestamp() * 1000)
+            tps = consumer.offsets_for_times(tps, timeout=10)
+        consumer.commit(offsets=tps, asynchronous=False)
+    finally:
+        consumer.close()
+    for tp in tps:
+        print(f"{group} {tp.topic}[{tp.partition}] -> {tp.offset}", file=sys.stderr)
+    return 0

@@ -1,0 +1,120 @@
+"""topology.yaml: the description of topics, tables, sinks and the dead-letter topic.
+
+Owns: loading and validating the file into typed objects, and checking it
+against the partition counts a broker reports. Must not touch: wiring (the
+Faust app builds agents in code) or Kafka clients (callers pass what the
+broker said, so this module stays testable without one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streams.exceptions import PartitionsMismatch, TopologyError
+
+ROLES = ("input", "output")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    value: str
+    partitions: int
+    role: str
+    cokeyed: bool
+
+
+@dataclass(frozen=True)
+class Topology:
+    topics: Mapping[str, TopicSpec]
+    deadletter_topic: str
+    sinks: Mapping[str, str]  # ClickHouse table -> topic
+    agents: Mapping[str, Mapping[str, Any]]
+    tables: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def cokeyed(self) -> list[TopicSpec]:
+        return [t for t in self.topics.values() if t.cokeyed]
+
+    def partitions(self, topic: str) -> int:
+        return self.topics[topic].partitions
+
+    def check_broker(self, actual: Mapping[str, int], prefix: str = "") -> None:
+        """Raise if the broker's partition counts disagree with this file.
+
+        ``actual`` maps broker topic names (with ``prefix``) to partition counts.
+        A missing topic or a co-keyed topic whose count differs from
+        ``venue.events`` is refused with a message naming the topic.
+        """
+        missing = [prefix + n for n in self.topics if prefix + n not in actual]
+        if missing:
+            raise TopologyError(f"topics missing on the broker: {', '.join(missing)} "
+                                "(create them with `twinledger topics`)")
+        reference = self.cokeyed[0] if self.cokeyed else None
+        for spec in self.topics.values():
+            got = actual[prefix + spec.name]
+            if spec.cokeyed and reference is not None:
+                ref_count = actual[prefix + reference.name]
+                if got != ref_count:
+                    raise PartitionsMismatch(prefix + spec.name, ref_count, got,
+                                             prefix + reference.name)
+            if got != spec.partitions:
+                raise PartitionsMismatch(prefix + spec.name, spec.partitions, got, "topology.yaml")
+
+    def describe(self) -> dict[str, Any]:
+        """What was resolved, for `twinledger topology`."""
+        return {
+            "topics": {n: {"key": t.key, "value": t.value, "partitions": t.partitions,
+                           "role": t.role, "cokeyed": t.cokeyed} for n, t in self.topics.items()},
+            "deadletter_topic": self.deadletter_topic,
+            "agents": {k: dict(v) for k, v in self.agents.items()},
+            "tables": {k: dict(v) for k, v in self.tables.items()},
+            "sinks": dict(self.sinks),
+        }
+
+
+def load_topology(path: Path | str, schema_names: set[str] | None = None) -> Topology:
+    """Parse and validate ``path``; ``schema_names`` (record names) checks value schemas exist."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TopologyError(f"cannot read topology {path}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("topics"), dict):
+        raise TopologyError(f"{path}: expected a mapping with 'topics'")
+    topics: dict[str, TopicSpec] = {}
+    for name, raw in doc["topics"].items():
+        if not isinstance(raw, dict):
+            raise TopologyError(f"{path}: topic {name!r} must be a mapping")
+        parts = raw.get("partitions")
+        if not isinstance(parts, int) or parts < 1:
+            raise TopologyError(f"{path}: topic {name!r} needs partitions >= 1, got {parts!r}")
+        role = raw.get("role", "output")
+        if role not in ROLES:
+            raise TopologyError(f"{path}: topic {name!r} role must be one of {ROLES}")
+        value = str(raw.get("value", ""))
+        if schema_names is not None and value not in schema_names:
+            raise TopologyError(f"{path}: topic {name!r} value schema {value!r} not in schemas/avro")
+        topics[name] = TopicSpec(name=name, key=str(raw.get("key", "")), value=value,
+                                 partitions=parts, role=role, cokeyed=bool(raw.get("cokeyed")))
+    cokeyed = [t for t in topics.values() if t.cokeyed]
+    for spec in cokeyed[1:]:
+        if spec.partitions != cokeyed[0].partitions:
+            raise PartitionsMismatch(spec.name, cokeyed[0].partitions, spec.partitions,
+                                     cokeyed[0].name)
+    if "venue.events" in topics and topics["venue.events"].partitions < 3:
+        raise TopologyError(f"{path}: venue.events needs at least 3 partitions")
+    dlt = doc.get("deadletter_topic")
+    if dlt not in topics:
+        raise TopologyError(f"{path}: deadletter_topic {dlt!r} is not a declared topic")
+    sinks = doc.get("sinks") or {}
+    for table, topic in sinks.items():
+        if topic not in topics:
+            raise TopologyError(f"{path}: sink {table!r} reads undeclared topic {topic!r}")
+    return Topology(topics=topics, deadletter_topic=str(dlt), sinks=dict(sinks),
+                    agents=doc.get("agents") or {}, tables=doc.get("tables") or {})

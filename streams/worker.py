@@ -1,0 +1,35 @@
+"""``twinledger worker``: run the Faust worker that folds venue events.
+
+Owns: process start-up (settings, logging, the Faust worker). Must not touch:
+the agent loop (``streams.app``) or bookkeeping (``streams.ledger``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from streams.config import load_settings
+
+
+def worker_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="twinledger worker", description=__doc__)
+    parser.add_argument("--loglevel", default="warning", help="faust log level [warning]")
+    args = parser.parse_args(argv)
+
+    import faust
+
+    from streams.app import create_worker
+    from streams.infra.kafka_local import ensure_local_kafka
+
+    settings = load_settings()
+    if not settings.kafka_bootstrap:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, kafka_bootstrap=ensure_local_kafka())
+    logging.basicConfig(level=args.loglevel.upper())
+    worker = create_worker(settings)
+    worker.app.finalize()
+    fw = faust.Worker(worker.app, loglevel=args.loglevel, quiet=True)
+    fw.execute_from_commandline()
+    return 0

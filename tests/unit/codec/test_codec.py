@@ -1,0 +1,141 @@
+"""Wire format: Confluent framing, every schema parses, old bytes stay readable."""
+
+import datetime as dt
+import json
+import struct
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.codec import (
+    Codec,
+    dec_str,
+    fold_dict_to_venue_record,
+    load_named_schemas,
+    mark_to_record,
+    venue_record_to_fold_dict,
+)
+from streams.exceptions import DecodeError, InvalidEvent, UnknownSchemaId
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "avro"
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return Codec.load()
+
+
+def test_every_schema_parses_in_namespace_v1():
+    named = load_named_schemas()
+    assert {"twinledger.v1.VenueEvent", "twinledger.v1.AccountSnapshot", "twinledger.v1.ReconcileEvent",
+            "twinledger.v1.TradeEvent", "twinledger.v1.Anomaly", "twinledger.v1.DeadLetter",
+            "twinledger.v1.Mark"} <= set(named)
+
+
+def test_money_fields_are_avro_decimals_never_floats():
+    def walk(node):
+        if isinstance(node, dict):
+            assert node.get("type") not in ("float", "double"), node
+            yield node
+            for v in node.values():
+                yield from walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from walk(v)
+
+    decimals = [n for s in load_named_schemas().values() for n in walk(s)
+                if n.get("logicalType") == "decimal"]
+    assert decimals and all(n["precision"] == 38 and n["scale"] == 18 for n in decimals)
+
+
+def test_frame_is_magic_zero_then_big_endian_schema_id(codec):
+    rec = mark_to_record({"symbol": "BTCUSDT", "price": "65000.5", "ts": "2024-01-01T00:00:00Z"})
+    data = codec.encode("Mark", rec)
+    assert data[0] == 0
+    assert struct.unpack(">I", data[1:5])[0] == codec.schema_id("Mark") == 2
+    name, back = codec.decode(data)
+    assert name == "Mark" and back["price"] == Decimal("65000.5")
+
+
+def test_fold_dict_round_trips_through_the_wire_exactly(codec):
+    d = {"kind": "fill", "event_id": "e1", "account_id": "a", "venue": "bingx",
+         "ts": "2024-01-01T00:00:00.000001Z", "symbol": "FET-USDT", "side": "SELL",
+         "qty": "195259", "price": "0.1878", "fee": "-0.000000000000000001", "leverage": "3"}
+    name, rec = codec.decode(codec.encode("VenueEvent", fold_dict_to_venue_record(d)))
+    back = venue_record_to_fold_dict(rec)
+    assert name == "VenueEvent"
+    assert back["qty"] == Decimal("195259") and str(back["qty"]) == "195259"
+    assert str(back["price"]) == "0.1878"
+    assert dec_str(back["fee"]) == "-0.000000000000000001"
+    assert back["ts"] == dt.datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC)
+    assert back["position_side"] == "BOTH" and back["market"] == "futures"
+
+
+def test_balance_without_margin_asset_keeps_wallet_null(codec):
+    d = {"kind": "balance", "event_id": "b", "account_id": "a", "venue": "binance",
+         "ts": "2024-01-01T00:00:00Z", "wallet_balance": None}
+    _, rec = codec.decode(codec.encode("VenueEvent", fold_dict_to_venue_record(d)))
+    assert venue_record_to_fold_dict(rec)["wallet_balance"] is None
+
+
+@pytest.mark.parametrize("data,error", [
+    (b"", DecodeError), (b"\x00\x00", DecodeError), (b"\x01\x00\x00\x00\x01abc", DecodeError),
+    (b"\x00\x00\x00\x03\xe7abc", UnknownSchemaId), (b"\x00\x00\x00\x00\x01\xff\xff\xff", DecodeError),
+])
+def test_bad_bytes_raise_decode_errors_that_keep_the_bytes(codec, data, error):
+    with pytest.raises(error) as info:
+        codec.decode(data)
+    assert info.value.raw in (data, None) and (info.value.raw is not None or len(data) < 5)
+
+
+def test_trailing_garbage_after_a_valid_body_is_refused(codec):
+    rec = mark_to_record({"symbol": "X", "price": "1", "ts": "2024-01-01T00:00:00Z"})
+    with pytest.raises(DecodeError, match="trailing"):
+        codec.decode(codec.encode("Mark", rec) + b"\x00")
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_bytes_never_escape_as_anything_but_decode_error(data):
+    codec = _CODEC
+    try:
+        codec.decode(b"\x00\x00\x00\x00\x01" + data)
+    except DecodeError as exc:
+        assert exc.raw is not None
+
+
+_CODEC = Codec.load()
+
+
+def test_float_amounts_are_refused_not_rounded():
+    with pytest.raises(InvalidEvent, match="decimal strings"):
+        fold_dict_to_venue_record({"kind": "anchor", "event_id": "a", "account_id": "x",
+                                   "venue": "", "ts": "2024-01-01T00:00:00Z", "capital": 0.1})
+
+
+@pytest.mark.parametrize("bin_path", sorted((FIXTURES / "v1").glob("*.bin")), ids=lambda p: p.name)
+def test_records_written_with_schema_v1_read_with_the_current_schema(codec, bin_path):
+    """Every earlier schema version's bytes stay readable (backward compatibility)."""
+    expected = json.loads(bin_path.with_suffix(".json").read_text())
+    name, rec = codec.decode(bin_path.read_bytes())
+    if name == "Mark":
+        assert rec["symbol"] == expected["symbol"] and rec["price"] == Decimal(expected["price"])
+        return
+    got = venue_record_to_fold_dict(rec)
+    for key, value in expected.items():
+        if key == "ts":
+            assert got["ts"] == dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        elif key == "assets":
+            assert {a: {k: Decimal(v) for k, v in fl.items()} for a, fl in value.items()} == got[key]
+        elif key == "positions":
+            assert [p["qty"] for p in got[key]] == [Decimal(p["qty"]) for p in value]
+        elif value is None or isinstance(value, str) and key in ("kind", "event_id", "account_id",
+                                                                   "venue", "symbol", "side",
+                                                                   "asset", "flow", "fee_asset",
+                                                                   "venue_order_id"):
+            assert got[key] == value, key
+        else:
+            assert got[key] == Decimal(value), key

@@ -1,0 +1,81 @@
+"""topology.yaml validation and the one settings object."""
+
+import pytest
+import yaml
+
+from streams.config import PROJECT_ROOT, load_settings
+from streams.exceptions import ConfigError, PartitionsMismatch, TopologyError
+from streams.topology import load_topology
+
+TOPOLOGY = PROJECT_ROOT / "topology.yaml"
+
+
+def _write(tmp_path, mutate):
+    doc = yaml.safe_load(TOPOLOGY.read_text())
+    mutate(doc)
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_repository_topology_is_valid_and_cokeyed_counts_match():
+    topo = load_topology(TOPOLOGY, {"VenueEvent", "Mark", "AccountSnapshot", "ReconcileEvent",
+                                    "TradeEvent", "Anomaly", "DeadLetter"})
+    counts = {t.partitions for t in topo.cokeyed}
+    assert len(counts) == 1 and topo.partitions("venue.events") >= 3
+    assert set(topo.sinks) == {"venue_events", "account_snapshots", "trade_events",
+                               "reconcile_events", "anomaly_events", "dead_letters"}
+
+
+def test_cokeyed_partition_mismatch_in_file_names_the_topic(tmp_path):
+    path = _write(tmp_path, lambda d: d["topics"]["ledger.trades"].update(partitions=4))
+    with pytest.raises(PartitionsMismatch, match="ledger.trades"):
+        load_topology(path)
+
+
+def test_broker_partition_mismatch_names_the_topic():
+    topo = load_topology(TOPOLOGY)
+    actual = {n: t.partitions for n, t in topo.topics.items()}
+    actual["ledger.snapshots"] = 3
+    with pytest.raises(PartitionsMismatch, match="ledger.snapshots"):
+        topo.check_broker(actual)
+
+
+def test_missing_topic_on_broker_is_refused():
+    topo = load_topology(TOPOLOGY)
+    with pytest.raises(TopologyError, match="missing"):
+        topo.check_broker({"venue.events": 6})
+
+
+def test_unknown_value_schema_is_refused(tmp_path):
+    path = _write(tmp_path, lambda d: d["topics"]["venue.events"].update(value="Nope"))
+    with pytest.raises(TopologyError, match="Nope"):
+        load_topology(path, {"VenueEvent", "Mark", "AccountSnapshot", "ReconcileEvent",
+                             "TradeEvent", "Anomaly", "DeadLetter"})
+
+
+def test_venue_events_needs_three_partitions(tmp_path):
+    def shrink(d):
+        for t in d["topics"].values():
+            if t.get("cokeyed"):
+                t["partitions"] = 2
+    with pytest.raises(TopologyError, match="at least 3"):
+        load_topology(_write(tmp_path, shrink))
+
+
+def test_settings_defaults_and_secrets_never_in_repr():
+    s = load_settings({"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u",
+                       "KAFKA_SASL_PASSWORD": "hunter2",
+                       "CLICKHOUSE_URL": "http://bob:s3cret@ch:8123"})
+    assert "hunter2" not in repr(s) and "s3cret" not in repr(s)
+    red = s.redacted()
+    assert "hunter2" not in str(red) and "s3cret" not in str(red)
+    assert s.kafka_security["sasl.password"] == "hunter2"
+    assert s.sink_http_host == "127.0.0.1" and s.worker_web_host == "127.0.0.1"
+    assert s.topic("venue.events") == "venue.events"
+    assert load_settings({"TWINLEDGER_TOPIC_PREFIX": "t1."}).topic("venue.events") == "t1.venue.events"
+
+
+def test_malformed_numeric_setting_is_a_config_error():
+    with pytest.raises(ConfigError, match="TWINLEDGER_SINK_BATCH_ROWS"):
+        load_settings({"TWINLEDGER_SINK_BATCH_ROWS": "many"})
