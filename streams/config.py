@@ -30,7 +30,7 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "TWINLEDGER_SCHEMA_REGISTRY_URL": ("", "Schema Registry; empty = ids from schemas/avro/ids.json"),
     "TWINLEDGER_TOPOLOGY": ("<repo>/topology.yaml", "topology file"),
     "TWINLEDGER_TOPIC_PREFIX": ("", "prefix added to every topic name (tests, multi-tenant)"),
-    "TWINLEDGER_DATA_DIR": ("./.data", "runtime data: Kafka logs, Faust state, chDB"),
+    "TWINLEDGER_DATA_DIR": ("<repo>/.data", "runtime data: Kafka logs, Faust state, chDB"),
     "TWINLEDGER_CACHE_DIR": ("~/.cache/twinledger", "downloaded Kafka jars"),
     "TWINLEDGER_CHDB_PATH": ("<data>/chdb", "chDB data directory (default sink backend)"),
     "CLICKHOUSE_URL": ("", "ClickHouse server (http://user:pass@host:8123); set = use it, not chDB"),
@@ -123,7 +123,11 @@ def _float(env: Mapping[str, str], name: str) -> float:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
-    data_dir = Path(env.get("TWINLEDGER_DATA_DIR", "./.data")).expanduser().resolve()
+    # Relative paths are taken from the repository root, as ops/kafka/kafka.sh does,
+    # so the script and the Python side agree whatever the caller's cwd is.
+    data_dir = Path(env.get("TWINLEDGER_DATA_DIR", ".data")).expanduser()
+    if not data_dir.is_absolute():
+        data_dir = PROJECT_ROOT / data_dir
     cache_dir = Path(env.get("TWINLEDGER_CACHE_DIR", "~/.cache/twinledger")).expanduser()
     security = {
         "security.protocol": env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),

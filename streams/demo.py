@@ -1,0 +1,175 @@
+"""``twinledger demo``: the whole pipeline on a bundled sample, reported from ClickHouse.
+
+Owns: orchestration only — start local Kafka unless KAFKA_BOOTSTRAP_SERVERS
+is set, create topics, start worker and sink as child processes, produce the
+sample, wait for the sink to catch up, report, verify, stop what it started.
+Every run cleans the previous demo's data (its own topic prefix, consumer
+groups and data directory) and says so, so a second run reports the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from streams.config import PROJECT_ROOT, Settings, load_settings
+from streams.exceptions import TwinledgerError
+from streams.ops import SinkClient, create_topics, format_report, report
+from streams.procs import Child, wait_until
+from streams.produce import produce_events, read_fold_lines
+
+SAMPLE = PROJECT_ROOT / "examples" / "demo" / "events.jsonl"
+DEMO_PREFIX = "demo."
+
+
+def demo_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        "TWINLEDGER_TOPIC_PREFIX": DEMO_PREFIX,
+        "TWINLEDGER_APP_ID": "twinledger-demo",
+        "TWINLEDGER_SINK_GROUP": "twinledger-demo-sink",
+        "TWINLEDGER_DATA_DIR": str(data_dir),
+        "TWINLEDGER_CHDB_PATH": str(data_dir / "chdb"),
+    })
+    return env
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_sample(path: Path) -> list[dict[str, Any]]:
+    events = []
+    for number, doc, _ in read_fold_lines(path):
+        if isinstance(doc, Exception):
+            raise TwinledgerError(f"{path}:{number}: {doc}")
+        events.append(doc)
+    return events
+
+
+def demo_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="twinledger demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sample", type=Path, default=SAMPLE)
+    parser.add_argument("--timeout", type=float, default=180.0)
+    args = parser.parse_args(argv)
+
+    base = load_settings()
+    started_kafka = False
+    if not base.kafka_bootstrap:
+        from streams.infra.kafka_local import ensure_local_kafka, local_kafka_running
+
+        was_running = local_kafka_running()
+        _say("starting local Kafka (first run resolves the broker jars through Maven)..."
+             if not was_running else "reusing the running local Kafka")
+        base = dataclasses.replace(base, kafka_bootstrap=ensure_local_kafka())
+        started_kafka = not was_running
+    data_dir = base.data_dir / "demo"
+    env = demo_env(base, data_dir)
+    settings = load_settings(env)
+    children: list[Child] = []
+    try:
+        _clean_previous(settings, data_dir)
+        create_topics(settings)
+        events = load_sample(args.sample)
+        venue_events = [e for e in events if e.get("kind") != "mark"]
+        marks = [e for e in events if e.get("kind") == "mark"]
+        logs = data_dir / "logs"
+        sink = Child(["sink"], env, logs / "sink.log")
+        worker = Child(["worker"], env, logs / "worker.log")
+        children += [sink, worker]
+        client = SinkClient(settings, timeout=10)
+        wait_until(lambda: _alive_or_fail(sink) and client.healthy(), 90, what="the sink endpoint")
+        # Marks first: the worker's global marks table then has them before the fills.
+        produce_events(settings, marks)
+        time.sleep(2.0)
+        produce_events(settings, venue_events)
+        _say(f"produced {len(venue_events)} venue events and {len(marks)} marks "
+             f"for {len({e['account_id'] for e in venue_events})} accounts")
+        expected = len({e["event_id"] for e in venue_events})
+        _wait_for_rows(client, expected, args.timeout, [worker, sink])
+        accounts = report(client)
+        print(format_report(accounts))
+        counts = client.counts()
+        tables = counts.get("tables", counts)
+        dupes = sum(int(c["count"]) - int(c["uniq"]) for c in tables.values())
+        rows = sum(int(c["count"]) for c in tables.values())
+        if dupes:
+            print(json.dumps(tables, indent=2), file=sys.stderr)
+            raise TwinledgerError(f"{dupes} duplicate rows found")
+        print(f"demo ok: {len(venue_events)} events, {rows} rows, 0 duplicates")
+        return 0
+    finally:
+        for child in reversed(children):
+            child.stop()
+        if started_kafka:
+            from streams.infra.kafka_local import stop_local_kafka
+
+            stop_local_kafka()
+            _say("stopped the local Kafka this demo started")
+
+
+def _alive_or_fail(child: Child) -> bool:
+    if not child.alive():
+        raise TwinledgerError(f"{' '.join(child.command)} exited:\n{child.log_tail()}")
+    return True
+
+
+def _clean_previous(settings: Settings, data_dir: Path) -> None:
+    from streams.infra.kafka_admin import delete_topics, describe_partitions
+
+    names = [n for n in describe_partitions(settings.kafka_bootstrap, _all_demo_topics(settings))]
+    if data_dir.exists() or names:
+        _say(f"cleaning the previous demo run: {len(names)} topics with prefix {DEMO_PREFIX!r} "
+             f"and {data_dir}")
+    if names:
+        delete_topics(settings.kafka_bootstrap, names)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _all_demo_topics(settings: Settings) -> list[str]:
+    from confluent_kafka.admin import AdminClient
+
+    conf = {"bootstrap.servers": settings.kafka_bootstrap}
+    conf.update(settings.kafka_security)
+    meta = AdminClient(conf).list_topics(timeout=10)
+    return [t for t in meta.topics if t.startswith(DEMO_PREFIX) or
+            t.startswith("twinledger-demo-")]
+
+
+def _wait_for_rows(client: SinkClient, expected: int, timeout: float,
+                   children: list[Child]) -> None:
+    """Show progress until venue_events and account_snapshots hold every event."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        for child in children:
+            _alive_or_fail(child)
+        tables = client.counts()
+        tables = tables.get("tables", tables)
+        archived = int(tables.get("venue_events", {}).get("count", 0))
+        snaps = int(tables.get("account_snapshots", {}).get("count", 0))
+        line = f"\rsink: {archived}/{expected} events archived, {snaps}/{expected} snapshots"
+        if line != last:
+            print(line, end="", file=sys.stderr, flush=True)
+            last = line
+        if archived >= expected and snaps >= expected:
+            print(file=sys.stderr)
+            time.sleep(1.5)  # let trailing trade/reconcile batches land
+            return
+        if time.monotonic() > deadline:
+            print(file=sys.stderr)
+            raise TwinledgerError(f"sink did not catch up within {timeout:.0f}s "
+                                  f"({archived} archived, {snaps} snapshots of {expected})")
+        time.sleep(0.5)
+
+
