@@ -1,0 +1,195 @@
+"""Ledger configuration: every reconcile bound, the settle tolerance and the streaming limits.
+
+Owns: ``LedgerConfig`` (frozen, documented defaults) and ``load_ledger_config``
+(YAML or JSON file). Must not touch: environment variables or topics (the app's
+settings module reads those and may pass a file path here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from streams.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Every tunable of the fold. Amount bounds are in the account's margin currency.
+
+    Reconcile (LEDGER A12; the classifier reads these, it hard-codes none):
+
+    - ``r1_epsilon`` (0.01): |K capital - wallet balance| at or below this is OK.
+    - ``r1_pending_fee_bound`` (5): above epsilon and at or below this is WARN
+      ``UNSETTLED_FEE`` (fees booked by K that the wallet has not shown yet);
+      beyond it ERROR ``CAPITAL_MISMATCH``.
+    - ``r2_epsilon`` (0.01): |trade estimate - exchange-settled realized| at or
+      below this is OK.
+    - ``r2_rounding_bound`` (1): above epsilon and at or below this is WARN
+      ``LOT_STEP_ROUNDING``; beyond it ERROR ``REALIZED_MISMATCH``.
+    - ``r3_lot_step`` (0): |K qty - exchange qty| per (symbol, position_side)
+      at or below the lot step is OK, else ERROR ``POSITION_QTY_MISMATCH``.
+      ``lot_steps`` ({}) overrides it per symbol.
+    - ``r4_epsilon`` (0.01) and ``r4_staleness_band`` (0.005, a fraction of the
+      exchange notional): notional of the exchange quantity at K's mark vs at
+      the exchange's mark; within epsilon OK, within the band WARN
+      ``MARK_PRICE_STALENESS``, beyond ERROR ``MARK_MISMATCH``.
+    - ``r5_epsilon`` (0.01) and ``r5_leverage_band`` (0.02, a fraction of the
+      exchange used margin): K used margin vs exchange used margin; within
+      epsilon OK, within the band WARN ``LEVERAGE_ROUNDING``, beyond ERROR
+      ``MARGIN_MISMATCH``.
+    - R6 (open position count) has no bound: any difference is ERROR.
+
+    Settlement (LEDGER A7):
+
+    - ``settle_tolerance`` (0.01): when the kernel estimate of a settled leg
+      differs from the exchange figure by more, an anomaly
+      ``SETTLE_MISMATCH`` is emitted (nothing is re-booked).
+
+    Seeding (LEDGER A10/A11):
+
+    - ``seed_k_from_first_wallet`` (True): an account that never received an
+      ``anchor`` takes its K seed from its first valid wallet balance (one
+      ``K_SEEDED_FROM_WALLET`` anomaly), so R1 compares like with like.
+
+    Streaming limits (state must stay bounded; ``None`` = unlimited):
+
+    - ``dedup_window`` (4096): recent event ids kept, each with an 8-byte
+      payload digest (LEDGER A8, DESIGN section 4).
+    - ``outbox_events`` (64): outputs of the last N processed events kept for
+      re-send when a redelivered event is skipped.
+    - ``max_closed_trades`` (100): closed trades kept in state (the offline
+      fold uses ``None`` so the fold file lists every trade).
+    - ``max_trade_legs`` (500): legs kept per open trade; aggregates stay
+      exact, a settlement for a dropped leg is ``UNRESOLVED``.
+    - ``max_anomalies`` (100): recent anomalies kept in state for the account
+      view (every anomaly is still emitted as an output).
+    """
+
+    r1_epsilon: Decimal = Decimal("0.01")
+    r1_pending_fee_bound: Decimal = Decimal("5")
+    r2_epsilon: Decimal = Decimal("0.01")
+    r2_rounding_bound: Decimal = Decimal("1")
+    r3_lot_step: Decimal = Decimal("0")
+    lot_steps: Mapping[str, Decimal] = field(default_factory=dict)
+    r4_epsilon: Decimal = Decimal("0.01")
+    r4_staleness_band: Decimal = Decimal("0.005")
+    r5_epsilon: Decimal = Decimal("0.01")
+    r5_leverage_band: Decimal = Decimal("0.02")
+    settle_tolerance: Decimal = Decimal("0.01")
+    seed_k_from_first_wallet: bool = True
+    dedup_window: int = 4096
+    outbox_events: int = 64
+    max_closed_trades: int | None = 100
+    max_trade_legs: int | None = 500
+    max_anomalies: int | None = 100
+
+    def __post_init__(self) -> None:
+        for name in _DECIMAL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+                raise ConfigError(f"ledger config {name}: must be a finite decimal >= 0")
+        for lo, hi in (
+            ("r1_epsilon", "r1_pending_fee_bound"),
+            ("r2_epsilon", "r2_rounding_bound"),
+        ):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ConfigError(f"ledger config {lo} must not exceed {hi}")
+        for sym, step in self.lot_steps.items():
+            if not isinstance(step, Decimal) or not step.is_finite() or step < 0:
+                raise ConfigError(f"ledger config lot_steps[{sym!r}]: must be a decimal >= 0")
+        for name in ("dedup_window", "outbox_events"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ledger config {name}: must be an integer >= 1")
+        for name in ("max_closed_trades", "max_trade_legs", "max_anomalies"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ConfigError(f"ledger config {name}: must be an integer >= 0 or null")
+
+    def lot_step(self, symbol: str) -> Decimal:
+        """The R3 tolerance for ``symbol``."""
+        return self.lot_steps.get(symbol, self.r3_lot_step)
+
+    def unbounded(self) -> LedgerConfig:
+        """The same bounds with unlimited history, as the offline fold uses."""
+        return dataclasses.replace(
+            self, max_closed_trades=None, max_trade_legs=None, max_anomalies=None
+        )
+
+
+_DECIMAL_FIELDS = tuple(
+    f.name for f in dataclasses.fields(LedgerConfig) if f.type in ("Decimal", Decimal)
+)
+_FIELDS = {f.name for f in dataclasses.fields(LedgerConfig)}
+
+
+def _to_decimal(name: str, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ConfigError(f"ledger config {name}: expected a decimal, got a boolean")
+    if isinstance(value, float):
+        # YAML reads 0.01 as a float; its shortest repr is the text the user wrote.
+        value = repr(value)
+    try:
+        return Decimal(value) if isinstance(value, str | int) else _bad(name, value)
+    except InvalidOperation:
+        raise ConfigError(f"ledger config {name}: {value!r} is not a decimal") from None
+
+
+def _bad(name: str, value: Any) -> Decimal:
+    raise ConfigError(f"ledger config {name}: expected a decimal, got {type(value).__name__}")
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> LedgerConfig:
+    """Build a config from plain data (as read from YAML/JSON); unknown keys are errors."""
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown ledger config key(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in _DECIMAL_FIELDS:
+            kwargs[name] = _to_decimal(name, value)
+        elif name == "lot_steps":
+            if not isinstance(value, Mapping):
+                raise ConfigError("ledger config lot_steps: expected a mapping symbol -> step")
+            kwargs[name] = {str(k): _to_decimal(f"lot_steps[{k}]", v) for k, v in value.items()}
+        else:
+            kwargs[name] = value
+    return LedgerConfig(**kwargs)
+
+
+def load_ledger_config(path: str | None) -> LedgerConfig:
+    """Read a YAML or JSON ledger config file; ``None`` gives the documented defaults.
+
+    The file holds one mapping whose keys are ``LedgerConfig`` field names.
+    Unknown keys, wrong types and bounds out of order raise ``ConfigError``.
+    """
+    if path is None:
+        return LedgerConfig()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read ledger config {path}: {exc.strerror}") from None
+    data: Any
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text, parse_float=Decimal)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parser error is a config error
+        raise ConfigError(f"ledger config {path} is not valid: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"ledger config {path}: expected a mapping at top level")
+    return config_from_mapping(data)

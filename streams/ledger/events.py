@@ -1,0 +1,435 @@
+"""Typed venue events of the ledger core: parsing, validation, canonical form and payload digest.
+
+Owns: the event classes the fold applies, ``parse_event`` (a FOLD_FORMAT line
+dict -> typed event, raising ``InvalidEvent`` with a reason), ``event_to_dict``
+(the canonical FOLD_FORMAT dict) and ``payload_digest`` (the idempotency
+digest). Must not touch: Avro bytes, topics or files (codecs and the fold file
+reader turn those into dicts first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from streams.exceptions import InvalidEvent
+
+from .numbers import D0, D1, LEDGER_CONTEXT, LIMIT, SCALE, plain
+
+SIDES = ("BUY", "SELL")
+POSITION_SIDES = ("BOTH", "LONG", "SHORT")
+MARKETS = ("futures", "spot")
+FLOWS = ("deposit", "withdrawal", "reward", "adjustment")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Envelope:
+    event_id: str
+    account_id: str
+    venue: str
+    ts: datetime
+    ts_ingest: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill(_Envelope):
+    """One execution (LEDGER A3-A5). ``price == 0`` means no true execution price."""
+
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal = D0
+    fee_asset: str = ""
+    position_side: str = "BOTH"
+    leverage: Decimal = D1
+    venue_order_id: str = ""
+    client_order_id: str = ""
+    strategy_tag: str = ""
+    market: str = "futures"
+    kind: str = "fill"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillSettled(_Envelope):
+    """The venue's realized PnL and fee for a fill (``fill_event_id``) or an order (A7)."""
+
+    symbol: str
+    venue_order_id: str = ""
+    fill_event_id: str = ""
+    realized_pnl: Decimal
+    fee: Decimal = D0
+    kind: str = "fill_settled"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Funding(_Envelope):
+    """A funding payment; positive ``amount`` is paid by the account (A6)."""
+
+    symbol: str
+    amount: Decimal
+    kind: str = "funding"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Balance(_Envelope):
+    """Exchange wallet and margin facts (E, A9). ``wallet_balance`` None: frame had none."""
+
+    wallet_balance: Decimal | None
+    available_margin: Decimal = D0
+    used_margin: Decimal = D0
+    maint_margin: Decimal = D0
+    assets: tuple[tuple[str, Decimal, Decimal], ...] = ()
+    kind: str = "balance"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangePosition:
+    """One exchange-reported position: signed ``qty``."""
+
+    symbol: str
+    position_side: str
+    qty: Decimal
+    entry_price: Decimal
+    mark_price: Decimal
+    leverage: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Positions(_Envelope):
+    """The exchange's positions; replaces E positions wholesale (A9)."""
+
+    positions: tuple[ExchangePosition, ...]
+    kind: str = "positions"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CashFlow(_Envelope):
+    """Deposit, withdrawal, reward or adjustment; positive ``amount`` is an inflow."""
+
+    asset: str
+    amount: Decimal
+    flow: str
+    kind: str = "cash_flow"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Anchor(_Envelope):
+    """Seed or re-seed capital (A10)."""
+
+    capital: Decimal
+    kind: str = "anchor"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mark(_Envelope):
+    """A mark price; global (``account_id`` may be empty). Not applied to an account."""
+
+    symbol: str
+    price: Decimal
+    kind: str = "mark"
+
+
+Event = Fill | FillSettled | Funding | Balance | Positions | CashFlow | Anchor | Mark
+KINDS = ("fill", "fill_settled", "funding", "balance", "positions", "cash_flow", "anchor", "mark")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _dec(d: Mapping[str, Any], key: str, *, default: Decimal | None = None,
+         nonneg: bool = False, positive: bool = False) -> Decimal:
+    v = d.get(key)
+    if v is None or v == "":
+        if default is not None:
+            return default
+        raise InvalidEvent(f"missing required field {key!r}")
+    return to_decimal(v, key, nonneg=nonneg, positive=positive)
+
+
+def to_decimal(v: Any, key: str, *, nonneg: bool = False, positive: bool = False) -> Decimal:
+    """Validate one amount: str, int or Decimal; finite; at most 18 places; |x| < 1e20."""
+    if isinstance(v, Decimal):
+        x = v
+    elif isinstance(v, str):
+        try:
+            x = Decimal(v.strip())
+        except InvalidOperation:
+            raise InvalidEvent(f"{key}: {v!r} is not a decimal") from None
+    elif isinstance(v, int) and not isinstance(v, bool):
+        x = Decimal(v)
+    elif isinstance(v, float):
+        raise InvalidEvent(f"{key}: a float is not an amount (read JSON with parse_float=Decimal)")
+    else:
+        raise InvalidEvent(f"{key}: expected a decimal string, got {type(v).__name__}")
+    if not x.is_finite():
+        raise InvalidEvent(f"{key}: {v!r} is not finite")
+    exp = x.as_tuple().exponent
+    if exp < -SCALE:  # type: ignore[operator]
+        raise InvalidEvent(f"{key}: {v!r} has more than {SCALE} decimal places")
+    if abs(x) >= LIMIT:
+        raise InvalidEvent(f"{key}: |{v}| must be below 1e20")
+    if positive and x <= 0:
+        raise InvalidEvent(f"{key}: must be > 0, got {v!r}")
+    if nonneg and x < 0:
+        raise InvalidEvent(f"{key}: must not be negative, got {v!r}")
+    return x
+
+
+def _str(d: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    v = d.get(key)
+    if v is None or v == "":
+        if default is not None:
+            return default
+        raise InvalidEvent(f"missing required field {key!r}")
+    if not isinstance(v, str):
+        raise InvalidEvent(f"{key}: expected a string, got {type(v).__name__}")
+    return v
+
+
+def _choice(d: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str | None = None,
+            ) -> str:
+    v = _str(d, key, default)
+    if v not in allowed:
+        raise InvalidEvent(f"{key}: {v!r} is not one of {'/'.join(allowed)}")
+    return v
+
+
+def to_datetime(v: Any, key: str) -> datetime:
+    """An ISO-8601 string with ``Z`` (or an offset) or an aware datetime -> aware UTC datetime."""
+    if isinstance(v, datetime):
+        dt = v
+    elif isinstance(v, str) and v:
+        try:
+            dt = datetime.fromisoformat(v)
+        except ValueError:
+            raise InvalidEvent(f"{key}: {v!r} is not an ISO-8601 timestamp") from None
+    else:
+        raise InvalidEvent(f"missing required field {key!r}" if v in (None, "")
+                           else f"{key}: expected an ISO-8601 string, got {type(v).__name__}")
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise InvalidEvent(f"{key}: {v!r} has no time zone (use a trailing Z)")
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt
+
+
+def _assets(v: Any) -> tuple[tuple[str, Decimal, Decimal], ...]:
+    if v is None:
+        return ()
+    items: list[tuple[str, Any]]
+    if isinstance(v, Mapping):
+        items = list(v.items())
+    elif isinstance(v, list | tuple):
+        items = []
+        for a in v:
+            if not isinstance(a, Mapping):
+                raise InvalidEvent("assets: each item must be an object")
+            items.append((_str(a, "asset"), a))
+    else:
+        raise InvalidEvent("assets: expected an object asset -> {free, locked}")
+    out = []
+    for asset, fl in sorted(items, key=lambda kv: str(kv[0])):
+        if not isinstance(fl, Mapping) or not isinstance(asset, str) or not asset:
+            raise InvalidEvent("assets: expected asset -> {free, locked}")
+        out.append((asset, _dec(fl, "free", default=D0, nonneg=True),
+                    _dec(fl, "locked", default=D0, nonneg=True)))
+    return tuple(out)
+
+
+def _positions(v: Any) -> tuple[ExchangePosition, ...]:
+    if v is None:
+        raise InvalidEvent("missing required field 'positions'")
+    if not isinstance(v, list | tuple):
+        raise InvalidEvent("positions: expected a list")
+    out = []
+    for p in v:
+        if not isinstance(p, Mapping):
+            raise InvalidEvent("positions: each item must be an object")
+        out.append(ExchangePosition(
+            symbol=_str(p, "symbol"),
+            position_side=_choice(p, "position_side", POSITION_SIDES, "BOTH"),
+            qty=_dec(p, "qty"),
+            entry_price=_dec(p, "entry_price", default=D0, nonneg=True),
+            mark_price=_dec(p, "mark_price", default=D0, nonneg=True),
+            leverage=_dec(p, "leverage", default=D1, positive=True),
+        ))
+    return tuple(out)
+
+
+def parse_event(d: Mapping[str, Any]) -> Event:
+    """Turn one FOLD_FORMAT line dict into a typed event, or raise ``InvalidEvent``.
+
+    Amounts may be str, int or Decimal (never float). ``ts`` is an ISO-8601
+    string with ``Z`` or an aware datetime (``ts_exchange`` is read when
+    ``ts`` is absent, as the Avro envelope names it); ``ts_ingest`` is
+    optional. The reason in the exception says which field is wrong.
+    """
+    if not isinstance(d, Mapping):
+        raise InvalidEvent(f"event must be an object, got {type(d).__name__}")
+    kind = d.get("kind")
+    if kind not in KINDS:
+        raise InvalidEvent(f"unknown kind {kind!r}" if kind else "missing required field 'kind'")
+    ts_raw = d.get("ts")
+    if ts_raw is None:
+        ts_raw = d.get("ts_exchange")
+    ts = to_datetime(ts_raw, "ts")
+    tsi_raw = d.get("ts_ingest")
+    ts_ingest = None if tsi_raw in (None, "") else to_datetime(tsi_raw, "ts_ingest")
+    if kind == "mark":
+        return Mark(event_id=_str(d, "event_id", ""), account_id=_str(d, "account_id", ""),
+                    venue=_str(d, "venue", ""), ts=ts, ts_ingest=ts_ingest,
+                    symbol=_str(d, "symbol"), price=_dec(d, "price", positive=True))
+    env: dict[str, Any] = {
+        "event_id": _str(d, "event_id"),
+        "account_id": _str(d, "account_id"),
+        "venue": _str(d, "venue", ""),
+        "ts": ts,
+        "ts_ingest": ts_ingest,
+    }
+    if kind == "fill":
+        return Fill(
+            **env,
+            symbol=_str(d, "symbol"),
+            side=_choice(d, "side", SIDES),
+            qty=_dec(d, "qty", positive=True),
+            price=_dec(d, "price", nonneg=True),
+            fee=_dec(d, "fee", default=D0),
+            fee_asset=_str(d, "fee_asset", ""),
+            position_side=_choice(d, "position_side", POSITION_SIDES, "BOTH"),
+            leverage=_dec(d, "leverage", default=D1, positive=True),
+            venue_order_id=_str(d, "venue_order_id", ""),
+            client_order_id=_str(d, "client_order_id", ""),
+            strategy_tag=_str(d, "strategy_tag", ""),
+            market=_choice(d, "market", MARKETS, "futures"),
+        )
+    if kind == "fill_settled":
+        ev = FillSettled(
+            **env,
+            symbol=_str(d, "symbol"),
+            venue_order_id=_str(d, "venue_order_id", ""),
+            fill_event_id=_str(d, "fill_event_id", ""),
+            realized_pnl=_dec(d, "realized_pnl"),
+            fee=_dec(d, "fee", default=D0),
+        )
+        if not ev.venue_order_id and not ev.fill_event_id:
+            raise InvalidEvent("fill_settled needs venue_order_id or fill_event_id")
+        return ev
+    if kind == "funding":
+        return Funding(**env, symbol=_str(d, "symbol"), amount=_dec(d, "amount"))
+    if kind == "balance":
+        if "wallet_balance" not in d:
+            raise InvalidEvent("missing required field 'wallet_balance' (null if the frame had none)")
+        wb = d["wallet_balance"]
+        return Balance(
+            **env,
+            wallet_balance=None if wb is None else to_decimal(wb, "wallet_balance"),
+            available_margin=_dec(d, "available_margin", default=D0),
+            used_margin=_dec(d, "used_margin", default=D0, nonneg=True),
+            maint_margin=_dec(d, "maint_margin", default=D0, nonneg=True),
+            assets=_assets(d.get("assets")),
+        )
+    if kind == "positions":
+        return Positions(**env, positions=_positions(d.get("positions")))
+    if kind == "cash_flow":
+        return CashFlow(**env, asset=_str(d, "asset"), amount=_dec(d, "amount"),
+                        flow=_choice(d, "flow", FLOWS))
+    return Anchor(**env, capital=_dec(d, "capital", nonneg=True))
+
+
+# --------------------------------------------------------------------------- canonical form
+
+
+def iso_z(ts: datetime) -> str:
+    """ISO-8601 UTC with ``Z``; microseconds only when present."""
+    ts = ts.astimezone(UTC)
+    if ts.microsecond:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _payload(ev: Event) -> dict[str, Any]:
+    if isinstance(ev, Fill):
+        return {"symbol": ev.symbol, "side": ev.side, "qty": plain(ev.qty),
+                "price": plain(ev.price), "fee": plain(ev.fee), "fee_asset": ev.fee_asset,
+                "position_side": ev.position_side, "leverage": plain(ev.leverage),
+                "venue_order_id": ev.venue_order_id, "client_order_id": ev.client_order_id,
+                "strategy_tag": ev.strategy_tag, "market": ev.market}
+    if isinstance(ev, FillSettled):
+        return {"symbol": ev.symbol, "venue_order_id": ev.venue_order_id,
+                "fill_event_id": ev.fill_event_id, "realized_pnl": plain(ev.realized_pnl),
+                "fee": plain(ev.fee)}
+    if isinstance(ev, Funding):
+        return {"symbol": ev.symbol, "amount": plain(ev.amount)}
+    if isinstance(ev, Balance):
+        return {"wallet_balance": None if ev.wallet_balance is None else plain(ev.wallet_balance),
+                "available_margin": plain(ev.available_margin),
+                "used_margin": plain(ev.used_margin), "maint_margin": plain(ev.maint_margin),
+                "assets": {a: {"free": plain(f), "locked": plain(lk)} for a, f, lk in ev.assets}}
+    if isinstance(ev, Positions):
+        return {"positions": [
+            {"symbol": p.symbol, "position_side": p.position_side, "qty": plain(p.qty),
+             "entry_price": plain(p.entry_price), "mark_price": plain(p.mark_price),
+             "leverage": plain(p.leverage)} for p in ev.positions]}
+    if isinstance(ev, CashFlow):
+        return {"asset": ev.asset, "amount": plain(ev.amount), "flow": ev.flow}
+    if isinstance(ev, Anchor):
+        return {"capital": plain(ev.capital)}
+    return {"symbol": ev.symbol, "price": plain(ev.price)}
+
+
+def event_to_dict(ev: Event) -> dict[str, Any]:
+    """The canonical FOLD_FORMAT dict of an event: amounts as plain strings, ``ts`` ISO ``Z``.
+
+    ``parse_event(event_to_dict(e)) == e`` for every event ``parse_event`` returns.
+    """
+    out: dict[str, Any] = {"kind": ev.kind, "event_id": ev.event_id,
+                           "account_id": ev.account_id, "venue": ev.venue, "ts": iso_z(ev.ts)}
+    if ev.ts_ingest is not None:
+        out["ts_ingest"] = iso_z(ev.ts_ingest)
+    out.update(_payload(ev))
+    return out
+
+
+def _norm(x: Decimal) -> str:
+    return str(x.normalize(LEDGER_CONTEXT))
+
+
+def payload_digest(ev: Event) -> bytes:
+    """8-byte digest of what the event says, for "same event_id, different payload" (A8).
+
+    Covers kind, account, venue, exchange timestamp and every payload field,
+    with amounts normalized (``1.50`` and ``1.5`` are the same fact, as they
+    are once on the decimal(38,18) wire). ``ts_ingest`` is left out: a
+    gateway re-publishing the same fact later is a duplicate, not a conflict.
+    """
+    parts = [ev.kind, ev.account_id, ev.venue, iso_z(ev.ts)]
+    if isinstance(ev, Fill):
+        parts += [ev.symbol, ev.side, _norm(ev.qty), _norm(ev.price), _norm(ev.fee),
+                  ev.fee_asset, ev.position_side, _norm(ev.leverage), ev.venue_order_id,
+                  ev.client_order_id, ev.strategy_tag, ev.market]
+    elif isinstance(ev, FillSettled):
+        parts += [ev.symbol, ev.venue_order_id, ev.fill_event_id, _norm(ev.realized_pnl),
+                  _norm(ev.fee)]
+    elif isinstance(ev, Funding):
+        parts += [ev.symbol, _norm(ev.amount)]
+    elif isinstance(ev, Balance):
+        parts += ["-" if ev.wallet_balance is None else _norm(ev.wallet_balance),
+                  _norm(ev.available_margin), _norm(ev.used_margin), _norm(ev.maint_margin)]
+        for a, f, lk in ev.assets:
+            parts += [a, _norm(f), _norm(lk)]
+    elif isinstance(ev, Positions):
+        for p in ev.positions:
+            parts += [p.symbol, p.position_side, _norm(p.qty), _norm(p.entry_price),
+                      _norm(p.mark_price), _norm(p.leverage)]
+    elif isinstance(ev, CashFlow):
+        parts += [ev.asset, _norm(ev.amount), ev.flow]
+    elif isinstance(ev, Anchor):
+        parts += [_norm(ev.capital)]
+    else:
+        parts += [ev.symbol, _norm(ev.price)]
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()

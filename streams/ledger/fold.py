@@ -1,0 +1,565 @@
+"""The ledger fold: apply one venue event to one account's state (LEDGER part A).
+
+Owns: every booking rule (positions, VWAP basis, realized PnL, fees, funding,
+exchange settlement, E facts, capital, trades), idempotency (offsets, event-id
+window, outbox) and the output records (snapshot, trade, reconcile, anomaly)
+whose ids derive from the account and the source event id only. Must not
+touch: clocks, randomness, I/O, Kafka, Faust or ClickHouse; the reconcile bounds
+live in ``LedgerConfig`` and the classifier in ``reconcile``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from typing import Any
+
+from streams.exceptions import InvalidEvent
+
+from .config import LedgerConfig
+from .events import (
+    Anchor,
+    Balance,
+    CashFlow,
+    Event,
+    Fill,
+    FillSettled,
+    Funding,
+    Mark,
+    Positions,
+    payload_digest,
+)
+from .numbers import D0, LEDGER_CONTEXT, q18
+from .reconcile import reconcile
+from .state import AccountState, Leg, Output, Position, Trade, hash_event_id
+
+SKIP_NO_PRICE = "realized_skipped_no_price"
+SKIP_NO_BASIS = "realized_skipped_no_basis"
+_SKIPS = (SKIP_NO_PRICE, SKIP_NO_BASIS)
+EXIT_ACTIONS = frozenset({"reduce", "close", "flip"})
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    """What ``apply_event`` did: ``status`` is 'applied', 'duplicate' or 'conflict'."""
+
+    state: AccountState
+    outputs: list[Output]
+    status: str
+
+
+def trade_id_for(account_id: str, symbol: str, position_side: str, side: str,
+                 opening_event_id: str) -> str:
+    """A13: the trade id derives from account, symbol, side and the opening event."""
+    raw = "\x1f".join((account_id, symbol, position_side, side, opening_event_id))
+    return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
+
+
+class _Step:
+    """Collects the outputs of one event while it is booked."""
+
+    __slots__ = ("st", "ev", "cfg", "outputs", "codes", "r2")
+
+    def __init__(self, st: AccountState, ev: Event, cfg: LedgerConfig) -> None:
+        self.st = st
+        self.ev = ev
+        self.cfg = cfg
+        self.outputs: list[Output] = []
+        self.codes: dict[str, int] = {}
+        # R2 inputs of this event: (field, kernel estimate, exchange figure)
+        self.r2: list[tuple[str, Decimal, Decimal]] = []
+
+    def anomaly(self, code: str, severity: str, detail: str) -> None:
+        n = self.codes.get(code, 0) + 1
+        self.codes[code] = n
+        ev = self.ev
+        st = self.st
+        eid = f"{ev.event_id}:{code}" if n == 1 else f"{ev.event_id}:{code}:{n}"
+        self.outputs.append(Output("anomaly", st.account_id, {
+            "event_id": eid, "account_id": st.account_id, "source_event_id": ev.event_id,
+            "event_seq": st.event_seq, "ts": ev.ts, "code": code, "severity": severity,
+            "detail": detail,
+        }))
+        st.anomalies.append({"event_id": ev.event_id, "code": code, "detail": detail})
+        limit = self.cfg.max_anomalies
+        if limit is not None and len(st.anomalies) > limit:
+            del st.anomalies[: len(st.anomalies) - limit]
+
+    def hold(self, trade: Trade) -> int:
+        """A13: holding seconds >= 0; negative clock skew is clamped and reported."""
+        secs = (self.ev.ts - trade.open_ts).total_seconds()
+        if secs < 0:
+            self.anomaly("CLOCK_SKEW", "WARN",
+                         f"trade {trade.trade_id}: event ts is {-secs}s before the trade opened;"
+                         " holding_seconds clamped to 0")
+            return 0
+        return int(secs)
+
+    def trade_event(self, trade: Trade, pos: Position, action: str, qty: Decimal,
+                    price: Decimal, pnl: Decimal, fee: Decimal, source: str,
+                    exch: Decimal | None, hold: int, flags: list[str]) -> None:
+        ev = self.ev
+        st = self.st
+        self.outputs.append(Output("trade", st.account_id, {
+            "event_id": f"{trade.trade_id}:{ev.event_id}:{action}",
+            "account_id": st.account_id, "trade_id": trade.trade_id,
+            "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
+            "symbol": trade.symbol, "position_side": trade.position_side, "side": trade.side,
+            "action": action, "market": trade.market, "qty": qty, "price": price,
+            "position_qty": pos.qty if pos.trade is trade else D0,
+            "avg_entry_price": pos.avg, "pnl_leg": pnl, "fee_leg": fee,
+            "cumulative_pnl": trade.realized, "trade_fees": trade.fees, "pnl_source": source,
+            "exchange_realized_pnl": exch, "holding_seconds": hold, "flags": list(flags),
+            "strategy_tag": trade.strategy_tag,
+        }))
+
+    def book(self, realized: Decimal, cost: Decimal) -> None:
+        """Move K and bridge published capital by realized - cost (A10/A11)."""
+        st = self.st
+        if realized:
+            st.k_realized += realized
+        delta = realized - cost
+        if delta:
+            st.capital += delta
+            st.capital_source = "k_bridged"
+
+
+# ----------------------------------------------------------------------------- fills
+
+
+def _add_leg(step: _Step, trade: Trade, leg: Leg) -> None:
+    trade.legs.append(leg)
+    limit = step.cfg.max_trade_legs
+    if limit is not None and len(trade.legs) > limit:
+        drop = len(trade.legs) - limit
+        del trade.legs[:drop]
+        trade.dropped_legs += drop
+
+
+def _open(step: _Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal, flip: bool) -> None:
+    st = step.st
+    side = "LONG" if ev.side == "BUY" else "SHORT"
+    st.trade_count += 1
+    trade = Trade(trade_id_for(st.account_id, ev.symbol, ev.position_side, side, ev.event_id),
+                  st.trade_count, ev.symbol, ev.position_side, side, ev.market, ev.event_id,
+                  ev.ts, ev.strategy_tag)
+    priced = ev.price > 0
+    pos.qty = qty if side == "LONG" else -qty
+    pos.avg = ev.price
+    pos.basis_qty = qty if priced else D0
+    pos.basis_missing = not priced
+    pos.realized = D0
+    pos.fees = fee
+    pos.funding = D0
+    pos.trade = trade
+    trade.fees = fee
+    flags = [] if priced else ["entry_basis_missing"]
+    if flip:
+        flags.append("flip")
+    _add_leg(step, trade, Leg(ev.event_id, ev.venue_order_id, "open", qty, ev.price, D0, fee,
+                              D0, "kernel_estimate", None, 0, flags))
+    st.k_fees += fee
+    step.book(D0, fee)
+    step.trade_event(trade, pos, "open", qty, ev.price, D0, fee, "kernel_estimate", None, 0,
+                     flags)
+
+
+def _increase(step: _Step, pos: Position, ev: Fill, fee: Decimal) -> None:
+    trade = pos.trade
+    assert trade is not None
+    qty = ev.qty
+    flags: list[str] = []
+    if ev.price > 0:
+        if pos.basis_qty > 0:
+            # A3: VWAP of the priced entry fills.
+            pos.avg = q18((pos.avg * pos.basis_qty + ev.price * qty) / (pos.basis_qty + qty))
+        else:
+            pos.avg = ev.price
+        pos.basis_qty += qty
+        pos.basis_missing = False
+    else:
+        # A4: an entry without a price never takes a basis; the position is flagged.
+        pos.basis_missing = True
+        flags.append("entry_basis_missing")
+    pos.qty += qty if pos.qty > 0 else -qty
+    pos.fees += fee
+    trade.fees += fee
+    hold = step.hold(trade)
+    _add_leg(step, trade, Leg(ev.event_id, ev.venue_order_id, "increase", qty, ev.price, D0,
+                              fee, trade.realized, "kernel_estimate", None, hold, flags))
+    step.st.k_fees += fee
+    step.book(D0, fee)
+    step.trade_event(trade, pos, "increase", qty, ev.price, D0, fee, "kernel_estimate", None,
+                     hold, flags)
+
+
+def _reduce(step: _Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal,
+            flip: bool) -> None:
+    trade = pos.trade
+    assert trade is not None
+    long = pos.qty > 0
+    flags: list[str] = []
+    if ev.price <= 0:
+        # A4: an exit leg without a true price books 0 and says so.
+        pnl = D0
+        flags.append(SKIP_NO_PRICE)
+    elif pos.basis_missing:
+        pnl = D0
+        flags.append(SKIP_NO_BASIS)
+    else:
+        # A2: side-signed closed qty x (exit - basis); leverage plays no part.
+        move = ev.price - pos.avg
+        pnl = q18(qty * move if long else -(qty * move))
+    pos.qty = pos.qty - qty if long else pos.qty + qty
+    remaining = abs(pos.qty)
+    if pos.basis_qty > remaining:
+        pos.basis_qty = remaining
+    pos.realized += pnl
+    pos.fees += fee
+    trade.realized += pnl
+    trade.fees += fee
+    action = "reduce" if pos.qty else ("flip" if flip else "close")
+    hold = step.hold(trade)
+    _add_leg(step, trade, Leg(ev.event_id, ev.venue_order_id, action, qty, ev.price, pnl, fee,
+                              trade.realized, "kernel_estimate", None, hold, flags))
+    st = step.st
+    st.k_fees += fee
+    step.book(pnl, fee)
+    step.trade_event(trade, pos, action, qty, ev.price, pnl, fee, "kernel_estimate", None,
+                     hold, flags)
+    if not pos.qty:
+        trade.closed = True
+        pos.trade = None
+        st.closed_trades.append(trade)
+        limit = step.cfg.max_closed_trades
+        if limit is not None and len(st.closed_trades) > limit:
+            del st.closed_trades[: len(st.closed_trades) - limit]
+
+
+def _fill(step: _Step, ev: Fill) -> None:
+    if ev.market != "futures":
+        step.anomaly("UNSUPPORTED_MARKET", "ERROR",
+                     f"{ev.market} fills are not booked yet (LEDGER part B); nothing booked")
+        return
+    st = step.st
+    key = (ev.symbol, ev.position_side)
+    pos = st.positions.get(key)
+    if pos is None:
+        pos = st.positions[key] = Position(ev.symbol, ev.position_side, ev.market)
+    pos.leverage = ev.leverage  # A2: a margin fact only
+    if not pos.qty:
+        _open(step, pos, ev, ev.qty, ev.fee, False)
+        return
+    buy = ev.side == "BUY"
+    if (pos.qty > 0) == buy:
+        _increase(step, pos, ev, ev.fee)
+        return
+    held = abs(pos.qty)
+    if ev.qty <= held:
+        _reduce(step, pos, ev, ev.qty, ev.fee, False)
+        return
+    # A3 flip: close everything, open the rest at the fill price; fee split pro rata.
+    fee_close = q18(ev.fee * held / ev.qty)
+    _reduce(step, pos, ev, held, fee_close, True)
+    _open(step, pos, ev, ev.qty - held, ev.fee - fee_close, True)
+
+
+# ------------------------------------------------------------------------ settlement
+
+
+def _split(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
+    """Split ``total`` pro rata by ``weights``; shares sum to ``total`` exactly."""
+    wsum = sum(weights, D0)
+    if len(weights) == 1 or not wsum:
+        return [total] + [D0] * (len(weights) - 1)
+    shares = [q18(total * w / wsum) for w in weights[:-1]]
+    shares.append(total - sum(shares, D0))
+    return shares
+
+
+def _settle(step: _Step, ev: FillSettled) -> None:
+    st = step.st
+    open_trades = [p.trade for p in st.positions.values() if p.trade is not None]
+    candidates = open_trades + st.closed_trades[::-1]
+    matched: list[tuple[Trade, Leg]] = []
+    for trade in candidates:
+        if trade.symbol != ev.symbol:
+            continue
+        for leg in trade.legs:
+            if (leg.event_id == ev.fill_event_id if ev.fill_event_id
+                    else leg.order_id == ev.venue_order_id):
+                matched.append((trade, leg))
+    ref = (f"fill {ev.fill_event_id}" if ev.fill_event_id else f"order {ev.venue_order_id}")
+    if not matched:
+        # A7: never fall back to "the first position".
+        step.anomaly("UNRESOLVED", "WARN",
+                     f"fill_settled for {ev.symbol} {ref} matches no known fill; nothing booked")
+        return
+    if any(leg.exch is not None for _, leg in matched):
+        step.anomaly("ALREADY_SETTLED", "WARN",
+                     f"{ref} was settled before; the exchange figure is not booked twice")
+        return
+    exits = [(t, leg) for t, leg in matched if leg.action in EXIT_ACTIONS]
+    scope = exits or matched
+    skipped = [(t, leg) for t, leg in exits if any(f in leg.flags for f in _SKIPS)]
+    repaired = bool(skipped)
+    if skipped:
+        # A7 repair: the exchange figure becomes the skipped legs' realized.
+        skipped_ids = {id(leg) for _, leg in skipped}
+        known = sum((leg.pnl for _, leg in exits if id(leg) not in skipped_ids), D0)
+        shares = _split(ev.realized_pnl - known, [leg.qty for _, leg in skipped])
+        for (trade, leg), share in zip(skipped, shares, strict=True):
+            leg.pnl = share
+            leg.source = "exchange"
+            leg.flags = [f for f in leg.flags if f not in _SKIPS] + ["settled_by_exchange"]
+            trade.realized += share
+            for pos in st.positions.values():
+                if pos.trade is trade:
+                    pos.realized += share
+            step.book(share, D0)
+            _recount(trade)
+    else:
+        estimate = sum((leg.pnl for _, leg in exits), D0)
+        delta = estimate - ev.realized_pnl
+        step.r2.append((f"{ev.symbol}.realized_pnl[{ref}]", estimate, ev.realized_pnl))
+        if abs(delta) > step.cfg.settle_tolerance:
+            step.anomaly("SETTLE_MISMATCH", "WARN",
+                         f"{ref}: kernel estimate {estimate} vs exchange {ev.realized_pnl}"
+                         f" (delta {delta}); kernel estimate stays booked")
+    for (_, leg), share in zip(scope, _split(ev.realized_pnl, [leg.qty for _, leg in scope]),
+                               strict=True):
+        leg.exch = share
+    for _, leg in matched:
+        if leg.exch is None:
+            leg.exch = D0
+    kernel_fee = sum((leg.fee for _, leg in matched), D0)
+    if abs(kernel_fee - ev.fee) > step.cfg.settle_tolerance:
+        step.anomaly("SETTLE_FEE_MISMATCH", "INFO",
+                     f"{ref}: kernel fee {kernel_fee} vs exchange fee {ev.fee}")
+    seen: list[Trade] = []
+    for trade, _ in matched:
+        if trade in seen:
+            continue
+        seen.append(trade)
+        legs = [leg for t, leg in matched if t is trade]
+        owner = st.positions.get((trade.symbol, trade.position_side))
+        if owner is None:  # pragma: no cover - a trade always has its position
+            owner = Position(trade.symbol, trade.position_side)
+        exch = sum((leg.exch for leg in legs if leg.exch is not None), D0)
+        step.trade_event(trade, owner, "settle", sum((leg.qty for leg in legs), D0),
+                         legs[-1].price, sum((leg.pnl for leg in legs), D0),
+                         sum((leg.fee for leg in legs), D0),
+                         "exchange" if repaired else "kernel_estimate", exch,
+                         step.hold(trade), ["repaired"] if repaired else [])
+
+
+def _recount(trade: Trade) -> None:
+    """Re-run cumulative_pnl over the kept legs after a repair changed one of them."""
+    running = trade.realized - sum((leg.pnl for leg in trade.legs), D0)
+    for leg in trade.legs:
+        running += leg.pnl
+        leg.cum = running
+
+
+# --------------------------------------------------------------------- other events
+
+
+def _funding(step: _Step, ev: Funding) -> None:
+    st = step.st
+    st.k_funding += ev.amount
+    step.book(D0, ev.amount)  # A6: paid reduces capital, received increases it
+    held = [p for p in st.positions.values() if p.symbol == ev.symbol and p.qty]
+    if not held:
+        step.anomaly("FUNDING_WITHOUT_POSITION", "INFO",
+                     f"funding {ev.amount} for {ev.symbol} with no open position;"
+                     " booked on the account only")
+        return
+    for pos, share in zip(held, _split(ev.amount, [abs(p.qty) for p in held]), strict=True):
+        pos.funding += share
+
+
+def _balance(step: _Step, ev: Balance) -> None:
+    st = step.st
+    if ev.assets:
+        st.e_assets = [[a, str(f), str(lk)] for a, f, lk in ev.assets]
+    wb = ev.wallet_balance
+    if wb is None or wb <= 0:
+        # A9: not a fact; neither capital nor E moves.
+        what = "no wallet balance" if wb is None else f"wallet balance {wb}"
+        step.anomaly("WALLET_BALANCE_INVALID", "WARN",
+                     f"{what} is not a fact; ignored as an anchor, E unchanged")
+        return
+    st.e_wallet = wb
+    st.e_available = ev.available_margin
+    st.e_used = ev.used_margin
+    st.e_maint = ev.maint_margin
+    st.capital = wb
+    st.capital_source = "e_anchored"
+    if not st.seeded and step.cfg.seed_k_from_first_wallet:
+        st.seed = wb - (st.k_realized - st.k_fees - st.k_funding + st.k_cash)
+        st.seeded = True
+        step.anomaly("K_SEEDED_FROM_WALLET", "INFO",
+                     f"no anchor before the first wallet balance; K seeded so K capital = {wb}")
+
+
+def _positions(step: _Step, ev: Positions) -> None:
+    step.st.e_positions = {(p.symbol, p.position_side): p for p in ev.positions}
+
+
+def _cash_flow(step: _Step, ev: CashFlow) -> None:
+    # Cash flows move K and the bridged capital, never realized PnL (A11, B5).
+    st = step.st
+    st.k_cash += ev.amount
+    if ev.amount:
+        st.capital += ev.amount
+        st.capital_source = "k_bridged"
+
+
+def _anchor(step: _Step, ev: Anchor) -> None:
+    st = step.st
+    # Re-seeding keeps the sums and moves the base, so K capital = the anchor exactly.
+    st.seed = ev.capital - (st.k_realized - st.k_fees - st.k_funding + st.k_cash)
+    st.seeded = True
+    st.capital = ev.capital
+    st.capital_source = "seed"
+
+
+# ------------------------------------------------------------------------- snapshot
+
+
+def position_marks(pos: Position, marks: Mapping[str, Decimal]) -> tuple[Decimal, Decimal,
+                                                                          Decimal]:
+    """(mark, unrealized, K used margin) of a position; no mark or no basis -> unrealized 0."""
+    mark = marks.get(pos.symbol, D0)
+    if not pos.qty or pos.basis_missing:
+        return mark, D0, D0
+    upnl = q18(pos.qty * (mark - pos.avg)) if mark else D0
+    margin = q18(abs(pos.qty) * pos.avg / pos.leverage)
+    return mark, upnl, margin
+
+
+def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
+    st = step.st
+    ev = step.ev
+    plist = []
+    unreal = D0
+    used = D0
+    for pos in st.positions.values():
+        mark, upnl, margin = position_marks(pos, marks)
+        unreal += upnl
+        used += margin
+        plist.append({
+            "symbol": pos.symbol, "position_side": pos.position_side, "qty": pos.qty,
+            "avg_entry_price": pos.avg, "realized_pnl": pos.realized, "fees": pos.fees,
+            "funding": pos.funding, "unrealized_pnl": upnl, "mark_price": mark,
+            "leverage": pos.leverage, "used_margin": margin,
+            "entry_basis_missing": pos.basis_missing, "market": pos.market,
+        })
+    status, results = reconcile(st, step.cfg, marks, used, step.r2)
+    previous = st.status
+    st.status = status
+    st.results = results
+    frozen = status == "ERROR"  # A12: frozen exactly while ERROR
+    if status != previous or status != "OK":
+        st_results = [{"rule": r[0], "status": r[1], "code": r[2], "field": r[3],
+                       "delta": r[4], "explanation": r[5]} for r in results]
+        step.outputs.append(Output("reconcile", st.account_id, {
+            "event_id": f"{ev.event_id}:reconcile", "account_id": st.account_id,
+            "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
+            "status": status, "previous_status": previous, "capital_frozen": frozen,
+            "results": st_results,
+            "explanations": [r[5] for r in results if r[1] != "OK"],
+        }))
+    if st.capital > st.peak_capital:
+        st.peak_capital = st.capital
+    step.outputs.append(Output("snapshot", st.account_id, {
+        "event_id": ev.event_id, "account_id": st.account_id, "event_seq": st.event_seq,
+        "event_kind": ev.kind, "ts": ev.ts, "capital": st.capital,
+        "capital_source": st.capital_source, "k_capital": st.k_capital,
+        "equity": st.capital + unreal, "peak_capital": st.peak_capital,
+        "unrealized_pnl": unreal, "realized_pnl": st.k_realized, "fees": st.k_fees,
+        "funding": st.k_funding, "cash_flows": st.k_cash, "wallet_balance": st.e_wallet,
+        "available_margin": st.e_available, "used_margin": st.e_used,
+        "maint_margin": st.e_maint, "k_used_margin": used, "reconcile_status": status,
+        "capital_frozen": frozen, "positions": plist, "balances": [],
+    }))
+
+
+_HANDLERS: dict[type, Any] = {
+    Fill: _fill, FillSettled: _settle, Funding: _funding, Balance: _balance,
+    Positions: _positions, CashFlow: _cash_flow, Anchor: _anchor,
+}
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, Decimal],
+                config: LedgerConfig, source: tuple[int, int] | None = None) -> FoldResult:
+    """Apply one venue event to one account (the pure fold of DESIGN section 1).
+
+    ``state`` None starts a new account. The state object is updated in place
+    and returned in the result. ``source`` is the event's (partition, offset)
+    when it came from Kafka. Idempotency (A8, DESIGN section 4):
+
+    1. offset at or below the last one applied for that partition:
+       'duplicate', state unchanged, outputs = that event's outbox entry;
+    2. event id in the recent window with the same payload digest: 'duplicate'
+       (its outbox outputs re-sent if still kept); with a different digest:
+       'conflict', one ``EVENT_ID_CONFLICT`` anomaly, nothing booked;
+    3. otherwise 'applied': event_seq + 1, outputs = trade events, anomalies,
+       a reconcile event on a transition or a non-OK result, one snapshot.
+    """
+    if isinstance(event, Mark):
+        raise InvalidEvent("mark events are global: update the marks mapping, not an account")
+    if state is None:
+        state = AccountState(event.account_id, event.venue)
+    elif event.account_id != state.account_id:
+        raise InvalidEvent(f"event for account {event.account_id!r} applied to the state of "
+                           f"{state.account_id!r}")
+    st = state
+    if source is not None:
+        last = st.offsets.get(source[0])
+        if last is not None and source[1] <= last:
+            again = st.outbox_by_source(source)
+            if again is None:
+                again = st.outbox_by_event(event.event_id)
+            return FoldResult(st, again, "duplicate")
+    with localcontext(LEDGER_CONTEXT):
+        idh = hash_event_id(event.event_id)
+        digest = payload_digest(event)
+        seen = st.seen_digest(idh)
+        if seen is not None:
+            if source is not None:
+                st.offsets[source[0]] = source[1]
+            if seen == digest:
+                return FoldResult(st, st.outbox_by_event(event.event_id), "duplicate")
+            step = _Step(st, event, config)
+            step.anomaly("EVENT_ID_CONFLICT", "ERROR",
+                         f"event_id {event.event_id} was applied with a different payload;"
+                         " this one is not booked")
+            if source is not None:
+                st.keep_outputs(event.event_id, source, "conflict", step.outputs,
+                                config.outbox_events)
+            return FoldResult(st, step.outputs, "conflict")
+        st.event_seq += 1
+        if not st.venue:
+            st.venue = event.venue
+        step = _Step(st, event, config)
+        _HANDLERS[type(event)](step, event)
+        _snapshot(step, marks)
+        st.remember(idh, digest, config.dedup_window)
+        if source is not None:
+            st.offsets[source[0]] = source[1]
+        st.keep_outputs(event.event_id, source, "applied", step.outputs, config.outbox_events)
+        return FoldResult(st, step.outputs, "applied")
+
+
+def apply(state: AccountState | None, event: Event, marks: Mapping[str, Decimal],
+          config: LedgerConfig, source: tuple[int, int] | None = None,
+          ) -> tuple[AccountState, list[Output]]:
+    """DESIGN's ``apply(state, event, marks, config) -> (state', outputs)``."""
+    r = apply_event(state, event, marks, config, source)
+    return r.state, r.outputs

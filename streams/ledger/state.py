@@ -1,0 +1,437 @@
+"""Per-account ledger state and its byte codec (for the Kafka changelog / state store).
+
+Owns: ``AccountState`` and its parts (positions, trades, legs, the dedup ring,
+the outbox) and ``encode_state`` / ``decode_state``. The codec is JSON plus a
+raw byte ring: deterministic, exact (decimals travel as their own strings) and
+never evaluates anything it reads (no pickle). Must not touch: booking rules
+(``fold``), topics, stores.
+
+Layout of an encoded state::
+
+    b"TLS1\\n" <header JSON> b"\\n" (<outbox blob JSON> b"\\n")* <dedup ring bytes>
+
+The header says how many outbox blobs follow and how long the ring is. Outbox
+blobs are kept as bytes after decoding and parsed only when a redelivered event
+needs its outputs re-sent, so restoring a state is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from array import array
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from streams.exceptions import TwinledgerError
+
+from .events import ExchangePosition
+from .numbers import D0
+
+MAGIC = b"TLS1\n"
+_SLOT = 16  # 8-byte event-id hash + 8-byte payload digest
+
+
+class StateDecodeError(TwinledgerError):
+    """Bytes that are not an encoded ``AccountState``."""
+
+
+class Output(NamedTuple):
+    """One record the fold emits: ``kind`` picks the topic, ``key`` is the account id."""
+
+    kind: str  # 'snapshot' | 'trade' | 'reconcile' | 'anomaly'
+    key: str
+    record: dict[str, Any]
+
+
+class Leg:
+    """One fill's part in a trade. ``pnl`` is booked realized; ``exch`` the exchange figure."""
+
+    __slots__ = ("event_id", "order_id", "action", "qty", "price", "pnl", "fee", "cum",
+                 "source", "exch", "hold", "flags")
+
+    def __init__(self, event_id: str, order_id: str, action: str, qty: Decimal, price: Decimal,
+                 pnl: Decimal, fee: Decimal, cum: Decimal, source: str, exch: Decimal | None,
+                 hold: int, flags: list[str]) -> None:
+        self.event_id = event_id
+        self.order_id = order_id
+        self.action = action
+        self.qty = qty
+        self.price = price
+        self.pnl = pnl
+        self.fee = fee
+        self.cum = cum
+        self.source = source
+        self.exch = exch
+        self.hold = hold
+        self.flags = flags
+
+    def encode(self) -> list[Any]:
+        return [self.event_id, self.order_id, self.action, str(self.qty), str(self.price),
+                str(self.pnl), str(self.fee), str(self.cum), self.source,
+                None if self.exch is None else str(self.exch), self.hold, self.flags]
+
+    @classmethod
+    def decode(cls, a: list[Any]) -> Leg:
+        return cls(a[0], a[1], a[2], Decimal(a[3]), Decimal(a[4]), Decimal(a[5]), Decimal(a[6]),
+                   Decimal(a[7]), a[8], None if a[9] is None else Decimal(a[9]), a[10],
+                   list(a[11]))
+
+
+class Trade:
+    """One position lifecycle from flat to flat (LEDGER A13)."""
+
+    __slots__ = ("trade_id", "no", "symbol", "position_side", "side", "market", "open_event_id",
+                 "open_ts", "closed", "realized", "fees", "legs", "dropped_legs", "strategy_tag")
+
+    def __init__(self, trade_id: str, no: int, symbol: str, position_side: str, side: str,
+                 market: str, open_event_id: str, open_ts: datetime, strategy_tag: str,
+                 closed: bool = False, realized: Decimal = D0, fees: Decimal = D0,
+                 legs: list[Leg] | None = None, dropped_legs: int = 0) -> None:
+        self.trade_id = trade_id
+        self.no = no
+        self.symbol = symbol
+        self.position_side = position_side
+        self.side = side
+        self.market = market
+        self.open_event_id = open_event_id
+        self.open_ts = open_ts
+        self.strategy_tag = strategy_tag
+        self.closed = closed
+        self.realized = realized
+        self.fees = fees
+        self.legs: list[Leg] = [] if legs is None else legs
+        self.dropped_legs = dropped_legs
+
+    def encode(self) -> list[Any]:
+        return [self.trade_id, self.no, self.symbol, self.position_side, self.side, self.market,
+                self.open_event_id, self.open_ts.isoformat(), self.strategy_tag, self.closed,
+                str(self.realized), str(self.fees), [leg.encode() for leg in self.legs],
+                self.dropped_legs]
+
+    @classmethod
+    def decode(cls, a: list[Any]) -> Trade:
+        return cls(a[0], a[1], a[2], a[3], a[4], a[5], a[6], datetime.fromisoformat(a[7]), a[8],
+                   a[9], Decimal(a[10]), Decimal(a[11]), [Leg.decode(x) for x in a[12]], a[13])
+
+
+class Position:
+    """K's position for (symbol, position_side); figures are those of the current lifecycle."""
+
+    __slots__ = ("symbol", "position_side", "market", "qty", "avg", "basis_qty",
+                 "basis_missing", "realized", "fees", "funding", "leverage", "trade")
+
+    def __init__(self, symbol: str, position_side: str, market: str = "futures",
+                 qty: Decimal = D0, avg: Decimal = D0, basis_qty: Decimal = D0,
+                 basis_missing: bool = False, realized: Decimal = D0, fees: Decimal = D0,
+                 funding: Decimal = D0, leverage: Decimal = Decimal(1),
+                 trade: Trade | None = None) -> None:
+        self.symbol = symbol
+        self.position_side = position_side
+        self.market = market
+        self.qty = qty
+        self.avg = avg
+        self.basis_qty = basis_qty
+        self.basis_missing = basis_missing
+        self.realized = realized
+        self.fees = fees
+        self.funding = funding
+        self.leverage = leverage
+        self.trade = trade
+
+    def encode(self) -> list[Any]:
+        return [self.symbol, self.position_side, self.market, str(self.qty), str(self.avg),
+                str(self.basis_qty), self.basis_missing, str(self.realized), str(self.fees),
+                str(self.funding), str(self.leverage),
+                None if self.trade is None else self.trade.encode()]
+
+    @classmethod
+    def decode(cls, a: list[Any]) -> Position:
+        return cls(a[0], a[1], a[2], Decimal(a[3]), Decimal(a[4]), Decimal(a[5]), a[6],
+                   Decimal(a[7]), Decimal(a[8]), Decimal(a[9]), Decimal(a[10]),
+                   None if a[11] is None else Trade.decode(a[11]))
+
+
+class OutboxEntry:
+    """Outputs of one processed event, kept for re-send (DESIGN section 4)."""
+
+    __slots__ = ("event_id", "source", "status", "outputs", "blob")
+
+    def __init__(self, event_id: str, source: tuple[int, int] | None, status: str,
+                 outputs: list[Output] | None, blob: bytes | None) -> None:
+        self.event_id = event_id
+        self.source = source
+        self.status = status
+        self.outputs = outputs
+        self.blob = blob
+
+    def get_outputs(self) -> list[Output]:
+        if self.outputs is None:
+            assert self.blob is not None
+            self.outputs = _decode_outputs(self.blob)
+        return list(self.outputs)
+
+    def get_blob(self) -> bytes:
+        if self.blob is None:
+            assert self.outputs is not None
+            self.blob = _encode_outputs(self.outputs)
+        return self.blob
+
+
+class AccountState:
+    """Everything the fold knows about one account: K, E, positions, trades, dedup, outbox.
+
+    ``apply_event`` updates a state in place and returns it (the caller hands
+    the state over; keep ``encode_state`` bytes to hold an earlier version).
+    All amounts have at most 18 decimal places.
+    """
+
+    __slots__ = (
+        "account_id", "venue", "event_seq", "seeded", "seed", "capital", "capital_source",
+        "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
+        "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
+        "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
+        "offsets", "ring", "_ids", "outbox",
+    )
+
+    def __init__(self, account_id: str, venue: str = "") -> None:
+        self.account_id = account_id
+        self.venue = venue
+        self.event_seq = 0
+        self.seeded = False
+        self.seed = D0
+        self.capital = D0
+        self.capital_source = "seed"
+        self.peak_capital = D0
+        self.k_realized = D0
+        self.k_fees = D0
+        self.k_funding = D0
+        self.k_cash = D0
+        self.e_wallet: Decimal | None = None
+        self.e_available = D0
+        self.e_used = D0
+        self.e_maint = D0
+        self.e_assets: list[list[Any]] = []
+        self.e_positions: dict[tuple[str, str], ExchangePosition] | None = None
+        self.positions: dict[tuple[str, str], Position] = {}
+        self.closed_trades: list[Trade] = []
+        self.trade_count = 0
+        self.status = "OK"
+        # last reconcile results: (rule, status, code, field, delta, explanation)
+        self.results: list[tuple[str, str, str, str, Decimal, str]] = []
+        self.anomalies: list[dict[str, str]] = []
+        self.offsets: dict[int, int] = {}
+        self.ring = bytearray()
+        self._ids: set[int] | None = None
+        self.outbox: list[OutboxEntry] = []
+
+    # -- K ---------------------------------------------------------------------------
+    @property
+    def k_capital(self) -> Decimal:
+        """LEDGER A11: seed + realized - fees - funding + cash flows."""
+        return self.seed + self.k_realized - self.k_fees - self.k_funding + self.k_cash
+
+    # -- dedup ring ----------------------------------------------------------------
+    def _id_set(self) -> set[int]:
+        if self._ids is None:
+            words = array("Q")
+            words.frombytes(bytes(self.ring))
+            self._ids = set(words[::2])
+        return self._ids
+
+    def seen_digest(self, idh: bytes) -> bytes | None:
+        """The payload digest recorded for an event-id hash, or None if not in the window."""
+        if int.from_bytes(idh, sys.byteorder) not in self._id_set():
+            return None
+        ring = self.ring
+        pos = ring.find(idh)
+        while pos != -1 and pos % _SLOT:
+            pos = ring.find(idh, pos + 1)
+        return None if pos == -1 else bytes(ring[pos + 8:pos + _SLOT])
+
+    def remember(self, idh: bytes, digest: bytes, window: int) -> None:
+        ids = self._id_set()
+        self.ring += idh + digest
+        ids.add(int.from_bytes(idh, sys.byteorder))
+        while len(self.ring) > window * _SLOT:
+            ids.discard(int.from_bytes(self.ring[:8], sys.byteorder))
+            del self.ring[:_SLOT]
+
+    # -- outbox --------------------------------------------------------------------
+    def keep_outputs(self, event_id: str, source: tuple[int, int] | None, status: str,
+                     outputs: list[Output], limit: int) -> None:
+        self.outbox.append(OutboxEntry(event_id, source, status, outputs, None))
+        if len(self.outbox) > limit:
+            del self.outbox[: len(self.outbox) - limit]
+
+    def outbox_by_source(self, source: tuple[int, int]) -> list[Output] | None:
+        for entry in reversed(self.outbox):
+            if entry.source == source:
+                return entry.get_outputs()
+        return None
+
+    def outbox_by_event(self, event_id: str) -> list[Output]:
+        for entry in reversed(self.outbox):
+            if entry.event_id == event_id and entry.status == "applied":
+                return entry.get_outputs()
+        return []
+
+    def trades(self) -> list[Trade]:
+        """Every trade kept in state, in opening order."""
+        out = list(self.closed_trades)
+        out.extend(p.trade for p in self.positions.values() if p.trade is not None)
+        out.sort(key=lambda t: t.no)
+        return out
+
+
+# ----------------------------------------------------------------------------- codec
+
+
+def hash_event_id(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+def encode_state(state: AccountState) -> bytes:
+    """Serialize a state: deterministic bytes; ``decode_state`` restores it exactly."""
+    s = state
+    header = [
+        1, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
+        s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
+        str(s.k_funding), str(s.k_cash),
+        None if s.e_wallet is None else str(s.e_wallet), str(s.e_available), str(s.e_used),
+        str(s.e_maint), s.e_assets,
+        None if s.e_positions is None else [
+            [p.symbol, p.position_side, str(p.qty), str(p.entry_price), str(p.mark_price),
+             str(p.leverage)] for p in s.e_positions.values()],
+        [p.encode() for p in s.positions.values()],
+        [t.encode() for t in s.closed_trades],
+        s.trade_count, s.status,
+        [[r[0], r[1], r[2], r[3], str(r[4]), r[5]] for r in s.results],
+        s.anomalies,
+        [[p, o] for p, o in s.offsets.items()],
+        [[e.event_id, None if e.source is None else list(e.source), e.status]
+         for e in s.outbox],
+        len(s.ring),
+    ]
+    parts = [MAGIC + json.dumps(header, separators=(",", ":")).encode()]
+    parts.extend(e.get_blob() for e in s.outbox)
+    parts.append(bytes(s.ring))
+    return b"\n".join(parts)
+
+
+def decode_state(data: bytes) -> AccountState:
+    """Restore a state from ``encode_state`` bytes; raises ``StateDecodeError`` on bad input."""
+    if not data.startswith(MAGIC):
+        raise StateDecodeError("not an encoded twinledger account state (bad magic)")
+    try:
+        nl = data.index(b"\n", len(MAGIC))
+        h = json.loads(data[len(MAGIC):nl])
+        if h[0] != 1:
+            raise StateDecodeError(f"unsupported state version {h[0]!r}")
+        ring_len = h[27]
+        body = data[nl + 1:]
+        ring = body[len(body) - ring_len:] if ring_len else b""
+        blobs_part = body[: len(body) - ring_len]
+        n_out = len(h[26])
+        blobs = blobs_part.split(b"\n")[:n_out] if n_out else []
+        s = AccountState(h[1], h[2])
+        s.event_seq = h[3]
+        s.seeded = h[4]
+        s.seed = Decimal(h[5])
+        s.capital = Decimal(h[6])
+        s.capital_source = h[7]
+        s.peak_capital = Decimal(h[8])
+        s.k_realized = Decimal(h[9])
+        s.k_fees = Decimal(h[10])
+        s.k_funding = Decimal(h[11])
+        s.k_cash = Decimal(h[12])
+        s.e_wallet = None if h[13] is None else Decimal(h[13])
+        s.e_available = Decimal(h[14])
+        s.e_used = Decimal(h[15])
+        s.e_maint = Decimal(h[16])
+        s.e_assets = h[17]
+        if h[18] is not None:
+            s.e_positions = {}
+            for a in h[18]:
+                ep = ExchangePosition(a[0], a[1], Decimal(a[2]), Decimal(a[3]), Decimal(a[4]),
+                                      Decimal(a[5]))
+                s.e_positions[(ep.symbol, ep.position_side)] = ep
+        for a in h[19]:
+            p = Position.decode(a)
+            s.positions[(p.symbol, p.position_side)] = p
+        s.closed_trades = [Trade.decode(a) for a in h[20]]
+        s.trade_count = h[21]
+        s.status = h[22]
+        s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4]), r[5]) for r in h[23]]
+        s.anomalies = h[24]
+        s.offsets = {int(p): int(o) for p, o in h[25]}
+        s.outbox = [
+            OutboxEntry(e[0], None if e[1] is None else (e[1][0], e[1][1]), e[2], None, blob)
+            for e, blob in zip(h[26], blobs, strict=True)
+        ]
+        s.ring = bytearray(ring)
+        if len(s.ring) % _SLOT:
+            raise StateDecodeError("dedup ring length is not a whole number of slots")
+        return s
+    except StateDecodeError:
+        raise
+    except (ValueError, IndexError, TypeError, KeyError, ArithmeticError) as exc:
+        raise StateDecodeError(f"malformed encoded account state: {exc}") from None
+
+
+# ------------------------------------------------------------------- outbox blob codec
+
+# Which record fields are decimals / timestamps, per output kind: the blob stores
+# them as strings and the decoder turns them back, so a re-sent record equals
+# the original one field for field.
+_DEC = {
+    "snapshot": frozenset({
+        "capital", "k_capital", "equity", "peak_capital", "unrealized_pnl", "realized_pnl",
+        "fees", "funding", "cash_flows", "wallet_balance", "available_margin", "used_margin",
+        "maint_margin", "k_used_margin"}),
+    "trade": frozenset({
+        "qty", "price", "position_qty", "avg_entry_price", "pnl_leg", "fee_leg",
+        "cumulative_pnl", "trade_fees", "exchange_realized_pnl"}),
+    "reconcile": frozenset(),
+    "anomaly": frozenset(),
+}
+_POS_DEC = frozenset({"qty", "avg_entry_price", "realized_pnl", "fees", "funding",
+                      "unrealized_pnl", "mark_price", "leverage", "used_margin"})
+_BAL_DEC = frozenset({"free", "locked", "total", "avg_cost", "value"})
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return str(o)
+    if isinstance(o, datetime):
+        return o.isoformat()
+    raise TypeError(f"cannot encode {type(o).__name__} in an outbox record")
+
+
+def _encode_outputs(outputs: list[Output]) -> bytes:
+    return json.dumps([[o.kind, o.key, o.record] for o in outputs], separators=(",", ":"),
+                      default=_json_default).encode()
+
+
+def _decs(d: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    for k in names:
+        v = d.get(k)
+        if v is not None:
+            d[k] = Decimal(v)
+    return d
+
+
+def _decode_outputs(blob: bytes) -> list[Output]:
+    out = []
+    for kind, key, rec in json.loads(blob):
+        _decs(rec, _DEC[kind])
+        rec["ts"] = datetime.fromisoformat(rec["ts"])
+        if kind == "snapshot":
+            rec["positions"] = [_decs(p, _POS_DEC) for p in rec["positions"]]
+            rec["balances"] = [_decs(b, _BAL_DEC) for b in rec["balances"]]
+        elif kind == "reconcile":
+            rec["results"] = [_decs(r, frozenset({"delta"})) for r in rec["results"]]
+        out.append(Output(kind, key, rec))
+    return out

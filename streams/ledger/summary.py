@@ -1,0 +1,90 @@
+"""The account view of the fold file (FOLD_FORMAT ``accounts[<id>]``), computed from state.
+
+Owns: ``account_summary``. Reads state and marks, mutates nothing. Must not
+touch: booking rules or output records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, localcontext
+from typing import Any
+
+from .config import LedgerConfig
+from .fold import position_marks
+from .numbers import D0, LEDGER_CONTEXT, plain
+from .state import AccountState
+
+
+def account_summary(state: AccountState, marks: Mapping[str, Decimal],
+                    config: LedgerConfig) -> dict[str, Any]:
+    """The FOLD_FORMAT account object; amounts as plain decimal strings.
+
+    Beyond the documented fields it adds ``seed``, ``realized_pnl``, ``fees``,
+    ``funding``, ``cash_flows`` (the K identity, A11), ``wallet_balance``,
+    ``used_margin`` and ``k_used_margin`` and, per leg, its ``action`` and
+    ``exchange_realized_pnl`` (the contract allows new fields only).
+    """
+    st = state
+    with localcontext(LEDGER_CONTEXT):
+        positions = []
+        unreal = D0
+        used = D0
+        for pos in st.positions.values():
+            mark, upnl, margin = position_marks(pos, marks)
+            unreal += upnl
+            used += margin
+            positions.append({
+                "symbol": pos.symbol, "position_side": pos.position_side,
+                "market": pos.market, "qty": plain(pos.qty),
+                "avg_entry_price": plain(pos.avg), "realized_pnl": plain(pos.realized),
+                "fees": plain(pos.fees), "funding": plain(pos.funding),
+                "unrealized_pnl": plain(upnl), "mark_price": plain(mark),
+                "leverage": plain(pos.leverage), "used_margin": plain(margin),
+                "entry_basis_missing": pos.basis_missing,
+            })
+        trades = []
+        for t in st.trades():
+            trades.append({
+                "trade_id": t.trade_id, "symbol": t.symbol, "position_side": t.position_side,
+                "side": t.side, "status": "CLOSED" if t.closed else "OPEN",
+                "realized_pnl": plain(t.realized), "fees": plain(t.fees),
+                "net_pnl": plain(t.realized - t.fees), "opened_by": t.open_event_id,
+                "strategy_tag": t.strategy_tag, "dropped_legs": t.dropped_legs,
+                "legs": [{
+                    "event_id": leg.event_id, "action": leg.action, "qty": plain(leg.qty),
+                    "price": plain(leg.price), "pnl_leg": plain(leg.pnl),
+                    "fee_leg": plain(leg.fee), "cumulative_pnl": plain(leg.cum),
+                    "pnl_source": leg.source,
+                    "exchange_realized_pnl": None if leg.exch is None else plain(leg.exch),
+                    "holding_seconds": leg.hold, "flags": list(leg.flags),
+                } for leg in t.legs],
+            })
+        deltas = {r[3]: plain(r[4]) for r in st.results}
+        return {
+            "event_seq": st.event_seq,
+            "capital": plain(st.capital),
+            "capital_source": st.capital_source,
+            "k_capital": plain(st.k_capital),
+            "equity": plain(st.capital + unreal),
+            "peak_capital": plain(st.peak_capital),
+            "capital_frozen": st.status == "ERROR",
+            "seed": plain(st.seed),
+            "realized_pnl": plain(st.k_realized),
+            "fees": plain(st.k_fees),
+            "funding": plain(st.k_funding),
+            "cash_flows": plain(st.k_cash),
+            "unrealized_pnl": plain(unreal),
+            "wallet_balance": None if st.e_wallet is None else plain(st.e_wallet),
+            "used_margin": plain(st.e_used),
+            "k_used_margin": plain(used),
+            "reconcile": {
+                "status": st.status,
+                "deltas": deltas,
+                "explanations": [r[5] for r in st.results if r[1] != "OK"],
+            },
+            "positions": positions,
+            "trades": trades,
+            "balances": {},
+            "anomalies": [dict(a) for a in st.anomalies],
+        }
