@@ -40,6 +40,7 @@ from streams.gateways.common import (
     side_of,
     text_field,
     ts_from_ms,
+    unset,
 )
 from streams.gateways.exceptions import PayloadRejected
 from streams.gateways.futures import account_update, frame_times
@@ -103,7 +104,7 @@ def order_trade_update(frame: Mapping[str, Any], ctx: Context) -> list[dict[str,
                               f"got {o.get('l')!r}")
     price = _true_price(o)
     fee = opt_amount(o, "n", "o.n (commission)") or Decimal(0)
-    ts = ts_from_ms(o["T"], "o.T (trade time)") if o.get("T") else frame_ts
+    ts = frame_ts if unset(o.get("T")) else ts_from_ms(o["T"], "o.T (trade time)")
 
     fill_id = f"{VENUE}:fill:{symbol}:{trade_id}"
     fill: dict[str, Any] = {

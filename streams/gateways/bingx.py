@@ -33,8 +33,10 @@ The quirks, normalized here and nowhere else:
   ``FET-USDT``.
 - **Exchange realized PnL** (``rp``, ``profit``) of an order whose status is
   FILLED, when not zero, is a ``fill_settled`` for the order
-  (``venue_order_id``) with event id ``bingx:settle:<order id>``, the same
-  from the stream and from REST so the two sources deduplicate.
+  (``venue_order_id``) with event id ``bingx:settle:<order id>`` and the
+  time of the order's last booked fill: the same fact from the stream and
+  from REST, so the two sources deduplicate in the ledger. A realized PnL of
+  0 is not emitted (it would "repair" a price-less exit leg with 0).
 
 Event ids: a fill is ``bingx:fill:<order id>:<cumulative filled qty>`` — the
 same report re-sent, or the same state seen through REST, has the same id.
@@ -64,6 +66,7 @@ from streams.gateways.common import (
     side_of,
     text_field,
     ts_from_ms,
+    unset,
 )
 from streams.gateways.exceptions import PayloadRejected
 from streams.gateways.futures import account_update, frame_times
@@ -115,8 +118,7 @@ def order_trade_update(frame: Mapping[str, Any], txn: MemoryTxn,
     o = mapping(frame.get("o"), "o (order)")
     # BingX often sends T = 0 in order frames: the event time is then the only clock.
     trade_ms = o.get("T")
-    ts = ts_from_ms(trade_ms, "o.T (trade time)") if trade_ms not in (None, "", "0") and \
-        not (isinstance(trade_ms, Decimal) and trade_ms == 0) else frame_ts
+    ts = frame_ts if unset(trade_ms) else ts_from_ms(trade_ms, "o.T (trade time)")
     return _order(
         ctx, txn,
         symbol=text_field(o, "s", "o.s (symbol)", max_len=40),
@@ -240,7 +242,13 @@ def _order(ctx: Context, txn: MemoryTxn, *, symbol: str, order_id: object, order
         events.append(again)
 
     if status.upper() == "FILLED" and realized:
-        events.append(ctx.event(
+        settled = ctx.event(
             "fill_settled", f"{VENUE}:settle:{oid}", account, ts, symbol=symbol,
-            venue_order_id=oid, realized_pnl=fmt(realized), fee=fmt(cumulative_fee)))
+            venue_order_id=oid, realized_pnl=fmt(realized), fee=fmt(cumulative_fee))
+        # Stream and REST report the same settlement at different clocks; stamping it with
+        # the order's last booked fill makes both the same fact (the ledger digests ts).
+        booked_last = (txn.order(key) or OrderProgress()).last
+        if booked_last is not None and isinstance(booked_last.get("ts"), str):
+            settled["ts"] = booked_last["ts"]
+        events.append(settled)
     return events

@@ -155,6 +155,18 @@ def amount(value: object, name: str) -> Decimal:
     return d
 
 
+def unset(value: object) -> bool:
+    """Venues send "no value" as null, "" or a zero (BingX ``"T": 0``)."""
+    if value is None or isinstance(value, bool):
+        return value is None
+    if isinstance(value, str):
+        text = value.strip()
+        return not text or text.strip("0.") == "" and any(c == "0" for c in text)
+    if isinstance(value, int | Decimal):
+        return value == 0
+    return False
+
+
 def opt_amount(obj: Mapping[str, Any], key: str, name: str | None = None) -> Decimal | None:
     """``obj[key]`` as an amount, or None when absent, null or an empty string."""
     value = obj.get(key)

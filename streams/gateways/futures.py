@@ -46,6 +46,7 @@ from streams.gateways.common import (
     sequence,
     text_field,
     ts_from_ms,
+    unset,
 )
 from streams.gateways.exceptions import PayloadRejected
 
@@ -62,7 +63,7 @@ def frame_times(frame: Mapping[str, Any]) -> tuple[str, Any]:
     """(event time as id text, exchange timestamp): ``T`` (transaction) when set, else ``E``."""
     event_ms = ident(frame.get("E"), "E (event time)")
     ts = ts_from_ms(frame.get("E"), "E (event time)")
-    if frame.get("T") not in (None, 0, "", "0", Decimal(0)):
+    if not unset(frame.get("T")):
         ts = ts_from_ms(frame.get("T"), "T (transaction time)")
     return event_ms, ts
 
