@@ -1,0 +1,380 @@
+"""Two ways to reach ClickHouse behind one small interface: chDB on disk, or a server.
+
+Owns: connections, how query parameters and insert data travel to each
+engine, and turning results into Python values (``Decimal`` for decimals,
+timezone-aware ``datetime`` for times). Must not touch: table layouts
+(``sinks.ddl``), row building (``sinks.rows``) or the exactly-once flow
+(``sinks.runner``).
+
+**Nothing read from a topic is ever put into SQL text.** Values travel as
+``{name:Type}`` query parameters (``query``/``command``) or as insert data in
+a separate channel (``insert``): a TabSeparated stream for chDB, the native
+protocol of clickhouse-connect for a server. The only SQL we build from
+strings are identifiers from ``sinks.ddl`` and the insert token, which the
+runner derives from topic names of our settings and integer offsets and
+which :func:`check_token` restricts to ``[A-Za-z0-9._:-]``.
+
+chDB lets one process own a data directory ("Cannot lock file .../status");
+the sink process holds it and everyone else reads through its HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clickhouse_connect.driver.binding import format_bind_value
+
+from sinks.ddl import ident
+from sinks.exceptions import BackendError, BackendUnavailable
+
+if TYPE_CHECKING:
+    from streams.config import Settings
+
+Params = Mapping[str, Any]
+
+_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,512}$")
+
+
+def check_token(token: str) -> str:
+    """An insert token is inlined into the INSERT's SETTINGS clause; keep it inert."""
+    if not _TOKEN.match(token):
+        raise BackendError(f"insert_deduplication_token has characters outside [A-Za-z0-9._:-]: "
+                           f"{token!r}")
+    return token
+
+
+class Backend(ABC):
+    """What the sink needs from ClickHouse: statements, reads and idempotent inserts."""
+
+    #: ``chdb`` or ``server``; the HTTP endpoint and reports show it.
+    kind: str = ""
+    database: str = "twinledger"
+
+    @abstractmethod
+    def command(self, sql: str, params: Params | None = None) -> None:
+        """Run a statement that returns nothing (DDL, small state writes)."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Params | None = None,
+              settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows as tuples of Python values (Decimal, aware datetime, int, str, list...)."""
+
+    def query_with_names(self, sql: str, params: Params | None = None,
+                         settings: Mapping[str, Any] | None = None
+                         ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows; the HTTP endpoint needs the names."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+               dedup_token: str) -> None:
+        """Insert synchronously; returns only once ClickHouse acknowledged the rows.
+
+        ``dedup_token`` becomes ``insert_deduplication_token``: the same token
+        again (within the table's deduplication window) inserts nothing.
+        """
+
+    @abstractmethod
+    def use_database(self) -> None:
+        """Make ``self.database`` the default for unqualified names (after the DDL made it)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection (and, for chDB, the data directory lock)."""
+
+
+# --- chDB -----------------------------------------------------------------
+
+
+def _param_text(value: Any) -> str:
+    """A Python value as ClickHouse's text form of a query parameter.
+
+    chDB takes parameters as text exactly like the HTTP interface does, so
+    clickhouse-connect's own formatter (escaping included) is reused; times
+    are formatted here because that formatter drops microseconds.
+    """
+    if isinstance(value, dt.datetime):
+        return _ts_text(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(format_bind_value(value))
+
+
+def _ts_text(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise BackendError("naive datetime: every time the sink writes must be timezone-aware")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+_TSV_ESCAPES = {
+    ord("\\"): b"\\\\", ord("\t"): b"\\t", ord("\n"): b"\\n", ord("\r"): b"\\r", 0: b"\\0",
+    8: b"\\b", 12: b"\\f",
+}
+_QUOTED_ESCAPES = dict(_TSV_ESCAPES) | {ord("'"): b"\\'"}
+
+
+def _escape(data: bytes, table: Mapping[int, bytes]) -> bytes:
+    if not any(b in table for b in data):
+        return data
+    return b"".join(table.get(b, bytes((b,))) for b in data)
+
+
+def tsv_field(value: Any) -> bytes:
+    """One value in ClickHouse's TabSeparated (escaped) form; bytes stay bytes."""
+    if value is None:
+        return b"\\N"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _escape(bytes(value), _TSV_ESCAPES)
+    if isinstance(value, str):
+        return _escape(value.encode("utf-8"), _TSV_ESCAPES)
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise BackendError(f"non-finite decimal {value} cannot be stored")
+        return format(value, "f").encode()
+    if isinstance(value, dt.datetime):
+        return _ts_text(value).encode()
+    if isinstance(value, list | tuple):
+        open_, close = (b"[", b"]") if isinstance(value, list) else (b"(", b")")
+        return open_ + b",".join(_quoted(v) for v in value) + close
+    raise BackendError(f"cannot store a {type(value).__name__} (floats are never stored)")
+
+
+def _quoted(value: Any) -> bytes:
+    if isinstance(value, str):
+        return b"'" + _escape(value.encode("utf-8"), _QUOTED_ESCAPES) + b"'"
+    if isinstance(value, bytes):
+        return b"'" + _escape(value, _QUOTED_ESCAPES) + b"'"
+    if isinstance(value, dt.datetime):
+        return b"'" + _ts_text(value).encode() + b"'"
+    if value is None:
+        return b"NULL"
+    return tsv_field(value)
+
+
+def tsv_rows(rows: Sequence[Sequence[Any]]) -> bytes:
+    return b"".join(b"\t".join(tsv_field(v) for v in row) + b"\n" for row in rows)
+
+
+_JSON_SETTINGS = (" SETTINGS output_format_json_quote_decimals = 1,"
+                  " output_format_json_quote_64bit_integers = 0,"
+                  " output_format_json_quote_64bit_floats = 0")
+
+
+def _convert(type_name: str, value: Any) -> Any:
+    """JSON value -> Python value, driven by the ClickHouse type in the result meta."""
+    if value is None:
+        return None
+    t = type_name
+    while True:  # wrappers that do not change the value
+        for wrapper in ("Nullable(", "LowCardinality("):
+            if t.startswith(wrapper):
+                t = t[len(wrapper):-1]
+                break
+        else:
+            break
+    if t.startswith("Decimal"):
+        return Decimal(str(value))
+    if t.startswith("DateTime"):
+        return _parse_ts(str(value))
+    if t.startswith("Array(") and isinstance(value, list):
+        inner = t[len("Array("):-1]
+        return [_convert(inner, v) for v in value]
+    if t.startswith(("Int", "UInt")) and isinstance(value, str):
+        return int(value)
+    return value
+
+
+def _parse_ts(text: str) -> dt.datetime:
+    # Result times are rendered in the column's zone, which is UTC for every sink table.
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+class ChdbBackend(Backend):
+    """chDB (in-process ClickHouse) with its data on disk at ``path``."""
+
+    kind = "chdb"
+
+    def __init__(self, path: str | Path, database: str = "twinledger") -> None:
+        from chdb import session as chdb_session
+
+        self.database = ident(database)
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._session: Any = chdb_session.Session(str(self.path))
+        except Exception as exc:  # chDB raises RuntimeError subclasses with the engine text
+            raise BackendUnavailable(f"cannot open chDB at {self.path}: {exc}") from exc
+        # One statement at a time: the HTTP thread reads while the runner inserts,
+        # and a chDB streaming insert blocks every other statement on the session.
+        self._lock = threading.RLock()
+
+    def _run(self, sql: str, fmt: str, params: Params | None) -> Any:
+        text_params = {k: _param_text(v) for k, v in (params or {}).items()}
+        with self._lock:
+            if self._session is None:
+                raise BackendError("chDB backend is closed")
+            try:
+                return self._session.query(sql, fmt, params=text_params)
+            except Exception as exc:
+                raise BackendError(f"chDB: {exc}") from exc
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def query_with_names(self, sql: str, params: Params | None = None,
+                         settings: Mapping[str, Any] | None = None
+                         ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        extra = "".join(f", {ident(k)} = {int(v)}" for k, v in (settings or {}).items())
+        result = self._run(f"{sql}{_JSON_SETTINGS}{extra}", "JSONCompact", params)
+        raw = result.bytes() if hasattr(result, "bytes") else bytes(result)
+        if not raw.strip():
+            return [], []
+        doc = json.loads(raw)
+        meta = doc["meta"]
+        names = [m["name"] for m in meta]
+        types = [m["type"] for m in meta]
+        rows = [tuple(_convert(t, v) for t, v in zip(types, row, strict=True))
+                for row in doc["data"]]
+        return names, rows
+
+    def query(self, sql: str, params: Params | None = None,
+              settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.query_with_names(sql, params, settings)[1]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+               dedup_token: str) -> None:
+        if not rows:
+            return
+        cols = ", ".join(ident(c) for c in columns)
+        # Identifiers from sinks.ddl and a checked token: no topic data in this text.
+        sql = (f"INSERT INTO {self.database}.{ident(table)} ({cols}) SETTINGS "  # noqa: S608
+               f"insert_deduplication_token = '{check_token(dedup_token)}', async_insert = 0")
+        data = tsv_rows(rows)
+        with self._lock:
+            if self._session is None:
+                raise BackendError("chDB backend is closed")
+            try:
+                with self._session.send_insert(sql, "TabSeparated") as ins:
+                    ins.append(data)
+                    ins.finish()
+            except Exception as exc:
+                raise BackendError(f"chDB insert into {table}: {exc}") from exc
+
+    def use_database(self) -> None:
+        self.command(f"USE {self.database}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+
+# --- ClickHouse server through clickhouse-connect ----------------------------
+
+
+def _mask(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    if isinstance(value, list):
+        return [_aware(v) for v in value]
+    return value
+
+
+class ClickHouseConnectBackend(Backend):
+    """A ClickHouse server at ``url`` (``http(s)://user:pass@host:port``)."""
+
+    kind = "server"
+
+    def __init__(self, url: str, database: str = "twinledger") -> None:
+        import clickhouse_connect
+
+        self.database = ident(database)
+        self._url = _mask(url)
+        try:
+            # No database= here: it may not exist until the DDL ran; names are qualified.
+            self._client: Any = clickhouse_connect.get_client(
+                dsn=url, connect_timeout=5, send_receive_timeout=60,
+                settings={"async_insert": 0},
+                # No server session: the HTTP endpoint reads while the runner inserts.
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            # The exception text can echo the DSN; only the masked URL is reported.
+            raise BackendUnavailable(f"cannot reach ClickHouse at {self._url}: "
+                                     f"{type(exc).__name__}") from None
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=dict(params or {}))
+        except Exception as exc:
+            raise BackendError(f"ClickHouse: {exc}") from exc
+
+    def query_with_names(self, sql: str, params: Params | None = None,
+                         settings: Mapping[str, Any] | None = None
+                         ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        try:
+            result = self._client.query(sql, parameters=dict(params or {}),
+                                        settings=dict(settings or {}))
+        except Exception as exc:
+            raise BackendError(f"ClickHouse: {exc}") from exc
+        rows = [tuple(_aware(v) for v in row) for row in result.result_rows]
+        return list(result.column_names), rows
+
+    def query(self, sql: str, params: Params | None = None,
+              settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.query_with_names(sql, params, settings)[1]
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+               dedup_token: str) -> None:
+        if not rows:
+            return
+        try:
+            self._client.insert(
+                ident(table), [list(r) for r in rows], column_names=list(columns),
+                database=self.database,
+                settings={"insert_deduplication_token": check_token(dedup_token),
+                          "async_insert": 0},
+            )
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"ClickHouse insert into {table}: {exc}") from exc
+
+    def use_database(self) -> None:
+        self._client.database = self.database
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_backend(settings: Settings) -> Backend:
+    """A server backend when ``CLICKHOUSE_URL`` is set, else chDB at ``TWINLEDGER_CHDB_PATH``."""
+    if settings.clickhouse_url:
+        return ClickHouseConnectBackend(settings.clickhouse_url, settings.clickhouse_database)
+    return ChdbBackend(settings.chdb_path, settings.clickhouse_database)
+
+
+__all__ = ["Backend", "ChdbBackend", "ClickHouseConnectBackend", "check_token", "open_backend",
+           "tsv_field", "tsv_rows"]

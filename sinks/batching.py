@@ -1,0 +1,185 @@
+"""Per-partition batches and the BEFORE/AFTER range state: the pure half of the sink.
+
+Owns: where a batch starts and ends, the insert token, rebuilding a recorded
+BEFORE range identically after a restart, and choosing the winner among
+duplicate keys inside a batch. Must not touch: Kafka clients, ClickHouse or
+the wall clock (callers pass ``now`` from a monotonic clock), so every rule
+here is unit-tested without a broker.
+
+The rules, per (topic, partition):
+
+1. Records are buffered in offset order as they are consumed.
+2. A batch is cut when the buffer holds ``max_rows`` records or its oldest
+   record waited ``max_seconds``; it covers offsets ``first..last`` and its
+   token is ``<topic>-<partition>-<first>-<last>``.
+3. A range recovered in state BEFORE ``[F, L]`` overrides rule 2: when the
+   first record fetched after assignment has offset ``F`` (the normal case:
+   offsets are committed only after a range is AFTER), the batch is exactly
+   ``F..L`` whatever the size and time limits, so it carries the same token
+   and the same records as the attempt that was interrupted. When the first
+   offset is not ``F`` (an operator reset offsets, or retention deleted
+   ``F``), the range cannot be rebuilt; it is abandoned and the existence
+   filter alone keeps the table exact.
+4. Inside a batch the first record (lowest offset) of each
+   ``(account_id, event_id)`` wins; later copies are duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+BEFORE = "BEFORE"
+AFTER = "AFTER"
+
+
+class RecoveryOutcome(StrEnum):
+    REBUILT = "rebuilt"
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class Msg:
+    """What the sink keeps of a Kafka record (a copy, so tests can build them freely)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class RangeState:
+    """The last recorded range of a (group, topic, partition)."""
+
+    first: int
+    last: int
+    state: str  # BEFORE | AFTER
+    version: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    topic: str
+    partition: int
+    first: int
+    last: int
+    records: tuple[Msg, ...]
+    rebuilt: bool = False  # True when this is the replay of a recovered BEFORE range
+
+    @property
+    def token(self) -> str:
+        return batch_token(self.topic, self.partition, self.first, self.last)
+
+
+def batch_token(topic: str, partition: int, first: int, last: int) -> str:
+    return f"{topic}-{partition}-{first}-{last}"
+
+
+@dataclass
+class PartitionBuffer:
+    """Records consumed from one partition and not yet part of a batch."""
+
+    topic: str
+    partition: int
+    records: list[Msg] = field(default_factory=list)
+    oldest_at: float | None = None  # monotonic time the oldest buffered record arrived
+    recovering: RangeState | None = None  # a BEFORE range to rebuild
+    version: int = 0  # last range-state version written or read for this partition
+    seen_first: bool = False
+    outcomes: list[tuple[RecoveryOutcome, RangeState]] = field(default_factory=list)
+
+    def recover(self, state: RangeState | None) -> None:
+        """Install the state read at assignment; only BEFORE needs work."""
+        self.version = state.version if state else 0
+        self.recovering = state if state is not None and state.state == BEFORE else None
+        self.seen_first = False
+        self.records.clear()
+        self.oldest_at = None
+
+    def add(self, msg: Msg, now: float) -> None:
+        if self.records and msg.offset <= self.records[-1].offset:
+            return  # a re-fetch after a seek: offsets only move forward inside a buffer
+        if not self.seen_first:
+            self.seen_first = True
+            rec = self.recovering
+            if rec is not None and msg.offset != rec.first:
+                self.outcomes.append((RecoveryOutcome.ABANDONED, rec))
+                self.recovering = None
+        if not self.records:
+            self.oldest_at = now
+        self.records.append(msg)
+
+    def cut(self, now: float, max_rows: int, max_seconds: float, force: bool = False
+            ) -> Batch | None:
+        """The next batch if one is due (``force``: everything buffered, e.g. at stop)."""
+        if not self.records:
+            return None
+        rec = self.recovering
+        if rec is not None:
+            # Rule 3: exactly F..L, however long it takes to fetch up to L.
+            if self.records[-1].offset < rec.last:
+                return None
+            n = sum(1 for m in self.records if m.offset <= rec.last)
+            self.recovering = None
+            self.outcomes.append((RecoveryOutcome.REBUILT, rec))
+            return self._take(n, now, rebuilt=True, last=rec.last)
+        if len(self.records) >= max_rows:
+            return self._take(max_rows, now)
+        assert self.oldest_at is not None
+        if force or now - self.oldest_at >= max_seconds:
+            return self._take(len(self.records), now)
+        return None
+
+    def waiting_for_rebuild(self) -> bool:
+        return self.recovering is not None and bool(self.records)
+
+    def seconds_until_due(self, now: float, max_seconds: float) -> float | None:
+        if not self.records or self.oldest_at is None or self.recovering is not None:
+            return None
+        return max(0.0, self.oldest_at + max_seconds - now)
+
+    def _take(self, n: int, now: float, rebuilt: bool = False, last: int | None = None
+              ) -> Batch:
+        taken, self.records = self.records[:n], self.records[n:]
+        self.oldest_at = now if self.records else None
+        return Batch(self.topic, self.partition, taken[0].offset,
+                     taken[-1].offset if last is None else last, tuple(taken), rebuilt)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A row that may be inserted: its table, key and values."""
+
+    table: str
+    account_id: str
+    event_id: str
+    row: tuple[Any, ...]
+    offset: int
+
+
+def first_wins(candidates: Iterable[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+    """Rule 4: (kept, duplicates); kept is in the input order (offset order)."""
+    seen: set[tuple[str, str, str]] = set()
+    kept: list[Candidate] = []
+    dups: list[Candidate] = []
+    for c in candidates:
+        k = (c.table, c.account_id, c.event_id)
+        if k in seen:
+            dups.append(c)
+        else:
+            seen.add(k)
+            kept.append(c)
+    return kept, dups
+
+
+def drop_existing(candidates: Sequence[Candidate], existing: set[tuple[str, str]]
+                  ) -> tuple[list[Candidate], list[Candidate]]:
+    """(to insert, already in the table) given the existing (account_id, event_id) keys."""
+    fresh = [c for c in candidates if (c.account_id, c.event_id) not in existing]
+    old = [c for c in candidates if (c.account_id, c.event_id) in existing]
+    return fresh, old

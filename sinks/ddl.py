@@ -1,0 +1,295 @@
+"""The sink tables: one typed table per sinked topic plus the range-state table.
+
+Owns: table names, column names, column types and engines — the single source
+of truth that ``sinks.rows`` (row shapes) and ``sinks.runner`` (inserts and
+the existence filter) read. Must not touch: values (rows are built in
+``sinks.rows``) or any connection (statements are executed by a ``Backend``).
+
+Conventions:
+
+- money and quantities ``Decimal(38, 18)`` (the Avro decimal scale), times
+  ``DateTime64(6, 'UTC')``; nothing is ever a float;
+- event tables are ``ReplacingMergeTree ORDER BY (account_id, event_id)``, the
+  second line of defense behind the sink's own exactly-once flow, with
+  ``non_replicated_deduplication_window`` so ``insert_deduplication_token``
+  works on a single (non-replicated) MergeTree;
+- nested records (positions, balances, rule results) are JSON strings with
+  decimals as strings, read with ``JSONExtract*``; string lists are
+  ``Array(String)``;
+- every event row keeps the Kafka coordinates it was read from
+  (``kafka_topic``, ``kafka_partition``, ``kafka_offset``) for audits;
+- ``sink_ranges`` holds the BEFORE/AFTER range state per (group, topic,
+  partition). It lives in ClickHouse, next to the rows it guards, rather than
+  in a local file: wiping the chDB directory wipes both together, and with a
+  server the state follows a partition to whichever sink host owns it.
+
+With ``TWINLEDGER_CLICKHOUSE_CLUSTER`` set, every statement gets
+``ON CLUSTER <name>`` and engines become ``Replicated*`` with the usual
+``{shard}``/``{replica}`` macros (deduplication then uses the replicated
+window). That path is documented, not tested here (no cluster in CI).
+
+DDL is idempotent (``IF NOT EXISTS``) and applied by the sink at start.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sinks.exceptions import DDLError
+
+if TYPE_CHECKING:
+    from sinks.backend import Backend
+
+MONEY = "Decimal(38, 18)"
+NMONEY = "Nullable(Decimal(38, 18))"
+TIME = "DateTime64(6, 'UTC')"
+LC = "LowCardinality(String)"
+
+#: How many recent insert tokens each table remembers; a retry must come
+#: within this many inserts into the same table (all partitions together).
+DEDUP_WINDOW = 10000
+
+#: Kafka coordinates kept on every event row (filled by the runner).
+KAFKA_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("kafka_topic", LC),
+    ("kafka_partition", "UInt32"),
+    ("kafka_offset", "UInt64"),
+)
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def ident(name: str) -> str:
+    """``name`` if it is a plain ClickHouse identifier; raise otherwise.
+
+    Database, cluster and table names come from our settings, never from a
+    topic; this check keeps even a mistyped setting from reaching SQL unquoted.
+    """
+    if not _IDENT.match(name):
+        raise DDLError(f"not a plain identifier: {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Table:
+    """An event table: typed columns in insert order, then the Kafka coordinates."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    time_column: str = "ts"
+
+    @property
+    def insert_columns(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns) + tuple(c for c, _ in KAFKA_COLUMNS)
+
+
+VENUE_EVENTS = Table("venue_events", (
+    ("account_id", "String"),
+    ("event_id", "String"),
+    ("venue", LC),
+    ("kind", LC),
+    ("ts", TIME),                     # ts_exchange, named ts like every other table
+    ("ts_ingest", TIME),
+    ("symbol", LC),
+    ("side", LC),
+    ("position_side", LC),
+    ("market", LC),
+    ("qty", NMONEY),
+    ("price", NMONEY),
+    ("fee", NMONEY),
+    ("fee_asset", LC),
+    ("leverage", NMONEY),
+    ("realized_pnl", NMONEY),
+    ("amount", NMONEY),               # funding and cash-flow amount
+    ("capital", NMONEY),              # anchor
+    ("asset", LC),                    # cash-flow asset
+    ("flow", LC),
+    ("wallet_balance", NMONEY),
+    ("available_margin", NMONEY),
+    ("used_margin", NMONEY),
+    ("maint_margin", NMONEY),
+    ("venue_order_id", "String"),
+    ("client_order_id", "String"),
+    ("fill_event_id", "String"),
+    ("strategy_tag", LC),
+    ("positions", "String"),          # PositionSnapshot positions (JSON)
+    ("assets", "String"),             # BalanceUpdate per-asset free/locked (JSON)
+    ("fold_json", "String"),          # the canonical FOLD_FORMAT line: re-fold from here
+))
+
+ACCOUNT_SNAPSHOTS = Table("account_snapshots", (
+    ("account_id", "String"),
+    ("event_id", "String"),
+    ("event_seq", "UInt64"),
+    ("event_kind", LC),
+    ("ts", TIME),
+    ("capital", MONEY),
+    ("capital_source", LC),
+    ("k_capital", MONEY),
+    ("equity", MONEY),
+    ("peak_capital", MONEY),
+    ("unrealized_pnl", MONEY),
+    ("realized_pnl", MONEY),
+    ("fees", MONEY),
+    ("funding", MONEY),
+    ("cash_flows", MONEY),
+    ("wallet_balance", NMONEY),
+    ("available_margin", MONEY),
+    ("used_margin", MONEY),
+    ("maint_margin", MONEY),
+    ("k_used_margin", MONEY),
+    ("reconcile_status", LC),
+    ("capital_frozen", "Bool"),
+    ("positions", "String"),          # JSON list of PositionState
+    ("balances", "String"),           # JSON list of BalanceState
+))
+
+TRADE_EVENTS = Table("trade_events", (
+    ("account_id", "String"),
+    ("event_id", "String"),
+    ("trade_id", "String"),
+    ("source_event_id", "String"),
+    ("event_seq", "UInt64"),
+    ("ts", TIME),
+    ("symbol", LC),
+    ("position_side", LC),
+    ("side", LC),
+    ("action", LC),
+    ("market", LC),
+    ("qty", MONEY),
+    ("price", MONEY),
+    ("position_qty", MONEY),
+    ("avg_entry_price", MONEY),
+    ("pnl_leg", MONEY),
+    ("fee_leg", MONEY),
+    ("cumulative_pnl", MONEY),
+    ("trade_fees", MONEY),
+    ("pnl_source", LC),
+    ("exchange_realized_pnl", NMONEY),
+    ("holding_seconds", "Int64"),
+    ("flags", "Array(String)"),
+    ("strategy_tag", LC),
+))
+
+RECONCILE_EVENTS = Table("reconcile_events", (
+    ("account_id", "String"),
+    ("event_id", "String"),
+    ("source_event_id", "String"),
+    ("event_seq", "UInt64"),
+    ("ts", TIME),
+    ("status", LC),
+    ("previous_status", LC),
+    ("capital_frozen", "Bool"),
+    ("results", "String"),            # JSON list of RuleResult
+    ("explanations", "Array(String)"),
+))
+
+ANOMALY_EVENTS = Table("anomaly_events", (
+    ("account_id", "String"),
+    ("event_id", "String"),
+    ("source_event_id", "String"),
+    ("event_seq", "UInt64"),
+    ("ts", TIME),
+    ("code", LC),
+    ("severity", LC),
+    ("detail", "String"),
+))
+
+DEAD_LETTERS = Table("dead_letters", (
+    ("account_id", "String"),
+    ("event_id", "String"),           # <topic>:<partition>:<offset> of the bad record
+    ("source_topic", LC),
+    ("source_partition", "Int32"),
+    ("source_offset", "Int64"),
+    ("ts", TIME),
+    ("error_type", LC),
+    ("reason", "String"),
+    ("original_key", "Nullable(String)"),
+    ("original_value", "String"),     # the bytes as received; binary-safe
+))
+
+#: Every event table by name; the keys are the ``sinks:`` names of topology.yaml.
+TABLES: dict[str, Table] = {t.name: t for t in (
+    VENUE_EVENTS, ACCOUNT_SNAPSHOTS, TRADE_EVENTS, RECONCILE_EVENTS, ANOMALY_EVENTS,
+    DEAD_LETTERS,
+)}
+
+RANGES_TABLE = "sink_ranges"
+RANGES_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("consumer_group", "String"),
+    ("topic", "String"),
+    ("partition", "UInt32"),
+    ("first_offset", "Int64"),
+    ("last_offset", "Int64"),
+    ("state", "Enum8('BEFORE' = 1, 'AFTER' = 2)"),
+    # Monotonic per (group, topic, partition), kept by the runner, not a clock:
+    # a clock step back must not resurrect an old state.
+    ("version", "UInt64"),
+    ("updated_at", f"{TIME} DEFAULT now64(6)"),
+)
+
+
+def _engine(kind: str, table: str, database: str, cluster: str, args: str = "") -> str:
+    if cluster:
+        path = f"'/clickhouse/tables/{{shard}}/{database}/{table}', '{{replica}}'"
+        return f"Replicated{kind}({path}{', ' + args if args else ''})"
+    return f"{kind}({args})"
+
+
+def create_statements(database: str, cluster: str = "") -> list[str]:
+    """Every DDL statement, in order, for ``database`` (and ``cluster`` when set)."""
+    db = ident(database)
+    on = f" ON CLUSTER {ident(cluster)}" if cluster else ""
+    stmts = [f"CREATE DATABASE IF NOT EXISTS {db}{on}"]
+    window = ("replicated_deduplication_window" if cluster
+              else "non_replicated_deduplication_window")
+    for table in TABLES.values():
+        cols = ",\n    ".join(f"{ident(c)} {t}" for c, t in table.columns + KAFKA_COLUMNS)
+        stmts.append(
+            f"CREATE TABLE IF NOT EXISTS {db}.{ident(table.name)}{on} (\n    {cols},\n"
+            f"    inserted_at {TIME} DEFAULT now64(6)\n)\n"
+            f"ENGINE = {_engine('ReplacingMergeTree', table.name, db, cluster)}\n"
+            f"PARTITION BY toYYYYMM({table.time_column})\n"
+            "ORDER BY (account_id, event_id)\n"
+            f"SETTINGS {window} = {DEDUP_WINDOW}"
+        )
+    cols = ",\n    ".join(f"{c} {t}" for c, t in RANGES_COLUMNS)
+    stmts.append(
+        f"CREATE TABLE IF NOT EXISTS {db}.{RANGES_TABLE}{on} (\n    {cols}\n)\n"
+        f"ENGINE = {_engine('ReplacingMergeTree', RANGES_TABLE, db, cluster, 'version')}\n"
+        "ORDER BY (consumer_group, topic, partition)"
+    )
+    return stmts
+
+
+def apply_ddl(backend: Backend, database: str, cluster: str = "") -> None:
+    """Create what is missing, check existing tables, make ``database`` the default.
+
+    The default database lets endpoint readers write ``FROM account_snapshots``.
+    """
+    for stmt in create_statements(database, cluster):
+        backend.command(stmt)
+    check_columns(backend, database)
+    backend.use_database()
+
+
+def check_columns(backend: Backend, database: str, tables: Sequence[Table] | None = None
+                  ) -> None:
+    """Refuse to run against a table created by an older layout with missing columns.
+
+    ``CREATE ... IF NOT EXISTS`` keeps an existing table as it is; inserting
+    into it would fail batch after batch, so say which column is missing now.
+    """
+    for table in tables or list(TABLES.values()):
+        rows = backend.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+            {"db": database, "t": table.name},
+        )
+        have = {r[0] for r in rows}
+        missing = [c for c in table.insert_columns if c not in have]
+        if missing:
+            raise DDLError(f"table {database}.{table.name} lacks columns {missing}; "
+                           "migrate it or drop it so the sink recreates it")

@@ -1,0 +1,116 @@
+"""``twinledger sink`` and ``verify``: start-up, shutdown and the exactly-once check.
+
+Owns: the order of start-up (backend, DDL, HTTP endpoint, consumer) and of
+shutdown (stop consuming, flush, close the consumer, stop HTTP, release the
+backend), signal handling, and the verdict of :func:`verify`. Must not
+touch: the flow itself (``sinks.runner``) or the CLI wiring (``streams.cli``
+calls :func:`sink_main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import urllib.request
+from typing import Any
+
+from sinks.backend import Backend, open_backend
+from sinks.ddl import TABLES, apply_ddl
+from sinks.http import SinkHTTPServer
+from sinks.runner import SinkRunner, count_events
+from streams.codec import Codec
+from streams.config import load_settings
+from streams.exceptions import TwinledgerError
+
+log = logging.getLogger("twinledger.sink")
+
+
+def verify(backend: Backend) -> dict[str, Any]:
+    """Per table ``count()`` and ``uniqExact(event_id)`` WITHOUT ``FINAL``, and whether they match.
+
+    ``{"ok": bool, "tables": {table: {"count", "uniq", "match"}}}`` — also what
+    ``GET /counts`` answers.
+    """
+    return _verdict(count_events(backend, TABLES))
+
+
+def verify_http(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
+    """:func:`verify` through a running sink's ``GET /counts`` (chDB is locked by the sink)."""
+    if not base_url.startswith(("http://", "https://")):
+        raise ValueError("base_url must be http(s)")
+    with urllib.request.urlopen(f"{base_url.rstrip('/')}/counts",  # noqa: S310 - scheme checked
+                                timeout=timeout) as resp:
+        counts = json.loads(resp.read())
+    tables = counts.get("tables", counts)
+    return _verdict({t: {"count": int(c["count"]), "uniq": int(c["uniq"])}
+                     for t, c in tables.items()})
+
+
+def _verdict(counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    tables = {t: {**c, "match": c["count"] == c["uniq"]} for t, c in counts.items()}
+    return {"ok": all(t["match"] for t in tables.values()), "tables": tables}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twinledger sink",
+                                description="Write the sinked topics into ClickHouse, exactly once.")
+    p.add_argument("--no-http", action="store_true", help="do not serve the read-only endpoint")
+    p.add_argument("--http-port", type=int, default=None,
+                   help="override TWINLEDGER_SINK_HTTP_PORT (0 = any free port)")
+    p.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
+                   help="exit once nothing new arrived for SECONDS (scripts, tests)")
+    p.add_argument("--verify", action="store_true",
+                   help="print the verify verdict as JSON before exiting")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def sink_main(argv: list[str]) -> int:
+    """Run the sink until SIGTERM/SIGINT (or idle with ``--until-idle``); 0 on a clean stop."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    http: SinkHTTPServer | None = None
+    backend: Backend | None = None
+    try:
+        settings = load_settings()
+        backend = open_backend(settings)
+        apply_ddl(backend, settings.clickhouse_database, settings.clickhouse_cluster)
+        codec = Codec.load(settings.schema_registry_url)
+        runner = SinkRunner(settings, backend, codec)
+        if not args.no_http:
+            port = settings.sink_http_port if args.http_port is None else args.http_port
+            http = SinkHTTPServer(backend, settings.sink_http_host, port, health=lambda: {
+                "assigned": [f"{t}[{p}]" for t, p in runner.assigned],
+                "stats": dict(runner.stats), "last_error": runner.last_error,
+            }).start()
+            print(f"sink: read-only endpoint {http.url}", file=sys.stderr, flush=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        if args.until_idle is not None:
+            try:
+                runner.run_until_idle(idle_seconds=args.until_idle, timeout=24 * 3600)
+            finally:
+                runner.close()
+        else:
+            runner.run(stop)
+        if args.verify:
+            print(json.dumps(verify(backend)), flush=True)
+        return 0
+    except TwinledgerError as exc:
+        print(f"twinledger sink: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if http is not None:
+            http.stop()
+        if backend is not None:
+            backend.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(sink_main(sys.argv[1:]))

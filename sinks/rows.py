@@ -1,0 +1,329 @@
+"""Decoded records -> table rows: pure functions, one per sink table.
+
+Owns: which record field lands in which column, the canonical FOLD_FORMAT
+JSON kept with each venue event, the JSON of nested records, and the range
+checks that keep one bad value from failing a whole insert. Must not touch:
+Kafka, ClickHouse, time or randomness — the same record always gives the same
+row, which is what lets a retried batch be rebuilt byte for byte.
+
+Rows are lists in the column order of ``sinks.ddl`` (without the Kafka
+coordinates, which the runner appends). Decimals stay ``Decimal`` and times
+stay aware ``datetime``; a float never appears.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sinks.ddl import (
+    ACCOUNT_SNAPSHOTS,
+    ANOMALY_EVENTS,
+    DEAD_LETTERS,
+    RECONCILE_EVENTS,
+    TRADE_EVENTS,
+    VENUE_EVENTS,
+    Table,
+)
+from sinks.exceptions import RowRejected
+from streams.codec import dec_str, iso, venue_record_to_fold_dict
+
+Row = list[Any]
+Record = Mapping[str, Any]
+
+# Decimal(38, 18) holds 20 integer digits; DateTime64(6) spans 1900..2299.
+_MONEY_LIMIT = Decimal(10) ** 20
+_TS_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+_TS_MAX = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+_UINT64_MAX = 2**64 - 1
+_INT64 = 2**63
+
+
+def money(value: Any, field: str) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise RowRejected(f"{field}: not a finite decimal: {value!r}")
+    if abs(value) >= _MONEY_LIMIT:
+        raise RowRejected(f"{field}: {value} exceeds Decimal(38, 18)")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -18 and value != value.quantize(Decimal("1e-18")):
+        raise RowRejected(f"{field}: {value} has more than 18 decimal places")
+    return value
+
+
+def nmoney(value: Any, field: str) -> Decimal | None:
+    return None if value is None else money(value, field)
+
+
+def ts(value: Any, field: str = "ts") -> dt.datetime:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise RowRejected(f"{field}: not a timezone-aware time: {value!r}")
+    if not _TS_MIN <= value <= _TS_MAX:
+        raise RowRejected(f"{field}: {value.isoformat()} outside DateTime64 range 1900..2299")
+    return value.astimezone(dt.UTC)
+
+
+def uint(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _UINT64_MAX:
+        raise RowRejected(f"{field}: not an unsigned 64-bit integer: {value!r}")
+    return value
+
+
+def int64(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not -_INT64 <= value < _INT64:
+        raise RowRejected(f"{field}: not a signed 64-bit integer: {value!r}")
+    return value
+
+
+def text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise RowRejected(f"{field}: not a string: {value!r}")
+    return value
+
+
+def key_text(value: Any, field: str) -> str:
+    """Key columns must be non-empty: an empty event_id would collide with every other."""
+    out = text(value, field)
+    if not out:
+        raise RowRejected(f"{field}: empty")
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return dec_str(value)
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, decimals as plain strings: one text per value."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _nested(items: Any, field: str) -> str:
+    if not isinstance(items, list):
+        raise RowRejected(f"{field}: not a list")
+    for item in items:
+        for k, v in item.items():
+            if isinstance(v, Decimal):
+                money(v, f"{field}.{k}")
+    return canonical_json(items)
+
+
+def _strings(items: Any, field: str) -> list[str]:
+    if not isinstance(items, list):
+        raise RowRejected(f"{field}: not a list")
+    return [text(v, field) for v in items]
+
+
+def venue_event_row(rec: Record) -> Row:
+    name, payload = rec["payload"]
+    short = name.rsplit(".", 1)[-1]
+    p: Mapping[str, Any] = payload
+    fold = venue_record_to_fold_dict(rec)
+    positions = p.get("positions") if short == "PositionSnapshot" else None
+    assets = p.get("assets") if short == "BalanceUpdate" else None
+    amount = p.get("amount") if short in ("Funding", "CashFlow") else None
+    fee = p.get("fee") if short in ("Fill", "FillSettled") else None
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        text(rec["venue"], "venue"),
+        fold["kind"],
+        ts(rec["ts_exchange"], "ts_exchange"),
+        ts(rec["ts_ingest"], "ts_ingest"),
+        text(p.get("symbol", ""), "symbol"),
+        text(p.get("side", ""), "side"),
+        text(p.get("position_side", ""), "position_side"),
+        text(p.get("market", ""), "market"),
+        nmoney(p.get("qty"), "qty"),
+        nmoney(p.get("price"), "price"),
+        nmoney(fee, "fee"),
+        text(p.get("fee_asset", ""), "fee_asset"),
+        nmoney(p.get("leverage"), "leverage"),
+        nmoney(p.get("realized_pnl"), "realized_pnl"),
+        nmoney(amount, "amount"),
+        nmoney(p.get("capital"), "capital"),
+        text(p.get("asset", ""), "asset"),
+        text(p.get("flow", ""), "flow"),
+        nmoney(p.get("wallet_balance"), "wallet_balance"),
+        nmoney(p.get("available_margin"), "available_margin"),
+        nmoney(p.get("used_margin"), "used_margin"),
+        nmoney(p.get("maint_margin"), "maint_margin"),
+        text(p.get("venue_order_id", ""), "venue_order_id"),
+        text(p.get("client_order_id", ""), "client_order_id"),
+        text(p.get("fill_event_id", ""), "fill_event_id"),
+        text(p.get("strategy_tag", ""), "strategy_tag"),
+        _nested(positions, "positions") if positions is not None else "",
+        _nested(assets, "assets") if assets is not None else "",
+        canonical_json(fold),
+    ]
+
+
+def account_snapshot_row(rec: Record) -> Row:
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        uint(rec["event_seq"], "event_seq"),
+        text(rec["event_kind"], "event_kind"),
+        ts(rec["ts"]),
+        *(money(rec[f], f) for f in ("capital",)),
+        text(rec["capital_source"], "capital_source"),
+        *(money(rec[f], f) for f in ("k_capital", "equity", "peak_capital", "unrealized_pnl",
+                                     "realized_pnl", "fees", "funding", "cash_flows")),
+        nmoney(rec.get("wallet_balance"), "wallet_balance"),
+        *(money(rec[f], f) for f in ("available_margin", "used_margin", "maint_margin",
+                                     "k_used_margin")),
+        text(rec["reconcile_status"], "reconcile_status"),
+        bool(rec["capital_frozen"]),
+        _nested(rec["positions"], "positions"),
+        _nested(rec.get("balances", []), "balances"),
+    ]
+
+
+def trade_event_row(rec: Record) -> Row:
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        text(rec["trade_id"], "trade_id"),
+        text(rec["source_event_id"], "source_event_id"),
+        uint(rec["event_seq"], "event_seq"),
+        ts(rec["ts"]),
+        text(rec["symbol"], "symbol"),
+        text(rec["position_side"], "position_side"),
+        text(rec["side"], "side"),
+        text(rec["action"], "action"),
+        text(rec.get("market", "futures"), "market"),
+        *(money(rec[f], f) for f in ("qty", "price", "position_qty", "avg_entry_price",
+                                     "pnl_leg", "fee_leg", "cumulative_pnl", "trade_fees")),
+        text(rec["pnl_source"], "pnl_source"),
+        nmoney(rec.get("exchange_realized_pnl"), "exchange_realized_pnl"),
+        int64(rec["holding_seconds"], "holding_seconds"),
+        _strings(rec["flags"], "flags"),
+        text(rec.get("strategy_tag", ""), "strategy_tag"),
+    ]
+
+
+def reconcile_event_row(rec: Record) -> Row:
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        text(rec["source_event_id"], "source_event_id"),
+        uint(rec["event_seq"], "event_seq"),
+        ts(rec["ts"]),
+        text(rec["status"], "status"),
+        text(rec["previous_status"], "previous_status"),
+        bool(rec["capital_frozen"]),
+        _nested(rec["results"], "results"),
+        _strings(rec["explanations"], "explanations"),
+    ]
+
+
+def anomaly_event_row(rec: Record) -> Row:
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        text(rec["source_event_id"], "source_event_id"),
+        uint(rec["event_seq"], "event_seq"),
+        ts(rec["ts"]),
+        text(rec["code"], "code"),
+        text(rec["severity"], "severity"),
+        text(rec["detail"], "detail"),
+    ]
+
+
+def dead_letter_row(rec: Record) -> Row:
+    """A DeadLetter record published by the worker (or a gateway) -> its row."""
+    key = rec.get("original_key")
+    return [
+        text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        text(rec["source_topic"], "source_topic"),
+        int(rec["source_partition"]),
+        int64(rec["source_offset"], "source_offset"),
+        ts(rec["ts"]),
+        text(rec["error_type"], "error_type"),
+        text(rec["reason"], "reason"),
+        None if key is None else bytes(key),
+        bytes(rec["original_value"]),
+    ]
+
+
+def dead_letter_event_id(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}:{partition}:{offset}"
+
+
+def key_as_account(key: bytes | None) -> str:
+    """The record key as text when it is UTF-8 (it is the account id on co-keyed topics)."""
+    if key is None:
+        return ""
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+
+
+def kafka_time(timestamp_ms: int | None) -> dt.datetime:
+    """A Kafka record timestamp (ms) as a UTC time; a missing one becomes the epoch."""
+    millis = timestamp_ms if timestamp_ms is not None and timestamp_ms >= 0 else 0
+    out = dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
+    return min(max(out, _TS_MIN), _TS_MAX)
+
+
+def dead_letter_for(topic: str, partition: int, offset: int, key: bytes | None,
+                    value: bytes | None, timestamp_ms: int | None, error_type: str,
+                    reason: str) -> Row:
+    """The row for a record the sink itself could not turn into a row."""
+    return [
+        key_as_account(key),
+        dead_letter_event_id(topic, partition, offset),
+        topic,
+        partition,
+        offset,
+        kafka_time(timestamp_ms),
+        error_type,
+        reason,
+        key,
+        value if value is not None else b"",
+    ]
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """How one table is fed: the record it expects and the function that builds its row."""
+
+    table: Table
+    record: str
+    build: Callable[[Record], Row]
+
+
+SPECS: dict[str, RowSpec] = {
+    "venue_events": RowSpec(VENUE_EVENTS, "VenueEvent", venue_event_row),
+    "account_snapshots": RowSpec(ACCOUNT_SNAPSHOTS, "AccountSnapshot", account_snapshot_row),
+    "trade_events": RowSpec(TRADE_EVENTS, "TradeEvent", trade_event_row),
+    "reconcile_events": RowSpec(RECONCILE_EVENTS, "ReconcileEvent", reconcile_event_row),
+    "anomaly_events": RowSpec(ANOMALY_EVENTS, "Anomaly", anomaly_event_row),
+    "dead_letters": RowSpec(DEAD_LETTERS, "DeadLetter", dead_letter_row),
+}
+
+
+def build_row(table: str, record_name: str, record: Record) -> Row:
+    """The row of ``record`` for ``table``; :class:`RowRejected` when it does not fit."""
+    spec = SPECS[table]
+    if record_name != spec.record:
+        raise RowRejected(f"{table} takes {spec.record} records, got {record_name}")
+    try:
+        return spec.build(record)
+    except RowRejected:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RowRejected(f"{record_name}: {type(exc).__name__}: {exc}") from exc
