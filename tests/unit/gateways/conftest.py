@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ def fixture_text(venue: str, name: str) -> str:
 
 
 def fixture_json(venue: str, name: str) -> Any:
-    return json.loads(fixture_text(venue, name))
+    """A fixture decoded as a gateway decodes it: JSON numbers as exact decimals."""
+    return json.loads(fixture_text(venue, name), parse_float=Decimal)
 
 
 def fixture_lines(venue: str, name: str) -> list[str]:
