@@ -21,7 +21,9 @@ Decisions a reader needs:
 - **Funding** (``m = FUNDING_FEE``): ``bc`` of the margin asset is the
   funding cash the account received (negative = paid); the event's
   ``amount`` is positive when paid (FOLD_FORMAT). Cross-margin funding
-  frames do not name the symbol; the event then carries ``symbol = ""``.
+  frames do not name the symbol: it is then the account's only open
+  position, or ``"*"`` (account-level funding) when the book holds several
+  or none.
 - **Transfers** (deposit, withdrawal, transfers between wallets) become
   ``cash_flow`` events from ``bc`` so K moves with them (LEDGER A11, B5).
 """
@@ -57,6 +59,8 @@ TRANSFER_REASONS = frozenset({
     "TRANSFER",
 })
 FUNDING_REASON = "FUNDING_FEE"
+#: Symbol of a funding payment whose frame names no symbol while several positions are open.
+UNNAMED_FUNDING_SYMBOL = "*"
 
 
 def frame_times(frame: Mapping[str, Any]) -> tuple[str, Any]:
@@ -108,8 +112,9 @@ def account_update(
 
     events: list[dict[str, Any]] = []
     if reason == FUNDING_REASON:
-        symbols = {p[0] for p in positions}
-        symbol = symbols.pop() if len(symbols) == 1 else ""
+        symbols = {p[0] for p in positions} or \
+            {p["symbol"] for p in txn.book(f"{ctx.venue}|{account}").values()}
+        symbol = symbols.pop() if len(symbols) == 1 else UNNAMED_FUNDING_SYMBOL
         for asset, _wallet, change in balances:
             if asset == margin_asset and change:
                 events.append(ctx.event("funding", f"{base}:funding:{asset}", account, ts,

@@ -91,8 +91,16 @@ def test_funding_fee_frame_is_funding_paid_and_the_new_wallet_balance() -> None:
     funding, balance = events("binance", fixture_text("binance", "account_update_funding_fee.json"))
     assert funding["kind"] == "funding"
     assert funding["amount"] == "1.7184"  # bc -1.7184: paid, so positive
-    assert funding["symbol"] == ""  # cross-margin funding frames name no symbol
+    assert funding["symbol"] == "*"  # cross-margin frame, no known position: account-level
     assert balance["wallet_balance"] == "25035.6310216"
+
+
+def test_cross_margin_funding_is_attributed_to_the_only_open_position() -> None:
+    memory = OrderMemory()
+    events("binance", fixture_lines("binance", "user_data_stream.jsonl")[2], memory)
+    funding, _ = events("binance", fixture_text("binance", "account_update_funding_fee.json"),
+                        memory)
+    assert funding["symbol"] == "ETHUSDT"
 
 
 def test_isolated_funding_frame_names_its_symbol() -> None:
