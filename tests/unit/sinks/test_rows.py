@@ -1,0 +1,137 @@
+"""Record -> row mapping: column order, exact decimals, aware times, rejections."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from sinks.ddl import TABLES
+from sinks.exceptions import RowRejected
+from sinks.rows import SPECS, build_row, canonical_json, dead_letter_for, kafka_time
+from streams.codec import fold_dict_to_venue_record
+from tests.unit.sinks import samples
+
+CASES = {
+    "venue_events": ("VenueEvent", samples.fill_event),
+    "account_snapshots": ("AccountSnapshot", samples.snapshot),
+    "trade_events": ("TradeEvent", samples.trade),
+    "reconcile_events": ("ReconcileEvent", samples.reconcile),
+    "anomaly_events": ("Anomaly", samples.anomaly),
+    "dead_letters": ("DeadLetter", samples.dead_letter),
+}
+
+
+def test_every_sink_table_has_a_row_builder() -> None:
+    assert set(SPECS) == set(TABLES) == set(CASES)
+
+
+@pytest.mark.parametrize("table", sorted(CASES))
+def test_row_matches_table_columns_and_keys_lead(table: str) -> None:
+    name, make = CASES[table]
+    rec = samples.decoded(name, make())
+    row = build_row(table, name, rec)
+    assert len(row) == len(TABLES[table].columns)
+    # The runner reads the key from the first two columns.
+    assert [c for c, _ in TABLES[table].columns[:2]] == ["account_id", "event_id"]
+    assert row[0] == rec["account_id"] and row[1] == rec["event_id"]
+    for value in row:
+        assert not isinstance(value, float)
+        if isinstance(value, dt.datetime):
+            assert value.tzinfo is not None
+
+
+def test_row_building_is_deterministic() -> None:
+    rec = samples.decoded("AccountSnapshot", samples.snapshot())
+    assert build_row("account_snapshots", "AccountSnapshot", rec) == \
+        build_row("account_snapshots", "AccountSnapshot", rec)
+
+
+def test_venue_fill_keeps_decimals_exact_and_stores_the_fold_line() -> None:
+    rec = samples.decoded("VenueEvent", samples.fill_event())
+    row = dict(zip([c for c, _ in TABLES["venue_events"].columns],
+                   build_row("venue_events", "VenueEvent", rec), strict=True))
+    assert row["price"] == Decimal("242.7312")
+    assert row["fee"] == Decimal("0.000000000000000001")
+    assert row["ts"] == dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    assert row["kind"] == "fill" and row["side"] == "BUY"
+    assert row["amount"] is None and row["wallet_balance"] is None
+    fold = json.loads(row["fold_json"])
+    assert fold["price"] == "242.7312" and fold["fee"] == "0.000000000000000001"
+    assert fold["ts"] == "2024-05-01T12:00:00.123456Z"
+    # The stored line folds back into the very same record.
+    assert samples.decoded("VenueEvent", fold_dict_to_venue_record(fold)) == rec
+
+
+def test_venue_balance_assets_are_json_with_string_decimals() -> None:
+    rec = samples.decoded("VenueEvent", samples.balance_event())
+    cols = [c for c, _ in TABLES["venue_events"].columns]
+    row = dict(zip(cols, build_row("venue_events", "VenueEvent", rec), strict=True))
+    assert row["kind"] == "balance"
+    assert row["wallet_balance"] == Decimal("1000.5")
+    assert json.loads(row["assets"]) == [
+        {"asset": "USDT", "free": "900", "locked": "100.5"}]
+
+
+def test_snapshot_positions_json_is_canonical() -> None:
+    rec = samples.decoded("AccountSnapshot", samples.snapshot())
+    cols = [c for c, _ in TABLES["account_snapshots"].columns]
+    row = dict(zip(cols, build_row("account_snapshots", "AccountSnapshot", rec), strict=True))
+    assert row["capital"] == Decimal("1000.123456789012345678")
+    positions = json.loads(row["positions"])
+    assert positions[0]["qty"] == "-202276" and positions[0]["avg_entry_price"] == "0.1878"
+    assert row["positions"] == canonical_json(positions)
+
+
+def test_trade_flags_are_a_string_list() -> None:
+    rec = samples.decoded("TradeEvent", samples.trade())
+    row = build_row("trade_events", "TradeEvent", rec)
+    assert ["A4", "it's"] in row
+
+
+def test_wrong_record_type_is_rejected() -> None:
+    rec = samples.decoded("Anomaly", samples.anomaly())
+    with pytest.raises(RowRejected, match="takes TradeEvent"):
+        build_row("trade_events", "Anomaly", rec)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("event_seq", -1, "unsigned"),
+    ("capital", Decimal("1e20"), "exceeds"),
+    ("ts", dt.datetime(1800, 1, 1, tzinfo=dt.UTC), "outside"),
+    ("event_id", "", "empty"),
+])
+def test_values_that_would_fail_an_insert_are_rejected(field: str, value: object,
+                                                       message: str) -> None:
+    rec = samples.decoded("AccountSnapshot", samples.snapshot())
+    rec[field] = value
+    with pytest.raises(RowRejected, match=message):
+        build_row("account_snapshots", "AccountSnapshot", rec)
+
+
+def test_missing_field_becomes_a_rejection_not_a_crash() -> None:
+    rec = samples.decoded("Anomaly", samples.anomaly())
+    del rec["code"]
+    with pytest.raises(RowRejected, match="KeyError"):
+        build_row("anomaly_events", "Anomaly", rec)
+
+
+def test_dead_letter_for_keeps_bytes_and_coordinates() -> None:
+    row = dead_letter_for("venue.events", 3, 42, b"acc-9", b"\x00\xffgarbage", 1714564800123,
+                          "DecodeError", "bad magic byte")
+    cols = [c for c, _ in TABLES["dead_letters"].columns]
+    got = dict(zip(cols, row, strict=True))
+    assert got["event_id"] == "venue.events:3:42"
+    assert got["account_id"] == "acc-9"
+    assert got["original_value"] == b"\x00\xffgarbage"
+    assert got["original_key"] == b"acc-9"
+    assert got["ts"] == dt.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
+
+
+def test_dead_letter_for_binary_key_and_missing_timestamp() -> None:
+    row = dead_letter_for("t", 0, 0, b"\xff\xfe", None, None, "DecodeError", "tombstone")
+    assert row[0] == ""  # a key that is not text is no account id
+    assert row[-1] == b""
+    assert kafka_time(None) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
