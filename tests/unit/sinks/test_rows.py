@@ -100,6 +100,8 @@ def test_wrong_record_type_is_rejected() -> None:
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("event_seq", -1, "unsigned"),
     ("capital", Decimal("1e20"), "exceeds"),
+    ("capital", Decimal("-100000000000000000000.000000000000000001"), "exceeds"),
+    ("capital", Decimal("0.0000000000000000001"), "18 decimal places"),
     ("ts", dt.datetime(1800, 1, 1, tzinfo=dt.UTC), "outside"),
     ("event_id", "", "empty"),
 ])
@@ -109,6 +111,14 @@ def test_values_that_would_fail_an_insert_are_rejected(field: str, value: object
     rec[field] = value
     with pytest.raises(RowRejected, match=message):
         build_row("account_snapshots", "AccountSnapshot", rec)
+
+
+def test_largest_decimal_38_18_is_accepted_exactly() -> None:
+    rec = samples.decoded("AccountSnapshot", samples.snapshot())
+    top = Decimal("-99999999999999999999.999999999999999999")
+    rec["capital"] = top
+    row = build_row("account_snapshots", "AccountSnapshot", rec)
+    assert row[5] == top
 
 
 def test_missing_field_becomes_a_rejection_not_a_crash() -> None:

@@ -1,0 +1,246 @@
+"""One contract for both sink backends: chDB on disk (always) and a ClickHouse server.
+
+The server run needs ``CLICKHOUSE_URL`` pointing at a server that answers; it
+is skipped with the reason otherwise. Each test gets a fresh chDB directory
+or a fresh, uniquely named server database (dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sinks.backend import Backend, ChdbBackend, ClickHouseConnectBackend
+from sinks.batching import Candidate
+from sinks.ddl import DEAD_LETTERS, TABLES, VENUE_EVENTS, apply_ddl
+from sinks.exceptions import BackendError, BackendUnavailable, UnsafeQuery
+from sinks.http import SinkHTTPServer, run_readonly_query
+from sinks.main import verify
+from sinks.runner import SinkRunner
+from sinks.sqlguard import READONLY_SETTINGS
+from streams.config import load_settings
+from tests.unit.sinks import samples
+
+pytestmark = pytest.mark.integration
+
+TS = dt.datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=dt.UTC)
+
+
+def _server_backend(database: str) -> Backend:
+    url = os.environ.get("CLICKHOUSE_URL", "")
+    if not url:
+        pytest.skip("CLICKHOUSE_URL is not set: no ClickHouse server to run the contract against")
+    try:
+        backend = ClickHouseConnectBackend(url, database)
+        backend.query("SELECT 1")
+    except (BackendUnavailable, BackendError) as exc:
+        pytest.skip(f"CLICKHOUSE_URL does not answer: {exc}")
+    return backend
+
+
+@pytest.fixture(params=["chdb", pytest.param("server", marks=pytest.mark.server)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    database = f"tl_contract_{uuid.uuid4().hex[:10]}"
+    if request.param == "chdb":
+        b: Backend = ChdbBackend(tmp_path / "chdb", database)
+    else:
+        b = _server_backend(database)
+    try:
+        apply_ddl(b, database)
+        yield b
+    finally:
+        if request.param == "server":
+            b.command(f"DROP DATABASE IF EXISTS {database}")
+        b.close()
+
+
+def venue_row(account: str, event_id: str, offset: int = 0, **over: Any) -> list[Any]:
+    rec = samples.decoded("VenueEvent", samples.fill_event(event_id, account, **over))
+    from sinks.rows import venue_event_row
+
+    return [*venue_event_row(rec), "venue.events", 0, offset]
+
+
+def count_uniq(backend: Backend, table: str) -> tuple[int, int]:
+    (row,) = backend.query(
+        f"SELECT count(), uniqExact(event_id) FROM {backend.database}.{table}")  # noqa: S608
+    return int(row[0]), int(row[1])
+
+
+def test_ddl_is_idempotent_and_typed(backend: Backend) -> None:
+    apply_ddl(backend, backend.database)
+    apply_ddl(backend, backend.database)
+    rows = backend.query(
+        "SELECT name, engine, sorting_key FROM system.tables WHERE database = {db:String}",
+        {"db": backend.database})
+    tables = {r[0]: (r[1], r[2]) for r in rows}
+    for name in TABLES:
+        assert tables[name] == ("ReplacingMergeTree", "account_id, event_id")
+    assert "sink_ranges" in tables
+    types = dict(backend.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+        {"db": backend.database, "t": "account_snapshots"}))
+    assert types["capital"] == "Decimal(38, 18)"
+    assert types["wallet_balance"] == "Nullable(Decimal(38, 18))"
+    assert types["ts"] == "DateTime64(6, 'UTC')"
+
+
+def test_same_token_twice_inserts_one_copy(backend: Backend) -> None:
+    cols = VENUE_EVENTS.insert_columns
+    rows = [venue_row("acc-1", "e-1"), venue_row("acc-1", "e-2", 1)]
+    backend.insert("venue_events", cols, rows, "venue.events-0-0-1")
+    backend.insert("venue_events", cols, rows, "venue.events-0-0-1")
+    assert count_uniq(backend, "venue_events") == (2, 2)
+    # A different token is a different batch: the token, not the content, decides.
+    backend.insert("venue_events", cols, rows[:1], "venue.events-0-0-0")
+    assert count_uniq(backend, "venue_events") == (3, 2)
+
+
+def test_existence_filter_finds_exact_keys(backend: Backend) -> None:
+    cols = VENUE_EVENTS.insert_columns
+    backend.insert("venue_events", cols, [venue_row("acc-1", "e-1"), venue_row("acc-2", "e-9")],
+                   "venue.events-0-0-1")
+    settings = replace(load_settings({}), sink_group="contract")
+    runner = SinkRunner(settings, backend, samples.codec(), consumer=object(),
+                        topics={"venue.events": "venue_events"})
+    probe = [Candidate("venue_events", a, e, (), 0)
+             for a, e in [("acc-1", "e-1"), ("acc-1", "e-9"), ("acc-2", "e-1"), ("acc-2", "e-9"),
+                          ("acc-3", "x'); DROP TABLE venue_events; --")]]
+    assert runner.existing_keys("venue_events", probe) == {("acc-1", "e-1"), ("acc-2", "e-9")}
+    assert runner.read_states() == {}
+
+
+def test_decimal_round_trip_is_exact(backend: Backend) -> None:
+    values = ["242.7312", "0.000000000000000001", "-0.000000000000000001",
+              "99999999999999999999.999999999999999999", "-202276", "0"]
+    rows = [venue_row("acc-1", f"e-{i}", i, price=v) for i, v in enumerate(values)]
+    backend.insert("venue_events", VENUE_EVENTS.insert_columns, rows, "venue.events-0-0-5")
+    got = backend.query(
+        f"SELECT event_id, price, toString(price), amount FROM {backend.database}.venue_events"  # noqa: S608
+        " ORDER BY event_id")
+    by_id = {r[0]: r[1:] for r in got}
+    for i, v in enumerate(values):
+        price, text, amount = by_id[f"e-{i}"]
+        assert isinstance(price, Decimal) and price == Decimal(v)
+        assert Decimal(text) == Decimal(v)
+        assert amount is None
+
+
+def test_datetime64_keeps_microseconds_in_utc(backend: Backend) -> None:
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    row = dict(zip([c for c, _ in VENUE_EVENTS.columns], venue_row("acc-1", "e-1"), strict=False))
+    assert row["ts"] == dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    rows = [venue_row("acc-1", "e-1"),
+            venue_row("acc-1", "e-2", 1, ts="2024-05-01T14:00:00.000001+02:00")]
+    backend.insert("venue_events", VENUE_EVENTS.insert_columns, rows, "venue.events-0-0-1")
+    got = dict(backend.query(
+        f"SELECT event_id, ts FROM {backend.database}.venue_events"))  # noqa: S608
+    assert got["e-1"] == dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    assert got["e-2"] == dt.datetime(2024, 5, 1, 14, 0, 0, 1, tzinfo=plus2)
+    assert got["e-2"].microsecond == 1 and got["e-2"].utcoffset() == dt.timedelta(0)
+
+
+def test_bytes_and_hostile_strings_round_trip(backend: Backend) -> None:
+    nasty = ["a'b", 'q"q', "back\\slash", "tab\tnew\nline\rcr", "nul\x00", "ünïcødé ✓",
+             "{x:String}", "'); DROP TABLE dead_letters; --"]
+    raw = bytes(range(256))
+    rows = [[*samples_dead(i, reason, raw), "ledger.deadletter", 0, i]
+            for i, reason in enumerate(nasty)]
+    backend.insert("dead_letters", DEAD_LETTERS.insert_columns, rows, "ledger.deadletter-0-0-7")
+    got = backend.query(
+        f"SELECT reason, hex(original_value), original_key FROM {backend.database}.dead_letters"  # noqa: S608
+        " ORDER BY source_offset")
+    assert [r[0] for r in got] == nasty
+    assert {r[1] for r in got} == {raw.hex().upper()}
+    assert {r[2] for r in got} == {None}
+    echoed = backend.query("SELECT {v:Array(String)}, {s:String}",
+                           {"v": nasty, "s": nasty[-1]})
+    assert echoed == [(nasty, nasty[-1])]
+
+
+def samples_dead(i: int, reason: str, raw: bytes) -> list[Any]:
+    from sinks.rows import dead_letter_for
+
+    row = dead_letter_for("venue.events", 0, i, None, raw, 1714564800000, "DecodeError", reason)
+    return row
+
+
+def test_readonly_queries_and_engine_side_refusal(backend: Backend) -> None:
+    backend.insert("venue_events", VENUE_EVENTS.insert_columns, [venue_row("acc-1", "e-1")],
+                   "venue.events-0-0-0")
+    doc = run_readonly_query(
+        backend, "SELECT event_id, price FROM venue_events WHERE account_id = {a:String}",
+        {"a": "acc-1"})
+    assert doc == {"columns": ["event_id", "price"],
+                   "rows": [{"event_id": "e-1", "price": "242.7312"}]}
+    with pytest.raises(UnsafeQuery):
+        run_readonly_query(backend, "INSERT INTO venue_events SELECT * FROM venue_events")
+    # Even past the guard, readonly = 1 makes the engine refuse to reach outside.
+    with pytest.raises(BackendError, match="(?i)readonly"):
+        backend.query("SELECT * FROM (SELECT * FROM file('/etc/hostname', LineAsString))",
+                      settings=READONLY_SETTINGS)
+
+
+def test_verify_counts_without_final(backend: Backend) -> None:
+    cols = VENUE_EVENTS.insert_columns
+    backend.insert("venue_events", cols, [venue_row("acc-1", "e-1")], "venue.events-0-0-0")
+    assert verify(backend)["ok"] is True
+    # A second copy under another token (what the sink's filter exists to prevent).
+    backend.insert("venue_events", cols, [venue_row("acc-1", "e-1", 5)], "venue.events-0-5-5")
+    verdict = verify(backend)
+    assert verdict["ok"] is False
+    assert verdict["tables"]["venue_events"] == {"count": 2, "uniq": 1, "match": False}
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_http_endpoint(backend: Backend) -> None:
+    backend.insert("venue_events", VENUE_EVENTS.insert_columns, [venue_row("acc-1", "e-1")],
+                   "venue.events-0-0-0")
+    server = SinkHTTPServer(backend, "127.0.0.1", 0, health=lambda: {"assigned": []}).start()
+    try:
+        assert server.address[0] == "127.0.0.1"
+        status, body = _get(server.url + "/health")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        status, body = _get(server.url + "/counts")
+        counts = json.loads(body)
+        assert counts["ok"] is True
+        assert counts["tables"]["venue_events"] == {"count": 1, "uniq": 1, "match": True}
+        status, body = _get(server.url + "/metrics")
+        assert status == 200 and b"twinledger_sink_rows_inserted" in body
+        status, doc = _post(server.url + "/query", {
+            "sql": "SELECT count() AS n FROM venue_events WHERE account_id = {a:String}",
+            "params": {"a": "acc-1"}})
+        assert (status, doc["rows"]) == (200, [{"n": 1}])
+        status, doc = _post(server.url + "/query", {"sql": "DROP TABLE venue_events"})
+        assert status == 400 and "refused" in doc["error"]
+        assert count_uniq(backend, "venue_events") == (1, 1)
+    finally:
+        server.stop()
