@@ -23,11 +23,13 @@ the same payload with the same memory gives the same events and event ids.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import localcontext
 from types import ModuleType
 from typing import Any
 
 from streams.gateways import binance, bingx, deltadefi, kraken
 from streams.gateways.common import (
+    EXACT,
     KINDS,
     Context,
     OrderMemory,
@@ -104,7 +106,8 @@ def normalize_payload(venue: str, raw: object, memory: OrderMemory,
         txn = memory.begin()
         ctx = Context(venue=venue, account_id=account_id.strip() if account_id else None,
                       received_at=received_at)
-        events = module.normalize(payload, txn, ctx)
+        with localcontext(EXACT):
+            events = module.normalize(payload, txn, ctx)
         for event in events:
             _self_check(event)
         txn.commit()

@@ -156,6 +156,8 @@ def rest_result(frame: Mapping[str, Any], txn: MemoryTxn, ctx: Context) -> list[
     events: list[dict[str, Any]] = []
     for i, row in enumerate(orders):
         order = mapping(row, f"order[{i}]")
+        if order.get("executedQty") is None and order.get("profit") is None:
+            continue  # a place-order acknowledgement: no execution state to book yet
         when = order.get("updateTime") or order.get("time")
         leverage = text_field(order, "leverage", f"order[{i}].leverage", default="", max_len=16)
         lev = amount(leverage.upper().rstrip("X"), f"order[{i}].leverage") if leverage else None

@@ -24,7 +24,15 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import (
+    ROUND_HALF_EVEN,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
+from decimal import Context as DecimalContext
 from typing import Any
 
 from streams.gateways.exceptions import PayloadRejected
@@ -38,8 +46,12 @@ MAX_FRAC_DIGITS = 18
 #: Venue timestamps outside [2000, 2100) are corrupt, not history.
 _TS_MIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _TS_MAX = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_ID_LEN = 128
+#: Arithmetic of the normalizers: wide enough for decimal(38, 18) sums and differences, and
+#: any rounding raises (``Inexact``) instead of silently changing an amount.
+EXACT = DecimalContext(prec=100, rounding=ROUND_HALF_EVEN,
+                       traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 
 
 @dataclass(frozen=True)
@@ -78,8 +90,8 @@ def original_bytes(raw: object) -> bytes | str:
         return raw
     try:
         return json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
-    except Exception:  # a caller's object that is not JSON-like: keep its repr
-        return repr(raw)
+    except Exception:  # a caller's object that is not JSON-like: keep what can be shown
+        return _show(raw)
 
 
 def _to_text(raw: bytes) -> str:
@@ -147,9 +159,11 @@ def amount(value: object, name: str) -> Decimal:
     if d != 0:
         if d.adjusted() >= MAX_INT_DIGITS:
             raise PayloadRejected(f"{name}: {_show(value)} exceeds {MAX_INT_DIGITS} integer digits")
-        exponent = d.normalize().as_tuple().exponent
+        _, digits, exponent = d.as_tuple()
         assert isinstance(exponent, int)  # finite, checked above
-        if -exponent > MAX_FRAC_DIGITS:
+        # Count fractional digits by hand: normalize() would round at the context's limits.
+        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if -(exponent + trailing_zeros) > MAX_FRAC_DIGITS:
             raise PayloadRejected(
                 f"{name}: {_show(value)} has more than {MAX_FRAC_DIGITS} fractional digits")
     return d
@@ -192,7 +206,10 @@ def fmt(d: Decimal) -> str:
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (sys.set_int_max_str_digits)
+        return f"<{type(value).__name__} too long to print>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -220,7 +237,7 @@ def ts_from_epoch(value: object, name: str, unit: Decimal) -> dt.datetime:
     if not Decimal(_TS_MIN.timestamp()) <= seconds < Decimal(_TS_MAX.timestamp()):
         raise PayloadRejected(f"{name}: {_show(value)} is outside 2000..2100")
     micros = int((seconds * 1_000_000).to_integral_value(rounding="ROUND_FLOOR"))
-    return _EPOCH + dt.timedelta(microseconds=micros)
+    return EPOCH + dt.timedelta(microseconds=micros)
 
 
 def ts_from_ms(value: object, name: str) -> dt.datetime:
@@ -257,7 +274,8 @@ def ident(value: object, name: str) -> str:
     if isinstance(value, int):
         value = Decimal(value)
     if isinstance(value, Decimal):
-        if not value.is_finite() or value != value.to_integral_value() or value < 0:
+        if not value.is_finite() or value < 0 or (value and value.adjusted() >= 27) or \
+                value != value.to_integral_value():
             raise PayloadRejected(f"{name}: not an id: {_show(value)}")
         text = format(value.quantize(Decimal(1)), "f")
     elif isinstance(value, str):

@@ -33,11 +33,13 @@ rejected.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, Inexact, localcontext
 from typing import Any
 
 from streams.gateways.common import (
+    EPOCH,
     Context,
     MemoryTxn,
     amount,
@@ -120,7 +122,8 @@ def _balance(message: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         raise PayloadRejected("balance message carries no time: wrap it as "
                               '{"received_at": <ms>, "frame": <message>} at the gateway')
     account = ctx.account(message.get("account_id"))
-    event_id = f"{VENUE}:balance:{int(ts.timestamp() * 1000)}:{digest(message)}"
+    millis = (ts - EPOCH) // dt.timedelta(milliseconds=1)
+    event_id = f"{VENUE}:balance:{millis}:{digest(message)}"
     return [ctx.event("balance", event_id, account, ts, wallet_balance=None,
                       assets={k: assets[k] for k in sorted(assets)})]
 
@@ -140,8 +143,10 @@ def _order_info(order: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         filled = sum(qtys, Decimal(0))
         for i, qty in enumerate(qtys):
             if records[i].get("commission") is None:
-                share = total if len(records) == 1 or filled == 0 else total * qty / filled
-                shares[i] = share.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
+                with localcontext() as pro_rata:  # the one place a fee may be rounded
+                    pro_rata.traps[Inexact] = False
+                    share = total if len(records) == 1 or filled == 0 else total * qty / filled
+                    shares[i] = share.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
     return [_fill(record, order, ctx, fee=shares[i]) for i, record in enumerate(records)]
 
 

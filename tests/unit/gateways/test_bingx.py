@@ -229,3 +229,18 @@ def test_rejected_frame_leaves_the_memory_untouched() -> None:
     bad["o"]["ap"] = "-1"
     rejection("bingx", bad, memory)
     assert memory.to_json() == before
+
+
+def test_place_order_acknowledgement_books_nothing() -> None:
+    ack = {"code": 0, "msg": "", "data": {"order": {
+        "symbol": "FET-USDT", "orderId": 1899412985126522880, "side": "BUY",
+        "positionSide": "SHORT", "type": "MARKET", "clientOrderId": "fet-exit-1",
+        "workingType": "MARK_PRICE"}}}
+    assert events("bingx", ack) == []
+
+
+def test_rest_order_history_page_books_each_order_once() -> None:
+    order = fixture_json("bingx", "fet_exit1_rest_order_result.json")["data"]["order"]
+    page = {"code": 0, "msg": "", "data": {"orders": [order, order]}}
+    fill, settled, again, settled_again = events("bingx", page)
+    assert (again, settled_again) == (fill, settled)

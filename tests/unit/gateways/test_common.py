@@ -121,3 +121,28 @@ def test_memory_forgets_least_recently_used_orders_beyond_its_bound() -> None:
 def test_unknown_memory_version_is_refused() -> None:
     with pytest.raises(PayloadRejected, match="version"):
         OrderMemory.from_json({"version": 99})
+
+
+def test_widest_schema_amounts_survive_arithmetic_without_rounding() -> None:
+    memory = OrderMemory()
+    frame = json.loads(fixture_text("bingx", "cost_minus_31.json"))
+    frame["o"].update({"z": "10000000000000000000.000000000000000001", "l": "0",
+                       "n": "-12345678901234567890.123456789012345678"})
+    (fill,) = events("bingx", frame, memory)
+    frame["o"].update({"z": "19999999999999999999.999999999999999999",
+                       "n": "-12345678901234567891.123456789012345679"})
+    (fill2,) = events("bingx", frame, memory)
+    assert fill["fee"] == "12345678901234567890.123456789012345678"
+    assert fill2["qty"] == "9999999999999999999.999999999999999998"
+    assert fill2["fee"] == "1.000000000000000001"
+
+
+@pytest.mark.parametrize("raw", [
+    '{"e": "ACCOUNT_UPDATE", "E": ' + "9" * 6000 + "}",
+    '{"e": "ACCOUNT_UPDATE", "E": 1e5000}',
+    '{"e": "ORDER_TRADE_UPDATE", "E": 1741680902311, "o": {"s": "FET-USDT", "S": "BUY", '
+    '"i": 1, "z": 1e-999999999}}',
+])
+def test_absurd_numbers_are_rejected_not_crashed_on(raw: str) -> None:
+    reason = rejection("bingx", raw).reason
+    assert "normalizer error" not in reason
