@@ -32,8 +32,8 @@ from .events import (
     payload_digest,
 )
 from .numbers import D0, LEDGER_CONTEXT, q18
-from .reconcile import reconcile
-from .state import AccountState, Leg, Output, Position, Trade, hash_event_id
+from .reconcile import explain, reconcile
+from .state import AccountState, Leg, Output, Position, Record, Trade, hash_event_id
 
 SKIP_NO_PRICE = "realized_skipped_no_price"
 SKIP_NO_BASIS = "realized_skipped_no_basis"
@@ -60,7 +60,7 @@ def trade_id_for(account_id: str, symbol: str, position_side: str, side: str,
 class _Step:
     """Collects the outputs of one event while it is booked."""
 
-    __slots__ = ("st", "ev", "cfg", "outputs", "codes", "r2")
+    __slots__ = ("st", "ev", "cfg", "outputs", "codes", "r2", "touched")
 
     def __init__(self, st: AccountState, ev: Event, cfg: LedgerConfig) -> None:
         self.st = st
@@ -70,6 +70,8 @@ class _Step:
         self.codes: dict[str, int] = {}
         # R2 inputs of this event: (field, kernel estimate, exchange figure)
         self.r2: list[tuple[str, Decimal, Decimal]] = []
+        # positions this event changed (listed in the snapshot even when flat)
+        self.touched: list[Position] = []
 
     def anomaly(self, code: str, severity: str, detail: str) -> None:
         n = self.codes.get(code, 0) + 1
@@ -130,6 +132,7 @@ class _Step:
 
 
 def _add_leg(step: _Step, trade: Trade, leg: Leg) -> None:
+    trade.json = None  # every fill that changes a trade adds a leg: encode it afresh
     trade.legs.append(leg)
     limit = step.cfg.max_trade_legs
     if limit is not None and len(trade.legs) > limit:
@@ -249,6 +252,7 @@ def _fill(step: _Step, ev: Fill) -> None:
     if pos is None:
         pos = st.positions[key] = Position(ev.symbol, ev.position_side, ev.market)
     pos.leverage = ev.leverage  # A2: a margin fact only
+    step.touched.append(pos)
     if not pos.qty:
         _open(step, pos, ev, ev.qty, ev.fee, False)
         return
@@ -282,7 +286,7 @@ def _split(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
 def _settle(step: _Step, ev: FillSettled) -> None:
     st = step.st
     open_trades = [p.trade for p in st.positions.values() if p.trade is not None]
-    candidates = open_trades + st.closed_trades[::-1]
+    candidates = open_trades + st.closed()[::-1]
     matched: list[tuple[Trade, Leg]] = []
     for trade in candidates:
         if trade.symbol != ev.symbol:
@@ -318,6 +322,7 @@ def _settle(step: _Step, ev: FillSettled) -> None:
             for pos in st.positions.values():
                 if pos.trade is trade:
                     pos.realized += share
+                    step.touched.append(pos)
             step.book(share, D0)
             _recount(trade)
     else:
@@ -343,6 +348,9 @@ def _settle(step: _Step, ev: FillSettled) -> None:
         if trade in seen:
             continue
         seen.append(trade)
+        trade.json = None  # its legs changed: encode afresh
+        for leg in trade.legs:
+            leg.json = None
         legs = [leg for t, leg in matched if t is trade]
         owner = st.positions.get((trade.symbol, trade.position_side))
         if owner is None:  # pragma: no cover - a trade always has its position
@@ -378,6 +386,7 @@ def _funding(step: _Step, ev: Funding) -> None:
         return
     for pos, share in zip(held, _split(ev.amount, [abs(p.qty) for p in held]), strict=True):
         pos.funding += share
+        step.touched.append(pos)
 
 
 def _balance(step: _Step, ev: Balance) -> None:
@@ -440,37 +449,55 @@ def position_marks(pos: Position, marks: Mapping[str, Decimal]) -> tuple[Decimal
     return mark, upnl, margin
 
 
+def position_record(pos: Position, marks: Mapping[str, Decimal]) -> Record:
+    """The PositionState record of a position, reused while neither it nor its mark changes."""
+    mark = marks.get(pos.symbol, D0)
+    rec = pos.snap
+    if rec is not None and rec["mark_price"] == mark:
+        return rec
+    mark, upnl, margin = position_marks(pos, marks)
+    rec = pos.snap = Record({
+        "symbol": pos.symbol, "position_side": pos.position_side, "qty": pos.qty,
+        "avg_entry_price": pos.avg, "realized_pnl": pos.realized, "fees": pos.fees,
+        "funding": pos.funding, "unrealized_pnl": upnl, "mark_price": mark,
+        "leverage": pos.leverage, "used_margin": margin,
+        "entry_basis_missing": pos.basis_missing, "market": pos.market,
+    })
+    return rec
+
+
 def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
     st = step.st
     ev = step.ev
     plist = []
     unreal = D0
     used = D0
+    touched = step.touched
     for pos in st.positions.values():
-        mark, upnl, margin = position_marks(pos, marks)
-        unreal += upnl
-        used += margin
-        plist.append({
-            "symbol": pos.symbol, "position_side": pos.position_side, "qty": pos.qty,
-            "avg_entry_price": pos.avg, "realized_pnl": pos.realized, "fees": pos.fees,
-            "funding": pos.funding, "unrealized_pnl": upnl, "mark_price": mark,
-            "leverage": pos.leverage, "used_margin": margin,
-            "entry_basis_missing": pos.basis_missing, "market": pos.market,
-        })
+        if not pos.qty and pos not in touched:
+            continue  # flat and untouched: the fold file lists it, the snapshot need not
+        rec = position_record(pos, marks)
+        unreal += rec["unrealized_pnl"]
+        used += rec["used_margin"]
+        plist.append(rec)
     status, results = reconcile(st, step.cfg, marks, used, step.r2)
     previous = st.status
     st.status = status
     st.results = results
     frozen = status == "ERROR"  # A12: frozen exactly while ERROR
     if status != previous or status != "OK":
+        # The record lists the results that are not OK (all of them are in the state).
+        bad = [r for r in results if r[1] != "OK"]
+        explanations = [explain(r) for r in bad]
         st_results = [{"rule": r[0], "status": r[1], "code": r[2], "field": r[3],
-                       "delta": r[4], "explanation": r[5]} for r in results]
+                       "delta": r[4], "explanation": x}
+                      for r, x in zip(bad, explanations, strict=True)]
         step.outputs.append(Output("reconcile", st.account_id, {
             "event_id": f"{ev.event_id}:reconcile", "account_id": st.account_id,
             "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
             "status": status, "previous_status": previous, "capital_frozen": frozen,
             "results": st_results,
-            "explanations": [r[5] for r in results if r[1] != "OK"],
+            "explanations": explanations,
         }))
     if st.capital > st.peak_capital:
         st.peak_capital = st.capital
@@ -549,6 +576,9 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
             st.venue = event.venue
         step = _Step(st, event, config)
         _HANDLERS[type(event)](step, event)
+        for pos in step.touched:
+            pos.json = None  # what changed is encoded afresh by the next encode_state
+            pos.snap = None
         _snapshot(step, marks)
         st.remember(idh, digest, config.dedup_window)
         if source is not None:

@@ -13,12 +13,17 @@ from .config import LedgerConfig
 from .numbers import D0, plain, q18
 from .state import AccountState
 
-Result = tuple[str, str, str, str, Decimal, str]  # rule, status, code, field, delta, explanation
+Result = tuple[str, str, str, str, Decimal]  # rule, status, code, field, delta
 _RANK = {"OK": 0, "WARN": 1, "ERROR": 2}
 
 
+def explain(r: Result) -> str:
+    """A12: the explanation of a result, ``CODE|field|delta``."""
+    return f"{r[2]}|{r[3]}|{plain(r[4])}"
+
+
 def _result(rule: str, status: str, code: str, field: str, delta: Decimal) -> Result:
-    return (rule, status, code, field, delta, f"{code}|{field}|{plain(delta)}")
+    return (rule, status, code, field, delta)
 
 
 def _banded(rule: str, field: str, delta: Decimal, eps: Decimal, band: Decimal, warn: str,
@@ -69,10 +74,9 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
             if not ep.qty or not ep.mark_price or not kmark:
                 continue
             size = abs(ep.qty)
-            e_notional = size * ep.mark_price
-            delta = q18(size * kmark - e_notional)
+            delta = q18(size * (kmark - ep.mark_price))
             out.append(_banded("R4", f"{key[0]}:{key[1]}.notional", delta, cfg.r4_epsilon,
-                               q18(cfg.r4_staleness_band * e_notional),
+                               cfg.r4_staleness_band * size * ep.mark_price,
                                "MARK_PRICE_STALENESS", "MARK_MISMATCH"))
         k_open = sum(1 for p in st.positions.values() if p.qty)
         e_open = sum(1 for p in eps.values() if p.qty)
@@ -83,7 +87,7 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
             out.append(_result("R6", "OK", "OK", "open_positions", D0))
     if st.e_wallet is not None:
         out.append(_banded("R5", "used_margin", k_used_margin - st.e_used, cfg.r5_epsilon,
-                           q18(cfg.r5_leverage_band * st.e_used), "LEVERAGE_ROUNDING",
+                           cfg.r5_leverage_band * st.e_used, "LEVERAGE_ROUNDING",
                            "MARGIN_MISMATCH"))
     status = "OK"
     for r in out:

@@ -8,9 +8,12 @@ never evaluates anything it reads (no pickle). Must not touch: booking rules
 
 Layout of an encoded state::
 
-    b"TLS1\\n" <header JSON> b"\\n" (<outbox blob JSON> b"\\n")* <dedup ring bytes>
+    b"TLS1\\n" <header JSON> b"\\n" (<closed trade JSON> b"\\n")*
+        (<outbox blob JSON> b"\\n")* <dedup ring bytes>
 
-The header says how many outbox blobs follow and how long the ring is. Outbox
+The header says how many closed trades and outbox blobs follow and how long
+the ring is. Closed trades and outbox blobs are encoded once, reused by later
+encodes and decoded only when read (a settlement, the account view). Outbox
 blobs are kept as bytes after decoding and parsed only when a redelivered event
 needs its outputs re-sent, so restoring a state is cheap.
 """
@@ -46,11 +49,25 @@ class Output(NamedTuple):
     record: dict[str, Any]
 
 
+class Record(dict[str, Any]):
+    """An output sub-record that remembers its encoded outbox form once computed.
+
+    Records are read-only once emitted; the fold reuses an unchanged one in
+    the next snapshot, so it is encoded once however many snapshots hold it.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json: str | None = None
+
+
 class Leg:
     """One fill's part in a trade. ``pnl`` is booked realized; ``exch`` the exchange figure."""
 
     __slots__ = ("event_id", "order_id", "action", "qty", "price", "pnl", "fee", "cum",
-                 "source", "exch", "hold", "flags")
+                 "source", "exch", "hold", "flags", "json")
 
     def __init__(self, event_id: str, order_id: str, action: str, qty: Decimal, price: Decimal,
                  pnl: Decimal, fee: Decimal, cum: Decimal, source: str, exch: Decimal | None,
@@ -67,11 +84,17 @@ class Leg:
         self.exch = exch
         self.hold = hold
         self.flags = flags
+        self.json: str | None = None  # encoded form; whoever changes the leg clears it
 
     def encode(self) -> list[Any]:
         return [self.event_id, self.order_id, self.action, str(self.qty), str(self.price),
                 str(self.pnl), str(self.fee), str(self.cum), self.source,
                 None if self.exch is None else str(self.exch), self.hold, self.flags]
+
+    def to_json(self) -> str:
+        if self.json is None:
+            self.json = _dumps(self.encode())
+        return self.json
 
     @classmethod
     def decode(cls, a: list[Any]) -> Leg:
@@ -84,7 +107,8 @@ class Trade:
     """One position lifecycle from flat to flat (LEDGER A13)."""
 
     __slots__ = ("trade_id", "no", "symbol", "position_side", "side", "market", "open_event_id",
-                 "open_ts", "closed", "realized", "fees", "legs", "dropped_legs", "strategy_tag")
+                 "open_ts", "closed", "realized", "fees", "legs", "dropped_legs", "strategy_tag",
+                 "json")
 
     def __init__(self, trade_id: str, no: int, symbol: str, position_side: str, side: str,
                  market: str, open_event_id: str, open_ts: datetime, strategy_tag: str,
@@ -104,24 +128,32 @@ class Trade:
         self.fees = fees
         self.legs: list[Leg] = [] if legs is None else legs
         self.dropped_legs = dropped_legs
+        # Encoded form of a closed trade, reused by every encode_state until a
+        # settlement touches the trade (the fold clears it then).
+        self.json: str | None = None
 
-    def encode(self) -> list[Any]:
-        return [self.trade_id, self.no, self.symbol, self.position_side, self.side, self.market,
-                self.open_event_id, self.open_ts.isoformat(), self.strategy_tag, self.closed,
-                str(self.realized), str(self.fees), [leg.encode() for leg in self.legs],
-                self.dropped_legs]
+    def to_json(self) -> str:
+        """This trade as JSON, cached until the fold changes the trade (and clears it)."""
+        if self.json is None:
+            head = _dumps([self.trade_id, self.no, self.symbol, self.position_side, self.side,
+                           self.market, self.open_event_id, self.open_ts.isoformat(),
+                           self.strategy_tag, self.closed, str(self.realized), str(self.fees),
+                           self.dropped_legs])
+            self.json = f"{head[:-1]},[{','.join([leg.to_json() for leg in self.legs])}]]"
+        return self.json
 
     @classmethod
     def decode(cls, a: list[Any]) -> Trade:
         return cls(a[0], a[1], a[2], a[3], a[4], a[5], a[6], datetime.fromisoformat(a[7]), a[8],
-                   a[9], Decimal(a[10]), Decimal(a[11]), [Leg.decode(x) for x in a[12]], a[13])
+                   a[9], Decimal(a[10]), Decimal(a[11]), [Leg.decode(x) for x in a[13]], a[12])
 
 
 class Position:
     """K's position for (symbol, position_side); figures are those of the current lifecycle."""
 
     __slots__ = ("symbol", "position_side", "market", "qty", "avg", "basis_qty",
-                 "basis_missing", "realized", "fees", "funding", "leverage", "trade")
+                 "basis_missing", "realized", "fees", "funding", "leverage", "trade", "snap",
+                 "json")
 
     def __init__(self, symbol: str, position_side: str, market: str = "futures",
                  qty: Decimal = D0, avg: Decimal = D0, basis_qty: Decimal = D0,
@@ -140,12 +172,20 @@ class Position:
         self.funding = funding
         self.leverage = leverage
         self.trade = trade
+        # The last PositionState record built for this position (a memo, never
+        # encoded): valid while the position is untouched and its mark unchanged.
+        self.snap: Record | None = None
+        self.json: str | None = None  # encoded form; the fold clears it when it changes
 
-    def encode(self) -> list[Any]:
-        return [self.symbol, self.position_side, self.market, str(self.qty), str(self.avg),
-                str(self.basis_qty), self.basis_missing, str(self.realized), str(self.fees),
-                str(self.funding), str(self.leverage),
-                None if self.trade is None else self.trade.encode()]
+    def to_json(self) -> str:
+        if self.json is None:
+            head = _dumps([self.symbol, self.position_side, self.market, str(self.qty),
+                           str(self.avg), str(self.basis_qty), self.basis_missing,
+                           str(self.realized), str(self.fees), str(self.funding),
+                           str(self.leverage)])
+            trade = "null" if self.trade is None else self.trade.to_json()
+            self.json = f"{head[:-1]},{trade}]"
+        return self.json
 
     @classmethod
     def decode(cls, a: list[Any]) -> Position:
@@ -177,6 +217,8 @@ class OutboxEntry:
         if self.blob is None:
             assert self.outputs is not None
             self.blob = _encode_outputs(self.outputs)
+            # The bytes are the entry from now on: parsed again only for a re-send.
+            self.outputs = None
         return self.blob
 
 
@@ -216,11 +258,12 @@ class AccountState:
         self.e_assets: list[list[Any]] = []
         self.e_positions: dict[tuple[str, str], ExchangePosition] | None = None
         self.positions: dict[tuple[str, str], Position] = {}
-        self.closed_trades: list[Trade] = []
+        # Closed trades, oldest first; an item stays encoded bytes until it is read.
+        self.closed_trades: list[Trade | bytes] = []
         self.trade_count = 0
         self.status = "OK"
-        # last reconcile results: (rule, status, code, field, delta, explanation)
-        self.results: list[tuple[str, str, str, str, Decimal, str]] = []
+        # last reconcile results: (rule, status, code, field, delta)
+        self.results: list[tuple[str, str, str, str, Decimal]] = []
         self.anomalies: list[dict[str, str]] = []
         self.offsets: dict[int, int] = {}
         self.ring = bytearray()
@@ -278,15 +321,29 @@ class AccountState:
                 return entry.get_outputs()
         return []
 
+    def closed(self) -> list[Trade]:
+        """The closed trades kept in state, oldest first, decoded."""
+        ct = self.closed_trades
+        for i, t in enumerate(ct):
+            if isinstance(t, bytes):
+                trade = Trade.decode(json.loads(t))
+                trade.json = t.decode()
+                ct[i] = trade
+        return ct  # type: ignore[return-value]
+
     def trades(self) -> list[Trade]:
         """Every trade kept in state, in opening order."""
-        out = list(self.closed_trades)
+        out = list(self.closed())
         out.extend(p.trade for p in self.positions.values() if p.trade is not None)
         out.sort(key=lambda t: t.no)
         return out
 
 
 # ----------------------------------------------------------------------------- codec
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
 
 
 def hash_event_id(event_id: str) -> bytes:
@@ -305,17 +362,19 @@ def encode_state(state: AccountState) -> bytes:
         None if s.e_positions is None else [
             [p.symbol, p.position_side, str(p.qty), str(p.entry_price), str(p.mark_price),
              str(p.leverage)] for p in s.e_positions.values()],
-        [p.encode() for p in s.positions.values()],
-        [t.encode() for t in s.closed_trades],
+        len(s.positions),
+        len(s.closed_trades),
         s.trade_count, s.status,
-        [[r[0], r[1], r[2], r[3], str(r[4]), r[5]] for r in s.results],
+        [[r[0], r[1], r[2], r[3], str(r[4])] for r in s.results],
         s.anomalies,
         [[p, o] for p, o in s.offsets.items()],
         [[e.event_id, None if e.source is None else list(e.source), e.status]
          for e in s.outbox],
         len(s.ring),
     ]
-    parts = [MAGIC + json.dumps(header, separators=(",", ":")).encode()]
+    parts = [MAGIC + _dumps(header).encode()]
+    parts.extend(p.to_json().encode() for p in s.positions.values())
+    parts.extend(t if isinstance(t, bytes) else t.to_json().encode() for t in s.closed_trades)
     parts.extend(e.get_blob() for e in s.outbox)
     parts.append(bytes(s.ring))
     return b"\n".join(parts)
@@ -331,11 +390,17 @@ def decode_state(data: bytes) -> AccountState:
         if h[0] != 1:
             raise StateDecodeError(f"unsupported state version {h[0]!r}")
         ring_len = h[27]
+        n_pos = h[19]
+        n_closed = h[20]
+        n_out = len(h[26])
+        n_lines = n_pos + n_closed + n_out
         body = data[nl + 1:]
         ring = body[len(body) - ring_len:] if ring_len else b""
-        blobs_part = body[: len(body) - ring_len]
-        n_out = len(h[26])
-        blobs = blobs_part.split(b"\n")[:n_out] if n_out else []
+        lines = body[: len(body) - ring_len].split(b"\n", n_lines)
+        if len(lines) < n_lines:
+            raise StateDecodeError("encoded state is truncated")
+        closed = lines[n_pos:n_pos + n_closed]
+        blobs = lines[n_pos + n_closed:n_lines]
         s = AccountState(h[1], h[2])
         s.event_seq = h[3]
         s.seeded = h[4]
@@ -358,13 +423,14 @@ def decode_state(data: bytes) -> AccountState:
                 ep = ExchangePosition(a[0], a[1], Decimal(a[2]), Decimal(a[3]), Decimal(a[4]),
                                       Decimal(a[5]))
                 s.e_positions[(ep.symbol, ep.position_side)] = ep
-        for a in h[19]:
-            p = Position.decode(a)
+        for line in lines[:n_pos]:
+            p = Position.decode(json.loads(line))
+            p.json = line.decode()
             s.positions[(p.symbol, p.position_side)] = p
-        s.closed_trades = [Trade.decode(a) for a in h[20]]
+        s.closed_trades = list(closed)
         s.trade_count = h[21]
         s.status = h[22]
-        s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4]), r[5]) for r in h[23]]
+        s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4])) for r in h[23]]
         s.anomalies = h[24]
         s.offsets = {int(p): int(o) for p, o in h[25]}
         s.outbox = [
@@ -383,55 +449,107 @@ def decode_state(data: bytes) -> AccountState:
 
 # ------------------------------------------------------------------- outbox blob codec
 
-# Which record fields are decimals / timestamps, per output kind: the blob stores
-# them as strings and the decoder turns them back, so a re-sent record equals
-# the original one field for field.
-_DEC = {
-    "snapshot": frozenset({
-        "capital", "k_capital", "equity", "peak_capital", "unrealized_pnl", "realized_pnl",
-        "fees", "funding", "cash_flows", "wallet_balance", "available_margin", "used_margin",
-        "maint_margin", "k_used_margin"}),
-    "trade": frozenset({
-        "qty", "price", "position_qty", "avg_entry_price", "pnl_leg", "fee_leg",
-        "cumulative_pnl", "trade_fees", "exchange_realized_pnl"}),
-    "reconcile": frozenset(),
-    "anomaly": frozenset(),
+# Records travel in the outbox as positional arrays in the field order of
+# their Avro schema (no field names: the outbox is most of a state's bytes).
+# Decimals are their own strings and timestamps ISO strings; the decoder
+# restores both, so a re-sent record equals the original field for field.
+FIELDS = {
+    "snapshot": (
+        "event_id", "account_id", "event_seq", "event_kind", "ts", "capital",
+        "capital_source", "k_capital", "equity", "peak_capital", "unrealized_pnl",
+        "realized_pnl", "fees", "funding", "cash_flows", "wallet_balance", "available_margin",
+        "used_margin", "maint_margin", "k_used_margin", "reconcile_status", "capital_frozen",
+        "positions", "balances"),
+    "trade": (
+        "event_id", "account_id", "trade_id", "source_event_id", "event_seq", "ts", "symbol",
+        "position_side", "side", "action", "market", "qty", "price", "position_qty",
+        "avg_entry_price", "pnl_leg", "fee_leg", "cumulative_pnl", "trade_fees", "pnl_source",
+        "exchange_realized_pnl", "holding_seconds", "flags", "strategy_tag"),
+    "reconcile": (
+        "event_id", "account_id", "source_event_id", "event_seq", "ts", "status",
+        "previous_status", "capital_frozen", "results", "explanations"),
+    "anomaly": (
+        "event_id", "account_id", "source_event_id", "event_seq", "ts", "code", "severity",
+        "detail"),
 }
-_POS_DEC = frozenset({"qty", "avg_entry_price", "realized_pnl", "fees", "funding",
-                      "unrealized_pnl", "mark_price", "leverage", "used_margin"})
-_BAL_DEC = frozenset({"free", "locked", "total", "avg_cost", "value"})
+POSITION_FIELDS = (
+    "symbol", "position_side", "qty", "avg_entry_price", "realized_pnl", "fees", "funding",
+    "unrealized_pnl", "mark_price", "leverage", "used_margin", "entry_basis_missing", "market")
+BALANCE_FIELDS = ("asset", "free", "locked", "total", "avg_cost", "value", "unvalued")
+RESULT_FIELDS = ("rule", "status", "code", "field", "delta", "explanation")
+_NESTED = {"positions": POSITION_FIELDS, "balances": BALANCE_FIELDS, "results": RESULT_FIELDS}
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Decimal):
-        return str(o)
-    if isinstance(o, datetime):
-        return o.isoformat()
-    raise TypeError(f"cannot encode {type(o).__name__} in an outbox record")
+def _enc_value(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return v
+
+
+def _enc_record(names: tuple[str, ...], rec: dict[str, Any]) -> list[Any]:
+    out = []
+    for name in names:
+        v = rec[name]
+        sub = _NESTED.get(name)
+        if sub is not None:
+            v = [[_enc_value(x[n]) for n in sub] for x in v]
+        else:
+            v = _enc_value(v)
+        out.append(v)
+    return out
+
+
+def _enc_sub(names: tuple[str, ...], rec: dict[str, Any]) -> str:
+    if isinstance(rec, Record):
+        if rec.json is None:
+            rec.json = _dumps([_enc_value(rec[n]) for n in names])
+        return rec.json
+    return _dumps([_enc_value(rec[n]) for n in names])
+
+
+_SNAP_HEAD = FIELDS["snapshot"][:-2]
+assert FIELDS["snapshot"][-2:] == ("positions", "balances")
+
+
+def _encode_output(o: Output) -> str:
+    if o.kind != "snapshot":
+        return _dumps([o.kind, o.key, _enc_record(FIELDS[o.kind], o.record)])
+    rec = o.record
+    head = _dumps([_enc_value(rec[n]) for n in _SNAP_HEAD])
+    pos = ",".join([_enc_sub(POSITION_FIELDS, p) for p in rec["positions"]])
+    bal = ",".join([_enc_sub(BALANCE_FIELDS, b) for b in rec["balances"]])
+    return f'["snapshot",{_dumps(o.key)},{head[:-1]},[{pos}],[{bal}]]]'
 
 
 def _encode_outputs(outputs: list[Output]) -> bytes:
-    return json.dumps([[o.kind, o.key, o.record] for o in outputs], separators=(",", ":"),
-                      default=_json_default).encode()
+    return ("[" + ",".join([_encode_output(o) for o in outputs]) + "]").encode()
 
 
-def _decs(d: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
-    for k in names:
-        v = d.get(k)
-        if v is not None:
-            d[k] = Decimal(v)
-    return d
+_DEC = frozenset({
+    "capital", "k_capital", "equity", "peak_capital", "unrealized_pnl", "realized_pnl", "fees",
+    "funding", "cash_flows", "wallet_balance", "available_margin", "used_margin",
+    "maint_margin", "k_used_margin", "qty", "price", "position_qty", "avg_entry_price",
+    "pnl_leg", "fee_leg", "cumulative_pnl", "trade_fees", "exchange_realized_pnl",
+    "mark_price", "leverage", "free", "locked", "total", "avg_cost", "value", "delta"})
+
+
+def _dec_record(names: tuple[str, ...], values: list[Any]) -> dict[str, Any]:
+    rec: dict[str, Any] = {}
+    for name, v in zip(names, values, strict=True):
+        if v is None:
+            pass
+        elif name in _NESTED:
+            v = [_dec_record(_NESTED[name], x) for x in v]
+        elif name in _DEC:
+            v = Decimal(v)
+        elif name == "ts":
+            v = datetime.fromisoformat(v)
+        rec[name] = v
+    return rec
 
 
 def _decode_outputs(blob: bytes) -> list[Output]:
-    out = []
-    for kind, key, rec in json.loads(blob):
-        _decs(rec, _DEC[kind])
-        rec["ts"] = datetime.fromisoformat(rec["ts"])
-        if kind == "snapshot":
-            rec["positions"] = [_decs(p, _POS_DEC) for p in rec["positions"]]
-            rec["balances"] = [_decs(b, _BAL_DEC) for b in rec["balances"]]
-        elif kind == "reconcile":
-            rec["results"] = [_decs(r, frozenset({"delta"})) for r in rec["results"]]
-        out.append(Output(kind, key, rec))
-    return out
+    return [Output(kind, key, _dec_record(FIELDS[kind], values))
+            for kind, key, values in json.loads(blob)]

@@ -13,6 +13,7 @@ from typing import Any
 from .config import LedgerConfig
 from .fold import position_marks
 from .numbers import D0, LEDGER_CONTEXT, plain
+from .reconcile import explain
 from .state import AccountState
 
 
@@ -81,7 +82,7 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
             "reconcile": {
                 "status": st.status,
                 "deltas": deltas,
-                "explanations": [r[5] for r in st.results if r[1] != "OK"],
+                "explanations": [explain(r) for r in st.results if r[1] != "OK"],
             },
             "positions": positions,
             "trades": trades,
