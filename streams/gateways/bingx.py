@@ -31,8 +31,9 @@ The quirks, normalized here and nowhere else:
   protective bound that can sit 20–25 % off the tape.
 - **Symbols** ``FET-USDT`` and ``FETUSDT`` are one symbol: canonical form
   ``FET-USDT``.
-- **Exchange realized PnL** (``rp``, ``profit``) of an order whose status is
-  FILLED, when not zero, is a ``fill_settled`` for the order
+- **Exchange realized PnL** (``rp``, ``profit``) of an order in a final
+  state (FILLED, or CANCELED/EXPIRED after partial fills), when not zero, is
+  the order's realized PnL: a ``fill_settled`` for the order
   (``venue_order_id``) with event id ``bingx:settle:<order id>`` and the
   time of the order's last booked fill: the same fact from the stream and
   from REST, so the two sources deduplicate in the ledger. A realized PnL of
@@ -77,6 +78,8 @@ QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "USD")
 #: Stream frames that carry nothing the ledger books.
 IGNORED_EVENTS = frozenset({"listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "SNAPSHOT"})
 HEARTBEATS = frozenset({"Ping", "Pong", "ping", "pong"})
+#: An order in one of these states reports its final realized PnL (``rp``/``profit``).
+TERMINAL_STATUSES = frozenset({"FILLED", "CANCELED", "CANCELLED", "EXPIRED"})
 
 
 def symbol_of(raw: str) -> str:
@@ -243,7 +246,7 @@ def _order(ctx: Context, txn: MemoryTxn, *, symbol: str, order_id: object, order
             again["ts_ingest"] = iso(ctx.received_at)
         events.append(again)
 
-    if status.upper() == "FILLED" and realized:
+    if status.upper() in TERMINAL_STATUSES and realized:
         settled = ctx.event(
             "fill_settled", f"{VENUE}:settle:{oid}", account, ts, symbol=symbol,
             venue_order_id=oid, realized_pnl=fmt(realized), fee=fmt(cumulative_fee))

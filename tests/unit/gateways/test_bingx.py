@@ -244,3 +244,10 @@ def test_rest_order_history_page_books_each_order_once() -> None:
     page = {"code": 0, "msg": "", "data": {"orders": [order, order]}}
     fill, settled, again, settled_again = events("bingx", page)
     assert (again, settled_again) == (fill, settled)
+
+
+def test_partially_filled_then_canceled_exit_still_reports_its_realized_pnl() -> None:
+    frame = fixture_json("bingx", "fet_exit1_protective_bound_only.json")
+    frame["o"].update({"X": "CANCELED", "x": "CANCELED", "rp": "12.0000"})
+    fill, settled = events("bingx", frame)
+    assert (settled["kind"], settled["realized_pnl"]) == ("fill_settled", "12")
