@@ -63,7 +63,7 @@ def test_hedge_mode_position_side_is_carried() -> None:
 
 
 def test_new_order_report_books_nothing() -> None:
-    new = fixture_lines("binance", "user_data_stream.jsonl")[0]
+    new = fixture_lines("binance", "user_data_stream.jsonl")[1]
     assert json.loads(new)["o"]["x"] == "NEW"
     assert events("binance", new) == []
 
@@ -75,11 +75,11 @@ def test_trade_report_without_last_quantity_is_rejected() -> None:
 
 
 def test_account_update_states_wallet_balance_and_positions() -> None:
-    balance, positions = events("binance", fixture_lines("binance", "user_data_stream.jsonl")[2])
+    balance, positions = events("binance", fixture_lines("binance", "user_data_stream.jsonl")[3])
     assert balance["wallet_balance"] == "25037.3494216"
     assert balance["ts"] == "2025-03-13T09:30:00.120000Z"  # T, the transaction time
     assert positions["positions"] == [
-        {"symbol": "ETHUSDT", "position_side": "BOTH", "qty": "0.9", "entry_price": "1860.4"}]
+        {"symbol": "ETHUSDT", "position_side": "BOTH", "qty": "0.9", "entry_price": "1839.4"}]
 
 
 def test_account_update_without_margin_asset_yields_no_wallet_balance_fact() -> None:
@@ -97,7 +97,7 @@ def test_funding_fee_frame_is_funding_paid_and_the_new_wallet_balance() -> None:
 
 def test_cross_margin_funding_is_attributed_to_the_only_open_position() -> None:
     memory = OrderMemory()
-    events("binance", fixture_lines("binance", "user_data_stream.jsonl")[2], memory)
+    events("binance", fixture_lines("binance", "user_data_stream.jsonl")[3], memory)
     funding, _ = events("binance", fixture_text("binance", "account_update_funding_fee.json"),
                         memory)
     assert funding["symbol"] == "ETHUSDT"
@@ -111,7 +111,7 @@ def test_isolated_funding_frame_names_its_symbol() -> None:
 
 
 def test_deposit_frame_is_a_cash_flow_before_the_balance() -> None:
-    flow, balance = events("binance", fixture_lines("binance", "user_data_stream.jsonl")[5])
+    flow, balance = events("binance", fixture_lines("binance", "user_data_stream.jsonl")[6])
     assert (flow["kind"], flow["asset"], flow["amount"], flow["flow"]) == \
         ("cash_flow", "USDT", "5000", "deposit")
     assert balance["kind"] == "balance"
@@ -119,7 +119,7 @@ def test_deposit_frame_is_a_cash_flow_before_the_balance() -> None:
 
 def test_combined_stream_envelope_is_unwrapped() -> None:
     wrapped = fixture_text("binance", "combined_stream_account_update.json")
-    bare = fixture_lines("binance", "user_data_stream.jsonl")[2]
+    bare = fixture_lines("binance", "user_data_stream.jsonl")[3]
     assert events("binance", wrapped) == events("binance", bare)
 
 
@@ -147,7 +147,7 @@ def test_liquidation_execution_is_booked_like_a_trade() -> None:
 
 def test_position_book_persists_across_frames_of_the_same_account_only() -> None:
     memory = OrderMemory()
-    events("binance", fixture_lines("binance", "user_data_stream.jsonl")[2], memory)
+    events("binance", fixture_lines("binance", "user_data_stream.jsonl")[3], memory)
     other = fixture_json("binance", "account_update_funding_fee.json")
     other["a"]["P"] = [{"s": "BTCUSDT", "pa": "-0.01", "ep": "83000", "ps": "BOTH"}]
     _, _, mine = events("binance", other, memory)
