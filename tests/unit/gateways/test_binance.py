@@ -154,3 +154,11 @@ def test_position_book_persists_across_frames_of_the_same_account_only() -> None
     _, _, theirs = events("binance", other, memory, account="acct-2")
     assert [p["symbol"] for p in mine["positions"]] == ["BTCUSDT", "ETHUSDT"]
     assert [p["symbol"] for p in theirs["positions"]] == ["BTCUSDT"]
+
+
+def test_fee_paid_in_bnb_keeps_its_asset() -> None:
+    frame = fixture_json("binance", "order_trade_update_partial_fill.json")
+    frame["o"].update({"N": "BNB", "n": "0.00071322"})
+    fill, settled = events("binance", frame)
+    assert (fill["fee"], fill["fee_asset"]) == ("0.00071322", "BNB")
+    assert settled["fee"] == "0.00071322"

@@ -91,3 +91,9 @@ def test_negative_balance_is_rejected() -> None:
     message = {"type": "Account", "sub_type": "balance", "timestamp": 1741608004250,
                "balance": [{"asset": "ada", "free": "-1", "locked": "0"}]}
     assert "negative" in rejection("deltadefi", message).reason
+
+
+def test_commission_in_an_unnamed_on_chain_unit_is_rejected() -> None:
+    message = fixture_json("deltadefi", "order_info_two_executions.json")
+    message["order"]["commission_unit"] = "5066154a102ee037390c5236f78db23239b49c5748d3d349f3ccf04b"
+    assert "asset symbol" in rejection("deltadefi", message).reason
