@@ -184,8 +184,9 @@ def test_resent_frames_produce_only_duplicates_with_the_same_ids_and_payloads(ve
 
 
 @pytest.mark.parametrize("venue", VENUES)
-def test_every_fixture_event_passes_the_ledger_and_the_avro_contract(venue: str) -> None:
-    from streams.codec import Codec, fold_dict_to_venue_record
+def test_every_fixture_event_survives_kafka_avro_as_the_same_ledger_fact(venue: str) -> None:
+    from streams.codec import Codec, fold_dict_to_venue_record, venue_record_to_fold_dict
+    from streams.ledger.events import parse_event, payload_digest
 
     codec = Codec.load()
     memory = OrderMemory()
@@ -195,7 +196,10 @@ def test_every_fixture_event_passes_the_ledger_and_the_avro_contract(venue: str)
         assert isinstance(result, list), result
         for event in result:
             _assert_valid_event(event)
-            assert codec.encode("VenueEvent", fold_dict_to_venue_record(event))
+            name, record = codec.decode(codec.encode("VenueEvent",
+                                                     fold_dict_to_venue_record(event)))
+            from_kafka = parse_event(venue_record_to_fold_dict(record))
+            assert payload_digest(from_kafka) == payload_digest(parse_event(event)), event
             count += 1
     assert count > 0
 
