@@ -355,6 +355,8 @@ def _settle(step: _Step, ev: FillSettled) -> None:
         owner = st.positions.get((trade.symbol, trade.position_side))
         if owner is None:  # pragma: no cover - a trade always has its position
             owner = Position(trade.symbol, trade.position_side)
+        if owner.trade is trade and owner not in step.touched:
+            step.touched.append(owner)  # its open trade changed
         exch = sum((leg.exch for leg in legs if leg.exch is not None), D0)
         step.trade_event(trade, owner, "settle", sum((leg.qty for leg in legs), D0),
                          legs[-1].price, sum((leg.pnl for leg in legs), D0),
