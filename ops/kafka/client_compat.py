@@ -212,7 +212,7 @@ def check_faust(bootstrap: str) -> None:
             COMPAT_N=str(N),
             PYTHONPATH=tmp,
         )
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: S603 - our interpreter, fixed argv
             [sys.executable, "-m", "faust", "-A", "compat_faust_app", "--datadir", tmp,
              "worker", "-l", "info", "--without-web"],
             cwd=tmp, env=env, capture_output=True, text=True, timeout=120, check=False,

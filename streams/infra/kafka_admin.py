@@ -1,0 +1,185 @@
+"""Topic administration with confluent-kafka's AdminClient, and client security from env.
+
+Owns: creating missing topics (replication 1 is the default; a multi-broker
+cluster can ask for more), describing partition counts, deleting topics, the
+tiny ``topics_from_topology`` reader (names and partition counts only; the full
+validator is ``streams.topology``) and ``client_config_from_env``, the one place
+the Kafka TLS/SASL variables become client settings. Must never log or raise
+with secret values in the message, and never alter an existing topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.exceptions import TwinledgerError
+
+log = logging.getLogger(__name__)
+
+_SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
+_TIMEOUT_S = 30.0
+
+
+class KafkaAdminError(TwinledgerError):
+    """A topic could not be created, described or deleted."""
+
+
+def client_config_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Security settings (confluent/librdkafka keys) from ``KAFKA_*`` variables.
+
+    ``KAFKA_SECURITY_PROTOCOL`` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
+    ``KAFKA_SASL_MECHANISM`` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
+    ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``, ``KAFKA_SSL_CAFILE``.
+    Unset variables add nothing, so the result is ``{}`` for a local broker.
+    The password is in the returned dict (the client needs it); never log the
+    dict itself, use :func:`redacted`.
+    """
+    env = os.environ if env is None else env
+    conf: dict[str, str] = {}
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "").strip()
+    if protocol:
+        conf["security.protocol"] = protocol.upper()
+    mechanism = env.get("KAFKA_SASL_MECHANISM", "").strip()
+    if mechanism:
+        conf["sasl.mechanism"] = mechanism.upper()
+    if env.get("KAFKA_SASL_USERNAME"):
+        conf["sasl.username"] = env["KAFKA_SASL_USERNAME"]
+    if env.get("KAFKA_SASL_PASSWORD"):
+        conf["sasl.password"] = env["KAFKA_SASL_PASSWORD"]
+    if env.get("KAFKA_SSL_CAFILE"):
+        conf["ssl.ca.location"] = env["KAFKA_SSL_CAFILE"]
+    return conf
+
+
+def redacted(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a client config that is safe to log (secrets replaced by ``***``)."""
+    return {k: ("***" if k in _SECRET_KEYS or "password" in k else v) for k, v in conf.items()}
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    conf: dict[str, Any] = client_config_from_env()
+    conf["bootstrap.servers"] = bootstrap
+    return AdminClient(conf)
+
+
+def _partition_counts(admin: AdminClient, names: Iterable[str] | None) -> dict[str, int]:
+    meta = admin.list_topics(timeout=_TIMEOUT_S)
+    wanted = None if names is None else set(names)
+    return {
+        name: len(t.partitions)
+        for name, t in meta.topics.items()
+        if t.error is None and (wanted is None or name in wanted)
+    }
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    config: Mapping[str, str] | None = None,
+    replication: int = 1,
+) -> None:
+    """Create the topics of ``topics`` ({name: partitions}) that do not exist yet.
+
+    Existing topics are left alone whatever their partition count (comparing is
+    the topology validator's job, see :func:`describe_partitions`). ``config``
+    is topic-level configuration for the created topics, e.g.
+    ``{"retention.ms": "604800000"}``. Returns once the new topics are visible
+    in the metadata with all their partitions.
+    """
+    admin = _admin(bootstrap)
+    existing = _partition_counts(admin, topics)
+    missing = {n: p for n, p in topics.items() if n not in existing}
+    if not missing:
+        return
+    new = [
+        NewTopic(name, num_partitions=parts, replication_factor=replication,
+                 config=dict(config or {}))
+        for name, parts in sorted(missing.items())
+    ]
+    failures: list[str] = []
+    for name, future in admin.create_topics(new, request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result(_TIMEOUT_S)
+            log.info("created topic %s (%d partitions)", name, missing[name])
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            # Someone else (another worker, a parallel test) created it meanwhile.
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            failures.append(f"{name}: {err.str() if isinstance(err, KafkaError) else exc}")
+    if failures:
+        raise KafkaAdminError("could not create topics: " + "; ".join(failures))
+    _wait_visible(admin, missing)
+
+
+def _wait_visible(admin: AdminClient, topics: Mapping[str, int]) -> None:
+    # CreateTopics returns when the controller has the topic; the metadata the
+    # next client reads can trail by a moment.
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        counts = _partition_counts(admin, topics)
+        if all(counts.get(n, 0) >= p for n, p in topics.items()):
+            return
+        if time.monotonic() > deadline:
+            late = sorted(n for n, p in topics.items() if counts.get(n, 0) < p)
+            raise KafkaAdminError(f"topics created but not visible after {_TIMEOUT_S:.0f} s: "
+                                  f"{', '.join(late)}")
+        time.sleep(0.1)
+
+
+def describe_partitions(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
+    """Partition count of each named topic that exists; missing topics are absent."""
+    return _partition_counts(_admin(bootstrap), list(names))
+
+
+def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
+    """Delete the named topics; topics that do not exist are ignored."""
+    admin = _admin(bootstrap)
+    names = list(names)
+    if not names:
+        return
+    failures: list[str] = []
+    for name, future in admin.delete_topics(names, request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result(_TIMEOUT_S)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            failures.append(f"{name}: {err.str() if isinstance(err, KafkaError) else exc}")
+    if failures:
+        raise KafkaAdminError("could not delete topics: " + "; ".join(failures))
+
+
+def topics_from_topology(path: str | Path = "topology.yaml") -> dict[str, int]:
+    """``{topic: partitions}`` from ``topics:`` of topology.yaml.
+
+    A relative path that does not exist from the cwd is looked up in the
+    repository root. Only names and partition counts are read here.
+    """
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = Path(__file__).resolve().parents[2] / p
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise KafkaAdminError(f"cannot read {p}: {exc}") from None
+    topics = doc.get("topics") if isinstance(doc, dict) else None
+    if not isinstance(topics, dict) or not topics:
+        raise KafkaAdminError(f"{p}: no 'topics:' mapping")
+    out: dict[str, int] = {}
+    for name, spec in topics.items():
+        parts = spec.get("partitions") if isinstance(spec, dict) else None
+        if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+            raise KafkaAdminError(f"{p}: topic {name!r} needs 'partitions: <int >= 1>'")
+        out[str(name)] = parts
+    return out
