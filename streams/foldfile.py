@@ -72,7 +72,10 @@ def run_fold(lines: Iterable[str], config: LedgerConfig) -> FoldRun:
         if not line.strip():
             continue
         try:
-            raw = loads_line(line)
+            try:
+                raw = loads_line(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
             event = parse_event(raw)
             if isinstance(event, Mark):
                 run.marks[event.symbol] = event.price

@@ -138,7 +138,7 @@ def _to_decimal(name: str, value: Any) -> Decimal:
         # YAML reads 0.01 as a float; its shortest repr is the text the user wrote.
         value = repr(value)
     try:
-        return Decimal(value) if isinstance(value, str | int) else _bad(name, value)
+        return Decimal(value) if isinstance(value, str | int | Decimal) else _bad(name, value)
     except InvalidOperation:
         raise ConfigError(f"ledger config {name}: {value!r} is not a decimal") from None
 

@@ -395,10 +395,12 @@ def decode_state(data: bytes) -> AccountState:
         n_out = len(h[26])
         n_lines = n_pos + n_closed + n_out
         body = data[nl + 1:]
-        ring = body[len(body) - ring_len:] if ring_len else b""
-        lines = body[: len(body) - ring_len].split(b"\n", n_lines)
-        if len(lines) < n_lines:
+        if ring_len > len(body):
             raise StateDecodeError("encoded state is truncated")
+        ring = body[len(body) - ring_len:] if ring_len else b""
+        lines = body[: len(body) - ring_len].split(b"\n")
+        if len(lines) != n_lines + 1 or lines[-1]:
+            raise StateDecodeError("encoded state is truncated or has trailing bytes")
         closed = lines[n_pos:n_pos + n_closed]
         blobs = lines[n_pos + n_closed:n_lines]
         s = AccountState(h[1], h[2])

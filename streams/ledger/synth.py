@@ -47,7 +47,8 @@ def generate_events(n_events: int, n_accounts: int, n_symbols: int = 8,
     Each account starts with an anchor and a balance; then fills (opens,
     increases, reduces, closes, flips, some exits without a price that a later
     ``fill_settled`` settles), funding, balance updates, position snapshots and
-    global marks (``account_id`` ""). Timestamps rise one second per event, so
+    global marks (``account_id`` ""), and a few account frames without a wallet
+    balance (an anomaly, LEDGER A9). Timestamps rise one second per event, so
     they are monotonic per account; event ids are unique.
     """
     rng = random.Random(seed)  # noqa: S311 - test data, not security
@@ -82,8 +83,11 @@ def generate_events(n_events: int, n_accounts: int, n_symbols: int = 8,
             out.append({**env("mark", ""), "symbol": sym, "price": plain(prices[sym])})
             continue
         acc = rng.choice(accounts)
-        if r < 0.11:
+        if r < 0.105:
             out.append(_balance(env("balance", acc.account_id), acc))
+        elif r < 0.11:
+            # Some venues send account frames without the margin asset (LEDGER A9).
+            out.append({**env("balance", acc.account_id), "wallet_balance": None})
         elif r < 0.16:
             out.append(_positions(env("positions", acc.account_id), acc, prices))
         elif r < 0.20:
