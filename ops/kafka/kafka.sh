@@ -106,12 +106,16 @@ cmd_fetch() {
     log "fetching Apache Kafka $KAFKA_VERSION and its runtime dependencies from Maven Central"
     log "  into $LIBS_DIR (first run only; Maven log: $mvn_log)"
     local start=$SECONDS
-    # -B: no colours/progress bars; each finished download is echoed as one line
-    # of progress on stderr, everything else goes to the log file.
-    if ! mvn -B -f "$POM" -P "$profile" package \
+    # -B: plain output. The full Maven output goes to the log; every downloaded
+    # jar is echoed as one line of progress on stderr (~100 on a fresh ~/.m2).
+    local rc=0
+    mvn -B -Dstyle.color=never -f "$POM" -P "$profile" package \
         -Dkafka.version="$KAFKA_VERSION" \
-        -Dlibs.dir="$tmp" -Dbuild.dir="$VERSION_DIR/build" \
-        >"$mvn_log" 2>&1; then
+        -Dlibs.dir="$tmp" -Dbuild.dir="$VERSION_DIR/build" 2>&1 \
+        | tee "$mvn_log" \
+        | sed -n -u 's#^\[INFO\] Downloaded from [^:]*: .*/\([^/]*\.jar\) (\([^ ]* [^ ]*\).*#kafka.sh:   downloaded \1 (\2)#p' >&2 \
+        || rc=$?
+    if [[ "$rc" -ne 0 ]] || ! grep -q 'BUILD SUCCESS' "$mvn_log"; then
         tail -n 30 "$mvn_log" >&2 || true
         rm -rf "$tmp"
         die "Maven could not resolve Kafka $KAFKA_VERSION (full log: $mvn_log)"
