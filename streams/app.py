@@ -185,7 +185,7 @@ class Worker:
         marks = self.marks if self.marks is not None else {}
         new_states: dict[str, bytes] = {}
         for account, items in by_account.items():
-            raw_state = self.ledger_table.get(account)
+            raw_state = self.ledger_table.get(account.encode("utf-8"))
             state = decode_state(raw_state) if raw_state else None
             for msg, event in items:
                 result = apply_event(state, event, marks, self.ledger_config,
@@ -202,7 +202,7 @@ class Worker:
             OUTPUTS.labels(topic).inc()
         await producer.flush()
         for account, blob in new_states.items():
-            self.ledger_table[account] = blob
+            self.ledger_table[account.encode("utf-8")] = blob
         self.applied += len(events)
 
     def encode_output(self, out: Output) -> tuple[str, bytes, bytes, float | None]:
@@ -212,7 +212,7 @@ class Worker:
                 self.codec.encode(schema, out.record), ts.timestamp() if ts is not None else None)
 
     def account_view(self, account: str) -> dict[str, Any] | None:
-        raw = self.ledger_table.get(account)
+        raw = self.ledger_table.get(account.encode("utf-8"))
         if not raw:
             return None
         return account_summary(decode_state(raw), self.marks or {}, self.ledger_config)
@@ -254,14 +254,25 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
                     ledger_config=ledger_config, app=app)
     source = app.topic(settings.topic("venue.events"), key_serializer="raw",
                        value_serializer="raw", partitions=partitions)
-    worker.ledger_table = app.Table("account_to_ledger", default=None, key_serializer="raw",
-                                    value_serializer="raw", partitions=partitions)
+    # bytes key and value types make Faust use the raw serializer: the state is
+    # our own deterministic encoding, and keys are account ids as UTF-8.
+    worker.ledger_table = app.Table("account_to_ledger", default=None, key_type=bytes,
+                                    value_type=bytes, partitions=partitions)
     marks_topic = app.topic(settings.topic("market.marks"), key_serializer="raw",
                             value_serializer="raw",
                             partitions=topology.partitions("market.marks"))
-    worker.marks_table = app.GlobalTable("symbol_to_mark", default=None, key_serializer="raw",
-                                         value_serializer="raw", changelog_topic=marks_topic,
-                                         partitions=topology.partitions("market.marks"))
+    # Every worker needs every mark: a global table (replicated to all workers
+    # through its changelog) fed by a small agent over market.marks.
+    worker.marks_table = app.GlobalTable("symbol_to_mark", default=None, key_type=bytes,
+                                         value_type=bytes)
+
+    @app.agent(marks_topic, name="track_marks")
+    async def track_marks(stream: Any) -> None:
+        async for event in stream.events():
+            key, value = event.message.key, event.message.value
+            if isinstance(key, bytes) and isinstance(value, bytes):
+                worker.marks_table[key] = value
+
     worker.marks = MarksView(_StrKeys(worker.marks_table), codec)
 
     @app.agent(source, name="fold_account_events")

@@ -20,11 +20,12 @@ def worker_main(argv: list[str]) -> int:
     import faust
 
     from streams.app import create_worker
-    from streams.infra.kafka_local import ensure_local_kafka
 
     settings = load_settings()
     if not settings.kafka_bootstrap:
         import dataclasses
+
+        from streams.infra.kafka_local import ensure_local_kafka
 
         settings = dataclasses.replace(settings, kafka_bootstrap=ensure_local_kafka())
     logging.basicConfig(level=args.loglevel.upper())

@@ -59,7 +59,7 @@ class Pipeline:
 
     def start_worker(self) -> Child:
         self._starts += 1
-        self.worker = Child(["worker"], self.env, self.root / "logs" / f"worker-{self._starts}.log")
+        self.worker = Child(["worker", "--loglevel", os.environ.get("TL_WORKER_LOGLEVEL", "warning")], self.env, self.root / "logs" / f"worker-{self._starts}.log")
         return self.worker
 
     def start_sink(self) -> Child:
