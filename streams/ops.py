@@ -77,35 +77,42 @@ class SinkClient:
             return False
 
 
-REPORT_SQL = """
-SELECT account_id, argMax(event_seq, event_seq) AS event_seq,
-       argMax(capital, event_seq) AS capital, argMax(capital_source, event_seq) AS capital_source,
-       argMax(k_capital, event_seq) AS k_capital, argMax(equity, event_seq) AS equity,
-       argMax(realized_pnl, event_seq) AS realized_pnl, argMax(fees, event_seq) AS fees,
-       argMax(reconcile_status, event_seq) AS reconcile_status,
-       argMax(capital_frozen, event_seq) AS capital_frozen,
-       argMax(positions, event_seq) AS positions
-FROM account_snapshots
-WHERE {account_filter}
-GROUP BY account_id ORDER BY account_id
-"""
+# Aliases differ from column names: ClickHouse resolves an alias before a column of the
+# same name, which would nest one aggregate inside another.
+_LATEST = ("capital", "capital_source", "k_capital", "equity", "realized_pnl", "fees",
+           "reconcile_status", "capital_frozen", "positions")
+# Identifiers are the constants above; values always go in parameters.
+REPORT_SQL = (
+    "SELECT account_id, max(event_seq) AS last_event_seq, "  # noqa: S608
+    + ", ".join(f"argMax({c}, event_seq) AS last_{c}" for c in _LATEST)
+    + " FROM account_snapshots WHERE {account_filter} GROUP BY account_id ORDER BY account_id"
+)
 
 TRADES_SQL = """
-SELECT account_id, trade_id, symbol, side,
-       argMax(action, event_seq) AS last_action, argMax(cumulative_pnl, event_seq) AS realized_pnl,
-       argMax(trade_fees, event_seq) AS fees, count() AS legs
+SELECT account_id, trade_id, any(symbol) AS trade_symbol, any(side) AS trade_side,
+       argMax(action, event_seq) AS last_action,
+       argMax(cumulative_pnl, event_seq) AS trade_realized_pnl,
+       argMax(trade_fees, event_seq) AS trade_total_fees, count() AS legs
 FROM trade_events
 WHERE {account_filter}
-GROUP BY account_id, trade_id, symbol, side ORDER BY account_id, trade_id
+GROUP BY account_id, trade_id ORDER BY account_id, trade_id
 """
+
+
+def _strip(row: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in row.items()}
 
 
 def report(client: SinkClient, account: str | None = None) -> list[dict[str, Any]]:
     """Latest snapshot and trades per account, read from ClickHouse."""
     flt = "account_id = {account:String}" if account else "1"
     params = {"account": account} if account else {}
-    accounts = client.query(REPORT_SQL.format(account_filter=flt), params)
-    trades = client.query(TRADES_SQL.format(account_filter=flt), params)
+    accounts = [_strip(r, "last_") for r in client.query(REPORT_SQL.format(account_filter=flt), params)]
+    trades = [{"account_id": t["account_id"], "trade_id": t["trade_id"], "symbol": t["trade_symbol"],
+               "side": t["trade_side"], "last_action": t["last_action"],
+               "realized_pnl": t["trade_realized_pnl"], "fees": t["trade_total_fees"],
+               "legs": t["legs"]}
+              for t in client.query(TRADES_SQL.format(account_filter=flt), params)]
     by_account: dict[str, list[dict[str, Any]]] = {}
     for t in trades:
         by_account.setdefault(t["account_id"], []).append(t)
