@@ -221,6 +221,7 @@ class ChdbBackend(Backend):
         # One statement at a time: the HTTP thread reads while the runner inserts,
         # and a chDB streaming insert blocks every other statement on the session.
         self._lock = threading.RLock()
+        _use_if_exists(self)
 
     def _run(self, sql: str, fmt: str, params: Params | None) -> Any:
         text_params = {k: _param_text(v) for k, v in (params or {}).items()}
@@ -324,6 +325,7 @@ class ClickHouseConnectBackend(Backend):
             # The exception text can echo the DSN; only the masked URL is reported.
             raise BackendUnavailable(f"cannot reach ClickHouse at {self._url}: "
                                      f"{type(exc).__name__}") from None
+        _use_if_exists(self)
 
     def command(self, sql: str, params: Params | None = None) -> None:
         try:
@@ -367,6 +369,14 @@ class ClickHouseConnectBackend(Backend):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _use_if_exists(backend: Backend) -> None:
+    """Readers that open a backend after the sink made the tables get unqualified names too."""
+    rows = backend.query("SELECT count() FROM system.databases WHERE name = {db:String}",
+                         {"db": backend.database})
+    if rows and rows[0][0]:
+        backend.use_database()
 
 
 def open_backend(settings: Settings) -> Backend:
