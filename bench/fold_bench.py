@@ -33,13 +33,14 @@ def _rss_mb() -> float:
 
 
 def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bool = False,
-        ) -> dict[str, Any]:
+        **limits: Any) -> dict[str, Any]:
     """Fold ``n_events`` synthetic events over ``n_accounts`` accounts; return the numbers.
 
     ``decode_each_batch`` also decodes each account's state at the start of
-    every batch, as an agent does that keeps no decoded cache.
+    every batch, as an agent does that keeps no decoded cache. ``limits``
+    override ``LedgerConfig`` fields (e.g. ``outbox_events=8``).
     """
-    config = LedgerConfig()
+    config = LedgerConfig(**limits)
     events = generate_events(n_events, n_accounts, seed=1)
     lines = [json.dumps(e) for e in events]
     del events
@@ -81,6 +82,8 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
         "n_accounts": n_accounts,
         "batch": BATCH,
         "decode_each_batch": decode_each_batch,
+        "limits": {k: getattr(config, k) for k in (
+            "dedup_window", "outbox_events", "max_closed_trades", "max_trade_legs")},
         "seconds": round(elapsed, 3),
         "fold_events_per_s": round(n_events / elapsed),
         "outputs": n_outputs,

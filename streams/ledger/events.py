@@ -414,7 +414,7 @@ def payload_digest(ev: Event) -> bytes:
     are once on the decimal(38,18) wire). ``ts_ingest`` is left out: a
     gateway re-publishing the same fact later is a duplicate, not a conflict.
     """
-    parts = [ev.kind, ev.account_id, ev.venue, iso_z(ev.ts)]
+    parts = [ev.kind, ev.account_id, ev.venue, ev.ts.isoformat()]
     if isinstance(ev, Fill):
         parts += [ev.symbol, ev.side, _norm(ev.qty), _norm(ev.price), _norm(ev.fee),
                   ev.fee_asset, ev.position_side, _norm(ev.leverage), ev.venue_order_id,

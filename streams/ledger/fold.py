@@ -85,6 +85,7 @@ class _Step:
             "detail": detail,
         }))
         st.anomalies.append({"event_id": ev.event_id, "code": code, "detail": detail})
+        st.cold = None
         limit = self.cfg.max_anomalies
         if limit is not None and len(st.anomalies) > limit:
             del st.anomalies[: len(st.anomalies) - limit]
@@ -395,6 +396,7 @@ def _balance(step: _Step, ev: Balance) -> None:
     st = step.st
     if ev.assets:
         st.e_assets = [[a, str(f), str(lk)] for a, f, lk in ev.assets]
+        st.cold = None
     wb = ev.wallet_balance
     if wb is None or wb <= 0:
         # A9: not a fact; neither capital nor E moves.
@@ -417,6 +419,7 @@ def _balance(step: _Step, ev: Balance) -> None:
 
 def _positions(step: _Step, ev: Positions) -> None:
     step.st.e_positions = {(p.symbol, p.position_side): p for p in ev.positions}
+    step.st.cold = None
 
 
 def _cash_flow(step: _Step, ev: CashFlow) -> None:
@@ -488,12 +491,11 @@ def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
     st.results = results
     frozen = status == "ERROR"  # A12: frozen exactly while ERROR
     if status != previous or status != "OK":
-        # The record lists the results that are not OK (all of them are in the state).
-        bad = [r for r in results if r[1] != "OK"]
-        explanations = [explain(r) for r in bad]
+        # The record lists the results that are not OK (an OK rule explains nothing).
+        explanations = [explain(r) for r in results]
         st_results = [{"rule": r[0], "status": r[1], "code": r[2], "field": r[3],
                        "delta": r[4], "explanation": x}
-                      for r, x in zip(bad, explanations, strict=True)]
+                      for r, x in zip(results, explanations, strict=True)]
         step.outputs.append(Output("reconcile", st.account_id, {
             "event_id": f"{ev.event_id}:reconcile", "account_id": st.account_id,
             "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,

@@ -22,75 +22,70 @@ def explain(r: Result) -> str:
     return f"{r[2]}|{r[3]}|{plain(r[4])}"
 
 
-def _result(rule: str, status: str, code: str, field: str, delta: Decimal) -> Result:
-    return (rule, status, code, field, delta)
-
-
-def _banded(rule: str, field: str, delta: Decimal, eps: Decimal, band: Decimal, warn: str,
-            error: str) -> Result:
-    mag = abs(delta)
-    if mag <= eps:
-        return _result(rule, "OK", "OK", field, delta)
-    if mag <= band:
-        return _result(rule, "WARN", warn, field, delta)
-    return _result(rule, "ERROR", error, field, delta)
-
-
 def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
               k_used_margin: Decimal, r2: list[tuple[str, Decimal, Decimal]],
               ) -> tuple[str, list[Result]]:
-    """Classify every rule that has E to compare with; returns (worst status, results).
+    """Classify every rule that has E to compare with; returns (worst status, non-OK results).
 
     R1 and R5 need a valid wallet balance, R3, R4 and R6 a positions snapshot,
     R2 a settlement in this event (``r2``: field, kernel estimate, exchange
-    figure; like with like, one trade's legs against their settlement).
+    figure; like with like, one trade's legs against their settlement). Only
+    results that are not OK are returned: an OK rule has nothing to explain.
     """
     out: list[Result] = []
+
+    def banded(rule: str, field: str, delta: Decimal, eps: Decimal, band: Decimal, warn: str,
+               error: str) -> None:
+        mag = abs(delta)
+        if mag > eps:
+            out.append((rule, "WARN", warn, field, delta) if mag <= band
+                       else (rule, "ERROR", error, field, delta))
+
     if st.e_wallet is not None:
-        out.append(_banded("R1", "capital", st.k_capital - st.e_wallet, cfg.r1_epsilon,
-                           cfg.r1_pending_fee_bound, "UNSETTLED_FEE", "CAPITAL_MISMATCH"))
+        banded("R1", "capital", st.k_capital - st.e_wallet, cfg.r1_epsilon,
+               cfg.r1_pending_fee_bound, "UNSETTLED_FEE", "CAPITAL_MISMATCH")
     for field, estimate, exchange in r2:
-        out.append(_banded("R2", field, estimate - exchange, cfg.r2_epsilon,
-                           cfg.r2_rounding_bound, "LOT_STEP_ROUNDING", "REALIZED_MISMATCH"))
+        banded("R2", field, estimate - exchange, cfg.r2_epsilon, cfg.r2_rounding_bound,
+               "LOT_STEP_ROUNDING", "REALIZED_MISMATCH")
     eps = st.e_positions
     if eps is not None:
-        keys = [k for k, p in st.positions.items() if p.qty]
-        keys += [k for k, p in eps.items() if p.qty and k not in st.positions]
-        keys += [k for k, p in eps.items()
-                 if p.qty and k in st.positions and not st.positions[k].qty]
-        for key in keys:
-            kp = st.positions.get(key)
-            ep = eps.get(key)
-            kq = kp.qty if kp is not None else D0
-            eq = ep.qty if ep is not None else D0
-            field = f"{key[0]}:{key[1]}.qty"
-            delta = kq - eq
-            if abs(delta) <= cfg.lot_step(key[0]):
-                out.append(_result("R3", "OK", "OK", field, delta))
-            else:
-                out.append(_result("R3", "ERROR", "POSITION_QTY_MISMATCH", field, delta))
-        for key, ep in eps.items():
-            kmark = marks.get(key[0])
-            if not ep.qty or not ep.mark_price or not kmark:
+        k_open = 0
+        for key, kp in st.positions.items():
+            if not kp.qty:
                 continue
-            size = abs(ep.qty)
-            delta = q18(size * (kmark - ep.mark_price))
-            out.append(_banded("R4", f"{key[0]}:{key[1]}.notional", delta, cfg.r4_epsilon,
-                               cfg.r4_staleness_band * size * ep.mark_price,
-                               "MARK_PRICE_STALENESS", "MARK_MISMATCH"))
-        k_open = sum(1 for p in st.positions.values() if p.qty)
-        e_open = sum(1 for p in eps.values() if p.qty)
+            k_open += 1
+            ep = eps.get(key)
+            delta = kp.qty - (ep.qty if ep is not None else D0)
+            if delta and abs(delta) > cfg.lot_step(key[0]):
+                out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH", f"{key[0]}:{key[1]}.qty",
+                            delta))
+        e_open = 0
+        for key, ep in eps.items():
+            if not ep.qty:
+                continue
+            e_open += 1
+            held = st.positions.get(key)
+            if held is None or not held.qty:
+                if abs(ep.qty) > cfg.lot_step(key[0]):
+                    out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH",
+                                f"{key[0]}:{key[1]}.qty", -ep.qty))
+            kmark = marks.get(key[0])
+            if ep.mark_price and kmark:
+                # Notional of the exchange quantity at K's mark vs at the exchange's mark.
+                size = abs(ep.qty)
+                banded("R4", f"{key[0]}:{key[1]}.notional", q18(size * (kmark - ep.mark_price)),
+                       cfg.r4_epsilon, cfg.r4_staleness_band * size * ep.mark_price,
+                       "MARK_PRICE_STALENESS", "MARK_MISMATCH")
         if k_open != e_open:
-            out.append(_result("R6", "ERROR", "POSITION_COUNT_MISMATCH", "open_positions",
-                               Decimal(k_open - e_open)))
-        else:
-            out.append(_result("R6", "OK", "OK", "open_positions", D0))
+            out.append(("R6", "ERROR", "POSITION_COUNT_MISMATCH", "open_positions",
+                        Decimal(k_open - e_open)))
     if st.e_wallet is not None:
-        out.append(_banded("R5", "used_margin", k_used_margin - st.e_used, cfg.r5_epsilon,
-                           cfg.r5_leverage_band * st.e_used, "LEVERAGE_ROUNDING",
-                           "MARGIN_MISMATCH"))
+        banded("R5", "used_margin", k_used_margin - st.e_used, cfg.r5_epsilon,
+               cfg.r5_leverage_band * st.e_used, "LEVERAGE_ROUNDING", "MARGIN_MISMATCH")
     status = "OK"
     for r in out:
         if _RANK[r[1]] > _RANK[status]:
             status = r[1]
+            if status == "ERROR":
+                break
     return status, out

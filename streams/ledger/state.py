@@ -8,12 +8,14 @@ never evaluates anything it reads (no pickle). Must not touch: booking rules
 
 Layout of an encoded state::
 
-    b"TLS1\\n" <header JSON> b"\\n" (<closed trade JSON> b"\\n")*
+    b"TLS1\\n" <header JSON> b"\\n" <E facts + anomalies JSON> b"\\n"
+        (<position JSON> b"\\n")* (<closed trade JSON> b"\\n")*
         (<outbox blob JSON> b"\\n")* <dedup ring bytes>
 
-The header says how many closed trades and outbox blobs follow and how long
-the ring is. Closed trades and outbox blobs are encoded once, reused by later
-encodes and decoded only when read (a settlement, the account view). Outbox
+The header says how many positions, closed trades and outbox blobs follow and
+how long the ring is. Every part but the header is encoded once and reused by
+later encodes until it changes; closed trades are decoded only when read (a
+settlement, the account view). Outbox
 blobs are kept as bytes after decoding and parsed only when a redelivered event
 needs its outputs re-sent, so restoring a state is cheap.
 """
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import sys
 from array import array
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -235,7 +239,7 @@ class AccountState:
         "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
         "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
-        "offsets", "ring", "_ids", "outbox",
+        "offsets", "ring", "_ids", "outbox", "cold",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -269,6 +273,8 @@ class AccountState:
         self.ring = bytearray()
         self._ids: set[int] | None = None
         self.outbox: list[OutboxEntry] = []
+        # encoded e_assets / e_positions / anomalies; whoever changes them clears it
+        self.cold: str | None = None
 
     # -- K ---------------------------------------------------------------------------
     @property
@@ -342,37 +348,63 @@ class AccountState:
 # ----------------------------------------------------------------------------- codec
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+def _no_default(o: Any) -> Any:
+    raise TypeError(f"cannot encode {type(o).__name__} in an account state")
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """Compact JSON text of plain data, with one reusable C encoder (this runs per record)."""
+    c_make = getattr(json.encoder, "c_make_encoder", None)
+    if c_make is None:  # pragma: no cover - CPython always has the C accelerator
+        return json.JSONEncoder(separators=(",", ":"), default=_no_default).encode
+    # markers=None: the state codec never builds cyclic data, so skip the cycle check
+    encoder = c_make(None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",",
+                     False, False, True)
+
+    def dumps(obj: Any) -> str:
+        return "".join(encoder(obj, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
 
 
 def hash_event_id(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
+_VERSION = 1
+
+
+def _cold_json(s: AccountState) -> str:
+    """E assets, E positions and recent anomalies: they change rarely, so encoded once."""
+    if s.cold is None:
+        s.cold = _dumps([
+            s.e_assets,
+            None if s.e_positions is None else [
+                [p.symbol, p.position_side, str(p.qty), str(p.entry_price), str(p.mark_price),
+                 str(p.leverage)] for p in s.e_positions.values()],
+            s.anomalies,
+        ])
+    return s.cold
+
+
 def encode_state(state: AccountState) -> bytes:
     """Serialize a state: deterministic bytes; ``decode_state`` restores it exactly."""
     s = state
     header = [
-        1, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
+        _VERSION, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
-        str(s.k_funding), str(s.k_cash),
-        None if s.e_wallet is None else str(s.e_wallet), str(s.e_available), str(s.e_used),
-        str(s.e_maint), s.e_assets,
-        None if s.e_positions is None else [
-            [p.symbol, p.position_side, str(p.qty), str(p.entry_price), str(p.mark_price),
-             str(p.leverage)] for p in s.e_positions.values()],
-        len(s.positions),
-        len(s.closed_trades),
-        s.trade_count, s.status,
+        str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
+        str(s.e_maint), s.trade_count, s.status,
         [[r[0], r[1], r[2], r[3], str(r[4])] for r in s.results],
-        s.anomalies,
         [[p, o] for p, o in s.offsets.items()],
         [[e.event_id, None if e.source is None else list(e.source), e.status]
          for e in s.outbox],
-        len(s.ring),
+        len(s.positions), len(s.closed_trades), len(s.ring),
     ]
-    parts = [MAGIC + _dumps(header).encode()]
+    parts = [MAGIC + _dumps(header).encode(), _cold_json(s).encode()]
     parts.extend(p.to_json().encode() for p in s.positions.values())
     parts.extend(t if isinstance(t, bytes) else t.to_json().encode() for t in s.closed_trades)
     parts.extend(e.get_blob() for e in s.outbox)
@@ -387,13 +419,11 @@ def decode_state(data: bytes) -> AccountState:
     try:
         nl = data.index(b"\n", len(MAGIC))
         h = json.loads(data[len(MAGIC):nl])
-        if h[0] != 1:
+        if h[0] != _VERSION:
             raise StateDecodeError(f"unsupported state version {h[0]!r}")
-        ring_len = h[27]
-        n_pos = h[19]
-        n_closed = h[20]
-        n_out = len(h[26])
-        n_lines = n_pos + n_closed + n_out
+        n_pos, n_closed, ring_len = h[22], h[23], h[24]
+        n_out = len(h[21])
+        n_lines = 1 + n_pos + n_closed + n_out
         body = data[nl + 1:]
         if ring_len > len(body):
             raise StateDecodeError("encoded state is truncated")
@@ -401,8 +431,6 @@ def decode_state(data: bytes) -> AccountState:
         lines = body[: len(body) - ring_len].split(b"\n")
         if len(lines) != n_lines + 1 or lines[-1]:
             raise StateDecodeError("encoded state is truncated or has trailing bytes")
-        closed = lines[n_pos:n_pos + n_closed]
-        blobs = lines[n_pos + n_closed:n_lines]
         s = AccountState(h[1], h[2])
         s.event_seq = h[3]
         s.seeded = h[4]
@@ -418,26 +446,29 @@ def decode_state(data: bytes) -> AccountState:
         s.e_available = Decimal(h[14])
         s.e_used = Decimal(h[15])
         s.e_maint = Decimal(h[16])
-        s.e_assets = h[17]
-        if h[18] is not None:
+        s.trade_count = h[17]
+        s.status = h[18]
+        s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4])) for r in h[19]]
+        s.offsets = {int(p): int(o) for p, o in h[20]}
+        cold = lines[0].decode()
+        e_assets, e_positions, anomalies = json.loads(cold)
+        s.e_assets = e_assets
+        s.anomalies = anomalies
+        if e_positions is not None:
             s.e_positions = {}
-            for a in h[18]:
+            for a in e_positions:
                 ep = ExchangePosition(a[0], a[1], Decimal(a[2]), Decimal(a[3]), Decimal(a[4]),
                                       Decimal(a[5]))
                 s.e_positions[(ep.symbol, ep.position_side)] = ep
-        for line in lines[:n_pos]:
+        s.cold = cold
+        for line in lines[1:1 + n_pos]:
             p = Position.decode(json.loads(line))
             p.json = line.decode()
             s.positions[(p.symbol, p.position_side)] = p
-        s.closed_trades = list(closed)
-        s.trade_count = h[21]
-        s.status = h[22]
-        s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4])) for r in h[23]]
-        s.anomalies = h[24]
-        s.offsets = {int(p): int(o) for p, o in h[25]}
+        s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])
         s.outbox = [
             OutboxEntry(e[0], None if e[1] is None else (e[1][0], e[1][1]), e[2], None, blob)
-            for e, blob in zip(h[26], blobs, strict=True)
+            for e, blob in zip(h[21], lines[1 + n_pos + n_closed:n_lines], strict=True)
         ]
         s.ring = bytearray(ring)
         if len(s.ring) % _SLOT:
@@ -482,47 +513,73 @@ RESULT_FIELDS = ("rule", "status", "code", "field", "delta", "explanation")
 _NESTED = {"positions": POSITION_FIELDS, "balances": BALANCE_FIELDS, "results": RESULT_FIELDS}
 
 
-def _enc_value(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, datetime):
-        return v.isoformat()
-    return v
+def _opt(d: Decimal | None) -> str | None:
+    return None if d is None else str(d)
 
 
-def _enc_record(names: tuple[str, ...], rec: dict[str, Any]) -> list[Any]:
-    out = []
-    for name in names:
-        v = rec[name]
-        sub = _NESTED.get(name)
-        if sub is not None:
-            v = [[_enc_value(x[n]) for n in sub] for x in v]
-        else:
-            v = _enc_value(v)
-        out.append(v)
-    return out
+def _enc_position(p: dict[str, Any]) -> str:
+    js = getattr(p, "json", None)
+    if js is None:
+        js = _dumps([p["symbol"], p["position_side"], str(p["qty"]), str(p["avg_entry_price"]),
+                     str(p["realized_pnl"]), str(p["fees"]), str(p["funding"]),
+                     str(p["unrealized_pnl"]), str(p["mark_price"]), str(p["leverage"]),
+                     str(p["used_margin"]), p["entry_basis_missing"], p["market"]])
+        if isinstance(p, Record):
+            p.json = js
+    return js
 
 
-def _enc_sub(names: tuple[str, ...], rec: dict[str, Any]) -> str:
-    if isinstance(rec, Record):
-        if rec.json is None:
-            rec.json = _dumps([_enc_value(rec[n]) for n in names])
-        return rec.json
-    return _dumps([_enc_value(rec[n]) for n in names])
+def _enc_balance(b: dict[str, Any]) -> str:
+    return _dumps([b["asset"], str(b["free"]), str(b["locked"]), str(b["total"]),
+                   str(b["avg_cost"]), str(b["value"]), b["unvalued"]])
 
 
-_SNAP_HEAD = FIELDS["snapshot"][:-2]
-assert FIELDS["snapshot"][-2:] == ("positions", "balances")
+# Hand-written per kind (in FIELDS order): this runs once per emitted record and
+# a generic field loop costs several times more.
+def _enc_snapshot(r: dict[str, Any]) -> str:
+    head = _dumps([
+        r["event_id"], r["account_id"], r["event_seq"], r["event_kind"], r["ts"].isoformat(),
+        str(r["capital"]), r["capital_source"], str(r["k_capital"]), str(r["equity"]),
+        str(r["peak_capital"]), str(r["unrealized_pnl"]), str(r["realized_pnl"]),
+        str(r["fees"]), str(r["funding"]), str(r["cash_flows"]), _opt(r["wallet_balance"]),
+        str(r["available_margin"]), str(r["used_margin"]), str(r["maint_margin"]),
+        str(r["k_used_margin"]), r["reconcile_status"], r["capital_frozen"]])
+    pos = ",".join([_enc_position(p) for p in r["positions"]])
+    bal = ",".join([_enc_balance(b) for b in r["balances"]])
+    return f"{head[:-1]},[{pos}],[{bal}]]"
+
+
+def _enc_trade(r: dict[str, Any]) -> str:
+    return _dumps([
+        r["event_id"], r["account_id"], r["trade_id"], r["source_event_id"], r["event_seq"],
+        r["ts"].isoformat(), r["symbol"], r["position_side"], r["side"], r["action"],
+        r["market"], str(r["qty"]), str(r["price"]), str(r["position_qty"]),
+        str(r["avg_entry_price"]), str(r["pnl_leg"]), str(r["fee_leg"]),
+        str(r["cumulative_pnl"]), str(r["trade_fees"]), r["pnl_source"],
+        _opt(r["exchange_realized_pnl"]), r["holding_seconds"], r["flags"],
+        r["strategy_tag"]])
+
+
+def _enc_reconcile(r: dict[str, Any]) -> str:
+    return _dumps([
+        r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
+        r["ts"].isoformat(), r["status"], r["previous_status"], r["capital_frozen"],
+        [[x["rule"], x["status"], x["code"], x["field"], str(x["delta"]), x["explanation"]]
+         for x in r["results"]],
+        r["explanations"]])
+
+
+def _enc_anomaly(r: dict[str, Any]) -> str:
+    return _dumps([r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
+                   r["ts"].isoformat(), r["code"], r["severity"], r["detail"]])
+
+
+_ENCODERS = {"snapshot": _enc_snapshot, "trade": _enc_trade, "reconcile": _enc_reconcile,
+             "anomaly": _enc_anomaly}
 
 
 def _encode_output(o: Output) -> str:
-    if o.kind != "snapshot":
-        return _dumps([o.kind, o.key, _enc_record(FIELDS[o.kind], o.record)])
-    rec = o.record
-    head = _dumps([_enc_value(rec[n]) for n in _SNAP_HEAD])
-    pos = ",".join([_enc_sub(POSITION_FIELDS, p) for p in rec["positions"]])
-    bal = ",".join([_enc_sub(BALANCE_FIELDS, b) for b in rec["balances"]])
-    return f'["snapshot",{_dumps(o.key)},{head[:-1]},[{pos}],[{bal}]]]'
+    return f'["{o.kind}",{_dumps(o.key)},{_ENCODERS[o.kind](o.record)}]'  # kinds are plain
 
 
 def _encode_outputs(outputs: list[Output]) -> bytes:

@@ -61,7 +61,7 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                     "holding_seconds": leg.hold, "flags": list(leg.flags),
                 } for leg in t.legs],
             })
-        deltas = {r[3]: plain(r[4]) for r in st.results}
+        deltas = {r[3]: plain(r[4]) for r in st.results}  # the rules that are not OK
         return {
             "event_seq": st.event_seq,
             "capital": plain(st.capital),
@@ -82,7 +82,7 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
             "reconcile": {
                 "status": st.status,
                 "deltas": deltas,
-                "explanations": [explain(r) for r in st.results if r[1] != "OK"],
+                "explanations": [explain(r) for r in st.results],
             },
             "positions": positions,
             "trades": trades,
