@@ -3,7 +3,23 @@
 Owns: every booking rule (positions, VWAP basis, realized PnL, fees, funding,
 exchange settlement, E facts, capital, trades), idempotency (offsets, event-id
 window, outbox) and the output records (snapshot, trade, reconcile, anomaly)
-whose ids derive from the account and the source event id only. Must not
+whose ids derive from the account and the source event id only.
+
+Choices where LEDGER.md leaves room, so readers need not guess:
+
+- ``capital_frozen`` is a flag for consumers (true exactly while ERROR); the
+  published capital keeps its A10 value underneath.
+- Published capital is bridged by realized - fees - funding and by cash flows
+  (a deposit moves capital before the next wallet frame shows it).
+- R2 is judged on the event that brings the exchange figure (like with like:
+  the legs that settlement covers); the settled figure stays on the legs.
+- A snapshot lists open positions and the ones this event changed (a close
+  shows its flat end state once); the account view lists every position.
+- Funding for a symbol held on both hedge sides is split by |qty|.
+- A spot fill (LEDGER part B) is not booked yet: one ``UNSUPPORTED_MARKET``
+  anomaly says so.
+- Output records are read-only: an unchanged PositionState record is shared
+  by consecutive snapshots. Must not
 touch: clocks, randomness, I/O, Kafka, Faust or ClickHouse; the reconcile bounds
 live in ``LedgerConfig`` and the classifier in ``reconcile``.
 """
@@ -266,6 +282,10 @@ def _fill(step: _Step, ev: Fill) -> None:
         _reduce(step, pos, ev, ev.qty, ev.fee, False)
         return
     # A3 flip: close everything, open the rest at the fill price; fee split pro rata.
+    if ev.position_side != "BOTH":
+        step.anomaly("HEDGE_SIDE_FLIP", "WARN",
+                     f"{ev.symbol} {ev.position_side}: a {ev.side} of {ev.qty} exceeds the "
+                     f"{held} held; a hedge-mode side cannot flip, booked as close + open")
     fee_close = q18(ev.fee * held / ev.qty)
     _reduce(step, pos, ev, held, fee_close, True)
     _open(step, pos, ev, ev.qty - held, ev.fee - fee_close, True)

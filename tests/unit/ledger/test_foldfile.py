@@ -149,3 +149,24 @@ def test_fold_main_config_and_errors(capsys, tmp_path):
     assert "r1_epsilom" in capsys.readouterr().err
     assert fold_main([str(tmp_path / "missing.jsonl")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_example_price_zero_exit_is_repaired_by_the_exchange_figure():
+    doc = fold_lines((EXAMPLES / "price_zero_exit.jsonl").read_text().splitlines(),
+                     LedgerConfig())
+    acc = doc["accounts"]["acc-2"]
+    trade = acc["trades"][0]
+    assert trade["realized_pnl"] == "242.7312" and trade["status"] == "CLOSED"
+    exit_legs = [leg for leg in trade["legs"] if leg["action"] in ("reduce", "close")]
+    assert [leg["pnl_source"] for leg in exit_legs] == ["exchange", "kernel_estimate"]
+    assert acc["k_capital"] == "10242.7312"
+
+
+def test_example_reconcile_freeze_ends_frozen_with_one_wallet_anomaly():
+    doc = fold_lines((EXAMPLES / "reconcile_freeze.jsonl").read_text().splitlines(),
+                     LedgerConfig())
+    acc = doc["accounts"]["acc-6"]
+    assert acc["capital"] == "800" and acc["capital_frozen"] is True
+    assert acc["reconcile"] == {"status": "ERROR", "deltas": {"capital": "200"},
+                                "explanations": ["CAPITAL_MISMATCH|capital|200"]}
+    assert [a["code"] for a in acc["anomalies"]] == ["WALLET_BALANCE_INVALID"]

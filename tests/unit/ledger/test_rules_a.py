@@ -535,3 +535,12 @@ def test_a13_negative_holding_time_is_clamped_and_reported():
     run(entry, exit_)
     assert exits(run)[0]["holding_seconds"] == 0
     assert run.codes() == ["CLOCK_SKEW"]
+
+
+def test_a3_hedge_side_cannot_flip_and_says_so():
+    e = Events()
+    run = Run()
+    run(e.fill("BUY", 1, 100, SYM, position_side="LONG"),
+        e.fill("SELL", 3, 101, SYM, position_side="LONG"))
+    assert run.codes() == ["HEDGE_SIDE_FLIP"]
+    assert exits(run)[0]["pnl_leg"] == 1
