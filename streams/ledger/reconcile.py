@@ -37,9 +37,9 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
     def banded(rule: str, field: str, delta: Decimal, eps: Decimal, band: Decimal, warn: str,
                error: str) -> None:
         mag = abs(delta)
-        if mag > eps:
-            out.append((rule, "WARN", warn, field, delta) if mag <= band
-                       else (rule, "ERROR", error, field, delta))
+        if mag > eps:  # rounded only when reported: comparisons use the exact delta
+            out.append((rule, "WARN", warn, field, q18(delta)) if mag <= band
+                       else (rule, "ERROR", error, field, q18(delta)))
 
     if st.e_wallet is not None:
         banded("R1", "capital", st.k_capital - st.e_wallet, cfg.r1_epsilon,
@@ -73,7 +73,7 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
             if ep.mark_price and kmark:
                 # Notional of the exchange quantity at K's mark vs at the exchange's mark.
                 size = abs(ep.qty)
-                banded("R4", f"{key[0]}:{key[1]}.notional", q18(size * (kmark - ep.mark_price)),
+                banded("R4", f"{key[0]}:{key[1]}.notional", size * (kmark - ep.mark_price),
                        cfg.r4_epsilon, cfg.r4_staleness_band * size * ep.mark_price,
                        "MARK_PRICE_STALENESS", "MARK_MISMATCH")
         if k_open != e_open:
