@@ -113,51 +113,84 @@ def _param_text(value: Any) -> str:
 def _ts_text(value: dt.datetime) -> str:
     if value.tzinfo is None:
         raise BackendError("naive datetime: every time the sink writes must be timezone-aware")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if value.utcoffset():
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-_TSV_ESCAPES = {
-    ord("\\"): b"\\\\", ord("\t"): b"\\t", ord("\n"): b"\\n", ord("\r"): b"\\r", 0: b"\\0",
-    8: b"\\b", 12: b"\\f",
+_STR_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
+                              "\0": "\\0", "\b": "\\b", "\f": "\\f"})
+_QUOTED_STR_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n",
+                                     "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f",
+                                     "'": "\\'"})
+_BYTE_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"),
+                 (b"\0", b"\\0"), (b"\b", b"\\b"), (b"\f", b"\\f"))
+
+
+def _escape_bytes(data: bytes, quote: bool = False) -> bytes:
+    for raw, escaped in _BYTE_ESCAPES:  # backslash first, so escapes are not escaped again
+        if raw in data:
+            data = data.replace(raw, escaped)
+    if quote and b"'" in data:
+        data = data.replace(b"'", b"\\'")
+    return data
+
+
+def _f_str(value: str) -> bytes:
+    return value.translate(_STR_ESCAPES).encode("utf-8")
+
+
+def _f_bytes(value: bytes | bytearray | memoryview) -> bytes:
+    return _escape_bytes(bytes(value))
+
+
+def _f_bool(value: bool) -> bytes:
+    return b"true" if value else b"false"
+
+
+def _f_int(value: int) -> bytes:
+    return str(value).encode()
+
+
+def _f_decimal(value: Decimal) -> bytes:
+    if not value.is_finite():
+        raise BackendError(f"non-finite decimal {value} cannot be stored")
+    return format(value, "f").encode()
+
+
+def _f_datetime(value: dt.datetime) -> bytes:
+    return _ts_text(value).encode()
+
+
+def _f_none(value: None) -> bytes:
+    return b"\\N"
+
+
+def _f_seq(value: list[Any] | tuple[Any, ...]) -> bytes:
+    open_, close = (b"[", b"]") if isinstance(value, list) else (b"(", b")")
+    return open_ + b",".join(_quoted(v) for v in value) + close
+
+
+_ENCODERS: dict[type, Any] = {
+    str: _f_str, bytes: _f_bytes, bytearray: _f_bytes, memoryview: _f_bytes, bool: _f_bool,
+    int: _f_int, Decimal: _f_decimal, dt.datetime: _f_datetime, type(None): _f_none,
+    list: _f_seq, tuple: _f_seq,
 }
-_QUOTED_ESCAPES = dict(_TSV_ESCAPES) | {ord("'"): b"\\'"}
-
-
-def _escape(data: bytes, table: Mapping[int, bytes]) -> bytes:
-    if not any(b in table for b in data):
-        return data
-    return b"".join(table.get(b, bytes((b,))) for b in data)
 
 
 def tsv_field(value: Any) -> bytes:
     """One value in ClickHouse's TabSeparated (escaped) form; bytes stay bytes."""
-    if value is None:
-        return b"\\N"
-    if isinstance(value, bytes | bytearray | memoryview):
-        return _escape(bytes(value), _TSV_ESCAPES)
-    if isinstance(value, str):
-        return _escape(value.encode("utf-8"), _TSV_ESCAPES)
-    if isinstance(value, bool):
-        return b"true" if value else b"false"
-    if isinstance(value, int):
-        return str(value).encode()
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise BackendError(f"non-finite decimal {value} cannot be stored")
-        return format(value, "f").encode()
-    if isinstance(value, dt.datetime):
-        return _ts_text(value).encode()
-    if isinstance(value, list | tuple):
-        open_, close = (b"[", b"]") if isinstance(value, list) else (b"(", b")")
-        return open_ + b",".join(_quoted(v) for v in value) + close
-    raise BackendError(f"cannot store a {type(value).__name__} (floats are never stored)")
+    encode = _ENCODERS.get(type(value))
+    if encode is None:
+        raise BackendError(f"cannot store a {type(value).__name__} (floats are never stored)")
+    return bytes(encode(value))
 
 
 def _quoted(value: Any) -> bytes:
     if isinstance(value, str):
-        return b"'" + _escape(value.encode("utf-8"), _QUOTED_ESCAPES) + b"'"
+        return b"'" + value.translate(_QUOTED_STR_ESCAPES).encode("utf-8") + b"'"
     if isinstance(value, bytes):
-        return b"'" + _escape(value, _QUOTED_ESCAPES) + b"'"
+        return b"'" + _escape_bytes(value, quote=True) + b"'"
     if isinstance(value, dt.datetime):
         return b"'" + _ts_text(value).encode() + b"'"
     if value is None:
@@ -166,7 +199,18 @@ def _quoted(value: Any) -> bytes:
 
 
 def tsv_rows(rows: Sequence[Sequence[Any]]) -> bytes:
-    return b"".join(b"\t".join(tsv_field(v) for v in row) + b"\n" for row in rows)
+    get = _ENCODERS.get
+    out: list[bytes] = []
+    for row in rows:
+        fields = []
+        for v in row:
+            encode = get(type(v))
+            if encode is None:
+                raise BackendError(f"cannot store a {type(v).__name__} (floats are never stored)")
+            fields.append(encode(v))
+        out.append(b"\t".join(fields))
+    out.append(b"")
+    return b"\n".join(out)
 
 
 _JSON_SETTINGS = (" SETTINGS output_format_json_quote_decimals = 1,"

@@ -255,3 +255,62 @@ def test_sigkill_during_inserts_then_restart_is_exact(sink_env: Env) -> None:
         assert set(e.garbage) <= dead_letter_ids(backend)
     finally:
         backend.close()
+
+
+def test_rebalance_between_two_sinks_is_exact(sink_env: Env) -> None:
+    """A second sink joins mid-stream: revoked partitions flush, nothing is lost or doubled."""
+    e = sink_env
+    produce(e, 900)
+    backend = ChdbBackend(e.chdb, e.settings.clickhouse_database)
+    apply_ddl(backend, backend.database)
+    try:
+        a = new_runner(e, backend)
+        deadline = time.monotonic() + 60
+        while a.stats["batches"] < 3 and time.monotonic() < deadline:
+            a.poll_once(0.2)
+        assert a.stats["batches"] >= 3
+        b = new_runner(e, backend)
+        # One thread drives both members: each must keep polling for the rebalance to finish.
+        idle_since = time.monotonic()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            moved = a.poll_once(0.1) + b.poll_once(0.1)
+            buffered = any(buf.records for r in (a, b) for buf in r.buffers.values())
+            if moved or buffered or not (a.buffers and b.buffers):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > 3:
+                break
+        assert a.buffers and b.buffers, "both members must own partitions after the rebalance"
+        assert b.stats["inserted"] > 0
+        a.close()
+        b.close()
+        assert_exact(e, verify(backend))
+        assert set(e.garbage) <= dead_letter_ids(backend)
+    finally:
+        backend.close()
+
+
+def test_sigterm_stops_after_flushing_and_committing(sink_env: Env) -> None:
+    e = sink_env
+    produce(e, 300)
+    proc = _sink_process(e, "--http-port", "0")
+    try:
+        url = _endpoint(proc)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            tables = _counts(url)["tables"]
+            if all(tables[t]["count"] == n for t, n in e.logical.items()):
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    backend = ChdbBackend(e.chdb, e.settings.clickhouse_database)
+    try:
+        assert_exact(e, verify(backend))
+        states = new_runner(e, backend, consumer=object()).read_states()
+        assert states and {s.state for s in states.values()} == {"AFTER"}
+    finally:
+        backend.close()

@@ -145,3 +145,14 @@ def test_dead_letter_for_binary_key_and_missing_timestamp() -> None:
     assert row[0] == ""  # a key that is not text is no account id
     assert row[-1] == b""
     assert kafka_time(None) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("when", [
+    dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC),
+    dt.datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=dt.UTC),
+    dt.datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+])
+def test_canonical_json_times_match_the_codec_iso(when: dt.datetime) -> None:
+    from streams.codec import iso
+
+    assert canonical_json({"ts": when}) == json.dumps({"ts": iso(when)}, separators=(",", ":"))
