@@ -544,3 +544,43 @@ def test_a3_hedge_side_cannot_flip_and_says_so():
         e.fill("SELL", 3, 101, SYM, position_side="LONG"))
     assert run.codes() == ["HEDGE_SIDE_FLIP"]
     assert exits(run)[0]["pnl_leg"] == 1
+
+
+def test_output_ids_derive_from_account_and_source_event_only():
+    e = Events()
+    run = Run()
+    run(e("anchor", capital="100"), e("balance", wallet_balance="90"))
+    f = e.fill("BUY", 1, 100, SYM)
+    run(f)
+    settle = e("fill_settled", symbol=SYM, fill_event_id="missing", realized_pnl="1")
+    settle2 = e("fill_settled", symbol=SYM, fill_event_id="missing2", realized_pnl="1")
+    run(settle, settle2)
+    snap = [o for o in run.outputs if o.kind == "snapshot"]
+    assert [s.record["event_id"] for s in snap][-3] == f["event_id"]
+    assert all(o.key == "acc-1" and o.record["account_id"] == "acc-1" for o in run.outputs)
+    trade = run.of("trade")[0]
+    assert trade["event_id"] == f"{trade['trade_id']}:{f['event_id']}:open"
+    rec = run.of("reconcile")[0]
+    assert rec["event_id"] == f"{rec['source_event_id']}:reconcile"
+    anomalies = run.of("anomaly")
+    assert [a["event_id"] for a in anomalies][-2:] == [
+        f"{settle['event_id']}:UNRESOLVED", f"{settle2['event_id']}:UNRESOLVED"]
+    # the same code twice on one event is numbered
+    two = Run()
+    entry = Events("acc-2")
+    skew = entry.fill("BUY", 1, 100, SYM, position_side="LONG")
+    later = entry.fill("SELL", 3, 100, SYM, position_side="LONG")
+    later["ts"] = "2026-01-05T08:00:00Z"
+    two(skew, later)
+    assert [a["event_id"] for a in two.of("anomaly")] == [
+        f"{later['event_id']}:HEDGE_SIDE_FLIP", f"{later['event_id']}:CLOCK_SKEW"]
+
+
+def test_apply_returns_state_and_outputs_like_design():
+    from streams.ledger import apply, parse_event
+
+    e = Events()
+    state, outputs = apply(None, parse_event(e.fill("BUY", 1, 100, SYM)), {}, LedgerConfig())
+    assert state.event_seq == 1 and [o.kind for o in outputs] == ["trade", "snapshot"]
+    state2, outputs2 = apply(state, parse_event(e.fill("BUY", 1, 100, SYM)), {}, LedgerConfig())
+    assert state2 is state and state.event_seq == 2 and outputs2[-1].record["event_seq"] == 2
