@@ -1,0 +1,10 @@
+"""ClickHouse sinks: the exactly-once boundary between Kafka topics and ClickHouse tables.
+
+Modules, lowest layer first: ``exceptions``; ``ddl`` (tables, the one source
+of column truth); ``backend`` (chDB or a server, parameters only); ``rows``
+(record -> row, pure); ``batching`` (batch ranges and their recovery, pure);
+``runner`` (the consumer and the numbered exactly-once flow); ``sqlguard``
+and ``http`` (the read-only endpoint); ``metrics``; ``main``
+(``twinledger sink`` and ``verify``). This package imports ``streams.codec``
+and ``streams.config`` and nothing else of ``streams``.
+"""

@@ -90,8 +90,13 @@ def sink_main(argv: list[str]) -> int:
                 "stats": dict(runner.stats), "last_error": runner.last_error,
             }).start()
             print(f"sink: read-only endpoint {http.url}", file=sys.stderr, flush=True)
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info("sink: %s received, stopping after the current batch",
+                     signal.Signals(signum).name)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
         if args.until_idle is not None:
             try:
                 runner.run_until_idle(idle_seconds=args.until_idle, timeout=24 * 3600)
@@ -99,6 +104,7 @@ def sink_main(argv: list[str]) -> int:
                 runner.close()
         else:
             runner.run(stop)
+        log.info("sink: stopped; %s", dict(runner.stats))
         if args.verify:
             print(json.dumps(verify(backend)), flush=True)
         return 0

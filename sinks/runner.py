@@ -217,7 +217,7 @@ class SinkRunner:
             " toString(argMax(state, version)), max(version)"
             f" FROM {self.db}.{RANGES_TABLE}"
             " WHERE consumer_group = {g:String} GROUP BY topic, partition")
-        rows = self.backend.query(sql, {"g": self.group})
+        rows = self._retry(RANGES_TABLE, self._query_fn(sql, {"g": self.group}))
         return {(str(t), int(p)): RangeState(int(f), int(last), str(s), int(v))
                 for t, p, f, last, s, v in rows}
 
