@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -166,8 +167,16 @@ class Worker:
                                f"{event_dict['account_id']!r}")
         return parse_event(event_dict)
 
-    async def process_batch(self, events: list[Any]) -> None:
-        """Steps 1-4 of the module docstring for one batch of Faust events."""
+    async def process_batch(self, events: list[Any],
+                            set_current_event: Callable[[Any], None] | None = None) -> None:
+        """Steps 1-4 of the module docstring for one batch of Faust events.
+
+        ``set_current_event`` tells Faust which source event a table read or
+        write belongs to: an account's state lives in the store and changelog
+        partition its events came from, and Faust takes that partition from
+        the current event, which a batch taken with ``take_events`` leaves at
+        whatever event came last.
+        """
         producer = self.app.producer
         sends: list[tuple[str, bytes, bytes, float | None]] = []
         by_account: dict[str, list[tuple[Any, Any]]] = {}
@@ -183,8 +192,12 @@ class Worker:
             by_account.setdefault(event.account_id, []).append((msg, event))
 
         marks = self.marks if self.marks is not None else {}
-        new_states: dict[str, bytes] = {}
+        new_states: dict[str, tuple[bytes, Any]] = {}
+        by_message = {id(ev.message): ev for ev in events}
         for account, items in by_account.items():
+            if set_current_event is not None:
+                # Faust's RocksDB store reads (and writes) the partition of the current event.
+                set_current_event(by_message[id(items[0][0])])
             raw_state = self.ledger_table.get(account.encode("utf-8"))
             state = decode_state(raw_state) if raw_state else None
             for msg, event in items:
@@ -195,13 +208,15 @@ class Worker:
                 for out in result.outputs:
                     sends.append(self.encode_output(out))
             if state is not None:
-                new_states[account] = encode_state(state)
+                new_states[account] = (encode_state(state), items[-1][0])
 
         for topic, key, value, ts in sends:
             await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
             OUTPUTS.labels(topic).inc()
         await producer.flush()
-        for account, blob in new_states.items():
+        for account, (blob, message) in new_states.items():
+            if set_current_event is not None:
+                set_current_event(by_message[id(message)])
             self.ledger_table[account.encode("utf-8")] = blob
         self.applied += len(events)
 
@@ -264,7 +279,8 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     # Every worker needs every mark: a global table (replicated to all workers
     # through its changelog) fed by a small agent over market.marks.
     worker.marks_table = app.GlobalTable("symbol_to_mark", default=None, key_type=bytes,
-                                         value_type=bytes)
+                                         value_type=bytes,
+                                         partitions=topology.partitions("market.marks"))
 
     @app.agent(marks_topic, name="track_marks")
     async def track_marks(stream: Any) -> None:
@@ -280,7 +296,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         async for events in stream.take_events(max_=settings.worker_batch,
                                                within=settings.worker_batch_seconds):
             with BATCH_SECONDS.time():
-                await worker.process_batch(list(events))
+                await worker.process_batch(list(events), _set_current_event)
 
     @app.page("/accounts/{account}")
     async def account_page(web: Any, request: Any, account: str) -> Any:
@@ -313,6 +329,20 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
             raise
 
     return worker
+
+
+def _set_current_event(event: Any) -> None:
+    """Make ``event`` Faust's current event for this task only.
+
+    Faust's table store picks the partition of a read or write from the
+    context variable behind ``faust.streams.current_event()``. Only that
+    variable is set: ``Stream._set_current_event`` would also overwrite the
+    stream attribute that ``take_events`` reads while it buffers the next
+    batch, and the buffered event would be replaced by ours (a lost event).
+    """
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
 
 
 class _StrKeys(Mapping[str, Any]):
