@@ -88,16 +88,16 @@ class Leg:
         self.exch = exch
         self.hold = hold
         self.flags = flags
-        self.json: str | None = None  # encoded form; whoever changes the leg clears it
+        self.json: bytes | None = None  # encoded form; whoever changes the leg clears it
 
     def encode(self) -> list[Any]:
         return [self.event_id, self.order_id, self.action, str(self.qty), str(self.price),
                 str(self.pnl), str(self.fee), str(self.cum), self.source,
                 None if self.exch is None else str(self.exch), self.hold, self.flags]
 
-    def to_json(self) -> str:
+    def to_json(self) -> bytes:
         if self.json is None:
-            self.json = _dumps(self.encode())
+            self.json = _dumps(self.encode()).encode()
         return self.json
 
     @classmethod
@@ -111,8 +111,8 @@ class Trade:
     """One position lifecycle from flat to flat (LEDGER A13)."""
 
     __slots__ = ("trade_id", "no", "symbol", "position_side", "side", "market", "open_event_id",
-                 "open_ts", "closed", "realized", "fees", "legs", "dropped_legs", "strategy_tag",
-                 "json")
+                 "open_ts", "closed", "realized", "fees", "_legs", "_raw_legs", "dropped_legs",
+                 "strategy_tag", "json")
 
     def __init__(self, trade_id: str, no: int, symbol: str, position_side: str, side: str,
                  market: str, open_event_id: str, open_ts: datetime, strategy_tag: str,
@@ -130,26 +130,43 @@ class Trade:
         self.closed = closed
         self.realized = realized
         self.fees = fees
-        self.legs: list[Leg] = [] if legs is None else legs
+        self._legs: list[Leg] | None = [] if legs is None else legs
+        # legs as decoded JSON lists, turned into Leg objects on first read:
+        # restoring a state does not pay for legs the next events never touch
+        self._raw_legs: list[Any] | None = None
         self.dropped_legs = dropped_legs
-        # Encoded form of a closed trade, reused by every encode_state until a
-        # settlement touches the trade (the fold clears it then).
-        self.json: str | None = None
+        # Encoded form, reused by every encode_state until the fold changes the
+        # trade (a fill adds a leg, a settlement edits legs) and clears it.
+        self.json: bytes | None = None
 
-    def to_json(self) -> str:
+    @property
+    def legs(self) -> list[Leg]:
+        if self._legs is None:
+            self._legs = [Leg.decode(x) for x in self._raw_legs or ()]
+            self._raw_legs = None
+        return self._legs
+
+    def to_json(self) -> bytes:
         """This trade as JSON, cached until the fold changes the trade (and clears it)."""
         if self.json is None:
             head = _dumps([self.trade_id, self.no, self.symbol, self.position_side, self.side,
                            self.market, self.open_event_id, self.open_ts.isoformat(),
                            self.strategy_tag, self.closed, str(self.realized), str(self.fees),
                            self.dropped_legs])
-            self.json = f"{head[:-1]},[{','.join([leg.to_json() for leg in self.legs])}]]"
+            if self._legs is None:  # still as decoded: the lists are their own JSON
+                legs = _dumps(self._raw_legs or []).encode()[1:-1]
+            else:
+                legs = b",".join([leg.to_json() for leg in self._legs])
+            self.json = b"%s,[%s]]" % (head[:-1].encode(), legs)
         return self.json
 
     @classmethod
     def decode(cls, a: list[Any]) -> Trade:
-        return cls(a[0], a[1], a[2], a[3], a[4], a[5], a[6], datetime.fromisoformat(a[7]), a[8],
-                   a[9], Decimal(a[10]), Decimal(a[11]), [Leg.decode(x) for x in a[13]], a[12])
+        t = cls(a[0], a[1], a[2], a[3], a[4], a[5], a[6], datetime.fromisoformat(a[7]), a[8],
+                a[9], Decimal(a[10]), Decimal(a[11]), None, a[12])
+        t._legs = None
+        t._raw_legs = a[13]
+        return t
 
 
 class Position:
@@ -179,16 +196,16 @@ class Position:
         # The last PositionState record built for this position (a memo, never
         # encoded): valid while the position is untouched and its mark unchanged.
         self.snap: Record | None = None
-        self.json: str | None = None  # encoded form; the fold clears it when it changes
+        self.json: bytes | None = None  # encoded form; the fold clears it when it changes
 
-    def to_json(self) -> str:
+    def to_json(self) -> bytes:
         if self.json is None:
             head = _dumps([self.symbol, self.position_side, self.market, str(self.qty),
                            str(self.avg), str(self.basis_qty), self.basis_missing,
                            str(self.realized), str(self.fees), str(self.funding),
                            str(self.leverage)])
-            trade = "null" if self.trade is None else self.trade.to_json()
-            self.json = f"{head[:-1]},{trade}]"
+            trade = b"null" if self.trade is None else self.trade.to_json()
+            self.json = b"%s,%s]" % (head[:-1].encode(), trade)
         return self.json
 
     @classmethod
@@ -204,7 +221,7 @@ class OutboxEntry:
     __slots__ = ("event_id", "source", "status", "outputs", "blob")
 
     def __init__(self, event_id: str, source: tuple[int, int] | None, status: str,
-                 outputs: list[Output] | None, blob: bytes | None) -> None:
+                 outputs: list[Output] | None, blob: bytes | memoryview | None) -> None:
         self.event_id = event_id
         self.source = source
         self.status = status
@@ -214,10 +231,10 @@ class OutboxEntry:
     def get_outputs(self) -> list[Output]:
         if self.outputs is None:
             assert self.blob is not None
-            self.outputs = _decode_outputs(self.blob)
+            self.outputs = _decode_outputs(bytes(self.blob))
         return list(self.outputs)
 
-    def get_blob(self) -> bytes:
+    def get_blob(self) -> bytes | memoryview:
         if self.blob is None:
             assert self.outputs is not None
             self.blob = _encode_outputs(self.outputs)
@@ -262,8 +279,9 @@ class AccountState:
         self.e_assets: list[list[Any]] = []
         self.e_positions: dict[tuple[str, str], ExchangePosition] | None = None
         self.positions: dict[tuple[str, str], Position] = {}
-        # Closed trades, oldest first; an item stays encoded bytes until it is read.
-        self.closed_trades: list[Trade | bytes] = []
+        # Closed trades, oldest first; an item stays encoded (a slice of the
+        # decoded state's bytes) until it is read.
+        self.closed_trades: list[Trade | bytes | memoryview] = []
         self.trade_count = 0
         self.status = "OK"
         # last reconcile results: (rule, status, code, field, delta)
@@ -274,7 +292,7 @@ class AccountState:
         self._ids: set[int] | None = None
         self.outbox: list[OutboxEntry] = []
         # encoded e_assets / e_positions / anomalies; whoever changes them clears it
-        self.cold: str | None = None
+        self.cold: bytes | None = None
 
     # -- K ---------------------------------------------------------------------------
     @property
@@ -331,9 +349,10 @@ class AccountState:
         """The closed trades kept in state, oldest first, decoded."""
         ct = self.closed_trades
         for i, t in enumerate(ct):
-            if isinstance(t, bytes):
-                trade = Trade.decode(json.loads(t))
-                trade.json = t.decode()
+            if not isinstance(t, Trade):
+                raw = bytes(t)
+                trade = Trade.decode(json.loads(raw))
+                trade.json = raw
                 ct[i] = trade
         return ct  # type: ignore[return-value]
 
@@ -377,7 +396,7 @@ def hash_event_id(event_id: str) -> bytes:
 _VERSION = 1
 
 
-def _cold_json(s: AccountState) -> str:
+def _cold_json(s: AccountState) -> bytes:
     """E assets, E positions and recent anomalies: they change rarely, so encoded once."""
     if s.cold is None:
         s.cold = _dumps([
@@ -386,7 +405,7 @@ def _cold_json(s: AccountState) -> str:
                 [p.symbol, p.position_side, str(p.qty), str(p.entry_price), str(p.mark_price),
                  str(p.leverage)] for p in s.e_positions.values()],
             s.anomalies,
-        ])
+        ]).encode()
     return s.cold
 
 
@@ -404,9 +423,9 @@ def encode_state(state: AccountState) -> bytes:
          for e in s.outbox],
         len(s.positions), len(s.closed_trades), len(s.ring),
     ]
-    parts = [MAGIC + _dumps(header).encode(), _cold_json(s).encode()]
-    parts.extend(p.to_json().encode() for p in s.positions.values())
-    parts.extend(t if isinstance(t, bytes) else t.to_json().encode() for t in s.closed_trades)
+    parts: list[bytes | memoryview] = [MAGIC + _dumps(header).encode(), _cold_json(s)]
+    parts.extend([p.to_json() for p in s.positions.values()])
+    parts.extend([t.to_json() if isinstance(t, Trade) else t for t in s.closed_trades])
     parts.extend(e.get_blob() for e in s.outbox)
     parts.append(bytes(s.ring))
     return b"\n".join(parts)
@@ -424,13 +443,23 @@ def decode_state(data: bytes) -> AccountState:
         n_pos, n_closed, ring_len = h[22], h[23], h[24]
         n_out = len(h[21])
         n_lines = 1 + n_pos + n_closed + n_out
-        body = data[nl + 1:]
-        if ring_len > len(body):
+        # Find the lines without copying them: closed trades and outbox blobs stay
+        # slices of ``data`` until read, and are written back as they are.
+        view = memoryview(data)
+        end = len(data) - ring_len
+        if end <= nl:
             raise StateDecodeError("encoded state is truncated")
-        ring = body[len(body) - ring_len:] if ring_len else b""
-        lines = body[: len(body) - ring_len].split(b"\n")
-        if len(lines) != n_lines + 1 or lines[-1]:
+        lines: list[memoryview] = []
+        start = nl + 1
+        for _ in range(n_lines):
+            stop = data.find(b"\n", start, end)
+            if stop == -1:
+                raise StateDecodeError("encoded state is truncated")
+            lines.append(view[start:stop])
+            start = stop + 1
+        if start != end:
             raise StateDecodeError("encoded state is truncated or has trailing bytes")
+        ring = data[end:]
         s = AccountState(h[1], h[2])
         s.event_seq = h[3]
         s.seeded = h[4]
@@ -450,7 +479,7 @@ def decode_state(data: bytes) -> AccountState:
         s.status = h[18]
         s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4])) for r in h[19]]
         s.offsets = {int(p): int(o) for p, o in h[20]}
-        cold = lines[0].decode()
+        cold = bytes(lines[0])
         e_assets, e_positions, anomalies = json.loads(cold)
         s.e_assets = e_assets
         s.anomalies = anomalies
@@ -462,8 +491,9 @@ def decode_state(data: bytes) -> AccountState:
                 s.e_positions[(ep.symbol, ep.position_side)] = ep
         s.cold = cold
         for line in lines[1:1 + n_pos]:
-            p = Position.decode(json.loads(line))
-            p.json = line.decode()
+            raw = bytes(line)
+            p = Position.decode(json.loads(raw))
+            p.json = raw
             s.positions[(p.symbol, p.position_side)] = p
         s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])
         s.outbox = [
