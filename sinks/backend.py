@@ -361,7 +361,6 @@ class ClickHouseConnectBackend(Backend):
             # No database= here: it may not exist until the DDL ran; names are qualified.
             self._client: Any = clickhouse_connect.get_client(
                 dsn=url, connect_timeout=5, send_receive_timeout=60,
-                settings={"async_insert": 0},
                 # No server session: the HTTP endpoint reads while the runner inserts.
                 autogenerate_session_id=False,
             )
@@ -380,9 +379,14 @@ class ClickHouseConnectBackend(Backend):
     def query_with_names(self, sql: str, params: Params | None = None,
                          settings: Mapping[str, Any] | None = None
                          ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        query_settings = dict(settings or {})
+        if query_settings.get("readonly") == 1:
+            # clickhouse-connect sends settings of its own with every request, which
+            # readonly = 1 refuses; 2 still refuses every write and DDL.
+            query_settings["readonly"] = 2
         try:
             result = self._client.query(sql, parameters=dict(params or {}),
-                                        settings=dict(settings or {}))
+                                        settings=query_settings)
         except Exception as exc:
             raise BackendError(f"ClickHouse: {exc}") from exc
         rows = [tuple(_aware(v) for v in row) for row in result.result_rows]

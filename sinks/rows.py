@@ -17,7 +17,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 from typing import Any
 
 from sinks.ddl import (
@@ -36,8 +36,8 @@ Row = list[Any]
 Record = Mapping[str, Any]
 
 # Decimal(38, 18) holds 20 integer digits; DateTime64(6) spans 1900..2299.
-_MONEY_LIMIT = Decimal("1E+20")
 _SCALE = Decimal("1E-18")
+_EXACT = Context(prec=80)
 _TS_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 _TS_MAX = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 _UINT64_MAX = 2**64 - 1
@@ -45,16 +45,14 @@ _INT64 = 2**63
 
 
 def money(value: Any, field: str) -> Decimal:
-    if not isinstance(value, Decimal) or not value.is_finite():
+    if type(value) is not Decimal or not value.is_finite():
         raise RowRejected(f"{field}: not a finite decimal: {value!r}")
-    # copy_abs and an exact context: abs() and quantize() would round 38 digits to 28.
-    if value.copy_abs() >= _MONEY_LIMIT:
+    # adjusted() is the exponent of the leading digit: >= 20 means |value| >= 1E+20.
+    if value.adjusted() >= 20:
         raise RowRejected(f"{field}: {value} exceeds Decimal(38, 18)")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -18:
-        with localcontext(prec=80):
-            if value != value.quantize(_SCALE):
-                raise RowRejected(f"{field}: {value} has more than 18 decimal places")
+    # An exact context: the default one would round 38 digits to 28.
+    if value != value.quantize(_SCALE, context=_EXACT):
+        raise RowRejected(f"{field}: {value} has more than 18 decimal places")
     return value
 
 
