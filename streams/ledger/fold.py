@@ -327,7 +327,6 @@ def _settle(step: _Step, ev: FillSettled) -> None:
                      f"{ref} was settled before; the exchange figure is not booked twice")
         return
     exits = [(t, leg) for t, leg in matched if leg.action in EXIT_ACTIONS]
-    scope = exits or matched
     skipped = [(t, leg) for t, leg in exits if any(f in leg.flags for f in _SKIPS)]
     repaired = bool(skipped)
     if skipped:
@@ -335,8 +334,12 @@ def _settle(step: _Step, ev: FillSettled) -> None:
         skipped_ids = {id(leg) for _, leg in skipped}
         known = sum((leg.pnl for _, leg in exits if id(leg) not in skipped_ids), D0)
         shares = _split(ev.realized_pnl - known, [leg.qty for _, leg in skipped])
+        for _, leg in exits:
+            if id(leg) not in skipped_ids:
+                leg.exch = leg.pnl  # the rest of the exchange figure is what K booked
         for (trade, leg), share in zip(skipped, shares, strict=True):
             leg.pnl = share
+            leg.exch = share
             leg.source = "exchange"
             leg.flags = [f for f in leg.flags if f not in _SKIPS] + ["settled_by_exchange"]
             trade.realized += share
@@ -354,9 +357,11 @@ def _settle(step: _Step, ev: FillSettled) -> None:
             step.anomaly("SETTLE_MISMATCH", "WARN",
                          f"{ref}: kernel estimate {estimate} vs exchange {ev.realized_pnl}"
                          f" (delta {delta}); kernel estimate stays booked")
-    for (_, leg), share in zip(scope, _split(ev.realized_pnl, [leg.qty for _, leg in scope]),
-                               strict=True):
-        leg.exch = share
+        # record the exchange figure on the legs it covers, split by quantity
+        scope = exits or matched
+        shares = _split(ev.realized_pnl, [leg.qty for _, leg in scope])
+        for (_, leg), share in zip(scope, shares, strict=True):
+            leg.exch = share
     for _, leg in matched:
         if leg.exch is None:
             leg.exch = D0

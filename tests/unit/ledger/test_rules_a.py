@@ -584,3 +584,18 @@ def test_apply_returns_state_and_outputs_like_design():
     assert state.event_seq == 1 and [o.kind for o in outputs] == ["trade", "snapshot"]
     state2, outputs2 = apply(state, parse_event(e.fill("BUY", 1, 100, SYM)), {}, LedgerConfig())
     assert state2 is state and state.event_seq == 2 and outputs2[-1].record["event_seq"] == 2
+
+
+def test_a7_order_settlement_repairs_only_the_unpriced_legs_of_the_order():
+    e = Events()
+    run = Run()
+    run(e.fill("BUY", 4, 100, SYM, venue_order_id="in"),
+        e.fill("SELL", 1, 110, SYM, venue_order_id="out"),
+        e.fill("SELL", 3, 0, SYM, venue_order_id="out"),
+        e("fill_settled", symbol=SYM, venue_order_id="out", realized_pnl="40"))
+    st = run.state()
+    legs = [leg for t in st.trades() for leg in t.legs if leg.action != "open"]
+    assert [(leg.pnl, leg.source, leg.exch) for leg in legs] == [
+        (10, "kernel_estimate", 10), (30, "exchange", 30)]
+    assert st.k_realized == 40 and st.trades()[0].realized == 40
+    assert [leg.cum for leg in legs] == [10, 40]
