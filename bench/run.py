@@ -1,0 +1,215 @@
+"""``make bench``: throughput of twinledger against raw baselines, measured in one run.
+
+Prints one JSON document. Every ratio compares two figures measured in this
+run, on this broker, with the same encoded events, because absolute times on
+a shared machine drift:
+
+- ``e2e_events_per_s``: produce -> row in ClickHouse (worker + sink running, warmed up);
+- ``raw_passthrough_events_per_s``: aiokafka ``getmany`` -> batched ``send`` of the same
+  bytes to another topic, produce -> arrival; ``r_e2e`` = e2e / raw passthrough (goal >= 0.3);
+- ``fold_events_per_s``: the pure fold alone (decode of fold dicts, apply, state encode per
+  account per batch) and ``raw_consume_events_per_s``: an aiokafka consume loop over the same
+  encoded events; ``r_fold_vs_consume`` (goal >= 2);
+- ``sink_rows_per_s`` vs ``raw_insert_rows_per_s`` of the same rows into the same engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams.codec import Codec, fold_dict_to_venue_record  # noqa: E402
+from streams.ledger.synth import generate_events  # noqa: E402
+
+
+def _bootstrap() -> tuple[str, bool]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"], False
+    from streams.infra.kafka_local import ensure_local_kafka, local_kafka_running
+
+    was = local_kafka_running()
+    return ensure_local_kafka(), not was
+
+
+def encode_events(events: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    codec = Codec.load()
+    return [(e["account_id"].encode(), codec.encode("VenueEvent", fold_dict_to_venue_record(e)))
+            for e in events]
+
+
+async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
+                                max_batch_size=1 << 20, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await producer.flush()
+        for fut in futures:
+            await fut
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    """events/s of a bare aiokafka consume loop (getmany, no processing)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=f"bench-consume-{uuid.uuid4().hex[:6]}",
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
+    await consumer.start()
+    try:
+        seen = 0
+        start = None
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for msgs in batch.values():
+                if start is None:
+                    start = time.perf_counter()
+                seen += len(msgs)
+        assert start is not None
+        return n / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+async def raw_passthrough(bootstrap: str, records: list[tuple[bytes, bytes]],
+                          partitions: int) -> float:
+    """produce -> getmany -> batched send (bytes untouched) -> arrival, events/s."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from streams.infra.kafka_admin import ensure_topics
+
+    tag = uuid.uuid4().hex[:6]
+    src, dst = f"bench-src-{tag}", f"bench-dst-{tag}"
+    ensure_topics(bootstrap, {src: partitions, dst: partitions})
+    n = len(records)
+    forward_in = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                  group_id=f"bench-fwd-{tag}", enable_auto_commit=False)
+    out = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    counter = AIOKafkaConsumer(dst, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                               group_id=f"bench-count-{tag}", enable_auto_commit=False)
+    await asyncio.gather(forward_in.start(), out.start(), counter.start())
+
+    async def forward() -> None:
+        moved = 0
+        while moved < n:
+            batch = await forward_in.getmany(timeout_ms=200, max_records=1000)
+            for msgs in batch.values():
+                for m in msgs:
+                    await out.send(dst, m.value, key=m.key)
+                moved += len(msgs)
+            await out.flush()
+            await forward_in.commit()
+
+    async def count() -> None:
+        seen = 0
+        while seen < n:
+            batch = await counter.getmany(timeout_ms=200, max_records=10_000)
+            seen += sum(len(v) for v in batch.values())
+
+    try:
+        # Let both groups settle on their partitions before the clock starts.
+        await forward_in.getmany(timeout_ms=2000)
+        await counter.getmany(timeout_ms=2000)
+        start = time.perf_counter()
+        tasks = [asyncio.create_task(forward()), asyncio.create_task(count())]
+        await _produce(bootstrap, src, records)
+        await asyncio.gather(*tasks)
+        return n / (time.perf_counter() - start)
+    finally:
+        await asyncio.gather(forward_in.stop(), out.stop(), counter.stop())
+
+
+def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any]]) -> float:
+    """produce -> worker -> sink -> every snapshot row in ClickHouse, events/s."""
+    from tests.integration.pipeline import Pipeline
+
+    with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
+        p = Pipeline(bootstrap, Path(tmp), name="bench")
+        p.create_topics()
+        try:
+            p.start_sink()
+            p.start_worker()
+            p.produce(warmup)
+            p.wait_for({"account_snapshots": len(warmup)}, timeout=300)
+            base = p.counts()["account_snapshots"]["count"]
+            start = time.perf_counter()
+            p.produce(events)
+            target = base + len(events)
+            while p.counts()["account_snapshots"]["count"] < target:
+                time.sleep(0.2)
+            return len(events) / (time.perf_counter() - start)
+        finally:
+            p.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--accounts", type=int, default=500)
+    parser.add_argument("--fold-events", type=int, default=1_000_000)
+    parser.add_argument("--fold-accounts", type=int, default=1_000)
+    args = parser.parse_args()
+
+    from bench.fold_bench import run as fold_run
+
+    result: dict[str, Any] = {"events": args.events, "accounts": args.accounts}
+    bootstrap, started = _bootstrap()
+    try:
+        all_events = [e for e in generate_events(args.events + 1_200, args.accounts, seed=1)
+                      if e["kind"] != "mark"]
+        warmup = [dict(e, event_id=f"warm-{e['event_id']}", account_id=f"warm-{e['account_id']}")
+                  for e in all_events[:200]]
+        events = all_events[: args.events]
+        records = encode_events(events)
+        partitions = 6
+        result["raw_passthrough_events_per_s"] = round(
+            asyncio.run(raw_passthrough(bootstrap, records, partitions)))
+        result["e2e_events_per_s"] = round(e2e(bootstrap, events, warmup))
+        result["r_e2e"] = round(result["e2e_events_per_s"] / result["raw_passthrough_events_per_s"], 3)
+
+        # Raw consume of the same encoded events vs the fold alone.
+        tag = uuid.uuid4().hex[:6]
+        from streams.infra.kafka_admin import ensure_topics
+
+        topic = f"bench-consume-{tag}"
+        ensure_topics(bootstrap, {topic: partitions})
+        asyncio.run(_produce(bootstrap, topic, records))
+        result["raw_consume_events_per_s"] = round(asyncio.run(raw_consume(bootstrap, topic, len(records))))
+        fold = fold_run(args.fold_events, args.fold_accounts)
+        result["fold"] = fold
+        fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
+        result["fold_events_per_s"] = fold_rate
+        if fold_rate:
+            result["r_fold_vs_consume"] = round(fold_rate / result["raw_consume_events_per_s"], 3)
+        try:
+            from sinks.bench import run as sink_run
+
+            result["sink"] = sink_run()
+        except ImportError as exc:
+            result["sink"] = {"skipped": f"sinks.bench not available: {exc}"}
+    finally:
+        if started:
+            from streams.infra.kafka_local import stop_local_kafka
+
+            stop_local_kafka()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
