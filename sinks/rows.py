@@ -31,6 +31,8 @@ from sinks.ddl import (
 )
 from sinks.exceptions import RowRejected
 from streams.codec import dec_str, venue_record_to_fold_dict
+from streams.exceptions import InvalidEvent
+from streams.ledger import parse_event
 
 Row = list[Any]
 Record = Mapping[str, Any]
@@ -138,6 +140,13 @@ def venue_event_row(rec: Record) -> Row:
     short = name.rsplit(".", 1)[-1]
     p: Mapping[str, Any] = payload
     fold = venue_record_to_fold_dict(rec)
+    try:
+        # The archive holds the events the ledger can book; one it refuses (a
+        # negative quantity, say) is a dead letter here as in the worker, under
+        # the same <topic>:<partition>:<offset> id, so it is one row either way.
+        parse_event(fold)
+    except InvalidEvent as exc:
+        raise RowRejected(f"invalid venue event: {exc}") from None
     positions = p.get("positions") if short == "PositionSnapshot" else None
     assets = p.get("assets") if short == "BalanceUpdate" else None
     amount = p.get("amount") if short in ("Funding", "CashFlow") else None
