@@ -60,11 +60,8 @@ class Record(dict[str, Any]):
     the next snapshot, so it is encoded once however many snapshots hold it.
     """
 
-    __slots__ = ("json",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.json: str | None = None
+    __slots__ = ("json",)  # unset until encoded (read with getattr(..., None))
+    json: str
 
 
 class Leg:
@@ -548,7 +545,7 @@ def _opt(d: Decimal | None) -> str | None:
 
 
 def _enc_position(p: dict[str, Any]) -> str:
-    js = getattr(p, "json", None)
+    js: str | None = getattr(p, "json", None)
     if js is None:
         js = _dumps([p["symbol"], p["position_side"], str(p["qty"]), str(p["avg_entry_price"]),
                      str(p["realized_pnl"]), str(p["fees"]), str(p["funding"]),
