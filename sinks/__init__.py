@@ -6,5 +6,6 @@ of column truth); ``backend`` (chDB or a server, parameters only); ``rows``
 ``runner`` (the consumer and the numbered exactly-once flow); ``sqlguard``
 and ``http`` (the read-only endpoint); ``metrics``; ``main``
 (``twinledger sink`` and ``verify``). This package imports ``streams.codec``
-and ``streams.config`` and nothing else of ``streams``.
+and ``streams.config``, and ``streams.ledger.parse_event`` (the one rule of
+what is bookable); nothing else of ``streams``.
 """

@@ -9,6 +9,12 @@ row, which is what lets a retried batch be rebuilt byte for byte.
 Rows are lists in the column order of ``sinks.ddl`` (without the Kafka
 coordinates, which the runner appends). Decimals stay ``Decimal`` and times
 stay aware ``datetime``; a float never appears.
+
+``venue_events`` archives exactly what the ledger books: a VenueEvent is
+checked with the worker's own rule (:func:`check_bookable`: keyed by its
+account; :func:`venue_event_row`: accepted by ``streams.ledger.parse_event``);
+one the ledger refuses becomes a dead letter with the id the worker gives
+it, so the two dead letters of one bad record collapse into one row.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from sinks.ddl import (
 )
 from sinks.exceptions import RowRejected
 from streams.codec import dec_str, venue_record_to_fold_dict
-from streams.exceptions import InvalidEvent
+from streams.exceptions import DecodeError, InvalidEvent
 from streams.ledger import parse_event
 
 Row = list[Any]
@@ -331,6 +337,21 @@ SPECS: dict[str, RowSpec] = {
     "anomaly_events": RowSpec(ANOMALY_EVENTS, "Anomaly", anomaly_event_row),
     "dead_letters": RowSpec(DEAD_LETTERS, "DeadLetter", dead_letter_row),
 }
+
+
+def check_bookable(record_name: str, record: Record, key: bytes | None) -> None:
+    """The worker's envelope rule for a venue.events record; raises what the worker raises.
+
+    Mirrors ``streams.app`` (decode_event): a VenueEvent, keyed by its own
+    account. The ledger's ``parse_event`` runs in :func:`venue_event_row`.
+    """
+    if record_name != "VenueEvent":
+        raise DecodeError(f"expected a VenueEvent, got a {record_name}")
+    if key is not None:
+        text_key = key.decode("utf-8", "replace")
+        if text_key != record.get("account_id"):
+            raise InvalidEvent(f"record key {text_key!r} is not its account_id "
+                               f"{record.get('account_id')!r}")
 
 
 def build_row(table: str, record_name: str, record: Record) -> Row:

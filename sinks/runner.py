@@ -25,9 +25,11 @@ The flow, per (topic, partition):
    rebuilt as exactly ``F..L`` (``sinks.batching``, rule 3).
 4. **BEFORE.** Record ``(F, L, BEFORE)`` with the next version.
 5. **Map.** Decode each record and build its row. A record that does not
-   decode or does not fit its table becomes a ``dead_letters`` row with
-   event_id ``<topic>:<partition>:<offset>``, its reason and its bytes:
-   never dropped, never stopping the loop.
+   decode, does not fit its table, or (on venue.events) is not bookable by
+   the ledger's own rule becomes a ``dead_letters`` row with event_id
+   ``<topic>:<partition>:<offset>`` — the id the worker gives its dead
+   letter for the same record — with its reason and its bytes: never
+   dropped, never stopping the loop.
 6. **Dedup in batch.** The lowest offset of each key wins.
 7. **Existence filter.** One parameterized query per table (keys chunked):
    ``account_id IN {..} AND event_id IN {..}`` — the primary key prefix —
@@ -82,12 +84,12 @@ from sinks.batching import (
     drop_existing,
     first_wins,
 )
-from sinks.ddl import DEAD_LETTERS, RANGES_TABLE, TABLES, ident
+from sinks.ddl import DEAD_LETTERS, RANGES_TABLE, TABLES, VENUE_EVENTS, ident
 from sinks.exceptions import BackendError, RowRejected, SinkError
-from sinks.rows import build_row, dead_letter_for
+from sinks.rows import build_row, check_bookable, dead_letter_for
 from streams.codec import Codec
 from streams.config import Settings
-from streams.exceptions import ConfigError, DecodeError
+from streams.exceptions import ConfigError, DecodeError, InvalidEvent
 
 log = logging.getLogger("twinledger.sink")
 
@@ -394,8 +396,10 @@ class SinkRunner:
                 if m.value is None:
                     raise DecodeError("record without a value (tombstone)")
                 name, record = self.codec.decode(m.value)
+                if table == VENUE_EVENTS.name:
+                    check_bookable(name, record, m.key)
                 row = build_row(table, name, record)
-            except (DecodeError, RowRejected) as exc:
+            except (DecodeError, InvalidEvent, RowRejected) as exc:
                 out.append(self._dead(m, type(exc).__name__, getattr(exc, "reason", str(exc))))
                 continue
             except Exception as exc:  # a bug in mapping must not stall the partition

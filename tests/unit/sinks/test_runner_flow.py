@@ -174,4 +174,19 @@ def test_wrong_record_type_on_a_topic_is_a_dead_letter() -> None:
     backend = FakeBackend(broker)
     drain(make_runner(broker, backend))
     (row,) = backend.rows["dead_letters"]
-    assert row[6] == "RowRejected" and "takes VenueEvent" in row[7]
+    assert row[6] == "DecodeError" and "expected a VenueEvent" in row[7]
+
+
+def test_venue_events_the_worker_refuses_are_dead_letters_not_archive_rows() -> None:
+    broker = FakeBroker()
+    broker.produce("venue.events", 0, b"acc-2", fill(1, "acc-1"))   # key is not its account
+    broker.produce("venue.events", 0, b"acc-1", samples.wire(
+        "VenueEvent", samples.fill_event("neg", "acc-1", qty="-1")))  # the ledger refuses it
+    broker.produce("venue.events", 0, b"acc-1", fill(2))
+    backend = FakeBackend(broker)
+    drain(make_runner(broker, backend))
+    assert keys(backend, "venue_events") == [("acc-1", "f-2")]
+    dead = {r[1]: (r[6], r[7]) for r in backend.rows["dead_letters"]}
+    assert dead["venue.events:0:0"][0] == "InvalidEvent"
+    assert "is not its account_id" in dead["venue.events:0:0"][1]
+    assert "qty" in dead["venue.events:0:1"][1]
