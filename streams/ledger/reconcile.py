@@ -70,7 +70,7 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
                     out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH",
                                 f"{key[0]}:{key[1]}.qty", -ep.qty))
             kmark = marks.get(key[0])
-            if ep.mark_price and kmark:
+            if ep.mark_price and kmark and kmark != ep.mark_price:
                 # Notional of the exchange quantity at K's mark vs at the exchange's mark.
                 size = abs(ep.qty)
                 banded("R4", f"{key[0]}:{key[1]}.notional", size * (kmark - ep.mark_price),
