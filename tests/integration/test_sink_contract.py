@@ -23,7 +23,7 @@ import pytest
 
 from sinks.backend import Backend, ChdbBackend, ClickHouseConnectBackend
 from sinks.batching import Candidate
-from sinks.ddl import DEAD_LETTERS, TABLES, VENUE_EVENTS, apply_ddl
+from sinks.ddl import ACCOUNT_SNAPSHOTS, DEAD_LETTERS, TABLES, VENUE_EVENTS, apply_ddl
 from sinks.exceptions import BackendError, BackendUnavailable, UnsafeQuery
 from sinks.http import SinkHTTPServer, run_readonly_query
 from sinks.main import verify
@@ -121,20 +121,35 @@ def test_existence_filter_finds_exact_keys(backend: Backend) -> None:
     assert runner.read_states() == {}
 
 
+def snapshot_row(event_id: str, capital: Decimal, offset: int) -> list[Any]:
+    from sinks.rows import account_snapshot_row
+
+    rec = samples.decoded("AccountSnapshot", {**samples.snapshot(event_id), "capital": capital})
+    return [*account_snapshot_row(rec), "ledger.snapshots", 0, offset]
+
+
 def test_decimal_round_trip_is_exact(backend: Backend) -> None:
     values = ["242.7312", "0.000000000000000001", "-0.000000000000000001",
-              "99999999999999999999.999999999999999999", "-202276", "0"]
-    rows = [venue_row("acc-1", f"e-{i}", i, price=v) for i, v in enumerate(values)]
-    backend.insert("venue_events", VENUE_EVENTS.insert_columns, rows, "venue.events-0-0-5")
+              "99999999999999999999.999999999999999999",
+              "-99999999999999999999.999999999999999999", "-202276", "0"]
+    rows = [snapshot_row(f"e-{i}", Decimal(v), i) for i, v in enumerate(values)]
+    backend.insert("account_snapshots", ACCOUNT_SNAPSHOTS.insert_columns, rows,
+                   "ledger.snapshots-0-0-6")
     got = backend.query(
-        f"SELECT event_id, price, toString(price), amount FROM {backend.database}.venue_events"  # noqa: S608
-        " ORDER BY event_id")
+        f"SELECT event_id, capital, toString(capital), wallet_balance"  # noqa: S608
+        f" FROM {backend.database}.account_snapshots")
     by_id = {r[0]: r[1:] for r in got}
     for i, v in enumerate(values):
-        price, text, amount = by_id[f"e-{i}"]
-        assert isinstance(price, Decimal) and price == Decimal(v)
+        capital, text, wallet = by_id[f"e-{i}"]
+        assert isinstance(capital, Decimal) and capital == Decimal(v)
         assert Decimal(text) == Decimal(v)
-        assert amount is None
+        assert wallet is None
+    # The venue archive keeps the fill's price exactly too.
+    backend.insert("venue_events", VENUE_EVENTS.insert_columns,
+                   [venue_row("acc-1", "f-1", price="242.7312", fee="0.000000000000000001")],
+                   "venue.events-0-0-0")
+    assert backend.query(f"SELECT price, fee FROM {backend.database}.venue_events") == [  # noqa: S608
+        (Decimal("242.7312"), Decimal("0.000000000000000001"))]
 
 
 def test_datetime64_keeps_microseconds_in_utc(backend: Backend) -> None:
