@@ -261,7 +261,11 @@ class ChdbBackend(Backend):
         try:
             self._session: Any = chdb_session.Session(str(self.path))
         except Exception as exc:  # chDB raises RuntimeError subclasses with the engine text
-            raise BackendUnavailable(f"cannot open chDB at {self.path}: {exc}") from exc
+            hint = ""
+            if "Cannot lock file" in str(exc):
+                hint = (" — another process (a running `twinledger sink`?) owns this directory;"
+                        " read through the sink's HTTP endpoint or stop it first")
+            raise BackendUnavailable(f"cannot open chDB at {self.path}: {exc}{hint}") from exc
         # One statement at a time: the HTTP thread reads while the runner inserts,
         # and a chDB streaming insert blocks every other statement on the session.
         self._lock = threading.RLock()
