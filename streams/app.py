@@ -240,6 +240,20 @@ def _message_ts(message: Any) -> Any:
     return dt.datetime.fromtimestamp(float(ts), tz=dt.UTC)
 
 
+def changelog_topics(settings: Settings, topology: Topology) -> dict[str, int]:
+    """Faust's changelog topics for our tables, with the partitions they must have.
+
+    The worker creates them before Faust starts: when Faust creates one itself
+    and subscribes before the broker's metadata shows it, it "ignores the
+    missing topic" and the table's recovery waits for it forever.
+    """
+    app_id = settings.app_id
+    return {
+        f"{app_id}-account_to_ledger-changelog": topology.partitions("venue.events"),
+        f"{app_id}-symbol_to_mark-changelog": topology.partitions("market.marks"),
+    }
+
+
 def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     """Build the Faust app and its agent from settings (no I/O until the worker starts)."""
     codec = codec or Codec.load(settings.schema_registry_url)

@@ -30,6 +30,11 @@ def worker_main(argv: list[str]) -> int:
         settings = dataclasses.replace(settings, kafka_bootstrap=ensure_local_kafka())
     logging.basicConfig(level=args.loglevel.upper())
     worker = create_worker(settings)
+    from streams.app import changelog_topics
+    from streams.infra.kafka_admin import ensure_topics
+
+    ensure_topics(settings.kafka_bootstrap, changelog_topics(settings, worker.topology),
+                  config={"cleanup.policy": "compact"})
     worker.app.finalize()
     fw = faust.Worker(worker.app, loglevel=args.loglevel, quiet=True)
     fw.execute_from_commandline()
