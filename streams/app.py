@@ -241,7 +241,7 @@ def _message_ts(message: Any) -> Any:
 
 
 def changelog_topics(settings: Settings, topology: Topology) -> dict[str, int]:
-    """Faust's changelog topics for our tables, with the partitions they must have.
+    """Faust's internal topics (table changelogs, leader topic) with their partitions.
 
     The worker creates them before Faust starts: when Faust creates one itself
     and subscribes before the broker's metadata shows it, it "ignores the
@@ -251,6 +251,7 @@ def changelog_topics(settings: Settings, topology: Topology) -> dict[str, int]:
     return {
         f"{app_id}-account_to_ledger-changelog": topology.partitions("venue.events"),
         f"{app_id}-symbol_to_mark-changelog": topology.partitions("market.marks"),
+        f"{app_id}-__assignor-__leader": 1,
     }
 
 
