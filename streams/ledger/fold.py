@@ -307,7 +307,7 @@ def _split(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
 def _settle(step: _Step, ev: FillSettled) -> None:
     st = step.st
     open_trades = [p.trade for p in st.positions.values() if p.trade is not None]
-    candidates = open_trades + st.closed()[::-1]
+    candidates = open_trades + st.closed_mentioning(ev.fill_event_id or ev.venue_order_id)
     matched: list[tuple[Trade, Leg]] = []
     for trade in candidates:
         if trade.symbol != ev.symbol:

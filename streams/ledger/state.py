@@ -342,16 +342,41 @@ class AccountState:
                 return entry.get_outputs()
         return []
 
+    def _closed_at(self, i: int) -> Trade:
+        t = self.closed_trades[i]
+        if isinstance(t, Trade):
+            return t
+        raw = bytes(t)
+        trade = Trade.decode(json.loads(raw))
+        trade.json = raw
+        self.closed_trades[i] = trade
+        return trade
+
     def closed(self) -> list[Trade]:
         """The closed trades kept in state, oldest first, decoded."""
+        return [self._closed_at(i) for i in range(len(self.closed_trades))]
+
+    def closed_mentioning(self, text: str) -> list[Trade]:
+        """Closed trades, newest first, whose encoded form contains ``text`` as a JSON string.
+
+        A settlement looks for its fill or order id here: only the trades that
+        can match are decoded.
+        """
+        needle = _dumps(text).encode()
+        out = []
+        for i in range(len(self.closed_trades) - 1, -1, -1):
+            t = self.closed_trades[i]
+            raw = t.to_json() if isinstance(t, Trade) else t
+            if needle in (raw if isinstance(raw, bytes) else bytes(raw)):
+                out.append(self._closed_at(i))
+        return out
+
+    def compact(self) -> None:
+        """Keep closed trades as their encoded bytes (fewer live objects; decoded on read)."""
         ct = self.closed_trades
         for i, t in enumerate(ct):
-            if not isinstance(t, Trade):
-                raw = bytes(t)
-                trade = Trade.decode(json.loads(raw))
-                trade.json = raw
-                ct[i] = trade
-        return ct  # type: ignore[return-value]
+            if isinstance(t, Trade):
+                ct[i] = t.to_json()
 
     def trades(self) -> list[Trade]:
         """Every trade kept in state, in opening order."""
@@ -407,7 +432,11 @@ def _cold_json(s: AccountState) -> bytes:
 
 
 def encode_state(state: AccountState) -> bytes:
-    """Serialize a state: deterministic bytes; ``decode_state`` restores it exactly."""
+    """Serialize a state: deterministic bytes; ``decode_state`` restores it exactly.
+
+    As a side effect closed trades are kept as their bytes afterwards (see
+    ``AccountState.compact``): nothing the fold computes changes.
+    """
     s = state
     header = [
         _VERSION, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
@@ -422,7 +451,8 @@ def encode_state(state: AccountState) -> bytes:
     ]
     parts: list[bytes | memoryview] = [MAGIC + _dumps(header).encode(), _cold_json(s)]
     parts.extend([p.to_json() for p in s.positions.values()])
-    parts.extend([t.to_json() if isinstance(t, Trade) else t for t in s.closed_trades])
+    s.compact()
+    parts.extend(s.closed_trades)  # type: ignore[arg-type]  # all bytes after compact()
     parts.extend(e.get_blob() for e in s.outbox)
     parts.append(bytes(s.ring))
     return b"\n".join(parts)
