@@ -599,3 +599,18 @@ def test_a7_order_settlement_repairs_only_the_unpriced_legs_of_the_order():
         (10, "kernel_estimate", 10), (30, "exchange", 30)]
     assert st.k_realized == 40 and st.trades()[0].realized == 40
     assert [leg.cum for leg in legs] == [10, 40]
+
+
+def test_a7_settlement_finds_a_closed_trade_kept_as_bytes():
+    e = Events()
+    run = Run()
+    fills = [e.fill("BUY", 2, 100, SYM), e.fill("SELL", 2, 0, SYM)]
+    others = [e.fill("BUY", 1, 50, "ETH-USDT"), e.fill("SELL", 1, 55, "ETH-USDT")]
+    run(*fills, *others)
+    encode_state(run.state())  # closed trades are now held as their encoded bytes
+    assert all(isinstance(t, bytes) for t in run.state().closed_trades)
+    run(e("fill_settled", symbol=SYM, fill_event_id=fills[1]["event_id"], realized_pnl="7"))
+    st = run.state()
+    assert st.k_realized == 12 and run.of("trade")[-1]["pnl_source"] == "exchange"
+    assert [t.realized for t in st.trades()] == [7, 5]
+    assert encode_state(decode_state(encode_state(st))) == encode_state(st)
