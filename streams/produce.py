@@ -140,10 +140,11 @@ def produce_main(argv: list[str]) -> int:
 
         memory = OrderMemory()
         with args.file.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
+            for number, line in enumerate(fh, start=1):
+                raw = line.rstrip(b"\r\n")  # the payload, without the file's line ending
                 if not raw.strip():
                     continue
-                result = normalize_payload(args.venue, raw.rstrip(b"\n"), memory, args.account)
+                result = normalize_payload(args.venue, raw, memory, args.account)
                 if isinstance(result, Rejection):
                     rejected += 1
                     print(f"line {number}: rejected: {result.reason}", file=sys.stderr)
