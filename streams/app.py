@@ -293,8 +293,10 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
                             partitions=topology.partitions("market.marks"))
     # Every worker needs every mark: a global table (replicated to all workers
     # through its changelog) fed by a small agent over market.marks.
+    # In memory: marks are few and small, a lookup per event must be cheap, and the
+    # changelog restores them at start.
     worker.marks_table = app.GlobalTable("symbol_to_mark", default=None, key_type=bytes,
-                                         value_type=bytes,
+                                         value_type=bytes, store="memory://",
                                          partitions=topology.partitions("market.marks"))
 
     @app.agent(marks_topic, name="track_marks")

@@ -182,3 +182,48 @@ def test_one_percent_malformed_records_go_to_dead_letters(pipeline: Pipeline):
     assert "unknown schema id" in reasons and "magic" in reasons and "qty" in reasons
     assert_state_equals_offline(pipeline, states)
 
+
+
+def test_worker_serves_live_state_valued_at_the_marks_topic(pipeline: Pipeline):
+    """Marks flow through the global table into the fold; the worker serves live state."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    pipeline.start_sink()
+    pipeline.start_worker()
+    base = {"account_id": "", "venue": "binance", "ts": "2024-05-06T09:00:00Z"}
+    pipeline.produce([{**base, "kind": "mark", "event_id": "m1", "symbol": "BTCUSDT",
+                       "price": "61000"}])
+    web = f"http://127.0.0.1:{pipeline.env['TWINLEDGER_WORKER_WEB_PORT']}"
+
+    def account(acct: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"{web}/accounts/{acct}", timeout=5) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+            return None
+        except OSError:
+            return None
+
+    fill = {**base, "account_id": "acct-m", "ts": "2024-05-06T09:01:00Z"}
+    deadline = time.monotonic() + 120
+    n = 0
+    while True:
+        # A fill per round until the worker has seen the mark: the global table
+        # fills at its own pace, so the first fills may be valued without it.
+        n += 1
+        pipeline.produce([{**fill, "kind": "fill", "event_id": f"f{n}", "symbol": "BTCUSDT",
+                           "side": "BUY", "qty": "0.5", "price": "60000"}])
+        pipeline.wait_for({"account_snapshots": n}, timeout=60)
+        view = account("acct-m")
+        assert view is not None
+        pos = [p for p in view["positions"] if p["symbol"] == "BTCUSDT"][0]
+        if Decimal(pos["unrealized_pnl"]) != 0:
+            break
+        assert time.monotonic() < deadline, view
+    qty = Decimal("0.5") * n
+    assert Decimal(pos["qty"]) == qty
+    assert Decimal(pos["unrealized_pnl"]) == (Decimal("61000") - Decimal("60000")) * qty
+    assert account("no-such-account") is None
