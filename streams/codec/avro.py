@@ -67,7 +67,8 @@ class Codec:
     """Encode and decode framed Avro records by record name (``VenueEvent``, ``Mark``...)."""
 
     def __init__(self, writer_ids: Mapping[str, int], schemas_by_id: Mapping[int, dict[str, Any]],
-                 current: Mapping[str, dict[str, Any]]) -> None:
+                 current: Mapping[str, dict[str, Any]], registry: Any = None) -> None:
+        self._registry = registry
         self._writer_ids = dict(writer_ids)
         self._current = {name: parse_schema(s) for name, s in current.items()}
         self._by_id = {i: parse_schema(s) for i, s in schemas_by_id.items()}
@@ -90,10 +91,11 @@ class Codec:
             else:  # history/<Name>.v<N>.avsc, self-contained
                 schema = json.loads(path.read_text())
             by_id[int(sid)] = schema
+        registry = None
         if registry_url:
-            writer_ids, by_id = _register(registry_url, current, by_id)
+            registry, writer_ids, by_id = _register(registry_url, current, by_id)
         top = {name: current[name] for name in writer_ids}
-        return cls(writer_ids, by_id, top)
+        return cls(writer_ids, by_id, top, registry)
 
     def schema_id(self, name: str) -> int:
         return self._writer_ids[name]
@@ -117,6 +119,8 @@ class Codec:
         if magic != MAGIC:
             raise DecodeError(f"bad magic byte {magic} (expected 0)", raw=bytes(data))
         writer = self._by_id.get(sid)
+        if writer is None and self._registry is not None:
+            writer = self._fetch(sid)
         if writer is None:
             raise UnknownSchemaId(f"unknown schema id {sid}", raw=bytes(data))
         name = self._name_by_id[sid]
@@ -138,22 +142,35 @@ class Codec:
         return name, record
 
 
+    def _fetch(self, sid: int) -> Any:
+        """A writer schema the registry knows and this process has not seen (another version)."""
+        try:
+            schema = json.loads(self._registry.get_schema(sid).schema_str)
+        except Exception:  # the registry answers "not found" in several ways
+            return None
+        self._by_id[sid] = parse_schema(schema)
+        self._name_by_id[sid] = schema["name"].rsplit(".", 1)[-1]
+        return self._by_id[sid]
+
+
 def _b(data: object) -> bytes | None:
     return bytes(data) if isinstance(data, bytes | bytearray | memoryview) else None
 
 
 def _register(url: str, current: Mapping[str, dict[str, Any]], by_id: dict[int, dict[str, Any]]
-              ) -> tuple[dict[str, int], dict[int, dict[str, Any]]]:
+              ) -> tuple[Any, dict[str, int], dict[int, dict[str, Any]]]:
     """Register the current top-level schemas (record-name subjects) and use the registry's ids."""
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-    client = SchemaRegistryClient({"url": url})
+    # new_client gives the in-memory registry for "mock://" URLs (tests, dry runs).
+    client = SchemaRegistryClient.new_client({"url": url})
     ids: dict[str, int] = {}
-    out = dict(by_id)
-    tops = {s["name"] for s in by_id.values()}
+    # Only the registry's ids count: the checked-in map means nothing to it.
+    out: dict[int, dict[str, Any]] = {}
+    tops = {s["name"].rsplit(".", 1)[-1] for s in by_id.values()}
     for name in tops:
         schema = current[name]
         sid = client.register_schema(f"{NAMESPACE}.{name}", Schema(json.dumps(schema), "AVRO"))
         ids[name] = sid
         out[sid] = schema
-    return ids, out
+    return client, ids, out

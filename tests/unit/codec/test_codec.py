@@ -139,3 +139,16 @@ def test_records_written_with_schema_v1_read_with_the_current_schema(codec, bin_
             assert got[key] == value, key
         else:
             assert got[key] == Decimal(value), key
+
+
+def test_schema_registry_ids_replace_the_checked_in_map():
+    """With a registry (here confluent-kafka's in-memory one), ids come from it."""
+    reg = Codec.load("mock://twinledger-test")
+    rec = mark_to_record({"symbol": "BTCUSDT", "price": "1.5", "ts": "2024-01-01T00:00:00Z"})
+    data = reg.encode("Mark", rec)
+    assert struct.unpack(">I", data[1:5])[0] == reg.schema_id("Mark")
+    assert reg.decode(data)[1]["price"] == Decimal("1.5")
+    # A second process registering the same schemas gets the same ids.
+    again = Codec.load("mock://twinledger-test")
+    assert again.schema_id("Mark") == reg.schema_id("Mark")
+    assert again.decode(data)[0] == "Mark"
