@@ -86,15 +86,6 @@ def parse_ts(value: Any, field: str = "ts") -> dt.datetime:
     return parsed.astimezone(dt.UTC)
 
 
-def iso(ts: dt.datetime) -> str:
-    """ISO-8601 with ``Z`` and microseconds only when present."""
-    ts = ts.astimezone(dt.UTC)
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    if ts.microsecond:
-        text += f".{ts.microsecond:06d}"
-    return text + "Z"
-
-
 def _take(src: Mapping[str, Any], spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, default in spec.items():

@@ -36,6 +36,7 @@ from decimal import Context as DecimalContext
 from typing import Any
 
 from streams.gateways.exceptions import PayloadRejected
+from streams.ledger.events import iso_z as iso  # one ISO-8601 format for the project
 
 #: Kinds of FOLD_FORMAT lines a normalizer may emit.
 KINDS = ("fill", "fill_settled", "funding", "balance", "positions", "cash_flow", "anchor", "mark")
@@ -214,15 +215,6 @@ def _show(value: object) -> str:
 
 
 # --------------------------------------------------------------------------- time
-
-
-def iso(ts: dt.datetime) -> str:
-    """ISO-8601 with ``Z``; microseconds only when present (as ``streams.codec`` prints)."""
-    ts = ts.astimezone(dt.UTC)
-    text = ts.strftime("%Y-%m-%dT%H:%M:%S")
-    if ts.microsecond:
-        text += f".{ts.microsecond:06d}"
-    return text + "Z"
 
 
 def _bounded(ts: dt.datetime, name: str, value: object) -> dt.datetime:
