@@ -19,9 +19,10 @@ Choices where LEDGER.md leaves room, so readers need not guess:
 - A spot fill (LEDGER part B) is not booked yet: one ``UNSUPPORTED_MARKET``
   anomaly says so.
 - Output records are read-only: an unchanged PositionState record is shared
-  by consecutive snapshots. Must not
-touch: clocks, randomness, I/O, Kafka, Faust or ClickHouse; the reconcile bounds
-live in ``LedgerConfig`` and the classifier in ``reconcile``.
+  by consecutive snapshots.
+
+Must not touch: clocks, randomness, I/O, Kafka, Faust or ClickHouse; the
+reconcile bounds live in ``LedgerConfig`` and the classifier in ``reconcile``.
 """
 
 from __future__ import annotations
