@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -120,6 +121,9 @@ class Worker:
     marks: MarksView | None = None
     applied: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    #: account -> (state bytes as stored, decoded state); decoding is a large part
+    #: of a batch, and an account's next batch usually finds its own bytes unchanged.
+    state_cache: OrderedDict[str, tuple[bytes, Any]] = field(default_factory=OrderedDict)
 
     def topic_name(self, name: str) -> str:
         return self.settings.topic(name)
@@ -192,14 +196,14 @@ class Worker:
             by_account.setdefault(event.account_id, []).append((msg, event))
 
         marks = self.marks if self.marks is not None else {}
-        new_states: dict[str, tuple[bytes, Any]] = {}
+        new_states: dict[str, tuple[bytes, Any, Any]] = {}
         by_message = {id(ev.message): ev for ev in events}
         for account, items in by_account.items():
             if set_current_event is not None:
                 # Faust's RocksDB store reads (and writes) the partition of the current event.
                 set_current_event(by_message[id(items[0][0])])
             raw_state = self.ledger_table.get(account.encode("utf-8"))
-            state = decode_state(raw_state) if raw_state else None
+            state = self._cached_state(account, raw_state)
             for msg, event in items:
                 result = apply_event(state, event, marks, self.ledger_config,
                                      source=(msg.partition, msg.offset))
@@ -208,17 +212,38 @@ class Worker:
                 for out in result.outputs:
                     sends.append(self.encode_output(out))
             if state is not None:
-                new_states[account] = (encode_state(state), items[-1][0])
+                new_states[account] = (encode_state(state), items[-1][0], state)
 
         for topic, key, value, ts in sends:
             await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
             OUTPUTS.labels(topic).inc()
         await producer.flush()
-        for account, (blob, message) in new_states.items():
+        for account, (blob, message, state) in new_states.items():
             if set_current_event is not None:
                 set_current_event(by_message[id(message)])
             self.ledger_table[account.encode("utf-8")] = blob
+            self._remember_state(account, blob, state)
         self.applied += len(events)
+
+    def _cached_state(self, account: str, raw: bytes | None) -> Any:
+        """The decoded state of ``account``, from the cache when it is what the table holds.
+
+        A cached state is trusted only while the table still holds the exact
+        bytes it was encoded to (another worker may have moved the account on
+        after a rebalance), and it is taken out of the cache while a batch
+        mutates it, so a batch that fails half-way leaves nothing stale behind.
+        """
+        cached = self.state_cache.pop(account, None)
+        if not raw:
+            return None
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        return decode_state(raw)
+
+    def _remember_state(self, account: str, blob: bytes, state: Any) -> None:
+        self.state_cache[account] = (blob, state)
+        while len(self.state_cache) > self.settings.worker_state_cache:
+            self.state_cache.popitem(last=False)  # least recently stored
 
     def encode_output(self, out: Output) -> tuple[str, bytes, bytes, float | None]:
         topic, schema = OUTPUT_TOPIC[out.kind]

@@ -48,6 +48,7 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "TWINLEDGER_WORKER_BATCH": ("1000", "max events the agent takes per batch"),
     "TWINLEDGER_WORKER_BATCH_SECONDS": ("0.2", "max seconds the agent waits to fill a batch"),
     "TWINLEDGER_STORE": ("rocksdb", "Faust table store: rocksdb | memory"),
+    "TWINLEDGER_WORKER_STATE_CACHE": ("10000", "decoded account states a worker keeps in memory"),
 }
 
 
@@ -79,6 +80,7 @@ class Settings:
     worker_batch: int
     worker_batch_seconds: float
     store: str
+    worker_state_cache: int
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topology topic."""
@@ -166,4 +168,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_batch=_int(env, "TWINLEDGER_WORKER_BATCH"),
         worker_batch_seconds=_float(env, "TWINLEDGER_WORKER_BATCH_SECONDS"),
         store=store,
+        worker_state_cache=_int(env, "TWINLEDGER_WORKER_STATE_CACHE"),
     )
