@@ -132,10 +132,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir = PROJECT_ROOT / data_dir
     cache_dir = Path(env.get("TWINLEDGER_CACHE_DIR", "~/.cache/twinledger")).expanduser()
     security = {
-        "security.protocol": env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        "security.protocol": (env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").strip().upper(),
     }
-    if env.get("KAFKA_SASL_MECHANISM"):
-        security["sasl.mechanism"] = env["KAFKA_SASL_MECHANISM"]
+    if env.get("KAFKA_SASL_MECHANISM", "").strip():
+        security["sasl.mechanism"] = env["KAFKA_SASL_MECHANISM"].strip().upper()
         security["sasl.username"] = env.get("KAFKA_SASL_USERNAME", "")
         security["sasl.password"] = env.get("KAFKA_SASL_PASSWORD", "")
     if env.get("KAFKA_SSL_CAFILE"):

@@ -139,7 +139,7 @@ def _clean_previous(settings: Settings, data_dir: Path) -> None:
 def _all_demo_topics(settings: Settings) -> list[str]:
     from confluent_kafka.admin import AdminClient
 
-    conf = {"bootstrap.servers": settings.kafka_bootstrap}
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": settings.kafka_bootstrap}
     conf.update(settings.kafka_security)
     meta = AdminClient(conf).list_topics(timeout=10)
     return [t for t in meta.topics if t.startswith(DEMO_PREFIX) or

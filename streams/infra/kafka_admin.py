@@ -11,7 +11,6 @@ with secret values in the message, and never alter an existing topic.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,28 +35,13 @@ class KafkaAdminError(TwinledgerError):
 def client_config_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Security settings (confluent/librdkafka keys) from ``KAFKA_*`` variables.
 
-    ``KAFKA_SECURITY_PROTOCOL`` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
-    ``KAFKA_SASL_MECHANISM`` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
-    ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``, ``KAFKA_SSL_CAFILE``.
-    Unset variables add nothing, so the result is ``{}`` for a local broker.
-    The password is in the returned dict (the client needs it); never log the
-    dict itself, use :func:`redacted`.
+    Read by :func:`streams.config.load_settings`, the one place settings are
+    parsed. The password is in the returned dict (the client needs it); never
+    log the dict itself, use :func:`redacted`.
     """
-    env = os.environ if env is None else env
-    conf: dict[str, str] = {}
-    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "").strip()
-    if protocol:
-        conf["security.protocol"] = protocol.upper()
-    mechanism = env.get("KAFKA_SASL_MECHANISM", "").strip()
-    if mechanism:
-        conf["sasl.mechanism"] = mechanism.upper()
-    if env.get("KAFKA_SASL_USERNAME"):
-        conf["sasl.username"] = env["KAFKA_SASL_USERNAME"]
-    if env.get("KAFKA_SASL_PASSWORD"):
-        conf["sasl.password"] = env["KAFKA_SASL_PASSWORD"]
-    if env.get("KAFKA_SSL_CAFILE"):
-        conf["ssl.ca.location"] = env["KAFKA_SSL_CAFILE"]
-    return conf
+    from streams.config import load_settings
+
+    return dict(load_settings(env).kafka_security)
 
 
 def redacted(conf: Mapping[str, Any]) -> dict[str, Any]:
