@@ -227,3 +227,55 @@ def test_worker_serves_live_state_valued_at_the_marks_topic(pipeline: Pipeline):
     assert Decimal(pos["qty"]) == qty
     assert Decimal(pos["unrealized_pnl"]) == (Decimal("61000") - Decimal("60000")) * qty
     assert account("no-such-account") is None
+
+
+def test_replay_from_earliest_gives_the_same_rows_again(pipeline: Pipeline):
+    """Reset both groups to the earliest offsets: the same rows, none added twice."""
+    import subprocess
+    import sys
+
+    events = venue_only(generate_events(1_500, 10, seed=21))[:1_000]
+    states, outputs = offline_fold(events)
+    expected = expected_rows(events, outputs)
+    pipeline.start_sink()
+    pipeline.start_worker()
+    pipeline.produce(events)
+    before = pipeline.wait_for(expected)
+    assert_exactly_once(before, expected)
+    snapshot_rows = pipeline.query(
+        "SELECT event_id, capital, k_capital, event_seq FROM account_snapshots ORDER BY event_id")
+
+    pipeline.stop()
+    for group in ("worker", "sink"):
+        done = subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--group", group,
+                               "--to-earliest"], env=pipeline.env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "-> 0" in done.stderr
+    pipeline.start_sink()
+    pipeline.start_worker()
+    # The worker re-reads every event, and every one is a duplicate of what its state applied.
+    import urllib.request
+
+    metrics_url = f"http://127.0.0.1:{pipeline.env['TWINLEDGER_WORKER_WEB_PORT']}/metrics/prometheus"
+
+    def duplicates_seen() -> float:
+        try:
+            with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('twinledger_worker_events_total{status="duplicate"}'))
+
+    deadline = time.monotonic() + 180
+    while duplicates_seen() < len(events):
+        assert time.monotonic() < deadline, (duplicates_seen(), pipeline.logs())
+        time.sleep(0.5)
+    assert duplicates_seen() == len(events)
+    after = pipeline.wait_for(expected)
+    assert_exactly_once(after, expected)
+    assert pipeline.query(
+        "SELECT event_id, capital, k_capital, event_seq FROM account_snapshots ORDER BY event_id"
+    ) == snapshot_rows
+    assert_state_equals_offline(pipeline, states)
