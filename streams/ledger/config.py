@@ -72,9 +72,11 @@ class LedgerConfig:
       re-send when a redelivered event is skipped. The agent flushes a batch's
       outputs before it stores the state, so the outbox is a second line of
       defense, not the only copy.
-    - ``max_closed_trades`` (20): closed trades kept in state, for late
-      settlements (the offline fold uses ``None`` so the fold file lists every
-      trade).
+    - ``max_closed_trades`` (100): closed trades kept in state, for late
+      settlements: a FillSettled for a trade that has left this window is
+      ``UNRESOLVED`` (LEDGER A7), where the offline fold, which keeps every
+      trade, would still repair it. Closed trades are kept encoded, so 100
+      cost ~4 KB more per account than 20 on the synthetic stream.
     - ``max_trade_legs`` (500): legs kept per open trade; aggregates stay
       exact, a settlement for a dropped leg is ``UNRESOLVED``.
     - ``max_anomalies`` (100): recent anomalies kept in state for the account
@@ -95,7 +97,7 @@ class LedgerConfig:
     seed_k_from_first_wallet: bool = True
     dedup_window: int = 1024
     outbox_events: int = 8
-    max_closed_trades: int | None = 20
+    max_closed_trades: int | None = 100
     max_trade_legs: int | None = 500
     max_anomalies: int | None = 100
 

@@ -52,6 +52,8 @@ class Pipeline:
         self.sink: Child | None = None
         self._producer: Producer | None = None
         self._starts = 0
+        #: every fold-format event sent through send_event, in order (the offline reference)
+        self.produced: list[dict[str, Any]] = []
 
     # -- lifecycle -------------------------------------------------------------
     def create_topics(self) -> dict[str, int]:
@@ -95,8 +97,12 @@ class Pipeline:
 
     def produce(self, events: list[dict[str, Any]]) -> None:
         for event in events:
-            self.producer.send_event(event)
+            self.send_event(event)
         self.producer.flush()
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        self.producer.send_event(event)
+        self.produced.append(event)
 
     def produce_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.producer.send_raw(topic, key, value, None)

@@ -86,7 +86,7 @@ def test_event_to_dict_round_trips_every_kind():
 def test_config_defaults_and_documented_fields():
     cfg = load_ledger_config(None)
     assert cfg == LedgerConfig()
-    assert (cfg.dedup_window, cfg.outbox_events, cfg.max_closed_trades) == (1024, 8, 20)
+    assert (cfg.dedup_window, cfg.outbox_events, cfg.max_closed_trades) == (1024, 8, 100)
     doc = LedgerConfig.__doc__ or ""
     for name in LedgerConfig.__dataclass_fields__:
         assert name in doc, f"{name} is not documented"
