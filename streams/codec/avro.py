@@ -21,6 +21,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import UnknownType, expand_schema, parse_schema
 
+from streams.codec.fastwrite import compile_writer
 from streams.config import PROJECT_ROOT
 from streams.exceptions import ConfigError, DecodeError, UnknownSchemaId
 
@@ -70,6 +71,8 @@ class Codec:
                  current: Mapping[str, dict[str, Any]], registry: Any = None) -> None:
         self._registry = registry
         self._writer_ids = dict(writer_ids)
+        # Compiled writers where the schema allows (byte-identical to fastavro's).
+        self._fast = {name: compile_writer(s) for name, s in current.items()}
         self._current = {name: parse_schema(s) for name, s in current.items()}
         self._by_id = {i: parse_schema(s) for i, s in schemas_by_id.items()}
         self._name_by_id = {i: s["name"].rsplit(".", 1)[-1] for i, s in schemas_by_id.items()}
@@ -102,6 +105,13 @@ class Codec:
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         """Frame ``record`` as the current version of ``name``."""
+        fast = self._fast.get(name)
+        if fast is not None:
+            return self._headers[name] + fast(record)
+        return self.encode_with_fastavro(name, record)
+
+    def encode_with_fastavro(self, name: str, record: Mapping[str, Any]) -> bytes:
+        """The reference encoding (and the path for schemas the compiled writer lacks)."""
         buf = io.BytesIO()
         buf.write(self._headers[name])
         fastavro.schemaless_writer(buf, self._current[name], record)
