@@ -204,14 +204,25 @@ class Worker:
                 set_current_event(by_message[id(items[0][0])])
             raw_state = self.ledger_table.get(account.encode("utf-8"))
             state = self._cached_state(account, raw_state)
-            for msg, event in items:
-                result = apply_event(state, event, marks, self.ledger_config,
-                                     source=(msg.partition, msg.offset))
-                state = result.state
-                EVENTS.labels(result.status).inc()
-                for out in result.outputs:
-                    sends.append(self.encode_output(out))
-            if state is not None:
+            refused: set[int] = set()
+            while True:
+                try:
+                    state, outputs, changed = self._fold_account(state, items, refused, marks)
+                    break
+                except _EventFailed as failed:
+                    # A bug must not stop the pipeline on one event (a poison pill):
+                    # the event is dead-lettered and the account's batch folded again
+                    # without it, from the stored state (the failed fold mutated ours).
+                    msg = failed.message
+                    refused.add(id(msg))
+                    topic, key, value = self.dead_letter(msg, failed.error)
+                    sends.append((topic, key, value, msg.timestamp))
+                    EVENTS.labels("fold_error").inc()
+                    log.exception("fold failed on %s[%d]@%d", msg.topic, msg.partition,
+                                  msg.offset, exc_info=failed.error)
+                    state = decode_state(raw_state) if raw_state else None
+            sends.extend(outputs)
+            if state is not None and changed:
                 new_states[account] = (encode_state(state), items[-1][0], state)
 
         for topic, key, value, ts in sends:
@@ -224,6 +235,29 @@ class Worker:
             self.ledger_table[account.encode("utf-8")] = blob
             self._remember_state(account, blob, state)
         self.applied += len(events)
+
+    def _fold_account(self, state: Any, items: list[tuple[Any, Any]], refused: set[int],
+                      marks: Mapping[str, Decimal]
+                      ) -> tuple[Any, list[tuple[str, bytes, bytes, float | None]], bool]:
+        """Apply one account's events of a batch; (state, encoded outputs, state changed)."""
+        outputs: list[tuple[str, bytes, bytes, float | None]] = []
+        statuses: list[str] = []
+        for msg, event in items:
+            if id(msg) in refused:
+                continue
+            try:
+                result = apply_event(state, event, marks, self.ledger_config,
+                                     source=(msg.partition, msg.offset))
+                encoded = [self.encode_output(out) for out in result.outputs]
+            except Exception as exc:  # noqa: BLE001 - any bug in the fold, see process_batch
+                raise _EventFailed(msg, exc) from exc
+            state = result.state
+            statuses.append(result.status)
+            outputs.extend(encoded)
+        for status in statuses:
+            EVENTS.labels(status).inc()
+        # Only duplicates: the stored bytes already hold this state.
+        return state, outputs, any(st != "duplicate" for st in statuses)
 
     def _cached_state(self, account: str, raw: bytes | None) -> Any:
         """The decoded state of ``account``, from the cache when it is what the table holds.
@@ -256,6 +290,15 @@ class Worker:
         if not raw:
             return None
         return account_summary(decode_state(raw), self.marks or {}, self.ledger_config)
+
+
+class _EventFailed(Exception):
+    """The fold raised on one source record (a bug, not bad input: that is InvalidEvent)."""
+
+    def __init__(self, message: Any, error: Exception) -> None:
+        super().__init__(str(error))
+        self.message = message
+        self.error = error
 
 
 def _message_ts(message: Any) -> Any:

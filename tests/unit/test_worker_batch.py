@@ -1,0 +1,116 @@
+"""The agent's batch loop with a fake producer and table (no broker): what it sends and stores."""
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+import streams.app as app_module
+from streams.codec import Codec, fold_dict_to_venue_record
+from streams.config import load_settings
+from streams.ledger import load_ledger_config
+from streams.topology import load_topology
+
+CODEC = Codec.load()
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent = []
+        self.flushed = 0
+
+    async def send(self, topic, key, value, partition, timestamp, headers):
+        self.sent.append((topic, key, value))
+
+    async def flush(self):
+        self.flushed += 1
+
+
+class FakeTable(dict):
+    writes = 0
+
+    def __setitem__(self, key, value):
+        FakeTable.writes += 1
+        super().__setitem__(key, value)
+
+
+def _worker():
+    settings = load_settings({})
+    producer = FakeProducer()
+    w = app_module.Worker(settings=settings, topology=load_topology(settings.topology_path),
+                          codec=CODEC, ledger_config=load_ledger_config(None),
+                          app=SimpleNamespace(producer=producer))
+    w.ledger_table = FakeTable()
+    return w, producer
+
+
+def _event(offset, **fields):
+    d = {"kind": "fill", "event_id": f"e{offset}", "account_id": "a1", "venue": "x",
+         "ts": f"2024-01-01T00:00:{offset:02d}Z", "symbol": "BTCUSDT", "side": "BUY",
+         "qty": "1", "price": "100", **fields}
+    value = CODEC.encode("VenueEvent", fold_dict_to_venue_record(d))
+    msg = SimpleNamespace(key=d["account_id"].encode(), value=value, topic="venue.events",
+                          partition=0, offset=offset, timestamp=1.0)
+    return SimpleNamespace(message=msg)
+
+
+def _topics(producer):
+    return [t for t, _, _ in producer.sent]
+
+
+def test_a_batch_sends_outputs_flushes_then_stores_each_account_once():
+    w, producer = _worker()
+    FakeTable.writes = 0
+    asyncio.run(w.process_batch([_event(1), _event(2)]))
+    assert _topics(producer).count("ledger.snapshots") == 2
+    assert producer.flushed == 1 and FakeTable.writes == 1 and b"a1" in w.ledger_table
+
+
+def test_a_redelivered_batch_re_sends_nothing_new_and_stores_nothing():
+    w, producer = _worker()
+    asyncio.run(w.process_batch([_event(1), _event(2)]))
+    FakeTable.writes = 0
+    producer.sent.clear()
+    asyncio.run(w.process_batch([_event(1), _event(2)]))
+    assert FakeTable.writes == 0
+    assert "ledger.deadletter" not in _topics(producer)
+
+
+def test_undecodable_bytes_become_a_dead_letter_and_the_batch_goes_on():
+    w, producer = _worker()
+    bad = SimpleNamespace(message=SimpleNamespace(key=b"a1", value=b"garbage", topic="venue.events",
+                                                  partition=0, offset=7, timestamp=1.0))
+    asyncio.run(w.process_batch([_event(1), bad, _event(2)]))
+    topics = _topics(producer)
+    assert topics.count("ledger.deadletter") == 1 and topics.count("ledger.snapshots") == 2
+    name, rec = CODEC.decode([v for t, _, v in producer.sent if t == "ledger.deadletter"][0])
+    assert rec["original_value"] == b"garbage" and rec["event_id"] == "venue.events:0:7"
+
+
+def test_a_fold_bug_on_one_event_dead_letters_it_and_folds_the_rest(monkeypatch):
+    w, producer = _worker()
+    real = app_module.apply_event
+
+    def flaky(state, event, marks, config, source=None):
+        if event.event_id == "e2":
+            raise ZeroDivisionError("boom")
+        return real(state, event, marks, config, source=source)
+
+    monkeypatch.setattr(app_module, "apply_event", flaky)
+    asyncio.run(w.process_batch([_event(1), _event(2), _event(3)]))
+    topics = _topics(producer)
+    assert topics.count("ledger.deadletter") == 1
+    snaps = [CODEC.decode(v)[1] for t, _, v in producer.sent if t == "ledger.snapshots"]
+    assert [s["event_id"] for s in snaps] == ["e1", "e3"]
+    assert [s["event_seq"] for s in snaps] == [1, 2]  # folded again without e2, no gap
+    _, dead = CODEC.decode([v for t, _, v in producer.sent if t == "ledger.deadletter"][0])
+    assert dead["error_type"] == "ZeroDivisionError" and "boom" in dead["reason"]
+
+
+@pytest.mark.parametrize("key", [b"someone-else"])
+def test_a_key_that_is_not_the_account_is_refused(key):
+    w, producer = _worker()
+    ev = _event(1)
+    ev.message.key = key
+    asyncio.run(w.process_batch([ev]))
+    assert _topics(producer) == ["ledger.deadletter"]
