@@ -81,6 +81,28 @@ class LedgerConfig:
       exact, a settlement for a dropped leg is ``UNRESOLVED``.
     - ``max_anomalies`` (100): recent anomalies kept in state for the account
       view (every anomaly is still emitted as an output).
+
+    Spot portfolios (LEDGER part B, booked by ``spot``):
+
+    - ``spot_venues`` (["kraken", "deltadefi"]): accounts of these venues are
+      spot portfolios from their first event. Any other account becomes one at
+      its first spot fill or its first balance frame with per-asset balances;
+      cash flows booked before that went to K capital raw (A11) and are not
+      in its balances. A spot account books every cash flow into its balances
+      and adds its base-currency value (not the raw amount) to K capital.
+    - ``base_currency`` ("USD"): what every spot value, equity and PnL figure
+      is expressed in; it values at 1.
+    - ``valuation_pairs`` ({}): asset -> the mark symbol whose price values one
+      unit of it in the base currency; an asset not listed uses
+      ``<asset>/<base_currency>`` (the gateways' ``BASE/QUOTE`` spelling,
+      e.g. ``XBT/USD``).
+    - ``cost_basis`` ("wac"): ``wac`` (weighted average cost) or ``fifo``.
+    - ``track_manual_trades`` (True): when false, the account view's trades
+      and PnL by strategy leave out ``manual`` (untagged) trades unless asked
+      to include them; balances and cost basis always include every trade.
+    - ``drift_tolerance`` (0.01, base currency): an exchange-reported asset
+      total whose difference from the derived total is worth more than this
+      raises ``DRIFT``.
     """
 
     r1_epsilon: Decimal = Decimal("0.01")
@@ -100,6 +122,12 @@ class LedgerConfig:
     max_closed_trades: int | None = 100
     max_trade_legs: int | None = 500
     max_anomalies: int | None = 100
+    spot_venues: tuple[str, ...] = ("kraken", "deltadefi")
+    base_currency: str = "USD"
+    valuation_pairs: Mapping[str, str] = field(default_factory=dict)
+    cost_basis: str = "wac"
+    track_manual_trades: bool = True
+    drift_tolerance: Decimal = Decimal("0.01")
 
     def __post_init__(self) -> None:
         for name in _DECIMAL_FIELDS:
@@ -125,6 +153,20 @@ class LedgerConfig:
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
                 raise ConfigError(f"ledger config {name}: must be an integer >= 0 or null")
+
+        if not isinstance(self.base_currency, str) or not self.base_currency:
+            raise ConfigError("ledger config base_currency: must be a non-empty asset code")
+        if self.cost_basis not in ("wac", "fifo"):
+            raise ConfigError("ledger config cost_basis: must be 'wac' or 'fifo'")
+        if not isinstance(self.track_manual_trades, bool):
+            raise ConfigError("ledger config track_manual_trades: must be true or false")
+        for asset, sym in self.valuation_pairs.items():
+            if not isinstance(asset, str) or not isinstance(sym, str) or not sym:
+                raise ConfigError("ledger config valuation_pairs: expected asset -> mark symbol")
+
+    def valuation_symbol(self, asset: str) -> str:
+        """B4: the mark symbol that values ``asset`` (override, else ``<asset>/<base>``)."""
+        return self.valuation_pairs.get(asset, f"{asset}/{self.base_currency}")
 
     def lot_step(self, symbol: str) -> Decimal:
         """The R3 tolerance for ``symbol``."""
@@ -168,6 +210,14 @@ def config_from_mapping(data: Mapping[str, Any]) -> LedgerConfig:
     for name, value in data.items():
         if name in _DECIMAL_FIELDS:
             kwargs[name] = _to_decimal(name, value)
+        elif name == "spot_venues":
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError("ledger config spot_venues: expected a list of venue names")
+            kwargs[name] = tuple(value)
+        elif name == "valuation_pairs":
+            if not isinstance(value, Mapping):
+                raise ConfigError("ledger config valuation_pairs: expected a mapping asset -> symbol")
+            kwargs[name] = {str(k): v for k, v in value.items()}
         elif name == "lot_steps":
             if not isinstance(value, Mapping):
                 raise ConfigError("ledger config lot_steps: expected a mapping symbol -> step")

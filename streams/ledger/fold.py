@@ -1,4 +1,4 @@
-"""The ledger fold: apply one venue event to one account's state (LEDGER part A).
+"""The ledger fold: apply one venue event to one account's state (LEDGER parts A and B).
 
 Owns: every booking rule (positions, VWAP basis, realized PnL, fees, funding,
 exchange settlement, E facts, capital, trades), idempotency (offsets, event-id
@@ -16,8 +16,13 @@ Choices where LEDGER.md leaves room, so readers need not guess:
 - A snapshot lists open positions and the ones this event changed (a close
   shows its flat end state once); the account view lists every position.
 - Funding for a symbol held on both hedge sides is split by |qty|.
-- A spot fill (LEDGER part B) is not booked yet: one ``UNSUPPORTED_MARKET``
-  anomaly says so.
+- Spot fills and the cash flows and balance frames of spot accounts are
+  booked by ``spot`` (LEDGER part B; its docstring states the accounting).
+  Which accounts are spot: ``LedgerConfig.spot_venues``. A spot account's
+  equity is the base-currency value of its holdings (plus the unrealized
+  PnL of any futures position); its K capital is the seed plus their cost
+  basis. A spot balance frame without a wallet balance is a normal frame
+  (per-asset balances only): E wallet facts stay as they were, no anomaly.
 - Output records are read-only: an unchanged PositionState record is shared
   by consecutive snapshots.
 
@@ -35,6 +40,7 @@ from typing import Any
 
 from streams.exceptions import InvalidEvent
 
+from . import spot
 from .config import LedgerConfig
 from .events import (
     Anchor,
@@ -77,12 +83,16 @@ def trade_id_for(account_id: str, symbol: str, position_side: str, side: str,
 class _Step:
     """Collects the outputs of one event while it is booked."""
 
-    __slots__ = ("st", "ev", "cfg", "outputs", "codes", "r2", "touched")
+    __slots__ = ("st", "ev", "cfg", "marks", "outputs", "codes", "r2", "touched", "spot_pairs")
 
-    def __init__(self, st: AccountState, ev: Event, cfg: LedgerConfig) -> None:
+    def __init__(self, st: AccountState, ev: Event, cfg: LedgerConfig,
+                 marks: Mapping[str, Decimal] | None = None) -> None:
         self.st = st
         self.ev = ev
         self.cfg = cfg
+        self.marks: Mapping[str, Decimal] = {} if marks is None else marks
+        # spot pairs this event booked (listed in the snapshot)
+        self.spot_pairs: list[str] = []
         self.outputs: list[Output] = []
         self.codes: dict[str, int] = {}
         # R2 inputs of this event: (field, kernel estimate, exchange figure)
@@ -260,11 +270,11 @@ def _reduce(step: _Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal,
 
 
 def _fill(step: _Step, ev: Fill) -> None:
-    if ev.market != "futures":
-        step.anomaly("UNSUPPORTED_MARKET", "ERROR",
-                     f"{ev.market} fills are not booked yet (LEDGER part B); nothing booked")
-        return
     st = step.st
+    if ev.market == "spot":
+        st.book.spot = True
+        spot.book_fill(step, ev)
+        return
     key = (ev.symbol, ev.position_side)
     pos = st.positions.get(key)
     if pos is None:
@@ -423,7 +433,11 @@ def _balance(step: _Step, ev: Balance) -> None:
     if ev.assets:
         st.e_assets = [[a, str(f), str(lk)] for a, f, lk in ev.assets]
         st.cold = None
+        st.book.spot = True
+        spot.check_drift(step, ev)
     wb = ev.wallet_balance
+    if wb is None and ev.assets:
+        return  # a spot frame: per-asset balances only, no wallet figure to judge
     if wb is None or wb <= 0:
         # A9: not a fact; neither capital nor E moves.
         what = "no wallet balance" if wb is None else f"wallet balance {wb}"
@@ -451,6 +465,9 @@ def _positions(step: _Step, ev: Positions) -> None:
 def _cash_flow(step: _Step, ev: CashFlow) -> None:
     # Cash flows move K and the bridged capital, never realized PnL (A11, B5).
     st = step.st
+    if st.book.spot:
+        spot.book_cash_flow(step, ev)  # valued in the base currency, into the balances
+        return
     st.k_cash += ev.amount
     if ev.amount:
         st.capital += ev.amount
@@ -511,6 +528,22 @@ def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
         unreal += rec["unrealized_pnl"]
         used += rec["used_margin"]
         plist.append(rec)
+    balances: list[dict[str, Any]] = []
+    equity = st.capital + unreal
+    book = st.book
+    if book.spot:
+        value = D0
+        for v in spot.valued(st, marks, step.cfg):
+            balances.append(spot.balance_record(v))
+            value += v.value
+            unreal += v.unrealized
+        equity = value + (equity - st.capital)  # B6: holdings' value + futures unrealized
+        pairs = step.spot_pairs
+        for sym in book.pairs:
+            base = spot.split_symbol(sym)
+            if sym in pairs or (base is not None and base[0] in book.assets
+                                and book.assets[base[0]].qty):
+                plist.append(spot.pair_record(sym, st, marks, step.cfg))
     status, results = reconcile(st, step.cfg, marks, used, step.r2)
     previous = st.status
     st.status = status
@@ -535,12 +568,12 @@ def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
         "event_id": ev.event_id, "account_id": st.account_id, "event_seq": st.event_seq,
         "event_kind": ev.kind, "ts": ev.ts, "capital": st.capital,
         "capital_source": st.capital_source, "k_capital": st.k_capital,
-        "equity": st.capital + unreal, "peak_capital": st.peak_capital,
+        "equity": equity, "peak_capital": st.peak_capital,
         "unrealized_pnl": unreal, "realized_pnl": st.k_realized, "fees": st.k_fees,
         "funding": st.k_funding, "cash_flows": st.k_cash, "wallet_balance": st.e_wallet,
         "available_margin": st.e_available, "used_margin": st.e_used,
         "maint_margin": st.e_maint, "k_used_margin": used, "reconcile_status": status,
-        "capital_frozen": frozen, "positions": plist, "balances": [],
+        "capital_frozen": frozen, "positions": plist, "balances": balances,
     }))
 
 
@@ -593,7 +626,7 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
                 st.offsets[source[0]] = source[1]
             if seen == digest:
                 return FoldResult(st, st.outbox_by_event(event.event_id), "duplicate")
-            step = _Step(st, event, config)
+            step = _Step(st, event, config, marks)
             step.anomaly("EVENT_ID_CONFLICT", "ERROR",
                          f"event_id {event.event_id} was applied with a different payload;"
                          " this one is not booked")
@@ -604,7 +637,9 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
         st.event_seq += 1
         if not st.venue:
             st.venue = event.venue
-        step = _Step(st, event, config)
+        if not st.book.spot and st.venue in config.spot_venues:
+            st.book.spot = True
+        step = _Step(st, event, config, marks)
         _HANDLERS[type(event)](step, event)
         for pos in step.touched:
             pos.json = None  # what changed is encoded afresh by the next encode_state

@@ -212,6 +212,63 @@ class Position:
                    None if a[11] is None else Trade.decode(a[11]))
 
 
+class Holding:
+    """One asset of a spot book: quantity held and its cost basis in the base currency.
+
+    ``lots`` ([qty, cost] oldest first) is kept only under FIFO cost basis;
+    its sums are ``qty`` and ``cost`` exactly.
+    """
+
+    __slots__ = ("qty", "cost", "lots")
+
+    def __init__(self, qty: Decimal = D0, cost: Decimal = D0,
+                 lots: list[list[Decimal]] | None = None) -> None:
+        self.qty = qty
+        self.cost = cost
+        self.lots: list[list[Decimal]] = [] if lots is None else lots
+
+
+class SpotBook:
+    """The spot portfolio of an account (LEDGER part B): holdings, per-pair figures, drift.
+
+    ``spot``: whether the account is a spot portfolio (``LedgerConfig.spot_venues``).
+    ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> [derived, exchange,
+    delta, value or None when unvalued] while a DRIFT is active, else empty.
+    """
+
+    __slots__ = ("spot", "assets", "pairs", "drift")
+
+    def __init__(self) -> None:
+        self.spot = False
+        self.assets: dict[str, Holding] = {}
+        self.pairs: dict[str, list[Decimal]] = {}
+        self.drift: dict[str, list[str | None]] = {}
+
+    def holding(self, asset: str) -> Holding:
+        h = self.assets.get(asset)
+        if h is None:
+            h = self.assets[asset] = Holding()
+        return h
+
+    def encode(self) -> list[Any]:
+        return [self.spot,
+                [[a, str(h.qty), str(h.cost), [[str(q), str(c)] for q, c in h.lots]]
+                 for a, h in self.assets.items()],
+                [[s, str(r), str(f)] for s, (r, f) in self.pairs.items()],
+                [[a, *v] for a, v in self.drift.items()]]
+
+    @classmethod
+    def decode(cls, a: list[Any]) -> SpotBook:
+        b = cls()
+        b.spot = a[0]
+        for asset, q, c, lots in a[1]:
+            b.assets[asset] = Holding(Decimal(q), Decimal(c),
+                                      [[Decimal(x), Decimal(y)] for x, y in lots])
+        b.pairs = {s: [Decimal(r), Decimal(f)] for s, r, f in a[2]}
+        b.drift = {d[0]: list(d[1:]) for d in a[3]}
+        return b
+
+
 class OutboxEntry:
     """Outputs of one processed event, kept for re-send (DESIGN section 4)."""
 
@@ -253,7 +310,7 @@ class AccountState:
         "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
         "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
-        "offsets", "ring", "_ids", "outbox", "cold",
+        "offsets", "ring", "_ids", "outbox", "cold", "book",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -290,6 +347,7 @@ class AccountState:
         self.outbox: list[OutboxEntry] = []
         # encoded e_assets / e_positions / anomalies; whoever changes them clears it
         self.cold: bytes | None = None
+        self.book = SpotBook()
 
     # -- K ---------------------------------------------------------------------------
     @property
@@ -448,6 +506,7 @@ def encode_state(state: AccountState) -> bytes:
         [[e.event_id, None if e.source is None else list(e.source), e.status]
          for e in s.outbox],
         len(s.positions), len(s.closed_trades), len(s.ring),
+        s.book.encode(),
     ]
     parts: list[bytes | memoryview] = [MAGIC + _dumps(header).encode(), _cold_json(s)]
     parts.extend([p.to_json() for p in s.positions.values()])
@@ -506,6 +565,8 @@ def decode_state(data: bytes) -> AccountState:
         s.status = h[18]
         s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4])) for r in h[19]]
         s.offsets = {int(p): int(o) for p, o in h[20]}
+        if len(h) > 25:  # states written before the spot book have none
+            s.book = SpotBook.decode(h[25])
         cold = bytes(lines[0])
         e_assets, e_positions, anomalies = json.loads(cold)
         s.e_assets = e_assets

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal, localcontext
 from typing import Any
 
+from . import spot
 from .config import LedgerConfig
 from .fold import position_marks
 from .numbers import D0, LEDGER_CONTEXT, plain
@@ -18,15 +19,27 @@ from .state import AccountState
 
 
 def account_summary(state: AccountState, marks: Mapping[str, Decimal],
-                    config: LedgerConfig) -> dict[str, Any]:
+                    config: LedgerConfig, include_manual: bool | None = None,
+                    ) -> dict[str, Any]:
     """The FOLD_FORMAT account object; amounts as plain decimal strings.
 
     Beyond the documented fields it adds ``seed``, ``realized_pnl``, ``fees``,
     ``funding``, ``cash_flows`` (the K identity, A11), ``wallet_balance``,
     ``used_margin`` and ``k_used_margin`` and, per leg, its ``action`` and
     ``exchange_realized_pnl`` (the contract allows new fields only).
+
+    Spot accounts (LEDGER part B) also get ``balances`` (B1/B4), a position
+    per traded pair (``market: spot``), one trade per spot fill (side
+    ``BUY``/``SELL``), ``base_currency``, ``pnl_by_strategy`` (B7: tag ->
+    realized, fees, net of its trades) and ``drift`` (B8: ``active`` and the
+    per-asset details of the last balance frame). ``include_manual`` (default:
+    ``config.track_manual_trades``) decides whether ``manual`` trades are in
+    ``trades`` and ``pnl_by_strategy``; balances and cost basis always
+    include them.
     """
     st = state
+    if include_manual is None:
+        include_manual = config.track_manual_trades
     with localcontext(LEDGER_CONTEXT):
         positions = []
         unreal = D0
@@ -44,8 +57,33 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                 "leverage": plain(pos.leverage), "used_margin": plain(margin),
                 "entry_basis_missing": pos.basis_missing,
             })
+        book = st.book
+        balances: dict[str, Any] = {}
+        if book.spot:
+            futures_unreal = unreal
+            value = D0
+            for v in spot.valued(st, marks, config):
+                balances[v.asset] = {
+                    "free": plain(v.free), "locked": plain(v.locked), "total": plain(v.total),
+                    "avg_cost": plain(v.avg), "value": plain(v.value), "unvalued": v.unvalued,
+                    "unrealized_pnl": plain(v.unrealized)}
+                value += v.value
+                unreal += v.unrealized
+            equity = value + futures_unreal  # B6: holdings' value + futures unrealized
+            for sym in book.pairs:
+                rec = spot.pair_record(sym, st, marks, config)
+                positions.append({
+                    k: (plain(x) if isinstance(x, Decimal) else x) for k, x in rec.items()})
+        else:
+            equity = st.capital + unreal
         trades = []
+        by_tag: dict[str, list[Decimal]] = {}
         for t in st.trades():
+            if spot.tag_of(t.strategy_tag) == spot.MANUAL and not include_manual:
+                continue
+            tag_sums = by_tag.setdefault(spot.tag_of(t.strategy_tag), [D0, D0])
+            tag_sums[0] += t.realized
+            tag_sums[1] += t.fees
             trades.append({
                 "trade_id": t.trade_id, "symbol": t.symbol, "position_side": t.position_side,
                 "side": t.side, "status": "CLOSED" if t.closed else "OPEN",
@@ -67,7 +105,7 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
             "capital": plain(st.capital),
             "capital_source": st.capital_source,
             "k_capital": plain(st.k_capital),
-            "equity": plain(st.capital + unreal),
+            "equity": plain(equity),
             "peak_capital": plain(st.peak_capital),
             "capital_frozen": st.status == "ERROR",
             "seed": plain(st.seed),
@@ -86,6 +124,13 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
             },
             "positions": positions,
             "trades": trades,
-            "balances": {},
+            "balances": balances,
+            "base_currency": config.base_currency,
+            "pnl_by_strategy": {
+                tag: {"realized_pnl": plain(r), "fees": plain(f), "net_pnl": plain(r - f)}
+                for tag, (r, f) in sorted(by_tag.items())},
+            "drift": {"active": bool(book.drift), "assets": {
+                a: {"derived": d[0], "exchange": d[1], "delta": d[2], "value": d[3]}
+                for a, d in book.drift.items()}},
             "anomalies": [dict(a) for a in st.anomalies],
         }

@@ -1,0 +1,366 @@
+"""Spot portfolios (LEDGER part B): balances, cost basis, fees in any asset, valuation, drift.
+
+Owns: booking spot fills and cash flows into an account's ``SpotBook``
+(B1-B3, B5), valuing holdings in the base currency (B4), the per-asset
+balance and per-pair position views, strategy tags of spot trades (B7) and
+the drift check against exchange-reported balances (B8). Must not touch:
+part A booking (``fold``), the state codec, clocks or I/O.
+
+The accounting, so that B6 holds exactly (Decimal, at every event):
+
+- Each holding keeps its quantity and its cost basis in the base currency
+  (``cost``); the average cost is ``cost / qty``. Equity is the sum of the
+  holdings' values, unrealized PnL the sum of ``value - cost``; so
+  ``equity = sum(cost) + unrealized`` and only bookings move ``sum(cost)``.
+- A trade is a disposal of one asset and an acquisition of the other at one
+  base-currency value V: the quote amount (qty x price) times the quote's
+  mark (the base currency: 1); if the quote has no mark, qty times the
+  base asset's mark; if neither has one, 0 (``UNVALUED_TRADE``). The
+  acquired asset's cost grows by V (B2's buy formula, in the base currency);
+  the disposed asset's cost falls by its cost basis (WAC: at the average, so
+  the average does not move; FIFO: the oldest lots) and
+  realized = V - cost removed. Selling for the base currency this is
+  (price - avg) x qty.
+- A fee (B3) is paid out of whatever asset it is in, at that asset's cost
+  basis (the average does not move); its base-currency value at the trade
+  (the fee asset's mark; without one, the trade's own price when the fee is
+  in one of the pair's assets) is booked once, as the trade's fee. The
+  difference between that value and the cost basis paid out is the gain or
+  loss of disposing the fee asset and is part of the trade's realized PnL
+  (0 for a fee in the base currency). A negative fee (rebate) is an
+  acquisition at its value. So realized - fees of a trade is exactly what
+  it moved ``sum(cost)`` by.
+- A cash flow (B5) moves balances and equity, never realized PnL: an inflow
+  enters at its mark at that time as cost basis (an asset without a mark
+  enters at cost 0); an outflow leaves at its cost basis, and that cost is
+  its base-currency value. K capital of a spot account moves by these
+  values, so K capital = seed + the cost basis of everything held.
+- An oversell (disposing of more than is held: a sale, a quote spent, a fee
+  or a withdrawal) raises ``OVERSELL`` naming the missing quantity. The
+  missing quantity is booked as an ``adjustment`` inflow at the disposal's
+  own unit value (so it realizes nothing) and the holding goes to 0, never
+  below; drift against the exchange's balances shows it until fixed.
+- Marks looked up: for an asset A, ``LedgerConfig.valuation_symbol(A)`` -
+  the ``valuation_pairs`` override, else ``A/<base_currency>`` (``XBT/USD``,
+  ``ADA/USD``), the ``BASE/QUOTE`` spelling of the gateways. The base
+  currency itself values at 1. An asset without a mark is valued 0 and
+  flagged ``unvalued``; its cost basis then shows as unrealized loss until a
+  mark arrives.
+- A spot fill with price 0 (no true execution price) moves nothing and
+  raises ``SPOT_NO_PRICE``; a spot symbol that is not ``BASE/QUOTE`` raises
+  ``UNSUPPORTED_SYMBOL``. Balances do not know open orders: ``locked`` is
+  the exchange's last reported locked amount (capped at the total) and
+  ``free = total - locked``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .config import LedgerConfig
+from .events import Balance, CashFlow, Fill
+from .numbers import D0, D1, plain, q18
+from .state import Holding, Leg, Output, Record, SpotBook, Trade
+
+if TYPE_CHECKING:  # the fold passes its step; importing fold here would be a cycle
+    from .fold import _Step
+
+MANUAL = "manual"
+
+
+def split_symbol(symbol: str) -> tuple[str, str] | None:
+    """``BASE/QUOTE`` -> (base, quote); anything else -> None."""
+    base, sep, quote = symbol.partition("/")
+    if not sep or not base or not quote or "/" in quote:
+        return None
+    return base, quote
+
+
+def price_of(asset: str, marks: Mapping[str, Decimal], cfg: LedgerConfig) -> Decimal | None:
+    """B4: one unit of ``asset`` in the base currency, or None when it has no mark."""
+    if asset == cfg.base_currency:
+        return D1
+    return marks.get(cfg.valuation_symbol(asset))
+
+
+def tag_of(tag: str) -> str:
+    """B7: an untagged fill is ``manual``."""
+    return tag or MANUAL
+
+
+# ----------------------------------------------------------------------------- booking
+
+
+def _acquire(book: SpotBook, cfg: LedgerConfig, asset: str, qty: Decimal,
+             cost: Decimal) -> None:
+    h = book.holding(asset)
+    h.qty += qty
+    h.cost += cost
+    if cfg.cost_basis == "fifo":
+        h.lots.append([qty, cost])
+
+
+def _remove_cost(h: Holding, qty: Decimal, fifo: bool) -> Decimal:
+    """The cost basis of ``qty`` of a holding that holds at least that much."""
+    if qty == h.qty:
+        h.lots.clear()
+        return h.cost
+    if not fifo:
+        return q18(h.cost * qty / h.qty)  # WAC: at the average, which does not move
+    removed = D0
+    left = qty
+    while left:
+        lot = h.lots[0]
+        if lot[0] <= left:
+            removed += lot[1]
+            left -= lot[0]
+            del h.lots[0]
+        else:
+            part = q18(lot[1] * left / lot[0])
+            lot[0] -= left
+            lot[1] -= part
+            removed += part
+            left = D0
+    return removed
+
+
+def _dispose(step: _Step, asset: str, qty: Decimal, proceeds: Decimal, what: str) -> Decimal:
+    """Take ``qty`` of ``asset`` out of the book; returns the cost basis removed."""
+    cfg = step.cfg
+    st = step.st
+    book = st.book
+    h = book.holding(asset)
+    if qty > h.qty:
+        missing = qty - h.qty
+        value = q18(proceeds * missing / qty)
+        step.anomaly("OVERSELL", "ERROR",
+                     f"{what} takes {plain(qty)} {asset} but {plain(h.qty)} is held: "
+                     f"missing {plain(missing)} {asset}, booked as an adjustment inflow "
+                     f"worth {plain(value)} {cfg.base_currency}")
+        _acquire(book, cfg, asset, missing, value)
+        st.k_cash += value
+        if value:
+            st.capital += value
+            st.capital_source = "k_bridged"
+    removed = _remove_cost(h, qty, cfg.cost_basis == "fifo")
+    h.qty -= qty
+    h.cost -= removed
+    return removed
+
+
+def book_fill(step: _Step, ev: Fill) -> None:
+    """B1-B3, B7: one spot fill; a trade of its own (one leg) in ``trades``."""
+    st = step.st
+    cfg = step.cfg
+    marks = step.marks
+    pair = split_symbol(ev.symbol)
+    if pair is None:
+        step.anomaly("UNSUPPORTED_SYMBOL", "ERROR",
+                     f"spot symbol {ev.symbol!r} is not BASE/QUOTE; nothing booked")
+        return
+    if ev.price <= 0:
+        step.anomaly("SPOT_NO_PRICE", "ERROR",
+                     f"spot fill of {plain(ev.qty)} {ev.symbol} has no execution price;"
+                     " nothing booked (drift shows the balances it moved)")
+        return
+    book = st.book
+    base, quote = pair
+    notional = q18(ev.qty * ev.price)
+    pq = price_of(quote, marks, cfg)
+    pb = price_of(base, marks, cfg)
+    if pq is not None:
+        value = q18(notional * pq)
+    elif pb is not None:
+        value = q18(ev.qty * pb)
+    else:
+        value = D0
+        step.anomaly("UNVALUED_TRADE", "WARN",
+                     f"neither {base} nor {quote} has a mark in {cfg.base_currency}: "
+                     f"{ev.symbol} booked at value 0")
+    what = f"{ev.side} {plain(ev.qty)} {ev.symbol}"
+    if ev.side == "BUY":
+        realized = value - _dispose(step, quote, notional, value, what)
+        _acquire(book, cfg, base, ev.qty, value)
+    else:
+        realized = value - _dispose(step, base, ev.qty, value, what)
+        _acquire(book, cfg, quote, notional, value)
+    fee = D0
+    if ev.fee:
+        fee_asset = ev.fee_asset or quote
+        pf = price_of(fee_asset, marks, cfg)
+        if pf is not None:
+            fee = q18(ev.fee * pf)
+        elif fee_asset == base and value:
+            fee = q18(value * ev.fee / ev.qty)
+        elif fee_asset == quote and value and notional:
+            fee = q18(value * ev.fee / notional)
+        else:
+            step.anomaly("FEE_UNVALUED", "WARN",
+                         f"fee of {plain(ev.fee)} {fee_asset} has no mark in "
+                         f"{cfg.base_currency}; booked at value 0")
+        if ev.fee > 0:
+            realized += fee - _dispose(step, fee_asset, ev.fee, fee, f"fee of {what}")
+        else:
+            _acquire(book, cfg, fee_asset, -ev.fee, -fee)
+    st.k_fees += fee
+    step.book(realized, fee)
+    stats = book.pairs.setdefault(ev.symbol, [D0, D0])
+    stats[0] += realized
+    stats[1] += fee
+    step.spot_pairs.append(ev.symbol)
+    # B7: every spot fill is one trade, tagged; balances include it whatever the tag.
+    from .fold import trade_id_for  # at call time: fold imports this module
+
+    st.trade_count += 1
+    tag = tag_of(ev.strategy_tag)
+    action = ev.side.lower()
+    trade = Trade(trade_id_for(st.account_id, ev.symbol, "BOTH", ev.side, ev.event_id),
+                  st.trade_count, ev.symbol, "BOTH", ev.side, "spot", ev.event_id, ev.ts, tag,
+                  closed=True, realized=realized, fees=fee)
+    trade.legs.append(Leg(ev.event_id, ev.venue_order_id, action, ev.qty, ev.price, realized,
+                          fee, realized, "kernel_estimate", None, 0, []))
+    st.closed_trades.append(trade)
+    limit = cfg.max_closed_trades
+    if limit is not None and len(st.closed_trades) > limit:
+        del st.closed_trades[: len(st.closed_trades) - limit]
+    held = book.holding(base)
+    step.outputs.append(_trade_output(step, trade, action, ev, held, realized, fee))
+
+
+def _trade_output(step: _Step, trade: Trade, action: str, ev: Fill, held: Holding,
+                  realized: Decimal, fee: Decimal) -> Output:
+    st = step.st
+    return Output("trade", st.account_id, {
+        "event_id": f"{trade.trade_id}:{ev.event_id}:{action}",
+        "account_id": st.account_id, "trade_id": trade.trade_id,
+        "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
+        "symbol": ev.symbol, "position_side": "BOTH", "side": ev.side, "action": action,
+        "market": "spot", "qty": ev.qty, "price": ev.price, "position_qty": held.qty,
+        "avg_entry_price": avg_cost(held), "pnl_leg": realized, "fee_leg": fee,
+        "cumulative_pnl": realized, "trade_fees": fee, "pnl_source": "kernel_estimate",
+        "exchange_realized_pnl": None, "holding_seconds": 0, "flags": [],
+        "strategy_tag": trade.strategy_tag,
+    })
+
+
+def book_cash_flow(step: _Step, ev: CashFlow) -> None:
+    """B5: a cash flow into or out of the book; K cash and capital move by its value."""
+    st = step.st
+    cfg = step.cfg
+    p = price_of(ev.asset, step.marks, cfg)
+    if ev.amount > 0:
+        value = D0 if p is None else q18(ev.amount * p)
+        _acquire(st.book, cfg, ev.asset, ev.amount, value)
+    elif ev.amount < 0:
+        qty = -ev.amount
+        value = -_dispose(step, ev.asset, qty, D0 if p is None else q18(qty * p),
+                          f"{ev.flow} {ev.event_id}")
+    else:
+        return
+    st.k_cash += value
+    if value:
+        st.capital += value
+        st.capital_source = "k_bridged"
+
+
+# ------------------------------------------------------------------------------- drift
+
+
+def check_drift(step: _Step, ev: Balance) -> None:
+    """B8: exchange-reported totals vs derived ones, at every balance frame with assets.
+
+    The frame is taken as complete: a derived asset it does not list is
+    reported as 0. A difference worth more than ``drift_tolerance`` (or any
+    difference in an asset without a mark, whose worth is unknown) is drift;
+    ``DRIFT`` is raised at every frame while any asset drifts and
+    ``DRIFT_CLEARED`` once none does.
+    """
+    st = step.st
+    cfg = step.cfg
+    book = st.book
+    reported = {a: f + lk for a, f, lk in ev.assets}
+    drift: dict[str, list[str | None]] = {}
+    for asset in sorted(set(reported) | set(book.assets)):
+        h = book.assets.get(asset)
+        derived = h.qty if h is not None else D0
+        exchange = reported.get(asset, D0)
+        delta = derived - exchange
+        if not delta:
+            continue
+        p = price_of(asset, step.marks, cfg)
+        worth = None if p is None else q18(abs(delta) * p)
+        if worth is None or worth > cfg.drift_tolerance:
+            drift[asset] = [plain(derived), plain(exchange), plain(delta),
+                            None if worth is None else plain(worth)]
+    if drift:
+        detail = "; ".join(
+            f"{a}: derived {d[0]} exchange {d[1]} delta {d[2]} worth "
+            f"{d[3] if d[3] is not None else 'unvalued'}" for a, d in drift.items())
+        step.anomaly("DRIFT", "WARN",
+                     f"balances drift beyond {plain(cfg.drift_tolerance)} "
+                     f"{cfg.base_currency}: {detail}")
+    elif book.drift:
+        step.anomaly("DRIFT_CLEARED", "INFO", "exchange balances match the derived ones again")
+    book.drift = drift
+
+
+# ------------------------------------------------------------------------------- views
+
+
+def avg_cost(h: Holding) -> Decimal:
+    return q18(h.cost / h.qty) if h.qty else D0
+
+
+class Valued:
+    """A holding valued at the current marks (B4)."""
+
+    __slots__ = ("asset", "free", "locked", "total", "avg", "value", "unvalued", "unrealized")
+
+    def __init__(self, asset: str, h: Holding, locked: Decimal, price: Decimal | None) -> None:
+        self.asset = asset
+        self.total = h.qty
+        self.locked = min(max(locked, D0), h.qty) if h.qty > 0 else D0
+        self.free = h.qty - self.locked
+        self.avg = avg_cost(h)
+        self.unvalued = price is None
+        self.value = D0 if price is None else q18(h.qty * price)
+        # value - cost, i.e. (mark - avg) x held; valued 0 when there is no mark
+        self.unrealized = self.value - h.cost
+
+
+def valued(st: Any, marks: Mapping[str, Decimal], cfg: LedgerConfig) -> list[Valued]:
+    """Every holding of the account's book, by asset name, valued at ``marks``."""
+    locked = {a: Decimal(lk) for a, _f, lk in st.e_assets}
+    book: SpotBook = st.book
+    return [Valued(a, book.assets[a], locked.get(a, D0), price_of(a, marks, cfg))
+            for a in sorted(book.assets)]
+
+
+def balance_record(v: Valued) -> dict[str, Any]:
+    """The BalanceState record (AccountSnapshot.balances)."""
+    return {"asset": v.asset, "free": v.free, "locked": v.locked, "total": v.total,
+            "avg_cost": v.avg, "value": v.value, "unvalued": v.unvalued}
+
+
+def pair_record(symbol: str, st: Any, marks: Mapping[str, Decimal], cfg: LedgerConfig,
+                ) -> Record:
+    """The PositionState of a spot pair: its base asset's holding, the pair's realized/fees.
+
+    Two pairs with the same base asset (``ETH/USD``, ``ETH/BTC``) show the
+    same holding; the account's unrealized PnL counts each asset once.
+    """
+    book: SpotBook = st.book
+    pair = split_symbol(symbol)
+    assert pair is not None
+    h = book.assets.get(pair[0]) or Holding()
+    p = price_of(pair[0], marks, cfg)
+    value = D0 if p is None else q18(h.qty * p)
+    realized, fees = book.pairs.get(symbol, [D0, D0])
+    return Record({
+        "symbol": symbol, "position_side": "BOTH", "qty": h.qty,
+        "avg_entry_price": avg_cost(h), "realized_pnl": realized, "fees": fees,
+        "funding": D0, "unrealized_pnl": value - h.cost, "mark_price": D0 if p is None else p,
+        "leverage": D1, "used_margin": D0, "entry_basis_missing": False, "market": "spot",
+    })
