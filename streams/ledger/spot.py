@@ -310,7 +310,8 @@ def check_drift(step: _Step, ev: Balance) -> None:
 
 
 def avg_cost(h: Holding) -> Decimal:
-    return q18(h.cost / h.qty) if h.qty else D0
+    """B2: cost basis per unit held (0 when nothing is held or it cost nothing)."""
+    return q18(h.cost / h.qty) if h.qty and h.cost else D0
 
 
 class Valued:

@@ -570,3 +570,39 @@ def test_b6_generated_streams_are_not_trivial():
     assert {b["asset"] for b in run.last_snapshot()["balances"]} == {"USD", "XBT", "ETH", "BNB"}
     assert any(b["unvalued"] for b in run.last_snapshot()["balances"])
     assert run.statuses[-1] == "duplicate"
+
+
+# gateways into the fold ---------------------------------------------------------------
+
+
+def _gateway_events(venue: str, raws: list[object]) -> list[dict[str, Any]]:
+    from streams.gateways import OrderMemory, Rejection, normalize_payload
+
+    memory = OrderMemory()
+    out: list[dict[str, Any]] = []
+    for raw in raws:
+        result = normalize_payload(venue, raw, memory, "acct-1")
+        assert not isinstance(result, Rejection), result
+        out.extend(result)
+    return sorted(out, key=lambda d: d["ts"])
+
+
+def test_kraken_gateway_events_fold_into_balances_with_the_identity_held():
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "venues" / "kraken"
+    evs = _gateway_events("kraken", [(fixtures / "ledgers.json").read_text(),
+                                     (fixtures / "trades_history.json").read_text()])
+    run = Run()
+    run.marks.update({"XBT/USD": D("83000"), "ETH/USD": D("1900"), "EUR/USD": D("1.08")})
+    run(*evs)
+    snaps = run.of("snapshot")
+    assert len(snaps) == len(evs)
+    for before, after in zip(snaps, snaps[1:], strict=False):
+        assert after["equity"] - before["equity"] == (
+            after["realized_pnl"] - before["realized_pnl"]) - (after["fees"] - before["fees"]) \
+            + (after["unrealized_pnl"] - before["unrealized_pnl"]) \
+            + (after["cash_flows"] - before["cash_flows"])
+    bal = balances(run)
+    assert {"USD", "XBT", "DOT"} <= set(bal)
+    assert bal["DOT"]["unvalued"] is True and bal["USD"]["value"] == bal["USD"]["total"]
+    tags = {t["strategy_tag"] for t in run.of("trade")}
+    assert "manual" in tags and "20250301" in tags
