@@ -49,11 +49,15 @@ class FoldRun:
     outputs: list[Output] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
-    def document(self) -> dict[str, Any]:
-        """The FOLD_FORMAT output document."""
+    def document(self, include_manual: bool | None = None) -> dict[str, Any]:
+        """The FOLD_FORMAT output document.
+
+        ``include_manual`` None follows ``track_manual_trades`` (LEDGER B7).
+        """
         return {
             "accounts": {
-                acc: account_summary(self.states[acc], self.marks, self.config)
+                acc: account_summary(self.states[acc], self.marks, self.config,
+                                     include_manual)
                 for acc in sorted(self.states)
             },
             "rejected": list(self.rejected),
@@ -89,13 +93,17 @@ def run_fold(lines: Iterable[str], config: LedgerConfig) -> FoldRun:
     return run
 
 
-def fold_lines(lines: Iterable[str], config: LedgerConfig) -> dict[str, Any]:
+def fold_lines(lines: Iterable[str], config: LedgerConfig,
+               include_manual: bool | None = None) -> dict[str, Any]:
     """Fold JSON lines into the whole FOLD_FORMAT output document."""
-    return run_fold(lines, config).document()
+    return run_fold(lines, config).document(include_manual)
 
 
 def fold_main(argv: list[str]) -> int:
     """``twinledger fold EVENTS.jsonl [--config FILE]``; prints the JSON document, exit 0.
+
+    ``--include-manual`` lists manual trades even when ``track_manual_trades``
+    is false (LEDGER B7).
 
     ``-`` reads standard input. An unreadable file or a bad config exits 2
     with the reason on standard error.
@@ -105,14 +113,17 @@ def fold_main(argv: list[str]) -> int:
         description="Run the ledger fold offline over a JSON-lines event file.")
     parser.add_argument("events", help="JSON lines (FOLD_FORMAT.md); '-' for stdin")
     parser.add_argument("--config", default=None, help="ledger config, YAML or JSON")
+    parser.add_argument("--include-manual", action="store_true", default=None,
+                        help="list manual (untagged) trades even when the config's "
+                             "track_manual_trades is false")
     args = parser.parse_args(argv)
     try:
         config = load_ledger_config(args.config)
         if args.events == "-":
-            doc = fold_lines(sys.stdin, config)
+            doc = fold_lines(sys.stdin, config, args.include_manual)
         else:
             with open(args.events, encoding="utf-8") as fh:
-                doc = fold_lines(fh, config)
+                doc = fold_lines(fh, config, args.include_manual)
     except ConfigError as exc:
         print(f"twinledger fold: {exc}", file=sys.stderr)
         return 2

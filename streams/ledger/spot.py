@@ -22,7 +22,8 @@ The accounting, so that B6 holds exactly (Decimal, at every event):
   realized = V - cost removed. Selling for the base currency this is
   (price - avg) x qty.
 - A fee (B3) is paid out of whatever asset it is in, at that asset's cost
-  basis (the average does not move); its base-currency value at the trade
+  basis (under WAC at the average, which does not move; under FIFO out of
+  the oldest lots); its base-currency value at the trade
   (the fee asset's mark; without one, the trade's own price when the fee is
   in one of the pair's assets) is booked once, as the trade's fee. The
   difference between that value and the cost basis paid out is the gain or

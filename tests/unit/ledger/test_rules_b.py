@@ -23,6 +23,7 @@ from streams.ledger import (
 )
 from streams.ledger.config import config_from_mapping
 from streams.ledger.events import Mark
+from streams.ledger.numbers import q18
 from streams.ledger.state import _decode_outputs, _encode_outputs
 
 from ._helpers import Events, Run, avro_roundtrip, load_schemas
@@ -606,3 +607,37 @@ def test_kraken_gateway_events_fold_into_balances_with_the_identity_held():
     assert bal["DOT"]["unvalued"] is True and bal["USD"]["value"] == bal["USD"]["total"]
     tags = {t["strategy_tag"] for t in run.of("trade")}
     assert "manual" in tags and "20250301" in tags
+
+
+def test_deltadefi_gateway_events_fold_with_usdm_as_base_currency():
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "venues" / "deltadefi"
+    lines = [x for x in (fixtures / "account_stream.jsonl").read_text().splitlines() if x]
+    run = Run(LedgerConfig(base_currency="USDM"))
+    run.marks["ADA/USDM"] = D("0.74")
+    run(deposit(Events("acct-1", venue="deltadefi"), "USDM", "2000"))
+    run(*_gateway_events("deltadefi", lines))
+    bal = balances(run)
+    # fees in ADA (base) left the average where the two buys put it
+    assert bal["ADA"]["avg_cost"] == D("0.724600360216129678")
+    assert bal["ADA"]["total"] == D("1098.5") and bal["ADA"]["value"] == D("812.890")
+    assert bal["USDM"]["avg_cost"] == 1 and bal["USDM"]["unvalued"] is False
+    sell = run.of("trade")[-1]
+    assert sell["fee_leg"] == D("0.29564")  # fee in USDM, the quote and base currency
+    assert sell["pnl_leg"] == q18(400 * (D("0.7391") - D("1086.2484") / D("1499.1")))
+    assert "OVERSELL" not in run.codes()
+
+
+def test_b7_fold_main_include_manual_flag(tmp_path, capsys):
+    import json
+
+    from streams.foldfile import fold_main
+
+    cfg = tmp_path / "ledger.json"
+    cfg.write_text('{"track_manual_trades": false}')
+    src = str(EXAMPLES / "spot_kraken.jsonl")
+    assert fold_main([src, "--config", str(cfg)]) == 0
+    trades = json.loads(capsys.readouterr().out)["accounts"]["kraken-spot-1"]["trades"]
+    assert [t["strategy_tag"] for t in trades] == ["grid"]
+    assert fold_main([src, "--config", str(cfg), "--include-manual"]) == 0
+    trades = json.loads(capsys.readouterr().out)["accounts"]["kraken-spot-1"]["trades"]
+    assert [t["strategy_tag"] for t in trades] == ["grid", "manual"]
