@@ -12,7 +12,7 @@ LEDGER = ROOT / "streams" / "ledger"
 FORBIDDEN = ("faust", "kafka", "aiokafka", "confluent_kafka", "clickhouse_connect", "chdb",
              "mode")
 FOLD_MODULES = ("__init__", "config", "events", "fold", "numbers", "reconcile", "state",
-                "summary")
+                "spot", "summary")
 
 
 def imported_modules(path: Path) -> set[str]:
