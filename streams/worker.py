@@ -12,6 +12,23 @@ import logging
 from streams.config import load_settings
 
 
+def _dump_tasks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every asyncio task's stack: where a stalled worker waits."""
+    import asyncio
+    import signal
+    import sys
+
+    def dump(signum: int, frame: object) -> None:
+        try:
+            tasks = asyncio.all_tasks(asyncio.get_event_loop())
+        except RuntimeError:
+            return
+        for task in tasks:
+            task.print_stack(limit=12, file=sys.stderr)
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def worker_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="twinledger worker", description=__doc__)
     parser.add_argument("--loglevel", default="warning", help="faust log level [warning]")
@@ -35,6 +52,7 @@ def worker_main(argv: list[str]) -> int:
 
     ensure_topics(settings.kafka_bootstrap, changelog_topics(settings, worker.topology),
                   config={"cleanup.policy": "compact"})
+    _dump_tasks_on_sigusr1()
     worker.app.finalize()
     fw = faust.Worker(worker.app, loglevel=args.loglevel, quiet=True)
     fw.execute_from_commandline()
