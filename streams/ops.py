@@ -80,7 +80,7 @@ class SinkClient:
 # Aliases differ from column names: ClickHouse resolves an alias before a column of the
 # same name, which would nest one aggregate inside another.
 _LATEST = ("capital", "capital_source", "k_capital", "equity", "realized_pnl", "fees",
-           "reconcile_status", "capital_frozen", "positions")
+           "reconcile_status", "capital_frozen", "positions", "balances")
 # Identifiers are the constants above; values always go in parameters.
 REPORT_SQL = (
     "SELECT account_id, max(event_seq) AS last_event_seq, "  # noqa: S608
@@ -96,6 +96,15 @@ SELECT account_id, trade_id, any(symbol) AS trade_symbol, any(side) AS trade_sid
 FROM trade_events
 WHERE {account_filter}
 GROUP BY account_id, trade_id ORDER BY account_id, trade_id
+"""
+
+
+DRIFT_SQL = """
+SELECT account_id, argMax(code, (event_seq, event_id)) AS drift_code,
+       argMax(detail, (event_seq, event_id)) AS drift_detail
+FROM anomaly_events
+WHERE code IN ('DRIFT', 'DRIFT_CLEARED') AND {account_filter}
+GROUP BY account_id
 """
 
 
@@ -116,8 +125,12 @@ def report(client: SinkClient, account: str | None = None) -> list[dict[str, Any
     by_account: dict[str, list[dict[str, Any]]] = {}
     for t in trades:
         by_account.setdefault(t["account_id"], []).append(t)
+    drift = {r["account_id"]: r for r in client.query(DRIFT_SQL.format(account_filter=flt), params)}
     for a in accounts:
         a["trades"] = by_account.get(a["account_id"], [])
+        d = drift.get(a["account_id"])
+        a["drift"] = None if d is None else {"active": d["drift_code"] == "DRIFT",
+                                              "detail": d["drift_detail"]}
     return accounts
 
 
@@ -138,6 +151,19 @@ def format_report(accounts: list[dict[str, Any]]) -> str:
         for p in positions or []:
             lines.append(f"  position {p.get('symbol')} {p.get('position_side')} qty={p.get('qty')} "
                          f"avg={p.get('avg_entry_price')} realized={p.get('realized_pnl')}")
+        balances = a.get("balances") or []
+        if isinstance(balances, str):
+            try:
+                balances = json.loads(balances)
+            except ValueError:
+                balances = []
+        for b in balances:
+            lines.append(f"  balance {b.get('asset')} total={b.get('total')} "
+                         f"avg_cost={b.get('avg_cost')} value={b.get('value')}"
+                         + (" UNVALUED" if b.get("unvalued") else ""))
+        if a.get("drift"):
+            state = "ACTIVE" if a["drift"]["active"] else "cleared"
+            lines.append(f"  drift {state}: {a['drift']['detail']}")
         for t in a.get("trades", []):
             lines.append(f"  trade {t['trade_id']} {t['symbol']} {t['side']} {t['last_action']} "
                          f"realized={t['realized_pnl']} fees={t['fees']} legs={t['legs']}")

@@ -142,6 +142,16 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
             failures.append(f"{name}: {err.str() if isinstance(err, KafkaError) else exc}")
     if failures:
         raise KafkaAdminError("could not delete topics: " + "; ".join(failures))
+    # Deletion completes asynchronously on the broker: wait until the topics are
+    # gone, or a create right after would see them, skip them, and lose them.
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        left = [n for n in names if n in admin.list_topics(timeout=_TIMEOUT_S).topics]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaAdminError(f"topics still present after delete: {', '.join(left)}")
+        time.sleep(0.2)
 
 
 def topics_from_topology(path: str | Path = "topology.yaml") -> dict[str, int]:
