@@ -62,10 +62,10 @@ class Backend(ABC):
     def command(self, sql: str, params: Params | None = None) -> None:
         """Run a statement that returns nothing (DDL, small state writes)."""
 
-    @abstractmethod
     def query(self, sql: str, params: Params | None = None,
               settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows as tuples of Python values (Decimal, aware datetime, int, str, list...)."""
+        return self.query_with_names(sql, params, settings)[1]
 
     def query_with_names(self, sql: str, params: Params | None = None,
                          settings: Mapping[str, Any] | None = None
@@ -300,10 +300,6 @@ class ChdbBackend(Backend):
                 for row in doc["data"]]
         return names, rows
 
-    def query(self, sql: str, params: Params | None = None,
-              settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.query_with_names(sql, params, settings)[1]
-
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                dedup_token: str) -> None:
         if not rows:
@@ -395,10 +391,6 @@ class ClickHouseConnectBackend(Backend):
             raise BackendError(f"ClickHouse: {exc}") from exc
         rows = [tuple(_aware(v) for v in row) for row in result.result_rows]
         return list(result.column_names), rows
-
-    def query(self, sql: str, params: Params | None = None,
-              settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.query_with_names(sql, params, settings)[1]
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                dedup_token: str) -> None:
