@@ -72,7 +72,7 @@ BATCH_SECONDS = Histogram("twinledger_worker_batch_seconds", "time to fold and s
 
 
 class MarksView(Mapping[str, Decimal]):
-    """The marks table (symbol -> framed Mark bytes) seen as symbol -> price.
+    """The marks table (UTF-8 symbol bytes -> framed Mark bytes) seen as symbol -> price.
 
     Decoding is cached by the bytes, so a mark is decoded once per change.
     """
@@ -94,14 +94,14 @@ class MarksView(Mapping[str, Decimal]):
         return self._cache[raw]
 
     def __getitem__(self, symbol: str) -> Decimal:
-        raw = self._table.get(symbol)
+        raw = self._table.get(symbol.encode("utf-8"))
         price = None if raw is None else self._price(raw)
         if price is None:
             raise KeyError(symbol)
         return price
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._table.keys()))
+        return (k.decode("utf-8") if isinstance(k, bytes) else k for k in list(self._table.keys()))
 
     def __len__(self) -> int:
         return len(self._table)
@@ -120,7 +120,6 @@ class Worker:
     marks_table: Any = None
     marks: MarksView | None = None
     applied: int = 0
-    stats: dict[str, int] = field(default_factory=dict)
     #: account -> (state bytes as stored, decoded state); decoding is a large part
     #: of a batch, and an account's next batch usually finds its own bytes unchanged.
     state_cache: OrderedDict[str, tuple[bytes, Any]] = field(default_factory=OrderedDict)
@@ -374,7 +373,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
             if isinstance(key, bytes) and isinstance(value, bytes):
                 worker.marks_table[key] = value
 
-    worker.marks = MarksView(_StrKeys(worker.marks_table), codec)
+    worker.marks = MarksView(worker.marks_table, codec)
 
     @app.agent(source, name="fold_account_events")
     async def fold_account_events(stream: Any) -> None:
@@ -428,29 +427,6 @@ def _set_current_event(event: Any) -> None:
     from faust.streams import _current_event
 
     _current_event.set(weakref.ref(event))
-
-
-class _StrKeys(Mapping[str, Any]):
-    """The marks table keyed by text symbols (the table stores raw key bytes)."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-
-    def __getitem__(self, key: str) -> Any:
-        value = self._table.get(key.encode("utf-8"))
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self._table.get(key.encode("utf-8"))
-        return default if value is None else value
-
-    def __iter__(self) -> Iterator[str]:
-        return (k.decode("utf-8") if isinstance(k, bytes) else k for k in self._table.keys())
-
-    def __len__(self) -> int:
-        return len(self._table)
 
 
 def _faust_credentials(settings: Settings) -> Any:
