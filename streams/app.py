@@ -127,8 +127,9 @@ class Worker:
     def topic_name(self, name: str) -> str:
         return self.settings.topic(name)
 
-    def dead_letter(self, message: Any, error: TwinledgerError | Exception) -> tuple[str, bytes, bytes]:
-        """The DeadLetter record for a refused source record: (topic, key, framed value)."""
+    def dead_letter(self, message: Any, error: TwinledgerError | Exception
+                    ) -> tuple[str, bytes, bytes, float | None]:
+        """The DeadLetter send for a refused source record: (topic, key, framed value, ts)."""
         key = message.key if isinstance(message.key, bytes) else None
         account = ""
         if key is not None:
@@ -152,7 +153,7 @@ class Worker:
         }
         DEAD_LETTERS.labels(type(error).__name__).inc()
         return (self.topic_name(self.topology.deadletter_topic), key or b"",
-                self.codec.encode("DeadLetter", record))
+                self.codec.encode("DeadLetter", record), message.timestamp)
 
     def decode_event(self, message: Any) -> Any:
         """Source record -> parsed ledger event; raises DecodeError / InvalidEvent."""
@@ -188,22 +189,20 @@ class Worker:
             try:
                 event = self.decode_event(msg)
             except (TwinledgerError, ValueError) as exc:
-                topic, key, value = self.dead_letter(msg, exc)
-                sends.append((topic, key, value, msg.timestamp))
+                sends.append(self.dead_letter(msg, exc))
                 EVENTS.labels("dead_letter").inc()
                 continue
-            by_account.setdefault(event.account_id, []).append((msg, event))
+            by_account.setdefault(event.account_id, []).append((ev, event))
 
         marks = self.marks if self.marks is not None else {}
         new_states: dict[str, tuple[bytes, Any, Any]] = {}
-        by_message = {id(ev.message): ev for ev in events}
         for account, items in by_account.items():
             if set_current_event is not None:
                 # Faust's RocksDB store reads (and writes) the partition of the current event.
-                set_current_event(by_message[id(items[0][0])])
+                set_current_event(items[0][0])
             raw_state = self.ledger_table.get(account.encode("utf-8"))
             state = self._cached_state(account, raw_state)
-            refused: set[int] = set()
+            refused: set[int] = set()  # ids of the source messages the fold failed on
             while True:
                 try:
                     state, outputs, changed = self._fold_account(state, items, refused, marks)
@@ -214,8 +213,7 @@ class Worker:
                     # without it, from the stored state (the failed fold mutated ours).
                     msg = failed.message
                     refused.add(id(msg))
-                    topic, key, value = self.dead_letter(msg, failed.error)
-                    sends.append((topic, key, value, msg.timestamp))
+                    sends.append(self.dead_letter(msg, failed.error))
                     EVENTS.labels("fold_error").inc()
                     log.exception("fold failed on %s[%d]@%d", msg.topic, msg.partition,
                                   msg.offset, exc_info=failed.error)
@@ -228,9 +226,9 @@ class Worker:
             await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
             OUTPUTS.labels(topic).inc()
         await producer.flush()
-        for account, (blob, message, state) in new_states.items():
+        for account, (blob, source_event, state) in new_states.items():
             if set_current_event is not None:
-                set_current_event(by_message[id(message)])
+                set_current_event(source_event)
             self.ledger_table[account.encode("utf-8")] = blob
             self._remember_state(account, blob, state)
         self.applied += len(events)
@@ -241,7 +239,8 @@ class Worker:
         """Apply one account's events of a batch; (state, encoded outputs, state changed)."""
         outputs: list[tuple[str, bytes, bytes, float | None]] = []
         statuses: list[str] = []
-        for msg, event in items:
+        for ev, event in items:
+            msg = ev.message
             if id(msg) in refused:
                 continue
             try:
