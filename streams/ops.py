@@ -20,7 +20,8 @@ from streams.config import Settings, load_settings
 from streams.exceptions import TwinledgerError
 
 
-def _bootstrap(settings: Settings) -> Settings:
+def with_kafka(settings: Settings) -> Settings:
+    """``settings`` with a bootstrap: its own, or the local broker's (started if needed)."""
     if settings.kafka_bootstrap:
         return settings
     from streams.infra.kafka_local import ensure_local_kafka
@@ -193,11 +194,11 @@ def ops_main(argv: list[str]) -> int:
             return 0 if running else 1
         return 0
     if command == "topics":
-        settings = _bootstrap(settings)
+        settings = with_kafka(settings)
         print(json.dumps(create_topics(settings), indent=2, sort_keys=True))
         return 0
     if command == "replay":
-        return _replay(_bootstrap(settings), rest)
+        return _replay(with_kafka(settings), rest)
     client = SinkClient(settings)
     if command == "report":
         parser = argparse.ArgumentParser(prog="twinledger report")

@@ -108,8 +108,8 @@ def produce_events(settings: Settings, events: Iterable[dict[str, Any]],
     started = time.monotonic()
     for event in events:
         producer.send_event(event)
-        if progress and producer.sent % 5000 == 0:
-            print(f"\rproduced {producer.sent}", end="", file=sys.stderr, flush=True)
+        if progress:
+            _progress(producer)
     producer.flush()
     if progress:
         rate = producer.sent / max(time.monotonic() - started, 1e-9)
@@ -125,13 +125,9 @@ def produce_main(argv: list[str]) -> int:
     parser.add_argument("--account", help="account id for venues whose payloads name none")
     args = parser.parse_args(argv)
 
-    settings = load_settings()
-    if not settings.kafka_bootstrap:
-        import dataclasses
+    from streams.ops import with_kafka
 
-        from streams.infra.kafka_local import ensure_local_kafka
-
-        settings = dataclasses.replace(settings, kafka_bootstrap=ensure_local_kafka())
+    settings = with_kafka(load_settings())
     producer = Producer(settings)
     rejected = 0
     started = time.monotonic()

@@ -37,14 +37,9 @@ def worker_main(argv: list[str]) -> int:
     import faust
 
     from streams.app import create_worker
+    from streams.ops import with_kafka
 
-    settings = load_settings()
-    if not settings.kafka_bootstrap:
-        import dataclasses
-
-        from streams.infra.kafka_local import ensure_local_kafka
-
-        settings = dataclasses.replace(settings, kafka_bootstrap=ensure_local_kafka())
+    settings = with_kafka(load_settings())
     logging.basicConfig(level=args.loglevel.upper())
     worker = create_worker(settings)
     from streams.app import changelog_topics
