@@ -102,7 +102,18 @@ class LedgerConfig:
       to include them; balances and cost basis always include every trade.
     - ``drift_tolerance`` (0.01, base currency): an exchange-reported asset
       total whose difference from the derived total is worth more than this
-      raises ``DRIFT``.
+      raises ``DRIFT``: an anomaly with the details and a ``B8`` WARN result
+      (code ``DRIFT``, field ``balance:<asset>``) in the reconcile status for
+      as long as it lasts, so its start and end are reconcile transitions.
+    - ``snapshot_interval_seconds`` (3600): event-time interval of portfolio
+      snapshots (B9). The first event of a spot account in each interval
+      (``floor(ts / interval)`` greater than the last one snapshotted) emits a
+      ``portfolio`` output with the state after it. 0 turns them off.
+      How long they are kept is the sink's ``TWINLEDGER_SNAPSHOT_RETENTION_DAYS``
+      (a ClickHouse TTL), not a ledger setting.
+    - ``max_cash_flows`` (50) and ``max_portfolio_snapshots`` (48): recent cash
+      flows and portfolio snapshots kept in state for the live queries (B10);
+      every one is still emitted, and ClickHouse keeps them all.
     """
 
     r1_epsilon: Decimal = Decimal("0.01")
@@ -128,6 +139,9 @@ class LedgerConfig:
     cost_basis: str = "wac"
     track_manual_trades: bool = True
     drift_tolerance: Decimal = Decimal("0.01")
+    snapshot_interval_seconds: int = 3600
+    max_cash_flows: int | None = 50
+    max_portfolio_snapshots: int | None = 48
 
     def __post_init__(self) -> None:
         for name in _DECIMAL_FIELDS:
@@ -147,7 +161,11 @@ class LedgerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ledger config {name}: must be an integer >= 1")
-        for name in ("max_closed_trades", "max_trade_legs", "max_anomalies"):
+        interval = self.snapshot_interval_seconds
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+            raise ConfigError("ledger config snapshot_interval_seconds: must be an integer >= 0")
+        for name in ("max_closed_trades", "max_trade_legs", "max_anomalies", "max_cash_flows",
+                     "max_portfolio_snapshots"):
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
@@ -175,7 +193,8 @@ class LedgerConfig:
     def unbounded(self) -> LedgerConfig:
         """The same bounds with unlimited history, as the offline fold uses."""
         return dataclasses.replace(
-            self, max_closed_trades=None, max_trade_legs=None, max_anomalies=None
+            self, max_closed_trades=None, max_trade_legs=None, max_anomalies=None,
+            max_cash_flows=None, max_portfolio_snapshots=None,
         )
 
 

@@ -472,6 +472,7 @@ def _cash_flow(step: _Step, ev: CashFlow) -> None:
     if ev.amount:
         st.capital += ev.amount
         st.capital_source = "k_bridged"
+    spot.cash_flow_output(step, ev, ev.amount, ev.asset, None, False, None)
 
 
 def _anchor(step: _Step, ev: Anchor) -> None:
@@ -531,9 +532,11 @@ def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
     balances: list[dict[str, Any]] = []
     equity = st.capital + unreal
     book = st.book
+    vals: list[spot.Valued] = []
     if book.spot:
         value = D0
-        for v in spot.valued(st, marks, step.cfg):
+        vals = spot.valued(st, marks, step.cfg)
+        for v in vals:
             balances.append(spot.balance_record(v))
             value += v.value
             unreal += v.unrealized
@@ -564,6 +567,9 @@ def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
         }))
     if st.capital > st.peak_capital:
         st.peak_capital = st.capital
+    if book.spot:
+        spot.balance_outputs(step, vals)  # after reconcile: drift flags are this event's
+        spot.portfolio_output(step, vals, balances, equity, unreal)
     step.outputs.append(Output("snapshot", st.account_id, {
         "event_id": ev.event_id, "account_id": st.account_id, "event_seq": st.event_seq,
         "event_kind": ev.kind, "ts": ev.ts, "capital": st.capital,

@@ -27,6 +27,9 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
               ) -> tuple[str, list[Result]]:
     """Classify every rule that has E to compare with; returns (worst status, non-OK results).
 
+    Spot drift (B8, found by ``spot.check_drift`` at balance frames) is one
+    more rule: a WARN ``DRIFT`` result per drifting asset until it clears.
+
     R1 and R5 need a valid wallet balance, R3, R4 and R6 a positions snapshot,
     R2 a settlement in this event (``r2``: field, kernel estimate, exchange
     figure; like with like, one trade's legs against their settlement). Only
@@ -79,6 +82,9 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
         if k_open != e_open:
             out.append(("R6", "ERROR", "POSITION_COUNT_MISMATCH", "open_positions",
                         Decimal(k_open - e_open)))
+    for asset, d in st.book.drift.items():
+        # B8: derived - exchange quantity of each drifting asset, WARN while it lasts
+        out.append(("B8", "WARN", "DRIFT", f"balance:{asset}", Decimal(d[2])))
     if st.e_wallet is not None:
         banded("R5", "used_margin", k_used_margin - st.e_used, cfg.r5_epsilon,
                cfg.r5_leverage_band * st.e_used, "LEVERAGE_ROUNDING", "MARGIN_MISMATCH")

@@ -57,6 +57,7 @@ The accounting, so that B6 holds exactly (Decimal, at every event):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +206,9 @@ def book_fill(step: _Step, ev: Fill) -> None:
             realized += fee - _dispose(step, fee_asset, ev.fee, fee, f"fee of {what}")
         else:
             _acquire(book, cfg, fee_asset, -ev.fee, -fee)
+        paid = book.fees.setdefault(fee_asset, [D0, D0])
+        paid[0] += ev.fee
+        paid[1] += fee
     st.k_fees += fee
     step.book(realized, fee)
     stats = book.pairs.setdefault(ev.symbol, [D0, D0])
@@ -259,11 +263,32 @@ def book_cash_flow(step: _Step, ev: CashFlow) -> None:
         value = -_dispose(step, ev.asset, qty, D0 if p is None else q18(qty * p),
                           f"{ev.flow} {ev.event_id}")
     else:
-        return
+        value = D0
     st.k_cash += value
     if value:
         st.capital += value
         st.capital_source = "k_bridged"
+    inflow = ev.amount > 0
+    cash_flow_output(step, ev, value, cfg.base_currency, p if inflow else None,
+                     inflow and p is None, st.book.holding(ev.asset).qty)
+
+
+def cash_flow_output(step: _Step, ev: CashFlow, value: Decimal, currency: str,
+                     price: Decimal | None, unvalued: bool, after: Decimal | None) -> None:
+    """The ``cashflow`` output of a booked cash flow, remembered for the B10 query."""
+    st = step.st
+    step.outputs.append(Output("cashflow", st.account_id, {
+        "event_id": f"{ev.event_id}:cashflow", "account_id": st.account_id,
+        "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
+        "flow": ev.flow, "asset": ev.asset, "amount": ev.amount, "value": value,
+        "currency": currency, "price": price, "unvalued": unvalued, "balance_after": after,
+    }))
+    flows = st.book.flows
+    flows.append([ev.event_id, ev.ts.isoformat(), ev.flow, ev.asset, plain(ev.amount),
+                  plain(value), currency, None if price is None else plain(price)])
+    limit = step.cfg.max_cash_flows
+    if limit is not None and len(flows) > limit:
+        del flows[: len(flows) - limit]
 
 
 # ------------------------------------------------------------------------------- drift
@@ -366,3 +391,80 @@ def pair_record(symbol: str, st: Any, marks: Mapping[str, Decimal], cfg: LedgerC
         "funding": D0, "unrealized_pnl": value - h.cost, "mark_price": D0 if p is None else p,
         "leverage": D1, "used_margin": D0, "entry_basis_missing": False, "market": "spot",
     })
+
+
+# --------------------------------------------------------------- balance and portfolio outputs
+
+
+def balance_outputs(step: _Step, vals: list[Valued]) -> None:
+    """A ``balance`` output per asset whose figures changed since the last one emitted.
+
+    Figures: total, locked, cost basis, the exchange's last reported total and
+    the drift flag; version = event_seq, so ClickHouse keeps the latest per
+    asset (``balances``, ReplacingMergeTree by version).
+    """
+    st = step.st
+    ev = step.ev
+    book: SpotBook = st.book
+    reported = {a: Decimal(f) + Decimal(lk) for a, f, lk in st.e_assets}
+    for v in vals:
+        h = book.assets[v.asset]
+        exch = reported.get(v.asset)
+        drift = v.asset in book.drift
+        key = [plain(v.total), plain(v.locked), plain(h.cost),
+               None if exch is None else plain(exch), drift]
+        if book.published.get(v.asset) == key:
+            continue
+        book.published[v.asset] = key
+        step.outputs.append(Output("balance", st.account_id, {
+            "event_id": f"{ev.event_id}:balance:{v.asset}", "account_id": st.account_id,
+            "source_event_id": ev.event_id, "event_seq": st.event_seq,
+            "version": st.event_seq, "ts": ev.ts, "asset": v.asset, "free": v.free,
+            "locked": v.locked, "total": v.total, "avg_cost": v.avg, "cost_basis": h.cost,
+            "value": v.value, "unvalued": v.unvalued, "exchange_total": exch, "drift": drift,
+        }))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def portfolio_output(step: _Step, vals: list[Valued], balances: list[dict[str, Any]],
+                     equity: Decimal, unrealized: Decimal) -> None:
+    """B9: a ``portfolio`` output at the first event of each event-time interval.
+
+    An event whose interval (``floor((ts - epoch) / interval)``) is later than
+    the last one snapshotted emits one, with the state after that event; an
+    event of an earlier or the same interval emits none. Its id is the
+    account and the interval start, so a replay emits the same record.
+    """
+    cfg = step.cfg
+    interval = cfg.snapshot_interval_seconds
+    if not interval:
+        return
+    st = step.st
+    ev = step.ev
+    book: SpotBook = st.book
+    bucket = (ev.ts - _EPOCH) // timedelta(seconds=interval)
+    if book.last_bucket is not None and bucket <= book.last_bucket:
+        return
+    book.last_bucket = bucket
+    start_s = bucket * interval
+    start = _EPOCH + timedelta(seconds=start_s)
+    drift = bool(book.drift)
+    rec = {
+        "event_id": f"{st.account_id}:portfolio:{start_s}", "account_id": st.account_id,
+        "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
+        "bucket_start": start, "interval_seconds": interval,
+        "base_currency": cfg.base_currency, "equity": equity, "realized_pnl": st.k_realized,
+        "fees": st.k_fees, "unrealized_pnl": unrealized, "cash_flows": st.k_cash,
+        "drift": drift, "drift_assets": sorted(book.drift),
+        "unvalued_assets": [v.asset for v in vals if v.unvalued and v.total],
+        "balances": balances,
+    }
+    step.outputs.append(Output("portfolio", st.account_id, rec))
+    book.snaps.append([rec["event_id"], start.isoformat(), ev.ts.isoformat(), plain(equity),
+                       plain(st.k_realized), plain(st.k_fees), plain(unrealized),
+                       plain(st.k_cash), drift])
+    limit = cfg.max_portfolio_snapshots
+    if limit is not None and len(book.snaps) > limit:
+        del book.snaps[: len(book.snaps) - limit]

@@ -232,17 +232,30 @@ class SpotBook:
     """The spot portfolio of an account (LEDGER part B): holdings, per-pair figures, drift.
 
     ``spot``: whether the account is a spot portfolio (``LedgerConfig.spot_venues``).
-    ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> [derived, exchange,
-    delta, value or None when unvalued] while a DRIFT is active, else empty.
+    ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> [derived,
+    exchange, delta, value or None when unvalued] while a DRIFT is active, else empty.
+    ``fees``: fee asset -> [quantity paid, base-currency value booked] (B3, for the fee
+    summary of B10). ``flows``: recent cash flows, ``[event_id, ts, flow, asset, amount,
+    value, price or None]`` as strings, oldest first. ``snaps``: recent portfolio
+    snapshots (B9) ``[event_id, bucket_start, ts, equity, realized, fees, unrealized,
+    cash_flows, drift]``. ``last_bucket``: the event-time interval of the last portfolio
+    snapshot. ``published``: asset -> the balance figures last emitted as a ``balance``
+    output, so one is emitted only when they change.
     """
 
-    __slots__ = ("spot", "assets", "pairs", "drift")
+    __slots__ = ("spot", "assets", "pairs", "drift", "fees", "flows", "snaps", "last_bucket",
+                 "published")
 
     def __init__(self) -> None:
         self.spot = False
         self.assets: dict[str, Holding] = {}
         self.pairs: dict[str, list[Decimal]] = {}
         self.drift: dict[str, list[str | None]] = {}
+        self.fees: dict[str, list[Decimal]] = {}
+        self.flows: list[list[Any]] = []
+        self.snaps: list[list[Any]] = []
+        self.last_bucket: int | None = None
+        self.published: dict[str, list[Any]] = {}
 
     def holding(self, asset: str) -> Holding:
         h = self.assets.get(asset)
@@ -255,7 +268,10 @@ class SpotBook:
                 [[a, str(h.qty), str(h.cost), [[str(q), str(c)] for q, c in h.lots]]
                  for a, h in self.assets.items()],
                 [[s, str(r), str(f)] for s, (r, f) in self.pairs.items()],
-                [[a, *v] for a, v in self.drift.items()]]
+                [[a, *v] for a, v in self.drift.items()],
+                [[a, str(q), str(v)] for a, (q, v) in self.fees.items()],
+                self.flows, self.snaps, self.last_bucket,
+                [[a, *v] for a, v in self.published.items()]]
 
     @classmethod
     def decode(cls, a: list[Any]) -> SpotBook:
@@ -266,6 +282,12 @@ class SpotBook:
                                       [[Decimal(x), Decimal(y)] for x, y in lots])
         b.pairs = {s: [Decimal(r), Decimal(f)] for s, r, f in a[2]}
         b.drift = {d[0]: list(d[1:]) for d in a[3]}
+        if len(a) > 4:  # states written before fees, flows and portfolio snapshots have none
+            b.fees = {x: [Decimal(q), Decimal(v)] for x, q, v in a[4]}
+            b.flows = a[5]
+            b.snaps = a[6]
+            b.last_bucket = a[7]
+            b.published = {p[0]: list(p[1:]) for p in a[8]}
         return b
 
 
@@ -622,6 +644,24 @@ FIELDS = {
     "anomaly": (
         "event_id", "account_id", "source_event_id", "event_seq", "ts", "code", "severity",
         "detail"),
+    "cashflow": (
+        "event_id", "account_id", "source_event_id", "event_seq", "ts", "flow", "asset",
+        "amount", "value", "currency", "price", "unvalued", "balance_after"),
+    "balance": (
+        "event_id", "account_id", "source_event_id", "event_seq", "version", "ts", "asset",
+        "free", "locked", "total", "avg_cost", "cost_basis", "value", "unvalued",
+        "exchange_total", "drift"),
+    "portfolio": (
+        "event_id", "account_id", "source_event_id", "event_seq", "ts", "bucket_start",
+        "interval_seconds", "base_currency", "equity", "realized_pnl", "fees",
+        "unrealized_pnl", "cash_flows", "drift", "drift_assets", "unvalued_assets",
+        "balances"),
+}
+#: The Avro record (schemas/avro/<name>.avsc) of each output kind.
+OUTPUT_RECORDS = {
+    "snapshot": "AccountSnapshot", "trade": "TradeEvent", "reconcile": "ReconcileEvent",
+    "anomaly": "Anomaly", "cashflow": "CashFlowEvent", "balance": "BalanceChange",
+    "portfolio": "PortfolioSnapshot",
 }
 POSITION_FIELDS = (
     "symbol", "position_side", "qty", "avg_entry_price", "realized_pnl", "fees", "funding",
@@ -692,8 +732,34 @@ def _enc_anomaly(r: dict[str, Any]) -> str:
                    r["ts"].isoformat(), r["code"], r["severity"], r["detail"]])
 
 
+def _enc_cashflow(r: dict[str, Any]) -> str:
+    return _dumps([r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
+                   r["ts"].isoformat(), r["flow"], r["asset"], str(r["amount"]),
+                   str(r["value"]), r["currency"], _opt(r["price"]), r["unvalued"],
+                   _opt(r["balance_after"])])
+
+
+def _enc_balance_change(r: dict[str, Any]) -> str:
+    return _dumps([r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
+                   r["version"], r["ts"].isoformat(), r["asset"], str(r["free"]),
+                   str(r["locked"]), str(r["total"]), str(r["avg_cost"]), str(r["cost_basis"]),
+                   str(r["value"]), r["unvalued"], _opt(r["exchange_total"]), r["drift"]])
+
+
+def _enc_portfolio(r: dict[str, Any]) -> str:
+    head = _dumps([
+        r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
+        r["ts"].isoformat(), r["bucket_start"].isoformat(), r["interval_seconds"],
+        r["base_currency"], str(r["equity"]), str(r["realized_pnl"]), str(r["fees"]),
+        str(r["unrealized_pnl"]), str(r["cash_flows"]), r["drift"], r["drift_assets"],
+        r["unvalued_assets"]])
+    bal = ",".join([_enc_balance(b) for b in r["balances"]])
+    return f"{head[:-1]},[{bal}]]"
+
+
 _ENCODERS = {"snapshot": _enc_snapshot, "trade": _enc_trade, "reconcile": _enc_reconcile,
-             "anomaly": _enc_anomaly}
+             "anomaly": _enc_anomaly, "cashflow": _enc_cashflow, "balance": _enc_balance_change,
+             "portfolio": _enc_portfolio}
 
 
 def _encode_output(o: Output) -> str:
@@ -709,7 +775,9 @@ _DEC = frozenset({
     "funding", "cash_flows", "wallet_balance", "available_margin", "used_margin",
     "maint_margin", "k_used_margin", "qty", "price", "position_qty", "avg_entry_price",
     "pnl_leg", "fee_leg", "cumulative_pnl", "trade_fees", "exchange_realized_pnl",
-    "mark_price", "leverage", "free", "locked", "total", "avg_cost", "value", "delta"})
+    "mark_price", "leverage", "free", "locked", "total", "avg_cost", "value", "delta",
+    "amount", "cost_basis", "exchange_total", "balance_after"})
+_TIMES = frozenset({"ts", "bucket_start"})
 
 
 def _dec_record(names: tuple[str, ...], values: list[Any]) -> dict[str, Any]:
@@ -721,7 +789,7 @@ def _dec_record(names: tuple[str, ...], values: list[Any]) -> dict[str, Any]:
             v = [_dec_record(_NESTED[name], x) for x in v]
         elif name in _DEC:
             v = Decimal(v)
-        elif name == "ts":
+        elif name in _TIMES:
             v = datetime.fromisoformat(v)
         rec[name] = v
     return rec

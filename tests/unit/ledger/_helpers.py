@@ -20,13 +20,11 @@ from streams.ledger import (
     parse_event,
 )
 from streams.ledger.events import Mark
+from streams.ledger.state import OUTPUT_RECORDS
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas" / "avro"
-OUTPUT_SCHEMA = {"snapshot": "twinledger.v1.AccountSnapshot",
-                 "trade": "twinledger.v1.TradeEvent",
-                 "reconcile": "twinledger.v1.ReconcileEvent",
-                 "anomaly": "twinledger.v1.Anomaly"}
+OUTPUT_SCHEMA = {kind: f"twinledger.v1.{name}" for kind, name in OUTPUT_RECORDS.items()}
 
 
 class Events:

@@ -35,7 +35,7 @@ def check(outputs: list[Output]) -> int:
 
 def test_all_schemas_parse_together_with_named_types_resolved():
     assert set(OUTPUT_SCHEMA.values()) <= set(SCHEMAS)
-    assert len(SCHEMAS) == 19
+    assert len(SCHEMAS) == 22
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, SCHEMAS["twinledger.v1.RuleResult"], {
         "rule": "R1", "status": "OK", "code": "OK", "field": "capital", "delta": Decimal(0),
@@ -68,7 +68,8 @@ def test_synthetic_stream_outputs_round_trip_through_avro():
     run = Run()
     run(*generate_events(3000, 12, seed=5))
     assert check(run.outputs) > 3000
-    assert {o.kind for o in run.outputs} == {"snapshot", "trade", "reconcile", "anomaly"}
+    assert {o.kind for o in run.outputs} == {"snapshot", "trade", "reconcile", "anomaly",
+                                             "cashflow"}
 
 
 @PROPERTY
