@@ -84,7 +84,7 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
                         Decimal(k_open - e_open)))
     for asset, d in st.book.drift.items():
         # B8: derived - exchange quantity of each drifting asset, WARN while it lasts
-        out.append(("B8", "WARN", "DRIFT", f"balance:{asset}", Decimal(d[2])))
+        out.append(("B8", "WARN", "DRIFT", f"balance:{asset}", Decimal(d[2] or 0)))
     if st.e_wallet is not None:
         banded("R5", "used_margin", k_used_margin - st.e_used, cfg.r5_epsilon,
                cfg.r5_leverage_band * st.e_used, "LEVERAGE_ROUNDING", "MARGIN_MISMATCH")
