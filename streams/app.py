@@ -61,6 +61,9 @@ OUTPUT_TOPIC = {
     "trade": ("ledger.trades", "TradeEvent"),
     "reconcile": ("ledger.reconcile", "ReconcileEvent"),
     "anomaly": ("ledger.anomalies", "Anomaly"),
+    "cashflow": ("ledger.cashflows", "CashFlowEvent"),
+    "balance": ("ledger.balances", "BalanceChange"),
+    "portfolio": ("ledger.portfolio", "PortfolioSnapshot"),
 }
 
 EVENTS = Counter("twinledger_worker_events_total", "venue events by fold status",
