@@ -472,7 +472,8 @@ def _cash_flow(step: _Step, ev: CashFlow) -> None:
     if ev.amount:
         st.capital += ev.amount
         st.capital_source = "k_bridged"
-    spot.cash_flow_output(step, ev, ev.amount, ev.asset, None, False, None)
+    spot.cash_flow_output(step, f"{ev.event_id}:cashflow", ev.flow, ev.asset, ev.amount,
+                          ev.amount, ev.asset, None, False, None)
 
 
 def _anchor(step: _Step, ev: Anchor) -> None:

@@ -146,6 +146,10 @@ def _dispose(step: _Step, asset: str, qty: Decimal, proceeds: Decimal, what: str
         if value:
             st.capital += value
             st.capital_source = "k_bridged"
+        n = step.codes["OVERSELL"]
+        cash_flow_output(step, f"{step.ev.event_id}:cashflow:OVERSELL" + (f":{n}" if n > 1 else ""),
+                         "adjustment", asset, missing, value, cfg.base_currency,
+                         q18(value / missing), False, h.qty)
     removed = _remove_cost(h, qty, cfg.cost_basis == "fifo")
     h.qty -= qty
     h.cost -= removed
@@ -269,23 +273,31 @@ def book_cash_flow(step: _Step, ev: CashFlow) -> None:
         st.capital += value
         st.capital_source = "k_bridged"
     inflow = ev.amount > 0
-    cash_flow_output(step, ev, value, cfg.base_currency, p if inflow else None,
-                     inflow and p is None, st.book.holding(ev.asset).qty)
+    cash_flow_output(step, f"{ev.event_id}:cashflow", ev.flow, ev.asset, ev.amount, value,
+                     cfg.base_currency, p if inflow else None, inflow and p is None,
+                     st.book.holding(ev.asset).qty)
 
 
-def cash_flow_output(step: _Step, ev: CashFlow, value: Decimal, currency: str,
-                     price: Decimal | None, unvalued: bool, after: Decimal | None) -> None:
-    """The ``cashflow`` output of a booked cash flow, remembered for the B10 query."""
+def cash_flow_output(step: _Step, event_id: str, flow: str, asset: str, amount: Decimal,
+                     value: Decimal, currency: str, price: Decimal | None, unvalued: bool,
+                     after: Decimal | None) -> None:
+    """The ``cashflow`` output of a booked cash flow, remembered for the B10 query.
+
+    Besides cash-flow events, an oversell's ``adjustment`` inflow is one too
+    (id ``<source event_id>:cashflow:OVERSELL[:n]``), so the records' values
+    always sum to the snapshot's ``cash_flows``.
+    """
     st = step.st
+    ev = step.ev
     step.outputs.append(Output("cashflow", st.account_id, {
-        "event_id": f"{ev.event_id}:cashflow", "account_id": st.account_id,
+        "event_id": event_id, "account_id": st.account_id,
         "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
-        "flow": ev.flow, "asset": ev.asset, "amount": ev.amount, "value": value,
+        "flow": flow, "asset": asset, "amount": amount, "value": value,
         "currency": currency, "price": price, "unvalued": unvalued, "balance_after": after,
     }))
     flows = st.book.flows
-    flows.append([ev.event_id, ev.ts.isoformat(), ev.flow, ev.asset, plain(ev.amount),
-                  plain(value), currency, None if price is None else plain(price)])
+    flows.append([event_id, ev.ts.isoformat(), flow, asset, plain(amount), plain(value),
+                  currency, None if price is None else plain(price)])
     limit = step.cfg.max_cash_flows
     if limit is not None and len(flows) > limit:
         del flows[: len(flows) - limit]
