@@ -63,3 +63,39 @@ class DecodeError(TwinledgerError):
 
 class UnknownSchemaId(DecodeError):
     """The Confluent frame names a schema id we do not know."""
+
+
+class QueryError(TwinledgerError):
+    """A portfolio query (LEDGER B10) asked with a bad parameter (HTTP 400, CLI exit 2)."""
+
+    code = "bad_request"
+
+
+class NotFound(TwinledgerError):
+    """A portfolio query named something the ledger does not hold (HTTP 404, CLI exit 3)."""
+
+    code = "not_found"
+
+    def __init__(self, message: str, account_id: str) -> None:
+        self.account_id = account_id
+        super().__init__(message)
+
+
+class AccountNotFound(NotFound):
+    """No state for this account (never seen, or held by another worker's partitions)."""
+
+    code = "account_not_found"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id!r} not found", account_id)
+
+
+class PositionNotFound(NotFound):
+    """The account holds no position for this symbol and no balance of this asset."""
+
+    code = "position_not_found"
+
+    def __init__(self, account_id: str, key: str) -> None:
+        self.key = key
+        super().__init__(f"account {account_id!r} has no position or asset {key!r}",
+                         account_id)

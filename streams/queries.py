@@ -1,0 +1,508 @@
+"""Portfolio queries (LEDGER B10) over one account's state, as JSON-ready documents.
+
+Owns: the answers to ``equity``, ``positions``, ``position``, ``exposure``,
+``trades``, ``fees``, ``cash-flows`` and ``snapshots`` for one
+``AccountState`` valued at a marks mapping under a ``LedgerConfig``; the
+parsing of their parameters from text (HTTP query strings) and a plain-text
+table of any answer (``--table``). The worker's HTTP pages and
+``twinledger portfolio --file`` both call ``run_query``, so the live answer
+and the offline one are the same function of the same state.
+
+Must not touch: Faust, Kafka, ClickHouse, files or clocks (callers bring the
+state and the marks), and booking rules: every figure is read from the state
+or computed the way ``streams.ledger.summary`` computes it. Nothing here
+mutates a state.
+
+Conventions of every answer:
+
+- amounts are plain decimal strings (``numbers.plain``), never floats or
+  exponent form; arithmetic runs under ``LEDGER_CONTEXT``;
+- each answer starts with ``account_id``, ``event_seq`` (the last applied
+  event) and ``base_currency`` (what every value and PnL figure is in);
+- lists are oldest first (trades in opening order, cash flows and snapshots
+  in event order); ``limit`` keeps the most recent N of them;
+- a price that is unknown is ``null`` (``mark_price``), never a silent 0,
+  and such an asset is listed as ``unvalued`` (LEDGER B4).
+
+The live worker answers from the history its state keeps (the last
+``max_closed_trades`` trades, ``max_cash_flows`` cash flows and
+``max_portfolio_snapshots`` snapshots, see ``LedgerConfig``); the offline
+fold keeps everything. ClickHouse keeps every row of all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal, localcontext
+from typing import Any
+
+from streams.exceptions import AccountNotFound, PositionNotFound, QueryError
+from streams.ledger import AccountState, LedgerConfig, spot
+from streams.ledger.fold import position_marks
+from streams.ledger.numbers import D0, LEDGER_CONTEXT, plain, q18
+from streams.ledger.reconcile import explain
+
+#: query name -> the parameters it takes (beyond the account)
+PARAMS: dict[str, tuple[str, ...]] = {
+    "equity": (),
+    "positions": (),
+    "position": ("symbol",),
+    "exposure": (),
+    "trades": ("pair", "limit", "include_manual"),
+    "fees": (),
+    "cash-flows": ("limit",),
+    "snapshots": ("limit",),
+}
+QUERIES = tuple(PARAMS)
+#: query -> its worker page under ``/accounts/{account}`` (served by ``streams.app``)
+PAGES = {
+    "equity": "/equity",
+    "positions": "/positions",
+    "position": "/positions/{symbol}",
+    "exposure": "/exposure",
+    "trades": "/trades",
+    "fees": "/fees",
+    "cash-flows": "/cash-flows",
+    "snapshots": "/snapshots",
+}
+
+FLOW_FIELDS = ("event_id", "ts", "flow", "asset", "amount", "value", "currency", "price")
+SNAPSHOT_FIELDS = ("event_id", "bucket_start", "ts", "equity", "realized_pnl", "fees",
+                   "unrealized_pnl", "cash_flows", "drift")
+
+
+def _opt(x: Decimal | None) -> str | None:
+    return None if x is None else plain(x)
+
+
+def _head(st: AccountState, config: LedgerConfig) -> dict[str, Any]:
+    return {"account_id": st.account_id, "event_seq": st.event_seq,
+            "base_currency": config.base_currency}
+
+
+class _Valuation:
+    """The account valued at ``marks``: equity and unrealized exactly as the account view."""
+
+    def __init__(self, st: AccountState, marks: Mapping[str, Decimal],
+                 config: LedgerConfig) -> None:
+        futures_unreal = D0
+        self.futures: list[dict[str, Any]] = []
+        for pos in st.positions.values():
+            mark, upnl, margin = position_marks(pos, marks)
+            futures_unreal += upnl
+            known = marks.get(pos.symbol)
+            self.futures.append({
+                "symbol": pos.symbol, "market": pos.market,
+                "position_side": pos.position_side, "qty": pos.qty,
+                "avg_entry_price": pos.avg, "mark_price": known,
+                "realized_pnl": pos.realized, "fees": pos.fees, "funding": pos.funding,
+                "unrealized_pnl": upnl, "leverage": pos.leverage, "used_margin": margin,
+                "entry_basis_missing": pos.basis_missing,
+                "notional": q18(pos.qty * mark) if known is not None else None,
+            })
+        self.valued = spot.valued(st, marks, config) if st.book.spot else []
+        self.unrealized = futures_unreal + sum((v.unrealized for v in self.valued), D0)
+        if st.book.spot:  # B6: the holdings' value plus any futures unrealized
+            self.equity = sum((v.value for v in self.valued), D0) + futures_unreal
+        else:
+            self.equity = st.capital + futures_unreal
+        self.unvalued = [v.asset for v in self.valued if v.unvalued and v.total]
+
+
+def _position_row(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in _jsonable(p).items() if k != "notional"}
+
+
+def _pair_row(symbol: str, st: AccountState, marks: Mapping[str, Decimal],
+              config: LedgerConfig) -> dict[str, Any]:
+    rec = dict(spot.pair_record(symbol, st, marks, config))
+    pair = spot.split_symbol(symbol)
+    assert pair is not None  # book.pairs holds BASE/QUOTE symbols only
+    rec["mark_price"] = spot.price_of(pair[0], marks, config)  # None = no mark, not 0
+    order = ("symbol", "market", "position_side", "qty", "avg_entry_price", "mark_price",
+             "realized_pnl", "fees", "funding", "unrealized_pnl", "leverage", "used_margin",
+             "entry_basis_missing")
+    return _jsonable({k: rec[k] for k in order})
+
+
+def _balance_row(st: AccountState, v: spot.Valued, marks: Mapping[str, Decimal],
+                 config: LedgerConfig) -> dict[str, Any]:
+    return _jsonable({
+        "asset": v.asset, "free": v.free, "locked": v.locked, "total": v.total,
+        "avg_cost": v.avg, "cost_basis": st.book.assets[v.asset].cost,
+        "mark_price": spot.price_of(v.asset, marks, config), "value": v.value,
+        "unrealized_pnl": v.unrealized, "unvalued": v.unvalued,
+        "drift": v.asset in st.book.drift,
+    })
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: plain(x) if isinstance(x, Decimal) else x for k, x in d.items()}
+
+
+def _limit(rows: list[Any], limit: int | None) -> list[Any]:
+    if limit is None:
+        return rows
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise QueryError(f"limit must be an integer >= 0, got {limit!r}")
+    return rows[len(rows) - limit:] if limit else []
+
+
+def resolve_symbol(key: str, known: set[str]) -> str:
+    """``key`` itself when known; else ``BASE-QUOTE`` spelled ``BASE/QUOTE`` when that is known.
+
+    URLs cannot carry a bare ``/`` in a path segment, so ``XBT-USD`` stands
+    for ``XBT/USD``. A symbol that really has a dash (``FET-USDT``) is found
+    as it is first.
+    """
+    if key in known or "/" in key or key.count("-") != 1:
+        return key
+    slashed = key.replace("-", "/")
+    return slashed if slashed in known else key
+
+
+# ------------------------------------------------------------------------------ queries
+
+
+def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+           ) -> dict[str, Any]:
+    """Equity and its parts (B6), the drift flag with per-asset details (B8), unvalued assets.
+
+    ``equity`` is the holdings' value (plus futures unrealized) for a spot
+    account and capital + unrealized otherwise, as in the account view.
+    ``cash_flows`` is K's net cash flows (OVERSELL adjustments included).
+    ``drift_assets``: asset -> derived / exchange totals, their delta and its
+    value (``null`` when the asset has no mark), while a drift is active.
+    """
+    with localcontext(LEDGER_CONTEXT):
+        val = _Valuation(st, marks, config)
+        return {
+            **_head(st, config),
+            "equity": plain(val.equity),
+            "realized_pnl": plain(st.k_realized),
+            "fees": plain(st.k_fees),
+            "funding": plain(st.k_funding),
+            "net_pnl": plain(st.k_realized - st.k_fees - st.k_funding),
+            "unrealized_pnl": plain(val.unrealized),
+            "cash_flows": plain(st.k_cash),
+            "drift": bool(st.book.drift),
+            "drift_assets": {
+                a: {"derived": d[0], "exchange": d[1], "delta": d[2], "value": d[3]}
+                for a, d in sorted(st.book.drift.items())},
+            "unvalued": val.unvalued,
+            "reconcile": {
+                "status": st.status,
+                "capital_frozen": st.status == "ERROR",
+                "deltas": {r[3]: plain(r[4]) for r in st.results},
+                "explanations": [explain(r) for r in st.results],
+            },
+        }
+
+
+def positions(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+              ) -> dict[str, Any]:
+    """Every position and every asset balance.
+
+    ``positions``: futures positions (``market`` as booked), then one per spot
+    pair (``market: spot``: the base asset's holding and the pair's realized
+    PnL and fees; two pairs with one base asset show the same holding), each
+    group by symbol. ``balances``: asset -> free/locked/total, average cost,
+    cost basis, mark, value, unrealized PnL, unvalued and drift flags.
+    """
+    with localcontext(LEDGER_CONTEXT):
+        val = _Valuation(st, marks, config)
+        rows = [_position_row(p) for p in sorted(
+            val.futures, key=lambda p: (p["symbol"], p["position_side"]))]
+        rows.extend(_pair_row(s, st, marks, config) for s in sorted(st.book.pairs))
+        return {
+            **_head(st, config),
+            "positions": rows,
+            "balances": {v.asset: _balance_row(st, v, marks, config) for v in val.valued},
+        }
+
+
+def position(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+             symbol: str) -> dict[str, Any]:
+    """One position by symbol (``XBT/USD``, or ``XBT-USD``) or one asset's balance (``XBT``).
+
+    A symbol answers ``{"kind": "position", "symbol", "positions": [...]}``
+    (a list: a hedge-mode futures symbol has a LONG and a SHORT side); an
+    asset answers ``{"kind": "balance", "asset", "balance": {...}}``. A
+    symbol is looked up before an asset of the same name. Neither held ->
+    ``PositionNotFound``. A position or asset that went to 0 is still found.
+    """
+    known = {p.symbol for p in st.positions.values()} | set(st.book.pairs)
+    key = resolve_symbol(symbol, known)
+    with localcontext(LEDGER_CONTEXT):
+        if key in known:
+            val = _Valuation(st, marks, config)
+            rows = [_position_row(p) for p in sorted(
+                (p for p in val.futures if p["symbol"] == key),
+                key=lambda p: p["position_side"])]
+            if key in st.book.pairs:
+                rows.append(_pair_row(key, st, marks, config))
+            return {**_head(st, config), "kind": "position", "symbol": key,
+                    "positions": rows}
+        if symbol in st.book.assets:
+            v = next(v for v in spot.valued(st, marks, config) if v.asset == symbol)
+            return {**_head(st, config), "kind": "balance", "asset": symbol,
+                    "balance": _balance_row(st, v, marks, config)}
+    raise PositionNotFound(st.account_id, symbol)
+
+
+def exposure(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+             ) -> dict[str, Any]:
+    """Each held asset's value and its share of equity; futures notionals likewise.
+
+    ``share`` = value / equity, computed exactly and rounded once to 18
+    decimal places, ROUND_HALF_EVEN (the ledger's one rounding rule,
+    ``numbers.q18``); a share that needs fewer places keeps them (``"0.5"``).
+    When equity is 0 or negative a share has no meaning: every ``share`` is
+    ``null`` and ``shares_defined`` is false (no division happens). Assets
+    held with no mark are listed under ``unvalued`` with value and share
+    ``null``; assets held at 0 are left out. ``assets`` is sorted by value,
+    largest first. ``positions``: open futures positions, notional =
+    signed qty x mark (``null`` without a mark).
+    """
+    with localcontext(LEDGER_CONTEXT):
+        val = _Valuation(st, marks, config)
+        eq = val.equity
+        defined = eq > 0
+
+        def share(x: Decimal | None) -> str | None:
+            return plain(q18(x / eq)) if defined and x is not None else None
+
+        assets = []
+        unvalued = []
+        for v in val.valued:
+            if not v.total:
+                continue
+            if v.unvalued:
+                unvalued.append({"asset": v.asset, "total": plain(v.total), "value": None,
+                                 "share": None})
+            else:
+                assets.append((v.value, v.asset, {
+                    "asset": v.asset, "total": plain(v.total), "value": plain(v.value),
+                    "share": share(v.value)}))
+        assets.sort(key=lambda a: (-a[0], a[1]))
+        futures = [{
+            "symbol": p["symbol"], "position_side": p["position_side"], "qty": plain(p["qty"]),
+            "mark_price": _opt(p["mark_price"]), "notional": _opt(p["notional"]),
+            "share": share(p["notional"]),
+        } for p in sorted(val.futures, key=lambda p: (p["symbol"], p["position_side"]))
+            if p["qty"]]
+        return {**_head(st, config), "equity": plain(eq), "shares_defined": defined,
+                "assets": [a[2] for a in assets], "unvalued": unvalued, "positions": futures}
+
+
+def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+           pair: str | None = None, limit: int | None = None,
+           include_manual: bool | None = None) -> dict[str, Any]:
+    """Trade history in opening order: optionally one symbol, the most recent ``limit``.
+
+    ``include_manual`` (default ``config.track_manual_trades``, LEDGER B7)
+    decides whether ``manual`` (untagged) trades are listed; ``limit`` applies
+    after the filters. A spot trade is one fill (``market: spot``, side
+    ``BUY``/``SELL``); a futures trade is a lifecycle from flat to flat.
+    ``pair`` may be spelled ``XBT-USD``; a pair never traded gives no rows.
+    """
+    if include_manual is None:
+        include_manual = config.track_manual_trades
+    all_trades = st.trades()
+    if pair is not None:
+        pair = resolve_symbol(pair, {t.symbol for t in all_trades} | set(st.book.pairs))
+    chosen = []
+    for t in all_trades:
+        tag = spot.tag_of(t.strategy_tag)
+        if tag == spot.MANUAL and not include_manual:
+            continue
+        if pair is not None and t.symbol != pair:
+            continue
+        chosen.append((t, tag))
+    chosen = _limit(chosen, limit)
+    with localcontext(LEDGER_CONTEXT):
+        rows = [{
+            "trade_id": t.trade_id, "symbol": t.symbol, "market": t.market, "side": t.side,
+            "status": "CLOSED" if t.closed else "OPEN", "strategy_tag": tag,
+            "manual": tag == spot.MANUAL, "opened_at": t.open_ts.isoformat(),
+            "opened_by": t.open_event_id, "realized_pnl": plain(t.realized),
+            "fees": plain(t.fees), "net_pnl": plain(t.realized - t.fees),
+            "legs": [{"event_id": leg.event_id, "action": leg.action, "qty": plain(leg.qty),
+                      "price": plain(leg.price), "pnl_leg": plain(leg.pnl),
+                      "fee_leg": plain(leg.fee), "pnl_source": leg.source}
+                     for leg in t.legs],
+        } for t, tag in chosen]
+    return {**_head(st, config), "pair": pair, "limit": limit,
+            "include_manual": include_manual, "count": len(rows), "trades": rows}
+
+
+def fees(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+         ) -> dict[str, Any]:
+    """Fees by asset paid (quantity and booked base-currency value), by spot pair, and total.
+
+    ``total`` is every fee K booked (futures included); ``by_pair`` covers spot
+    pairs, with the pair's realized PnL and net. Every trade counts, manual
+    or not (the book keeps no per-tag fee split).
+    """
+    book = st.book
+    with localcontext(LEDGER_CONTEXT):
+        return {
+            **_head(st, config),
+            "total": plain(st.k_fees),
+            "by_asset": {a: {"qty": plain(q), "value": plain(v)}
+                         for a, (q, v) in sorted(book.fees.items())},
+            "by_pair": {s: {"fees": plain(f), "realized_pnl": plain(r),
+                            "net_pnl": plain(r - f)}
+                        for s, (r, f) in sorted(book.pairs.items())},
+        }
+
+
+def cash_flows(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+               limit: int | None = None) -> dict[str, Any]:
+    """Recent cash flows (B5), oldest first, and ``net``: K's net cash flows in total.
+
+    ``value`` is the base-currency value booked (an inflow at its mark then,
+    an outflow at its cost basis); ``price`` the mark an inflow was valued at
+    (``null`` for outflows and for assets without a mark).
+    """
+    rows = _limit([dict(zip(FLOW_FIELDS, r, strict=True)) for r in st.book.flows], limit)
+    return {**_head(st, config), "net": plain(st.k_cash), "limit": limit,
+            "count": len(rows), "flows": rows}
+
+
+def snapshots(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+              limit: int | None = None) -> dict[str, Any]:
+    """Recent portfolio snapshots (B9), oldest first: the state after the first event of
+    each ``interval_seconds`` event-time interval."""
+    rows = _limit([dict(zip(SNAPSHOT_FIELDS, r, strict=True)) for r in st.book.snaps], limit)
+    return {**_head(st, config), "interval_seconds": config.snapshot_interval_seconds,
+            "limit": limit, "count": len(rows), "snapshots": rows}
+
+
+_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
+    "equity": equity, "positions": positions, "position": position, "exposure": exposure,
+    "trades": trades, "fees": fees, "cash-flows": cash_flows, "snapshots": snapshots,
+}
+
+
+def run_query(name: str, state: AccountState | None, account: str,
+              marks: Mapping[str, Decimal], config: LedgerConfig, **params: Any,
+              ) -> dict[str, Any]:
+    """Answer query ``name`` for ``account``; ``state`` None -> ``AccountNotFound``.
+
+    ``params`` are the query's typed parameters (``PARAMS``); anything else
+    is a ``QueryError``.
+    """
+    if name not in _FUNCTIONS:
+        raise QueryError(f"unknown query {name!r}; one of {', '.join(QUERIES)}")
+    extra = sorted(set(params) - set(PARAMS[name]))
+    if extra:
+        raise QueryError(f"{name} takes no parameter {', '.join(extra)}")
+    if state is None:
+        raise AccountNotFound(account)
+    return _FUNCTIONS[name](state, marks, config, **params)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_params(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
+    """Typed parameters of query ``name`` from text (an HTTP query string).
+
+    ``limit``: an integer >= 0; ``include_manual``: true/false (also 1/0,
+    yes/no, on/off); ``pair``: a symbol. An unknown or repeated-and-bad
+    parameter is a ``QueryError`` (HTTP 400).
+    """
+    allowed = set(PARAMS.get(name, ())) - {"symbol"}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            raise QueryError(f"unknown parameter {key!r} for {name}"
+                             + (f"; it takes {', '.join(sorted(allowed))}" if allowed else ""))
+        if key == "limit":
+            if not value.isdigit() or not value.isascii():
+                raise QueryError(f"limit must be an integer >= 0, got {value!r}")
+            out[key] = int(value)
+        elif key == "include_manual":
+            low = value.lower()
+            if low not in _TRUE | _FALSE:
+                raise QueryError(f"include_manual must be true or false, got {value!r}")
+            out[key] = low in _TRUE
+        else:
+            if not value:
+                raise QueryError(f"{key} must not be empty")
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------ tables
+
+
+def render_table(doc: Mapping[str, Any]) -> str:
+    """A readable text form of any query answer (``twinledger portfolio --table``).
+
+    Scalars become ``name: value`` lines; a list of rows or a mapping of
+    name -> row becomes a titled, aligned table (numbers right-aligned, nested
+    lists summarised by their length); ``null`` prints as ``-``.
+    """
+    pairs: list[tuple[str, str]] = []
+    tables: list[tuple[str, list[dict[str, Any]]]] = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
+            tables.append((key, [dict(r) for r in value]))
+        elif isinstance(value, Mapping) and value and all(
+                isinstance(r, Mapping) for r in value.values()):
+            # rows already naming their key (balances[asset]["asset"]) need no key column
+            named = all(k in r.values() for k, r in value.items())
+            tables.append((key, [dict(r) if named else {"": k, **r}
+                                 for k, r in value.items()]))
+        elif isinstance(value, Mapping):
+            pairs.extend((f"{key}.{k}", _cell(v)) for k, v in value.items())
+        elif isinstance(value, list):
+            pairs.append((key, ", ".join(_cell(v) for v in value) or "(none)"))
+        else:
+            pairs.append((key, _cell(value)))
+    width = max((len(k) for k, _ in pairs), default=0)
+    out = [f"{k:<{width}}  {v}" for k, v in pairs]
+    for title, rows in tables:
+        out.append("")
+        out.append(f"{title} ({len(rows)})")
+        out.extend(_grid(rows))
+    return "\n".join(out) + "\n"
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return f"[{len(v)}]" if any(isinstance(x, Mapping | list) for x in v) else \
+            ",".join(_cell(x) for x in v)
+    if isinstance(v, Mapping):
+        return f"{{{len(v)}}}"
+    return str(v)
+
+
+def _numeric(s: str) -> bool:
+    try:
+        Decimal(s)
+    except ArithmeticError:
+        return False
+    return s not in ("", "-") and not s.isalpha()
+
+
+def _grid(rows: list[dict[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(k for k in r if k not in cols)
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    right = [all(_numeric(row[i]) or row[i] == "-" for row in cells) for i in range(len(cols))]
+
+    def fmt(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w)
+                         for v, w, r in zip(values, widths, right, strict=True)).rstrip()
+
+    return [fmt(cols), fmt(["-" * w for w in widths]), *(fmt(row) for row in cells)]
