@@ -9,10 +9,24 @@ Conventions:
 
 - money and quantities ``Decimal(38, 18)`` (the Avro decimal scale), times
   ``DateTime64(6, 'UTC')``; nothing is ever a float;
-- event tables are ``ReplacingMergeTree ORDER BY (account_id, event_id)``, the
-  second line of defense behind the sink's own exactly-once flow, with
+- event tables are ``ReplacingMergeTree ORDER BY (account_id, event_id)``,
+  partitioned by month of their time column, the second line of defense
+  behind the sink's own exactly-once flow, with
   ``non_replicated_deduplication_window`` so ``insert_deduplication_token``
   works on a single (non-replicated) MergeTree;
+- ``balances`` is the exception that keeps the latest state rather than
+  every event: ``ReplacingMergeTree(version) ORDER BY (account_id, asset)``
+  and no partitioning (ReplacingMergeTree replaces only within a partition,
+  so a monthly partition would keep one row per asset per month). It still
+  has ``event_id`` first after ``account_id``: the sink's existence filter
+  and insert flow are the same as everywhere. Read it with ``FINAL`` for one
+  row per (account, asset); without ``FINAL`` older versions may still be
+  there, never the same (account, asset, version) twice;
+- ``portfolio_snapshots`` expire: ``TTL toDateTime(ts) + toIntervalDay(N)``
+  with N = ``TWINLEDGER_SNAPSHOT_RETENTION_DAYS`` (0 = kept forever). The
+  sink brings an existing table's TTL in line with the setting at start
+  (:func:`sync_ttl`: ``MODIFY TTL`` or ``REMOVE TTL``), since
+  ``CREATE ... IF NOT EXISTS`` would keep the old one;
 - nested records (positions, balances, rule results) are JSON strings with
   decimals as strings, read with ``JSONExtract*``; string lists are
   ``Array(String)``;
@@ -33,6 +47,7 @@ DDL is idempotent (``IF NOT EXISTS``) and applied by the sink at start.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +57,8 @@ from sinks.exceptions import DDLError
 
 if TYPE_CHECKING:
     from sinks.backend import Backend
+
+log = logging.getLogger("twinledger.sink")
 
 MONEY = "Decimal(38, 18)"
 NMONEY = "Nullable(Decimal(38, 18))"
@@ -73,17 +90,65 @@ def ident(name: str) -> str:
     return name
 
 
+#: ``Table.partition`` of event tables: one partition per month of the time column.
+MONTHLY = "monthly"
+
+
 @dataclass(frozen=True)
 class Table:
-    """An event table: typed columns in insert order, then the Kafka coordinates."""
+    """A sink table: typed columns in insert order, then the Kafka coordinates.
+
+    The first two columns are always ``account_id`` and ``event_id`` (the
+    runner's key). ``order_by`` is the sorting (and replacing) key,
+    ``version`` the ReplacingMergeTree version column ("" = the last
+    inserted row wins), ``partition`` :data:`MONTHLY` or "" (none), ``ttl``
+    whether rows expire ``retention_days`` after their time column.
+    """
 
     name: str
     columns: tuple[tuple[str, str], ...]
     time_column: str = "ts"
+    order_by: tuple[str, ...] = ("account_id", "event_id")
+    version: str = ""
+    partition: str = MONTHLY
+    ttl: bool = False
+
+    def __post_init__(self) -> None:
+        names = [c for c, _ in self.columns]
+        if names[:2] != ["account_id", "event_id"]:
+            raise DDLError(f"{self.name}: the first columns must be account_id, event_id")
+        unknown = [c for c in (*self.order_by, self.version, self.time_column)
+                   if c and c not in names]
+        if unknown:
+            raise DDLError(f"{self.name}: no such columns {unknown}")
+        if self.partition not in (MONTHLY, ""):
+            raise DDLError(f"{self.name}: partition must be {MONTHLY!r} or ''")
 
     @property
     def insert_columns(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.columns) + tuple(c for c, _ in KAFKA_COLUMNS)
+
+    def ttl_expression(self, retention_days: int) -> str:
+        """The TTL clause's expression for ``retention_days`` ("" = none)."""
+        if not self.ttl or retention_days <= 0:
+            return ""
+        return f"toDateTime({ident(self.time_column)}) + toIntervalDay({int(retention_days)})"
+
+    def create_body(self, database: str, cluster: str, retention_days: int) -> str:
+        """Engine, partitioning, sorting key, TTL and settings of the CREATE statement."""
+        window = ("replicated_deduplication_window" if cluster
+                  else "non_replicated_deduplication_window")
+        engine = _engine("ReplacingMergeTree", self.name, database, cluster,
+                         ident(self.version) if self.version else "")
+        lines = [f"ENGINE = {engine}"]
+        if self.partition == MONTHLY:
+            lines.append(f"PARTITION BY toYYYYMM({ident(self.time_column)})")
+        lines.append(f"ORDER BY ({', '.join(ident(c) for c in self.order_by)})")
+        ttl = self.ttl_expression(retention_days)
+        if ttl:
+            lines.append(f"TTL {ttl}")
+        lines.append(f"SETTINGS {window} = {DEDUP_WINDOW}")
+        return "\n".join(lines)
 
 
 VENUE_EVENTS = Table("venue_events", (
@@ -211,11 +276,72 @@ DEAD_LETTERS = Table("dead_letters", (
     ("original_value", "String"),     # the bytes as received; binary-safe
 ))
 
-#: Every event table by name; the keys are the ``sinks:`` names of topology.yaml.
+CASH_FLOWS = Table("cash_flows", (
+    ("account_id", "String"),
+    ("event_id", "String"),           # <source event_id>:cashflow
+    ("source_event_id", "String"),
+    ("event_seq", "UInt64"),
+    ("ts", TIME),
+    ("flow", LC),
+    ("asset", LC),
+    ("amount", MONEY),                # signed, in the asset
+    ("value", MONEY),                 # signed, in `currency`
+    ("currency", LC),
+    ("price", NMONEY),
+    ("unvalued", "Bool"),
+    ("balance_after", NMONEY),
+))
+
+BALANCES = Table("balances", (
+    ("account_id", "String"),
+    ("event_id", "String"),           # <source event_id>:balance:<asset>
+    ("asset", LC),
+    ("version", "UInt64"),            # event_seq of the change: the highest is kept
+    ("source_event_id", "String"),
+    ("event_seq", "UInt64"),
+    ("ts", TIME),
+    ("free", MONEY),
+    ("locked", MONEY),
+    ("total", MONEY),
+    ("avg_cost", MONEY),
+    ("cost_basis", MONEY),
+    ("value", MONEY),
+    ("unvalued", "Bool"),
+    ("exchange_total", NMONEY),
+    ("drift", "Bool"),
+), order_by=("account_id", "asset"), version="version", partition="")
+
+PORTFOLIO_SNAPSHOTS = Table("portfolio_snapshots", (
+    ("account_id", "String"),
+    ("event_id", "String"),           # <account_id>:portfolio:<bucket start epoch s>
+    ("source_event_id", "String"),
+    ("event_seq", "UInt64"),
+    ("ts", TIME),
+    ("bucket_start", TIME),
+    ("interval_seconds", "Int64"),
+    ("base_currency", LC),
+    ("equity", MONEY),
+    ("realized_pnl", MONEY),
+    ("fees", MONEY),
+    ("unrealized_pnl", MONEY),
+    ("cash_flows", MONEY),
+    ("drift", "Bool"),
+    ("drift_assets", "Array(String)"),
+    ("unvalued_assets", "Array(String)"),
+    ("balances", "String"),           # JSON list of BalanceState
+), ttl=True)
+
+#: Every sink table by name; the keys are the ``sinks:`` names of topology.yaml.
 TABLES: dict[str, Table] = {t.name: t for t in (
     VENUE_EVENTS, ACCOUNT_SNAPSHOTS, TRADE_EVENTS, RECONCILE_EVENTS, ANOMALY_EVENTS,
-    DEAD_LETTERS,
+    DEAD_LETTERS, CASH_FLOWS, BALANCES, PORTFOLIO_SNAPSHOTS,
 )}
+
+#: Tables that keep the latest row per key instead of one row per event.
+LATEST_TABLES = frozenset(t.name for t in TABLES.values() if t.version)
+
+#: Default of ``TWINLEDGER_SNAPSHOT_RETENTION_DAYS``.
+DEFAULT_RETENTION_DAYS = 365
 
 RANGES_TABLE = "sink_ranges"
 RANGES_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -239,22 +365,21 @@ def _engine(kind: str, table: str, database: str, cluster: str, args: str = "") 
     return f"{kind}({args})"
 
 
-def create_statements(database: str, cluster: str = "") -> list[str]:
-    """Every DDL statement, in order, for ``database`` (and ``cluster`` when set)."""
+def create_statements(database: str, cluster: str = "",
+                      retention_days: int = DEFAULT_RETENTION_DAYS) -> list[str]:
+    """Every DDL statement, in order, for ``database`` (and ``cluster`` when set).
+
+    ``retention_days`` is the TTL of tables with ``ttl`` (0 = none).
+    """
     db = ident(database)
     on = f" ON CLUSTER {ident(cluster)}" if cluster else ""
     stmts = [f"CREATE DATABASE IF NOT EXISTS {db}{on}"]
-    window = ("replicated_deduplication_window" if cluster
-              else "non_replicated_deduplication_window")
     for table in TABLES.values():
         cols = ",\n    ".join(f"{ident(c)} {t}" for c, t in table.columns + KAFKA_COLUMNS)
         stmts.append(
             f"CREATE TABLE IF NOT EXISTS {db}.{ident(table.name)}{on} (\n    {cols},\n"
             f"    inserted_at {TIME} DEFAULT now64(6)\n)\n"
-            f"ENGINE = {_engine('ReplacingMergeTree', table.name, db, cluster)}\n"
-            f"PARTITION BY toYYYYMM({table.time_column})\n"
-            "ORDER BY (account_id, event_id)\n"
-            f"SETTINGS {window} = {DEDUP_WINDOW}"
+            + table.create_body(db, cluster, retention_days)
         )
     cols = ",\n    ".join(f"{c} {t}" for c, t in RANGES_COLUMNS)
     stmts.append(
@@ -265,15 +390,63 @@ def create_statements(database: str, cluster: str = "") -> list[str]:
     return stmts
 
 
-def apply_ddl(backend: Backend, database: str, cluster: str = "") -> None:
+def apply_ddl(backend: Backend, database: str, cluster: str = "",
+              retention_days: int = DEFAULT_RETENTION_DAYS) -> list[str]:
     """Create what is missing, check existing tables, make ``database`` the default.
 
     The default database lets endpoint readers write ``FROM account_snapshots``.
+    Returns the ``ALTER`` statements :func:`sync_ttl` ran (empty when none).
     """
-    for stmt in create_statements(database, cluster):
+    for stmt in create_statements(database, cluster, retention_days):
         backend.command(stmt)
     check_columns(backend, database)
+    altered = sync_ttl(backend, database, cluster, retention_days)
     backend.use_database()
+    return altered
+
+
+_TTL_CLAUSE = re.compile(r"\sTTL\s+(.*?)(?:\s+SETTINGS\s|$)", re.S)
+
+
+def current_ttl(backend: Backend, database: str, table: str) -> str:
+    """The table TTL expression as ClickHouse shows it (``engine_full``); "" when none."""
+    rows = backend.query(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": database, "t": table})
+    if not rows:
+        raise DDLError(f"table {database}.{table} does not exist")
+    m = _TTL_CLAUSE.search(str(rows[0][0]))
+    return " ".join(m.group(1).split()) if m else ""
+
+
+def sync_ttl(backend: Backend, database: str, cluster: str = "",
+             retention_days: int = DEFAULT_RETENTION_DAYS) -> list[str]:
+    """Bring the TTL of every expiring table in line with ``retention_days``.
+
+    ``CREATE TABLE IF NOT EXISTS`` keeps an existing table's TTL, so a changed
+    ``TWINLEDGER_SNAPSHOT_RETENTION_DAYS`` is applied here: ``MODIFY TTL`` to
+    the new expression (ClickHouse applies it to the rows already there), or
+    ``REMOVE TTL`` for 0. Each change is logged; returns the statements run.
+    """
+    db = ident(database)
+    on = f" ON CLUSTER {ident(cluster)}" if cluster else ""
+    done: list[str] = []
+    for table in TABLES.values():
+        if not table.ttl:
+            continue
+        want = table.ttl_expression(retention_days)
+        have = current_ttl(backend, database, table.name)
+        if have == want:
+            continue
+        if want:
+            stmt = f"ALTER TABLE {db}.{ident(table.name)}{on} MODIFY TTL {want}"
+        else:
+            stmt = f"ALTER TABLE {db}.{ident(table.name)}{on} REMOVE TTL"
+        log.warning("sink: %s.%s TTL was %r, setting %s: %s", database, table.name,
+                    have or "none", f"{retention_days} days" if want else "none", stmt)
+        backend.command(stmt)
+        done.append(stmt)
+    return done
 
 
 def check_columns(backend: Backend, database: str, tables: Sequence[Table] | None = None

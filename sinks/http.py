@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sinks.backend import Backend
 from sinks.exceptions import BackendError, UnsafeQuery
 from sinks.metrics import REGISTRY
-from sinks.runner import count_events
+from sinks.runner import count_events, verdict
 from sinks.sqlguard import READONLY_SETTINGS, wrap_readonly
 
 log = logging.getLogger("twinledger.sink.http")
@@ -122,10 +122,7 @@ class SinkHTTPServer:
                     elif path == "/metrics":
                         self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
                     elif path == "/counts":
-                        tables = {t: {**c, "match": c["count"] == c["uniq"]}
-                                  for t, c in count_events(outer.backend).items()}
-                        self._json(200, {"ok": all(c["match"] for c in tables.values()),
-                                         "tables": tables})
+                        self._json(200, verdict(count_events(outer.backend)))
                     else:
                         self._json(404, {"error": f"no such endpoint {path}"})
                 except BackendError as exc:

@@ -21,7 +21,7 @@ from typing import Any
 from sinks.backend import Backend, open_backend
 from sinks.ddl import TABLES, apply_ddl
 from sinks.http import SinkHTTPServer
-from sinks.runner import SinkRunner, count_events
+from sinks.runner import SinkRunner, count_events, verdict
 from streams.codec import Codec
 from streams.config import load_settings
 from streams.exceptions import TwinledgerError
@@ -33,9 +33,12 @@ def verify(backend: Backend) -> dict[str, Any]:
     """Per table ``count()`` and ``uniqExact(event_id)`` WITHOUT ``FINAL``, and whether they match.
 
     ``{"ok": bool, "tables": {table: {"count", "uniq", "match"}}}`` — also what
-    ``GET /counts`` answers.
+    ``GET /counts`` answers. ``balances`` (latest per asset) also has
+    ``versions``, ``keys`` and ``final``: it matches when no (account, asset,
+    version) is stored twice and ``FINAL`` shows one row per (account, asset)
+    (``sinks.runner.table_matches``).
     """
-    return _verdict(count_events(backend, TABLES))
+    return verdict(count_events(backend, TABLES))
 
 
 def verify_http(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -46,13 +49,8 @@ def verify_http(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
                                 timeout=timeout) as resp:
         counts = json.loads(resp.read())
     tables = counts.get("tables", counts)
-    return _verdict({t: {"count": int(c["count"]), "uniq": int(c["uniq"])}
-                     for t, c in tables.items()})
-
-
-def _verdict(counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-    tables = {t: {**c, "match": c["count"] == c["uniq"]} for t, c in counts.items()}
-    return {"ok": all(t["match"] for t in tables.values()), "tables": tables}
+    figures = ("count", "uniq", "versions", "keys", "final")
+    return verdict({t: {k: int(c[k]) for k in figures if k in c} for t, c in tables.items()})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,7 +78,8 @@ def sink_main(argv: list[str]) -> int:
     try:
         settings = load_settings()
         backend = open_backend(settings)
-        apply_ddl(backend, settings.clickhouse_database, settings.clickhouse_cluster)
+        apply_ddl(backend, settings.clickhouse_database, settings.clickhouse_cluster,
+                  settings.snapshot_retention_days)
         codec = Codec.load(settings.schema_registry_url)
         runner = SinkRunner(settings, backend, codec)
         if not args.no_http:

@@ -29,7 +29,10 @@ from typing import Any
 from sinks.ddl import (
     ACCOUNT_SNAPSHOTS,
     ANOMALY_EVENTS,
+    BALANCES,
+    CASH_FLOWS,
     DEAD_LETTERS,
+    PORTFOLIO_SNAPSHOTS,
     RECONCILE_EVENTS,
     TRADE_EVENTS,
     VENUE_EVENTS,
@@ -264,6 +267,63 @@ def anomaly_event_row(rec: Record) -> Row:
     ]
 
 
+def cash_flow_row(rec: Record) -> Row:
+    """A CashFlowEvent (LEDGER B5/A11) -> its ``cash_flows`` row."""
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        text(rec["source_event_id"], "source_event_id"),
+        uint(rec["event_seq"], "event_seq"),
+        ts(rec["ts"]),
+        text(rec["flow"], "flow"),
+        text(rec["asset"], "asset"),
+        money(rec["amount"], "amount"),
+        money(rec["value"], "value"),
+        text(rec["currency"], "currency"),
+        nmoney(rec.get("price"), "price"),
+        bool(rec.get("unvalued", False)),
+        nmoney(rec.get("balance_after"), "balance_after"),
+    ]
+
+
+def balance_change_row(rec: Record) -> Row:
+    """A BalanceChange (one asset of a spot account after an event) -> its ``balances`` row."""
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        key_text(rec["asset"], "asset"),
+        uint(rec["version"], "version"),
+        text(rec["source_event_id"], "source_event_id"),
+        uint(rec["event_seq"], "event_seq"),
+        ts(rec["ts"]),
+        *(money(rec[f], f) for f in ("free", "locked", "total", "avg_cost", "cost_basis",
+                                     "value")),
+        bool(rec["unvalued"]),
+        nmoney(rec.get("exchange_total"), "exchange_total"),
+        bool(rec.get("drift", False)),
+    ]
+
+
+def portfolio_snapshot_row(rec: Record) -> Row:
+    """A PortfolioSnapshot (B9) -> its ``portfolio_snapshots`` row; balances as JSON."""
+    return [
+        key_text(rec["account_id"], "account_id"),
+        key_text(rec["event_id"], "event_id"),
+        text(rec["source_event_id"], "source_event_id"),
+        uint(rec["event_seq"], "event_seq"),
+        ts(rec["ts"]),
+        ts(rec["bucket_start"], "bucket_start"),
+        int64(rec["interval_seconds"], "interval_seconds"),
+        text(rec["base_currency"], "base_currency"),
+        *(money(rec[f], f) for f in ("equity", "realized_pnl", "fees", "unrealized_pnl",
+                                     "cash_flows")),
+        bool(rec["drift"]),
+        _strings(rec["drift_assets"], "drift_assets"),
+        _strings(rec["unvalued_assets"], "unvalued_assets"),
+        _nested(rec["balances"], "balances"),
+    ]
+
+
 def dead_letter_row(rec: Record) -> Row:
     """A DeadLetter record published by the worker (or a gateway) -> its row."""
     key = rec.get("original_key")
@@ -336,6 +396,10 @@ SPECS: dict[str, RowSpec] = {
     "reconcile_events": RowSpec(RECONCILE_EVENTS, "ReconcileEvent", reconcile_event_row),
     "anomaly_events": RowSpec(ANOMALY_EVENTS, "Anomaly", anomaly_event_row),
     "dead_letters": RowSpec(DEAD_LETTERS, "DeadLetter", dead_letter_row),
+    "cash_flows": RowSpec(CASH_FLOWS, "CashFlowEvent", cash_flow_row),
+    "balances": RowSpec(BALANCES, "BalanceChange", balance_change_row),
+    "portfolio_snapshots": RowSpec(PORTFOLIO_SNAPSHOTS, "PortfolioSnapshot",
+                                   portfolio_snapshot_row),
 }
 
 

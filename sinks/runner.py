@@ -32,7 +32,8 @@ The flow, per (topic, partition):
    dropped, never stopping the loop.
 6. **Dedup in batch.** The lowest offset of each key wins.
 7. **Existence filter.** One parameterized query per table (keys chunked):
-   ``account_id IN {..} AND event_id IN {..}`` — the primary key prefix —
+   ``account_id IN {..} AND event_id IN {..}`` — the primary key prefix (on
+   ``balances``, ordered by (account_id, asset), the account_id prefix) —
    drops keys already in the table.
 8. **Insert** what is left, synchronously, ``async_insert = 0``, with
    ``insert_deduplication_token = <topic>-<partition>-<F>-<L>``; nothing
@@ -483,12 +484,51 @@ class SinkRunner:
 
 def count_events(backend: Backend, tables: Iterable[str] | None = None
                  ) -> dict[str, dict[str, int]]:
-    """Per table ``count()`` and ``uniqExact(event_id)``, read WITHOUT ``FINAL``."""
+    """Per table ``count()`` and ``uniqExact(event_id)``, read WITHOUT ``FINAL``.
+
+    A table that keeps the latest row per key (``balances``: a ``version``
+    column) also gets ``versions`` = distinct (key, version) without
+    ``FINAL`` — equal to ``count`` when no change was stored twice — and
+    ``keys`` = distinct keys and ``final`` = ``count()`` read WITH ``FINAL``,
+    equal when ``FINAL`` shows one row per key. Older versions may be in the
+    table until a merge replaces them, so ``count`` is not the number of keys.
+    """
     out: dict[str, dict[str, int]] = {}
     db = ident(backend.database)
-    for table in tables or TABLES:
+    for name in tables or TABLES:
+        table = TABLES[name]
+        t = f"{db}.{ident(name)}"
+        if not table.version:
+            rows = backend.query(f"SELECT count(), uniqExact(event_id) FROM {t}")  # noqa: S608
+            count, uniq = rows[0]
+            out[name] = {"count": int(count), "uniq": int(uniq)}
+            continue
+        key = ", ".join(ident(c) for c in table.order_by)
         rows = backend.query(
-            f"SELECT count(), uniqExact(event_id) FROM {db}.{ident(table)}")  # noqa: S608 - ddl
-        count, uniq = rows[0]
-        out[table] = {"count": int(count), "uniq": int(uniq)}
+            f"SELECT count(), uniqExact(event_id), uniqExact({key}, {ident(table.version)}),"  # noqa: S608,E501
+            f" uniqExact({key}), (SELECT count() FROM {t} FINAL) FROM {t}")
+        count, uniq, versions, keys, final = rows[0]
+        out[name] = {"count": int(count), "uniq": int(uniq), "versions": int(versions),
+                     "keys": int(keys), "final": int(final)}
     return out
+
+
+def table_matches(counts: Mapping[str, int]) -> bool:
+    """The exactly-once promise of one table, from :func:`count_events`' figures.
+
+    Event tables: ``count = uniq``. Latest-state tables also: no (key,
+    version) twice (``count = versions``) and one row per key with ``FINAL``
+    (``final = keys``).
+    """
+    ok = counts["count"] == counts["uniq"]
+    if "versions" in counts:
+        ok = ok and counts["count"] == counts["versions"]
+    if "final" in counts:
+        ok = ok and counts["final"] == counts.get("keys")
+    return ok
+
+
+def verdict(counts: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """``{"ok": bool, "tables": {table: {"count", "uniq", ..., "match"}}}``."""
+    tables = {t: {**c, "match": table_matches(c)} for t, c in counts.items()}
+    return {"ok": all(t["match"] for t in tables.values()), "tables": tables}

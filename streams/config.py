@@ -45,6 +45,8 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "TWINLEDGER_SINK_GROUP": ("twinledger-sink", "consumer group of the sink"),
     "TWINLEDGER_SINK_BATCH_ROWS": ("10000", "max rows per insert batch"),
     "TWINLEDGER_SINK_BATCH_SECONDS": ("1.0", "max seconds a batch waits to fill"),
+    "TWINLEDGER_SNAPSHOT_RETENTION_DAYS": ("365", "days portfolio snapshots are kept in "
+                                           "ClickHouse (TTL on event time); 0 = forever"),
     "TWINLEDGER_WORKER_BATCH": ("1000", "max events the agent takes per batch"),
     "TWINLEDGER_WORKER_BATCH_SECONDS": ("0.2", "max seconds the agent waits to fill a batch"),
     "TWINLEDGER_STORE": ("rocksdb", "Faust table store: rocksdb | memory"),
@@ -77,6 +79,7 @@ class Settings:
     sink_group: str
     sink_batch_rows: int
     sink_batch_seconds: float
+    snapshot_retention_days: int
     worker_batch: int
     worker_batch_seconds: float
     store: str
@@ -112,6 +115,13 @@ def _int(env: Mapping[str, str], name: str) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _nonneg_int(env: Mapping[str, str], name: str) -> int:
+    value = _int(env, name)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
 
 
 def _float(env: Mapping[str, str], name: str) -> float:
@@ -165,6 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sink_group=env.get("TWINLEDGER_SINK_GROUP", "twinledger-sink"),
         sink_batch_rows=_int(env, "TWINLEDGER_SINK_BATCH_ROWS"),
         sink_batch_seconds=_float(env, "TWINLEDGER_SINK_BATCH_SECONDS"),
+        snapshot_retention_days=_nonneg_int(env, "TWINLEDGER_SNAPSHOT_RETENTION_DAYS"),
         worker_batch=_int(env, "TWINLEDGER_WORKER_BATCH"),
         worker_batch_seconds=_float(env, "TWINLEDGER_WORKER_BATCH_SECONDS"),
         store=store,

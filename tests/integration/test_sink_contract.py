@@ -23,7 +23,17 @@ import pytest
 
 from sinks.backend import Backend, ChdbBackend, ClickHouseConnectBackend
 from sinks.batching import Candidate
-from sinks.ddl import ACCOUNT_SNAPSHOTS, DEAD_LETTERS, TABLES, VENUE_EVENTS, apply_ddl
+from sinks.ddl import (
+    ACCOUNT_SNAPSHOTS,
+    BALANCES,
+    CASH_FLOWS,
+    DEAD_LETTERS,
+    PORTFOLIO_SNAPSHOTS,
+    TABLES,
+    VENUE_EVENTS,
+    apply_ddl,
+    current_ttl,
+)
 from sinks.exceptions import BackendError, BackendUnavailable, UnsafeQuery
 from sinks.http import SinkHTTPServer, run_readonly_query
 from sinks.main import verify
@@ -86,7 +96,10 @@ def test_ddl_is_idempotent_and_typed(backend: Backend) -> None:
         {"db": backend.database})
     tables = {r[0]: (r[1], r[2]) for r in rows}
     for name in TABLES:
-        assert tables[name] == ("ReplacingMergeTree", "account_id, event_id")
+        if name == "balances":  # latest per asset
+            assert tables[name] == ("ReplacingMergeTree", "account_id, asset")
+        else:
+            assert tables[name] == ("ReplacingMergeTree", "account_id, event_id")
     assert "sink_ranges" in tables
     types = dict(backend.query(
         "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}",
@@ -259,3 +272,131 @@ def test_http_endpoint(backend: Backend) -> None:
         assert count_uniq(backend, "venue_events") == (1, 1)
     finally:
         server.stop()
+
+
+# --- spot tables ------------------------------------------------------------------------
+
+
+def spot_row(table: str, record: str, rec: dict[str, Any], topic: str, offset: int
+             ) -> list[Any]:
+    from sinks.rows import build_row
+
+    return [*build_row(table, record, samples.decoded(record, rec)), topic, 0, offset]
+
+
+def test_cash_flows_exact_and_found_by_the_existence_filter(backend: Backend) -> None:
+    rows = [spot_row("cash_flows", "CashFlowEvent", samples.cash_flow(), "ledger.cashflows", 0),
+            spot_row("cash_flows", "CashFlowEvent",
+                     {**samples.cash_flow("w-1:cashflow"), "amount": Decimal("-0.5"),
+                      "value": Decimal("-30000.000000000000000001"), "price": None,
+                      "flow": "withdrawal"}, "ledger.cashflows", 1)]
+    backend.insert("cash_flows", CASH_FLOWS.insert_columns, rows, "ledger.cashflows-0-0-1")
+    got = dict((r[0], r[1:]) for r in backend.query(
+        f"SELECT event_id, amount, value, price FROM {backend.database}.cash_flows"))  # noqa: S608
+    assert got["d-1:cashflow"] == (Decimal("0.000000000000000001"),
+                                   Decimal("0.000000000000061234"), Decimal("61234.5"))
+    assert got["w-1:cashflow"] == (Decimal("-0.5"), Decimal("-30000.000000000000000001"), None)
+    runner = SinkRunner(replace(load_settings({}), sink_group="contract"), backend,
+                        samples.codec(), consumer=object(),
+                        topics={"ledger.cashflows": "cash_flows"})
+    probe = [Candidate("cash_flows", "acc-k", e, (), 0)
+             for e in ("d-1:cashflow", "w-1:cashflow", "x:cashflow")]
+    assert runner.existing_keys("cash_flows", probe) == {("acc-k", "d-1:cashflow"),
+                                                         ("acc-k", "w-1:cashflow")}
+    assert verify(backend)["tables"]["cash_flows"] == {"count": 2, "uniq": 2, "match": True}
+
+
+def balance_rec(source: str, asset: str, version: int, total: str,
+                account: str = "acc-k") -> dict[str, Any]:
+    t = Decimal(total)
+    return {**samples.balance_change(f"{source}:balance:{asset}", account, version),
+            "source_event_id": source, "asset": asset, "free": t, "locked": Decimal(0),
+            "total": t, "avg_cost": Decimal(2), "cost_basis": t * 2,
+            "value": t * 3}
+
+
+def test_balances_final_is_the_highest_version_per_asset(backend: Backend) -> None:
+    # Out of order across batches, as partitions of a rebuilt sink could deliver them.
+    batches = [
+        [balance_rec("e5", "XBT", 5, "1.5"), balance_rec("e5", "USD", 5, "100")],
+        [balance_rec("e2", "XBT", 2, "1"), balance_rec("e9", "USD", 9, "250.000000000000000001"),
+         balance_rec("e1", "XBT", 1, "0.25", account="acc-z")],
+        [balance_rec("e7", "XBT", 7, "0")],
+    ]
+    offset = 0
+    for i, batch in enumerate(batches):
+        rows = []
+        for rec in batch:
+            rows.append(spot_row("balances", "BalanceChange", rec, "ledger.balances", offset))
+            offset += 1
+        backend.insert("balances", BALANCES.insert_columns, rows, f"ledger.balances-0-{i}-{i}")
+    db = backend.database
+    final = backend.query(
+        f"SELECT account_id, asset, version, total FROM {db}.balances FINAL"  # noqa: S608
+        " ORDER BY account_id, asset")
+    assert final == [("acc-k", "USD", 9, Decimal("250.000000000000000001")),
+                     ("acc-k", "XBT", 7, Decimal("0")),
+                     ("acc-z", "XBT", 1, Decimal("0.25"))]
+    runner = SinkRunner(replace(load_settings({}), sink_group="contract"), backend,
+                        samples.codec(), consumer=object(),
+                        topics={"ledger.balances": "balances"})
+    # The existence filter still answers by (account_id, event_id) on this table.
+    probe = [Candidate("balances", "acc-k", e, (), 0)
+             for e in ("e2:balance:XBT", "e9:balance:USD", "e3:balance:XBT")]
+    assert runner.existing_keys("balances", probe) == {("acc-k", "e2:balance:XBT"),
+                                                       ("acc-k", "e9:balance:USD")}
+    verdict = verify(backend)["tables"]["balances"]
+    assert verdict["final"] == verdict["keys"] == 3 and verdict["match"] is True
+    assert verdict["count"] == verdict["uniq"] == verdict["versions"] >= 3
+    # A merge keeps the latest row per (account, asset) only; still one per key.
+    backend.command(f"OPTIMIZE TABLE {db}.balances FINAL")
+    after = verify(backend)["tables"]["balances"]
+    assert after == {"count": 3, "uniq": 3, "versions": 3, "keys": 3, "final": 3, "match": True}
+    # The same change stored twice under another token breaks the promise.
+    backend.insert("balances", BALANCES.insert_columns,
+                   [spot_row("balances", "BalanceChange", balance_rec("e9", "USD", 9, "250"),
+                             "ledger.balances", 99)], "ledger.balances-0-99-99")
+    assert verify(backend)["tables"]["balances"]["match"] is False
+
+
+def test_portfolio_snapshots_ttl_expires_old_rows_and_follows_the_setting(
+        backend: Backend) -> None:
+    db = backend.database
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    old = now - dt.timedelta(days=400)
+
+    def insert(event_id: str, when: dt.datetime, offset: int) -> None:
+        rec = samples.portfolio(event_id, "acc-k", when)
+        backend.insert("portfolio_snapshots", PORTFOLIO_SNAPSHOTS.insert_columns,
+                       [spot_row("portfolio_snapshots", "PortfolioSnapshot", rec,
+                                 "ledger.portfolio", offset)],
+                       f"ledger.portfolio-0-{offset}-{offset}")
+
+    def ids() -> list[str]:
+        return [r[0] for r in backend.query(
+            f"SELECT event_id FROM {db}.portfolio_snapshots ORDER BY event_id")]  # noqa: S608
+
+    # The fixture applied the default: a year.
+    assert current_ttl(backend, db, "portfolio_snapshots") == \
+        "toDateTime(ts) + toIntervalDay(365)"
+    insert("acc-k:portfolio:old", old, 0)
+    insert("acc-k:portfolio:new", now, 1)
+    backend.command(f"OPTIMIZE TABLE {db}.portfolio_snapshots FINAL")
+    assert ids() == ["acc-k:portfolio:new"]
+
+    # 0 = forever: the sink removes the TTL of the existing table at start.
+    assert apply_ddl(backend, db, retention_days=0) == [
+        f"ALTER TABLE {db}.portfolio_snapshots REMOVE TTL"]
+    assert current_ttl(backend, db, "portfolio_snapshots") == ""
+    insert("acc-k:portfolio:old", old, 2)
+    backend.command(f"OPTIMIZE TABLE {db}.portfolio_snapshots FINAL")
+    assert ids() == ["acc-k:portfolio:new", "acc-k:portfolio:old"]
+    assert apply_ddl(backend, db, retention_days=0) == []
+
+    # A shorter retention again: MODIFY TTL, applied to the rows already there.
+    assert apply_ddl(backend, db, retention_days=30) == [
+        f"ALTER TABLE {db}.portfolio_snapshots MODIFY TTL toDateTime(ts) + toIntervalDay(30)"]
+    backend.command(f"OPTIMIZE TABLE {db}.portfolio_snapshots FINAL")
+    assert ids() == ["acc-k:portfolio:new"]
+    assert verify(backend)["tables"]["portfolio_snapshots"] == {
+        "count": 1, "uniq": 1, "match": True}

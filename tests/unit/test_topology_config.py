@@ -29,7 +29,8 @@ def test_repository_topology_is_valid_and_cokeyed_counts_match():
     counts = {t.partitions for t in topo.cokeyed}
     assert len(counts) == 1 and topo.partitions("venue.events") >= 3
     assert set(topo.sinks) == {"venue_events", "account_snapshots", "trade_events",
-                               "reconcile_events", "anomaly_events", "dead_letters"}
+                               "reconcile_events", "anomaly_events", "dead_letters",
+                               "cash_flows", "portfolio_snapshots", "balances"}
 
 
 def test_cokeyed_partition_mismatch_in_file_names_the_topic(tmp_path):

@@ -102,3 +102,40 @@ def dead_letter(event_id: str = "venue.events:0:5") -> dict[str, Any]:
     return {"event_id": event_id, "account_id": "acc-1", "source_topic": "venue.events",
             "source_partition": 0, "source_offset": 5, "ts": TS, "error_type": "InvalidEvent",
             "reason": "qty: NaN", "original_key": b"acc-1", "original_value": b"\x00\xffraw"}
+
+
+def cash_flow(event_id: str = "d-1:cashflow", account_id: str = "acc-k") -> dict[str, Any]:
+    d = Decimal
+    return {"event_id": event_id, "account_id": account_id, "source_event_id": "d-1",
+            "event_seq": 3, "ts": TS, "flow": "deposit", "asset": "XBT",
+            "amount": d("0.000000000000000001"), "value": d("0.000000000000061234"),
+            "currency": "USD", "price": d("61234.5"), "unvalued": False,
+            "balance_after": d("2.000000000000000001")}
+
+
+def balance_change(event_id: str = "f-9:balance:XBT", account_id: str = "acc-k",
+                   version: int = 9) -> dict[str, Any]:
+    d = Decimal
+    return {"event_id": event_id, "account_id": account_id, "source_event_id": "f-9",
+            "event_seq": version, "version": version, "ts": TS, "asset": "XBT",
+            "free": d("1.5"), "locked": d("0.25"), "total": d("1.75"),
+            "avg_cost": d("60000.123456789012345678"), "cost_basis": d("105000.216049"),
+            "value": d("107160.375"), "unvalued": False, "exchange_total": None,
+            "drift": True}
+
+
+def portfolio(event_id: str = "acc-k:portfolio:1714564800", account_id: str = "acc-k",
+              when: dt.datetime = TS) -> dict[str, Any]:
+    d = Decimal
+    start = when.replace(minute=0, second=0, microsecond=0)
+    return {"event_id": event_id, "account_id": account_id, "source_event_id": "f-9",
+            "event_seq": 9, "ts": when, "bucket_start": start, "interval_seconds": 3600,
+            "base_currency": "USD", "equity": d("1107.375"), "realized_pnl": d("-0.5"),
+            "fees": d("0.000000000000000001"), "unrealized_pnl": d("2160.159"),
+            "cash_flows": d("1000"), "drift": True, "drift_assets": ["XBT"],
+            "unvalued_assets": ["KFEE"],
+            "balances": [{"asset": "KFEE", "free": d("10"), "locked": d("0"), "total": d("10"),
+                          "avg_cost": d("0"), "value": d("0"), "unvalued": True},
+                         {"asset": "XBT", "free": d("1.5"), "locked": d("0.25"),
+                          "total": d("1.75"), "avg_cost": d("60000.123456789012345678"),
+                          "value": d("107160.375"), "unvalued": False}]}

@@ -21,6 +21,9 @@ CASES = {
     "reconcile_events": ("ReconcileEvent", samples.reconcile),
     "anomaly_events": ("Anomaly", samples.anomaly),
     "dead_letters": ("DeadLetter", samples.dead_letter),
+    "cash_flows": ("CashFlowEvent", samples.cash_flow),
+    "balances": ("BalanceChange", samples.balance_change),
+    "portfolio_snapshots": ("PortfolioSnapshot", samples.portfolio),
 }
 
 
