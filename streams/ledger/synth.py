@@ -1,16 +1,17 @@
 """Deterministic synthetic venue events for integration tests and the fold benchmark.
 
 Owns: ``generate_events`` — valid FOLD_FORMAT dicts (amounts as strings) for
-many accounts, reproducible from a seed. Its pseudo-random numbers come from a
-seeded ``random.Random`` here, never inside the fold. Must not touch: the fold
-itself (it only produces input for it).
+many accounts, reproducible from a seed, with optional Kraken spot accounts
+(``spot_accounts``). Its pseudo-random numbers come from seeded
+``random.Random`` instances here, never inside the fold. Must not touch: the
+fold itself (it only produces input for it).
 """
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from .numbers import D0, plain, q18
@@ -41,7 +42,7 @@ class _Account:
 
 
 def generate_events(n_events: int, n_accounts: int, n_symbols: int = 8,
-                    seed: int = 0) -> list[dict[str, Any]]:
+                    seed: int = 0, spot_accounts: int = 0) -> list[dict[str, Any]]:
     """``n_events`` valid fold-format events over ``n_accounts`` accounts, deterministic in seed.
 
     Each account starts with an anchor and a balance; then fills (opens,
@@ -73,7 +74,17 @@ def generate_events(n_events: int, n_accounts: int, n_symbols: int = 8,
         if len(out) < n_events:
             out.append(_balance(env("balance", acc.account_id), acc))
 
+    spot = _SpotGen(seed, spot_accounts, n_accounts) if spot_accounts > 0 else None
+    if spot is not None:
+        for event in spot.opening(env):
+            if len(out) >= n_events:
+                break
+            out.append(event)
+
     while len(out) < n_events:
+        if spot is not None and spot.rng.random() < spot.share:
+            out.append(spot.step(env))
+            continue
         r = rng.random()
         if r < 0.07:
             sym = rng.choice(symbols)
@@ -184,3 +195,171 @@ def _fill(rng: random.Random, d: dict[str, Any], acc: _Account, sym: str,
              fee=plain(fee), fee_asset="USDT", position_side="BOTH",
              leverage=plain(acc.leverage), venue_order_id=f"o-{d['event_id']}")
     return d
+
+
+# ------------------------------------------------------------------------------ spot accounts
+
+#: Valuation marks of the spot accounts' assets (LEDGER B4: ``<asset>/USD``).
+_SPOT_MARKS = ("XBT/USD", "ETH/USD", "DOT/USD")
+_SPOT_PAIRS = ("XBT/USD", "ETH/USD", "ETH/XBT")
+_SPOT_FEE_RATE = Decimal("0.0026")
+_SPOT_TAGS = ("grid", "momentum")
+_Q8 = Decimal("0.00000001")
+_Q4 = Decimal("0.0001")
+
+
+class _SpotAccount:
+    __slots__ = ("account_id", "held", "drifting")
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.held: dict[str, Decimal] = {}
+        self.drifting = False
+
+    def add(self, asset: str, qty: Decimal) -> None:
+        self.held[asset] = self.held.get(asset, D0) + qty
+        if self.held[asset] < 0:
+            raise AssertionError(f"synth spot model sold {asset} it did not hold")
+
+
+class _SpotGen:
+    """Kraken spot accounts: what the fold books, tracked exactly so nothing is oversold.
+
+    Each account opens with deposits of USD, XBT and DOT (DOT pays some fees).
+    Then, at random: buys and sells of ``XBT/USD``, ``ETH/USD`` and
+    ``ETH/XBT`` with the fee in the base asset, the quote asset or DOT, half
+    of them untagged (``manual``) and half with a ``strategy_tag``; deposits
+    and withdrawals of any held asset; global marks of ``XBT/USD``,
+    ``ETH/USD`` and ``DOT/USD`` (``account_id`` ""); and balance frames
+    (``assets`` free/locked, no wallet balance) that report the holdings the
+    fold derives, except about one in eight, which reports one asset off
+    (LEDGER B8 drift) until the next frame matches again. Quantities are
+    Decimal and follow the fold's own arithmetic (notional = qty x price), so
+    a sale, a fee or a withdrawal never takes more than is held.
+    """
+
+    def __init__(self, seed: int, n: int, n_other: int) -> None:
+        self.rng = random.Random(f"twinledger-spot-{seed}")  # noqa: S311 - test data
+        self.accounts = [_SpotAccount(f"spot-{seed}-{i:04d}") for i in range(n)]
+        self.share = n / (n + n_other) if n + n_other else 1.0
+        self.prices = {"XBT/USD": Decimal("61250.5"), "ETH/USD": Decimal("3050.25"),
+                       "DOT/USD": Decimal("7.125")}
+
+    def _pair_price(self, symbol: str) -> Decimal:
+        if symbol == "ETH/XBT":
+            return (self.prices["ETH/USD"] / self.prices["XBT/USD"]).quantize(Decimal("0.00001"))
+        return self.prices[symbol]
+
+    def _mark(self, env: Any, symbol: str) -> dict[str, Any]:
+        return {**env("mark", ""), "venue": "kraken", "symbol": symbol,
+                "price": plain(self.prices[symbol])}
+
+    def opening(self, env: Any) -> list[dict[str, Any]]:
+        out = [self._mark(env, s) for s in _SPOT_MARKS]
+        for acc in self.accounts:
+            usd = Decimal(self.rng.randint(20, 200) * 500)
+            xbt = Decimal(self.rng.randint(5, 40)) / 10
+            dot = Decimal(self.rng.randint(50, 300))
+            for asset, amount in (("USD", usd), ("XBT", xbt), ("DOT", dot)):
+                out.append(self._cash(env, acc, asset, amount))
+        return out
+
+    def step(self, env: Any) -> dict[str, Any]:
+        rng = self.rng
+        r = rng.random()
+        if r < 0.08:
+            sym = rng.choice(_SPOT_MARKS)
+            move = Decimal(rng.randint(-80, 80)) / 10000
+            self.prices[sym] = max(Decimal("0.01"), (self.prices[sym] * (1 + move)).quantize(
+                Decimal("0.01")))
+            return self._mark(env, sym)
+        acc = rng.choice(self.accounts)
+        if r < 0.24:
+            return self._frame(env, acc)
+        if r < 0.30:
+            asset = rng.choice(("USD", "XBT", "ETH", "DOT"))
+            amount = (Decimal(rng.randint(100, 5000)) if asset == "USD"
+                      else Decimal(rng.randint(1, 300)) / 100)
+            return self._cash(env, acc, asset, amount)
+        if r < 0.35:
+            held = sorted(a for a, q in acc.held.items() if q > 0)
+            if held:
+                asset = rng.choice(held)
+                amount = (acc.held[asset] * Decimal(rng.randint(5, 30)) / 100).quantize(
+                    _Q8, rounding=ROUND_DOWN)
+                if amount > 0:
+                    return self._cash(env, acc, asset, -amount, "withdrawal")
+        fill = self._fill(env, acc)
+        return fill if fill is not None else self._frame(env, acc)
+
+    def _cash(self, env: Any, acc: _SpotAccount, asset: str, amount: Decimal,
+              flow: str = "deposit") -> dict[str, Any]:
+        acc.add(asset, amount)
+        return {**env("cash_flow", acc.account_id), "venue": "kraken", "asset": asset,
+                "amount": plain(amount), "flow": flow}
+
+    def _frame(self, env: Any, acc: _SpotAccount) -> dict[str, Any]:
+        rng = self.rng
+        reported = {a: q for a, q in acc.held.items() if q > 0}
+        acc.drifting = bool(reported) and rng.random() < 0.125
+        if acc.drifting:
+            asset = rng.choice(sorted(reported))
+            off = (reported[asset] * Decimal(rng.randint(1, 5)) / 100).quantize(_Q8)
+            if asset == "USD":
+                off = max(off, Decimal(5))
+            reported[asset] += off if rng.random() < 0.5 or off > reported[asset] else -off
+        assets = {}
+        for asset, total in sorted(reported.items()):
+            locked = D0
+            if rng.random() < 0.2:
+                locked = (total * Decimal(rng.randint(1, 50)) / 100).quantize(
+                    _Q8, rounding=ROUND_DOWN)
+            assets[asset] = {"free": plain(total - locked), "locked": plain(locked)}
+        return {**env("balance", acc.account_id), "venue": "kraken", "wallet_balance": None,
+                "assets": assets}
+
+    def _fill(self, env: Any, acc: _SpotAccount) -> dict[str, Any] | None:
+        rng = self.rng
+        symbol = rng.choice(_SPOT_PAIRS)
+        base, quote = symbol.split("/")
+        price = self._pair_price(symbol)
+        side = rng.choice(("BUY", "SELL"))
+        if side == "SELL" and acc.held.get(base, D0) <= 0:
+            side = "BUY"
+        fee_in = rng.choice(("base", "quote", "DOT"))
+        if side == "BUY":
+            budget = acc.held.get(quote, D0) * Decimal(rng.randint(5, 30)) / 100
+            qty = (budget / price).quantize(_Q8, rounding=ROUND_DOWN)
+        else:
+            qty = (acc.held[base] * Decimal(rng.randint(10, 60)) / 100).quantize(
+                _Q8, rounding=ROUND_DOWN)
+        if qty <= 0:
+            return None
+        notional = q18(qty * price)
+        if fee_in == "DOT":
+            fee_asset, fee = "DOT", (Decimal(rng.randint(1, 50)) / 100)
+            if fee > acc.held.get("DOT", D0):
+                fee_in = "quote"
+        if fee_in == "base":
+            fee_asset, fee = base, q18(qty * _SPOT_FEE_RATE).quantize(_Q8)
+        elif fee_in == "quote":
+            fee_asset = quote
+            fee = q18(notional * _SPOT_FEE_RATE).quantize(_Q4 if quote == "USD" else _Q8)
+        # Book it as the fold does: the side's disposal and acquisition, then the fee.
+        if side == "BUY":
+            acc.add(quote, -notional)
+            acc.add(base, qty)
+        else:
+            acc.add(base, -qty)
+            acc.add(quote, notional)
+        if fee > acc.held.get(fee_asset, D0):
+            # A fee the account cannot pay from that asset: pay it in what it just received.
+            fee_asset = base if side == "BUY" else quote
+            fee = min(fee, acc.held[fee_asset])
+        acc.add(fee_asset, -fee)
+        tag = "" if rng.random() < 0.5 else rng.choice(_SPOT_TAGS)
+        d = {**env("fill", acc.account_id), "venue": "kraken", "market": "spot",
+             "symbol": symbol, "side": side, "qty": plain(qty), "price": plain(price),
+             "fee": plain(fee), "fee_asset": fee_asset, "strategy_tag": tag}
+        d["venue_order_id"] = f"o-{d['event_id']}"
+        return d
