@@ -25,6 +25,8 @@ pytestmark = pytest.mark.integration
 
 N_EVENTS = 10_000
 N_ACCOUNTS = 50
+#: Kraken spot accounts mixed into the 10k-event runs (LEDGER part B).
+N_SPOT = 5
 
 
 def venue_only(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -33,8 +35,26 @@ def venue_only(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["kind"] != "mark"]
 
 
+class Reference:
+    """What the offline fold emitted, beyond the counts: the spot figures the tables must show."""
+
+    def __init__(self) -> None:
+        #: (account, asset) -> the last BalanceChange record (what balances FINAL must hold)
+        self.balances: dict[tuple[str, str], dict[str, Any]] = {}
+        self.spot_trades = 0
+        self.drift_reconciles = 0
+
+
 def offline_fold(events: list[dict[str, Any]]) -> tuple[dict[str, Any], Counter[str]]:
     """The reference: the same fold, in file order, no broker."""
+    states, outputs, _ = offline_fold_spot(events)
+    return states, outputs
+
+
+def offline_fold_spot(events: list[dict[str, Any]]
+                      ) -> tuple[dict[str, Any], Counter[str], Reference]:
+    """:func:`offline_fold` and the spot figures of the same run."""
+    ref = Reference()
     config = load_ledger_config(None)
     states: dict[str, Any] = {}
     outputs: Counter[str] = Counter()
@@ -44,7 +64,15 @@ def offline_fold(events: list[dict[str, Any]]) -> tuple[dict[str, Any], Counter[
         states[ev.account_id] = res.state
         for out in res.outputs:
             outputs[out.kind] += 1
-    return states, outputs
+            rec = out.record
+            if out.kind == "balance":
+                ref.balances[rec["account_id"], rec["asset"]] = rec
+            elif out.kind == "trade" and rec.get("market") == "spot":
+                ref.spot_trades += 1
+            elif out.kind == "reconcile" and any(
+                    r["rule"] == "B8" and r["code"] == "DRIFT" for r in rec["results"]):
+                ref.drift_reconciles += 1
+    return states, outputs, ref
 
 
 def expected_rows(events: list[dict[str, Any]], outputs: Counter[str]) -> dict[str, int]:
@@ -54,6 +82,8 @@ def expected_rows(events: list[dict[str, Any]], outputs: Counter[str]) -> dict[s
         "trade_events": outputs["trade"],
         "reconcile_events": outputs["reconcile"],
         "anomaly_events": outputs["anomaly"],
+        "cash_flows": outputs["cashflow"],
+        "portfolio_snapshots": outputs["portfolio"],
     }
 
 
@@ -92,11 +122,68 @@ def assert_state_equals_offline(p: Pipeline, states: dict[str, Any]) -> None:
         assert row["status"] == summary["reconcile"]["status"], account
 
 
-def test_ten_thousand_events_fifty_accounts_exactly_once(pipeline: Pipeline):
-    events = venue_only(generate_events(N_EVENTS + 2_000, N_ACCOUNTS, seed=7))[:N_EVENTS]
+BALANCES_FINAL_SQL = """
+SELECT account_id, asset, version, event_id, total, free, locked, avg_cost, cost_basis, drift
+FROM balances FINAL ORDER BY account_id, asset
+"""
+
+DRIFT_RECONCILES_SQL = """
+SELECT count() AS n FROM reconcile_events
+WHERE arrayExists(r -> JSONExtractString(r, 'rule') = 'B8' AND JSONExtractString(r, 'code') = 'DRIFT',
+                  JSONExtractArrayRaw(results))
+"""
+
+
+def assert_spot_tables(p: Pipeline, ref: Reference, timeout: float = 180.0) -> None:
+    """balances FINAL = the fold's last change per (account, asset), which is the fold's
+    final per-asset total and average cost; spot trades and B8 drift results arrived."""
+    import json
+
+    from streams.foldfile import fold_lines
+
+    want = {k: (r["version"], r["event_id"], r["total"], r["free"], r["locked"], r["avg_cost"],
+                r["cost_basis"], r["drift"]) for k, r in ref.balances.items()}
+    assert want, "the reference run has spot balances"
+    got: dict[tuple[str, str], tuple[Any, ...]] = {}
+    deadline = time.monotonic() + timeout
+    while True:  # balances is its own topic: its last batches may land after the others
+        got = {(r["account_id"], r["asset"]): (
+            int(r["version"]), r["event_id"], Decimal(r["total"]), Decimal(r["free"]),
+            Decimal(r["locked"]), Decimal(r["avg_cost"]), Decimal(r["cost_basis"]),
+            bool(r["drift"])) for r in p.query(BALANCES_FINAL_SQL)}
+        if got == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got == want
+    counts = p.counts()["balances"]
+    assert counts["final"] == counts["keys"] == len(want), counts
+    assert counts["count"] == counts["uniq"] == counts["versions"], counts
+    # The same figures as `twinledger fold` prints for every spot account.
+    doc = fold_lines([json.dumps(e) for e in p.produced], load_ledger_config(None))
+    summary = {(a, asset): b for a, acc in doc["accounts"].items()
+               for asset, b in (acc.get("balances") or {}).items()}
+    assert set(summary) == set(want)
+    for key, b in summary.items():
+        assert got[key][2] == Decimal(b["total"]) and got[key][5] == Decimal(b["avg_cost"]), key
+    spot = p.query("SELECT count() AS n FROM trade_events WHERE market = 'spot'")
+    assert int(spot[0]["n"]) == ref.spot_trades > 0
+    drift = p.query(DRIFT_RECONCILES_SQL)
+    assert int(drift[0]["n"]) == ref.drift_reconciles > 0
+
+
+def spot_mix(seed: int) -> list[dict[str, Any]]:
+    events = venue_only(generate_events(N_EVENTS + 2_000, N_ACCOUNTS, seed=seed,
+                                        spot_accounts=N_SPOT))[:N_EVENTS]
     assert len(events) == N_EVENTS and len({e["account_id"] for e in events}) >= N_ACCOUNTS
-    states, outputs = offline_fold(events)
+    assert len({e["account_id"] for e in events if e["venue"] == "kraken"}) == N_SPOT
+    return events
+
+
+def test_ten_thousand_events_fifty_accounts_exactly_once(pipeline: Pipeline):
+    events = spot_mix(7)
+    states, outputs, ref = offline_fold_spot(events)
     expected = expected_rows(events, outputs)
+    assert expected["cash_flows"] and expected["portfolio_snapshots"]
 
     pipeline.start_sink()
     pipeline.start_worker()
@@ -105,11 +192,12 @@ def test_ten_thousand_events_fifty_accounts_exactly_once(pipeline: Pipeline):
     assert_exactly_once(counts, expected)
     assert counts.get("dead_letters", {"count": 0})["count"] == 0
     assert_state_equals_offline(pipeline, states)
+    assert_spot_tables(pipeline, ref)
 
 
 def test_sigkill_worker_and_sink_mid_stream_then_restart(pipeline: Pipeline):
-    events = venue_only(generate_events(N_EVENTS + 2_000, N_ACCOUNTS, seed=11))[:N_EVENTS]
-    states, outputs = offline_fold(events)
+    events = spot_mix(11)
+    states, outputs, ref = offline_fold_spot(events)
     expected = expected_rows(events, outputs)
 
     pipeline.start_sink()
@@ -131,6 +219,7 @@ def test_sigkill_worker_and_sink_mid_stream_then_restart(pipeline: Pipeline):
     counts = before.wait_for(expected)
     assert_exactly_once(counts, expected)
     assert_state_equals_offline(before, states)
+    assert_spot_tables(before, ref)
 
 
 def test_one_percent_malformed_records_go_to_dead_letters(pipeline: Pipeline):
