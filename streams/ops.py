@@ -109,12 +109,49 @@ GROUP BY account_id
 """
 
 
+# Spot portfolios (LEDGER part B): the latest balance per asset, every cash flow and the
+# interval snapshots, each from its own table.
+BALANCES_SQL = """
+SELECT account_id, asset, total, locked, avg_cost, value, unvalued, exchange_total, drift, version
+FROM balances FINAL
+WHERE {account_filter}
+ORDER BY account_id, asset
+"""
+
+CASH_FLOWS_SQL = """
+SELECT account_id, event_id, ts, flow, asset, amount, value, currency
+FROM cash_flows
+WHERE {account_filter}
+ORDER BY account_id, event_seq, event_id
+"""
+
+PORTFOLIO_SQL = """
+SELECT account_id, bucket_start, equity, realized_pnl, fees, unrealized_pnl, cash_flows, drift,
+       drift_assets
+FROM portfolio_snapshots
+WHERE {account_filter}
+ORDER BY account_id, bucket_start
+"""
+
+
+def _by_account(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r.pop("account_id"), []).append(r)
+    return out
+
+
 def _strip(row: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in row.items()}
 
 
 def report(client: SinkClient, account: str | None = None) -> list[dict[str, Any]]:
-    """Latest snapshot and trades per account, read from ClickHouse."""
+    """Latest snapshot and trades per account, read from ClickHouse.
+
+    Spot accounts also get ``asset_balances`` (``balances FINAL``: the latest
+    row per asset with the exchange's total and the drift flag),
+    ``cash_flows`` and ``portfolio_snapshots``.
+    """
     flt = "account_id = {account:String}" if account else "1"
     params = {"account": account} if account else {}
     accounts = [_strip(r, "last_") for r in client.query(REPORT_SQL.format(account_filter=flt), params)]
@@ -127,7 +164,13 @@ def report(client: SinkClient, account: str | None = None) -> list[dict[str, Any
     for t in trades:
         by_account.setdefault(t["account_id"], []).append(t)
     drift = {r["account_id"]: r for r in client.query(DRIFT_SQL.format(account_filter=flt), params)}
+    spot = {name: _by_account(client.query(sql.format(account_filter=flt), params))
+            for name, sql in (("asset_balances", BALANCES_SQL), ("cash_flows", CASH_FLOWS_SQL),
+                              ("portfolio_snapshots", PORTFOLIO_SQL))}
     for a in accounts:
+        for name, rows in spot.items():
+            if a["account_id"] in rows:
+                a[name] = rows[a["account_id"]]
         a["trades"] = by_account.get(a["account_id"], [])
         d = drift.get(a["account_id"])
         a["drift"] = None if d is None else {"active": d["drift_code"] == "DRIFT",
@@ -152,16 +195,20 @@ def format_report(accounts: list[dict[str, Any]]) -> str:
         for p in positions or []:
             lines.append(f"  position {p.get('symbol')} {p.get('position_side')} qty={p.get('qty')} "
                          f"avg={p.get('avg_entry_price')} realized={p.get('realized_pnl')}")
-        balances = a.get("balances") or []
-        if isinstance(balances, str):
-            try:
-                balances = json.loads(balances)
-            except ValueError:
-                balances = []
-        for b in balances:
-            lines.append(f"  balance {b.get('asset')} total={b.get('total')} "
-                         f"avg_cost={b.get('avg_cost')} value={b.get('value')}"
-                         + (" UNVALUED" if b.get("unvalued") else ""))
+        for b in a.get("asset_balances", []):
+            exch = b.get("exchange_total")
+            lines.append(f"  balance {b['asset']} total={b['total']} avg_cost={b['avg_cost']} "
+                         f"value={b['value']}" + (" UNVALUED" if b.get("unvalued") else "")
+                         + ("" if exch is None else f" exchange={exch}")
+                         + (" DRIFT" if b.get("drift") else ""))
+        for f in a.get("cash_flows", []):
+            lines.append(f"  cash flow {f['ts']} {f['flow']} {f['amount']} {f['asset']} "
+                         f"value={f['value']} {f['currency']}")
+        for p in a.get("portfolio_snapshots", []):
+            lines.append(f"  portfolio {p['bucket_start']} equity={p['equity']} "
+                         f"realized={p['realized_pnl']} fees={p['fees']} "
+                         f"unrealized={p['unrealized_pnl']} cash_flows={p['cash_flows']}"
+                         + (f" DRIFT {','.join(p['drift_assets'])}" if p.get("drift") else ""))
         if a.get("drift"):
             state = "ACTIVE" if a["drift"]["active"] else "cleared"
             lines.append(f"  drift {state}: {a['drift']['detail']}")

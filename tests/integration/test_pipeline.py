@@ -19,6 +19,7 @@ import pytest
 from streams.codec import Codec, dec_str, fold_dict_to_venue_record
 from streams.ledger import apply_event, load_ledger_config, parse_event
 from streams.ledger.synth import generate_events
+from streams.ops import format_report, report
 from tests.integration.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -43,6 +44,8 @@ class Reference:
         self.balances: dict[tuple[str, str], dict[str, Any]] = {}
         self.spot_trades = 0
         self.drift_reconciles = 0
+        #: account -> cash-flow / portfolio records emitted for it
+        self.per_account: Counter[tuple[str, str]] = Counter()
 
 
 def offline_fold(events: list[dict[str, Any]]) -> tuple[dict[str, Any], Counter[str]]:
@@ -65,6 +68,7 @@ def offline_fold_spot(events: list[dict[str, Any]]
         for out in res.outputs:
             outputs[out.kind] += 1
             rec = out.record
+            ref.per_account[rec["account_id"], out.kind] += 1
             if out.kind == "balance":
                 ref.balances[rec["account_id"], rec["asset"]] = rec
             elif out.kind == "trade" and rec.get("market") == "spot":
@@ -193,6 +197,14 @@ def test_ten_thousand_events_fifty_accounts_exactly_once(pipeline: Pipeline):
     assert counts.get("dead_letters", {"count": 0})["count"] == 0
     assert_state_equals_offline(pipeline, states)
     assert_spot_tables(pipeline, ref)
+    # `twinledger report` reads the same spot tables for one spot account
+    spot_id = sorted(a for a, _ in ref.balances)[0]
+    (acc,) = report(pipeline.client, spot_id)
+    assert {b["asset"]: Decimal(b["total"]) for b in acc["asset_balances"]} == {
+        asset: rec["total"] for (a, asset), rec in ref.balances.items() if a == spot_id}
+    assert len(acc["cash_flows"]) == ref.per_account[spot_id, "cashflow"] > 0
+    assert len(acc["portfolio_snapshots"]) == ref.per_account[spot_id, "portfolio"] > 0
+    assert f"account {spot_id}" in format_report([acc])
 
 
 def test_sigkill_worker_and_sink_mid_stream_then_restart(pipeline: Pipeline):
