@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
 import os
 import shutil
@@ -29,8 +30,11 @@ SAMPLE = PROJECT_ROOT / "examples" / "demo" / "events.jsonl"
 DEMO_PREFIX = "demo."
 
 
-def demo_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+def demo_env(settings: Settings, data_dir: Path, retention_days: int | None = None,
+             ) -> dict[str, str]:
     env = dict(os.environ)
+    if retention_days is not None:
+        env["TWINLEDGER_SNAPSHOT_RETENTION_DAYS"] = str(retention_days)
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
         "TWINLEDGER_TOPIC_PREFIX": DEMO_PREFIX,
@@ -44,6 +48,24 @@ def demo_env(settings: Settings, data_dir: Path) -> dict[str, str]:
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def retention_for(events: list[dict[str, Any]], configured: int,
+                  today: dt.date | None = None) -> int | None:
+    """A snapshot retention that keeps the sample's portfolio snapshots, or None if it does.
+
+    The sample's events carry their own (past) timestamps and the
+    ``portfolio_snapshots`` TTL counts from event time, so a TTL merge could
+    drop them during the demo; the demo then extends the retention to cover
+    the oldest event and says so. 0 (no TTL) needs nothing.
+    """
+    if not configured or not events:
+        return None
+    today = today or dt.datetime.now(dt.UTC).date()
+    oldest = min(dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).date()
+                 for e in events)
+    needed = (today - oldest).days + 30
+    return needed if needed > configured else None
 
 
 def load_sample(path: Path) -> list[dict[str, Any]]:
@@ -73,13 +95,18 @@ def demo_main(argv: list[str]) -> int:
         base = dataclasses.replace(base, kafka_bootstrap=ensure_local_kafka())
         started_kafka = not was_running
     data_dir = base.data_dir / "demo"
-    env = demo_env(base, data_dir)
+    events = load_sample(args.sample)
+    retention = retention_for(events, base.snapshot_retention_days)
+    if retention is not None:
+        _say(f"portfolio_snapshots TTL: {retention} days instead of "
+             f"{base.snapshot_retention_days}, so the sample's snapshots (event time "
+             f"{min(e['ts'] for e in events)[:10]}) are not expired by a TTL merge")
+    env = demo_env(base, data_dir, retention)
     settings = load_settings(env)
     children: list[Child] = []
     try:
         _clean_previous(settings, data_dir)
         create_topics(settings)
-        events = load_sample(args.sample)
         venue_events = [e for e in events if e.get("kind") != "mark"]
         marks = [e for e in events if e.get("kind") == "mark"]
         logs = data_dir / "logs"
