@@ -1,7 +1,9 @@
 """The Faust app: agent ``fold_account_events``, the ledger table and the marks table.
 
 Owns: wiring topics, tables and the agent loop around the pure fold; the
-dead-letter path for records the codec or the ledger refuses; sending outputs.
+dead-letter path for records the codec or the ledger refuses; sending outputs;
+the read-only web pages of live state (``/accounts/{account}`` and the B10
+portfolio queries under it, answered by ``streams.queries``).
 Must not touch: bookkeeping (``streams.ledger`` decides every number) or
 ClickHouse (the sink reads our output topics).
 
@@ -43,6 +45,7 @@ from streams.codec import Codec, venue_record_to_fold_dict
 from streams.config import Settings
 from streams.exceptions import DecodeError, InvalidEvent, TwinledgerError
 from streams.ledger import (
+    AccountState,
     LedgerConfig,
     Output,
     account_summary,
@@ -286,6 +289,11 @@ class Worker:
         return (self.topic_name(topic), out.key.encode("utf-8"),
                 self.codec.encode(schema, out.record), ts.timestamp() if ts is not None else None)
 
+    def account_state(self, account: str) -> AccountState | None:
+        """The account's state as stored in this worker's table partitions (None: not here)."""
+        raw = self.ledger_table.get(account.encode("utf-8"))
+        return decode_state(raw) if raw else None
+
     def account_view(self, account: str) -> dict[str, Any] | None:
         raw = self.ledger_table.get(account.encode("utf-8"))
         if not raw:
@@ -391,6 +399,8 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
             return web.json({"error": "account_not_found", "account_id": account}, status=404)
         return web.json(_jsonable(view))
 
+    _portfolio_pages(app, worker)
+
     @app.page("/metrics/prometheus")
     async def metrics_page(web: Any, request: Any) -> Any:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -415,6 +425,46 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
             raise
 
     return worker
+
+
+def _portfolio_pages(app: faust.App, worker: Worker) -> None:
+    """LEDGER B10 as read-only GET pages: ``/accounts/{account}/<query>``, JSON.
+
+    Each answers ``streams.queries.run_query`` over the account's live state
+    (read from this worker's table partitions, as ``/accounts/{account}``
+    does) valued at the marks table now. With several workers an account
+    lives on the worker that holds its partition; another worker answers 404
+    ``account_not_found``. A spot symbol in the path is spelled
+    ``XBT-USD`` or percent-encoded (``XBT%2FUSD``); a bare asset (``XBT``)
+    answers its balance. Errors are JSON ``{"error", "message", ...}``:
+    404 ``account_not_found`` / ``position_not_found``, 400 ``bad_request``
+    for an unknown or malformed query parameter.
+    """
+    from streams.exceptions import NotFound, PositionNotFound, QueryError
+    from streams.queries import PAGES, parse_params, run_query
+
+    def make(query: str) -> Callable[..., Any]:
+        async def page(web: Any, request: Any, account: str, **match: str) -> Any:
+            try:
+                params = parse_params(query, request.query)
+                params.update(match)
+                doc = run_query(query, worker.account_state(account), account,
+                                worker.marks or {}, worker.ledger_config, **params)
+            except QueryError as exc:
+                return web.json({"error": exc.code, "message": str(exc)}, status=400)
+            except NotFound as exc:
+                body = {"error": exc.code, "message": str(exc), "account_id": exc.account_id}
+                if isinstance(exc, PositionNotFound):
+                    body["position"] = exc.key
+                return web.json(body, status=404)
+            return web.json(doc)
+
+        page.__name__ = "portfolio_" + query.replace("-", "_")
+        return page
+
+    for query, suffix in PAGES.items():
+        handler = make(query)
+        app.page("/accounts/{account}" + suffix, name=handler.__name__)(handler)
 
 
 def _set_current_event(event: Any) -> None:
