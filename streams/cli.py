@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from streams.exceptions import TwinledgerError
 
@@ -71,6 +72,205 @@ def _topology(argv: list[str]) -> int:
     return 0
 
 
+# --------------------------------------------------------------- twinledger portfolio
+
+#: exit codes of ``twinledger portfolio`` (besides 0)
+EXIT_ERROR = 1  # the worker cannot be reached or answered with an error
+EXIT_USAGE = 2  # bad arguments or parameters, unreadable file or config
+EXIT_NOT_FOUND = 3  # no such account (on this worker / in this file), no such position
+
+_PORTFOLIO_EPILOG = """\
+sources:
+  --worker URL     ask a running worker's HTTP pages (default: the local worker,
+                   http://127.0.0.1:$TWINLEDGER_WORKER_WEB_PORT); live state, live marks
+  --file FILE      fold a FOLD_FORMAT events file offline and answer from that state,
+                   valued at the file's last marks (the same query functions)
+
+exit codes: 0 answered; 2 bad arguments, parameter, file or config;
+3 account or position not found; 1 worker unreachable or failing.
+
+examples:
+  twinledger portfolio equity kraken-1
+  twinledger portfolio position kraken-1 XBT/USD --table
+  twinledger portfolio trades kraken-1 --pair XBT/USD --limit 20 --no-include-manual
+  twinledger portfolio fees kraken-1 --file events.jsonl
+"""
+
+
+def _portfolio_parser() -> argparse.ArgumentParser:
+    from streams.queries import QUERIES
+
+    common = argparse.ArgumentParser(add_help=False)
+    src = common.add_mutually_exclusive_group()
+    src.add_argument("--worker", metavar="URL",
+                     help="worker base URL (default: the local worker)")
+    src.add_argument("--file", metavar="EVENTS",
+                     help="fold this JSON-lines event file offline instead ('-' = stdin)")
+    common.add_argument("--config", default=None,
+                        help="ledger config, YAML or JSON (with --file)")
+    common.add_argument("--table", action="store_true",
+                        help="print a readable text table instead of JSON")
+    common.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the worker (default 10)")
+    common.add_argument("account", help="account id")
+    parser = argparse.ArgumentParser(
+        prog="twinledger portfolio",
+        description="Portfolio queries (LEDGER B10) on one account, as JSON.",
+        epilog=_PORTFOLIO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="query", metavar="QUERY", required=True)
+    helps = {
+        "equity": "equity, PnL parts, cash flows, drift flag and details, unvalued assets",
+        "positions": "every position (futures and spot pairs) and every asset balance",
+        "position": "one position by symbol (XBT/USD or XBT-USD) or one asset's balance",
+        "exposure": "each asset's value as a share of equity",
+        "trades": "trade history (--pair, --limit, --include-manual)",
+        "fees": "fees by asset, by pair and in total",
+        "cash-flows": "recent cash flows and the net total (--limit)",
+        "snapshots": "recent portfolio snapshots (--limit)",
+    }
+    for name in QUERIES:
+        q = sub.add_parser(name, parents=[common], help=helps[name],
+                           description=helps[name])
+        if name == "position":
+            q.add_argument("symbol", help="symbol (XBT/USD, XBT-USD) or asset (XBT)")
+        if name == "trades":
+            q.add_argument("--pair", help="only this symbol")
+            q.add_argument("--include-manual", action=argparse.BooleanOptionalAction,
+                           default=None, help="list manual (untagged) trades "
+                           "(default: the ledger config's track_manual_trades)")
+        if name in ("trades", "cash-flows", "snapshots"):
+            q.add_argument("--limit", type=_non_negative, help="only the most recent N")
+    return parser
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def _portfolio(argv: list[str]) -> int:
+    """``twinledger portfolio QUERY ACCOUNT [...]``: see ``_PORTFOLIO_EPILOG``."""
+    from streams.exceptions import NotFound, QueryError
+    from streams.queries import PARAMS, render_table
+
+    parser = _portfolio_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on a usage error, 0 on --help
+        return int(exc.code or 0)
+    params = {k: getattr(args, k) for k in PARAMS[args.query]
+              if getattr(args, k, None) is not None}
+    try:
+        if args.file is not None:
+            doc = _portfolio_from_file(args.query, args.account, params, args.file,
+                                       args.config)
+        else:
+            doc = _portfolio_from_worker(args.query, args.account, params, args.worker,
+                                         args.timeout)
+    except NotFound as exc:
+        print(f"twinledger portfolio: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except (QueryError, _UsageError) as exc:
+        print(f"twinledger portfolio: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.table:
+        sys.stdout.write(render_table(doc))
+    else:
+        print(json.dumps(doc, indent=2))
+    return 0
+
+
+class _UsageError(TwinledgerError):
+    """An unreadable events file or ledger config (exit 2)."""
+
+
+def _portfolio_from_file(query: str, account: str, params: dict[str, Any], path: str,
+                         config_path: str | None) -> dict[str, Any]:
+    from streams.exceptions import ConfigError
+    from streams.foldfile import run_fold
+    from streams.ledger import load_ledger_config
+    from streams.queries import run_query
+
+    try:
+        config = load_ledger_config(config_path)
+        if path == "-":
+            run = run_fold(sys.stdin, config)
+        else:
+            with open(path, encoding="utf-8") as fh:
+                run = run_fold(fh, config)
+    except ConfigError as exc:
+        raise _UsageError(str(exc)) from None
+    except OSError as exc:
+        raise _UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if run.rejected:
+        first = run.rejected[0]
+        print(f"twinledger portfolio: {len(run.rejected)} line(s) of {path} rejected "
+              f"(line {first['line']}: {first['reason']})", file=sys.stderr)
+    return run_query(query, run.states.get(account), account, run.marks, run.config,
+                     **params)
+
+
+def _portfolio_from_worker(query: str, account: str, params: dict[str, Any],
+                           base: str | None, timeout: float) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    from streams.exceptions import AccountNotFound, PositionNotFound, QueryError
+
+    if base is None:
+        from streams.config import load_settings
+
+        settings = load_settings()
+        host = settings.worker_web_host
+        if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a wildcard bind, reached on loopback
+            host = "127.0.0.1"
+        base = f"http://{host}:{settings.worker_web_port}"
+    path = worker_path(query, account, params)
+    url = base.rstrip("/") + path
+    if not url.startswith(("http://", "https://")):
+        raise _UsageError(f"--worker must be an http(s) URL, got {base!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) checked
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+        except ValueError:
+            body = {}
+        message = body.get("message") or f"HTTP {exc.code} from {url}"
+        if exc.code == 404 and body.get("error") == "position_not_found":
+            raise PositionNotFound(body.get("account_id", account),
+                                   body.get("position", "")) from None
+        if exc.code == 404 and body.get("error") == "account_not_found":
+            raise AccountNotFound(body.get("account_id", account)) from None
+        if exc.code == 400:
+            raise QueryError(message) from None
+        raise TwinledgerError(f"worker answered {exc.code} for {url}: {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TwinledgerError(f"cannot reach the worker at {base}: {reason}") from None
+
+
+def worker_path(query: str, account: str, params: dict[str, Any]) -> str:
+    """The worker page of a query: ``/accounts/<account>/<query>[/<symbol>]?<params>``.
+
+    The account and the symbol are percent-encoded whole (``XBT/USD`` ->
+    ``XBT%2FUSD``), which the worker decodes.
+    """
+    import urllib.parse
+
+    from streams.queries import PAGES
+
+    quote = urllib.parse.quote
+    page = PAGES[query].replace("{symbol}", quote(str(params.get("symbol", "")),
+                                                            safe=""))
+    query_params = {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                    for k, v in params.items() if k != "symbol"}
+    qs = f"?{urllib.parse.urlencode(query_params)}" if query_params else ""
+    return f"/accounts/{quote(account, safe='')}{page}{qs}"
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "fold": (_fold, "fold a JSON-lines file of venue events offline (no broker, no database)"),
     "normalize": (_normalize, "turn raw venue payloads into fold-format events"),
@@ -83,6 +283,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "topics": (_ops, "create the topics of topology.yaml"),
     "replay": (_ops, "reset a consumer group's offsets (worker or sink) to replay"),
     "report": (_ops, "report accounts from ClickHouse through the sink"),
+    "portfolio": (_portfolio, "portfolio queries (equity, positions, trades...) on a worker "
+                              "or a file"),
     "verify": (_ops, "check count() = uniqExact(event_id) for every table"),
 }
 
