@@ -16,7 +16,10 @@ mutates a state.
 Conventions of every answer:
 
 - amounts are plain decimal strings (``numbers.plain``), never floats or
-  exponent form; arithmetic runs under ``LEDGER_CONTEXT``;
+  exponent form, without trailing zeros: a mark read from Kafka carries the
+  wire's 18 places (``130.000000000000000000``) where a file's mark has
+  none, and the same amount prints the same either way, so the worker and
+  ``--file`` agree to the character; arithmetic runs under ``LEDGER_CONTEXT``;
 - each answer starts with ``account_id``, ``event_seq`` (the last applied
   event) and ``base_currency`` (what every value and PnL figure is in);
 - lists are oldest first (trades in opening order, cash flows and snapshots
@@ -69,10 +72,25 @@ PAGES = {
 FLOW_FIELDS = ("event_id", "ts", "flow", "asset", "amount", "value", "currency", "price")
 SNAPSHOT_FIELDS = ("event_id", "bucket_start", "ts", "equity", "realized_pnl", "fees",
                    "unrealized_pnl", "cash_flows", "drift")
+_FLOW_AMOUNTS = ("amount", "value", "price")
+_SNAPSHOT_AMOUNTS = ("equity", "realized_pnl", "fees", "unrealized_pnl", "cash_flows")
 
 
-def _opt(x: Decimal | None) -> str | None:
-    return None if x is None else plain(x)
+def _amounts(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """A state row (amounts kept as strings) with its amounts printed like every other."""
+    for name in names:
+        row[name] = _opt(row[name])
+    return row
+
+
+def _n(x: Decimal | str) -> str:
+    """An amount as a plain decimal string without trailing zeros (module docstring)."""
+    d = x if isinstance(x, Decimal) else Decimal(x)
+    return plain(d.normalize(LEDGER_CONTEXT))
+
+
+def _opt(x: Decimal | str | None) -> str | None:
+    return None if x is None else _n(x)
 
 
 def _head(st: AccountState, config: LedgerConfig) -> dict[str, Any]:
@@ -137,7 +155,7 @@ def _balance_row(st: AccountState, v: spot.Valued, marks: Mapping[str, Decimal],
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: plain(x) if isinstance(x, Decimal) else x for k, x in d.items()}
+    return {k: _n(x) if isinstance(x, Decimal) else x for k, x in d.items()}
 
 
 def _limit(rows: list[Any], limit: int | None) -> list[Any]:
@@ -178,22 +196,23 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
         val = _Valuation(st, marks, config)
         return {
             **_head(st, config),
-            "equity": plain(val.equity),
-            "realized_pnl": plain(st.k_realized),
-            "fees": plain(st.k_fees),
-            "funding": plain(st.k_funding),
-            "net_pnl": plain(st.k_realized - st.k_fees - st.k_funding),
-            "unrealized_pnl": plain(val.unrealized),
-            "cash_flows": plain(st.k_cash),
+            "equity": _n(val.equity),
+            "realized_pnl": _n(st.k_realized),
+            "fees": _n(st.k_fees),
+            "funding": _n(st.k_funding),
+            "net_pnl": _n(st.k_realized - st.k_fees - st.k_funding),
+            "unrealized_pnl": _n(val.unrealized),
+            "cash_flows": _n(st.k_cash),
             "drift": bool(st.book.drift),
             "drift_assets": {
-                a: {"derived": d[0], "exchange": d[1], "delta": d[2], "value": d[3]}
+                a: {"derived": _opt(d[0]), "exchange": _opt(d[1]), "delta": _opt(d[2]),
+                    "value": _opt(d[3])}
                 for a, d in sorted(st.book.drift.items())},
             "unvalued": val.unvalued,
             "reconcile": {
                 "status": st.status,
                 "capital_frozen": st.status == "ERROR",
-                "deltas": {r[3]: plain(r[4]) for r in st.results},
+                "deltas": {r[3]: _n(r[4]) for r in st.results},
                 "explanations": [explain(r) for r in st.results],
             },
         }
@@ -270,7 +289,7 @@ def exposure(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfi
         defined = eq > 0
 
         def share(x: Decimal | None) -> str | None:
-            return plain(q18(x / eq)) if defined and x is not None else None
+            return _n(q18(x / eq)) if defined and x is not None else None
 
         assets = []
         unvalued = []
@@ -278,20 +297,20 @@ def exposure(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfi
             if not v.total:
                 continue
             if v.unvalued:
-                unvalued.append({"asset": v.asset, "total": plain(v.total), "value": None,
+                unvalued.append({"asset": v.asset, "total": _n(v.total), "value": None,
                                  "share": None})
             else:
                 assets.append((v.value, v.asset, {
-                    "asset": v.asset, "total": plain(v.total), "value": plain(v.value),
+                    "asset": v.asset, "total": _n(v.total), "value": _n(v.value),
                     "share": share(v.value)}))
         assets.sort(key=lambda a: (-a[0], a[1]))
         futures = [{
-            "symbol": p["symbol"], "position_side": p["position_side"], "qty": plain(p["qty"]),
+            "symbol": p["symbol"], "position_side": p["position_side"], "qty": _n(p["qty"]),
             "mark_price": _opt(p["mark_price"]), "notional": _opt(p["notional"]),
             "share": share(p["notional"]),
         } for p in sorted(val.futures, key=lambda p: (p["symbol"], p["position_side"]))
             if p["qty"]]
-        return {**_head(st, config), "equity": plain(eq), "shares_defined": defined,
+        return {**_head(st, config), "equity": _n(eq), "shares_defined": defined,
                 "assets": [a[2] for a in assets], "unvalued": unvalued, "positions": futures}
 
 
@@ -325,11 +344,11 @@ def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
             "trade_id": t.trade_id, "symbol": t.symbol, "market": t.market, "side": t.side,
             "status": "CLOSED" if t.closed else "OPEN", "strategy_tag": tag,
             "manual": tag == spot.MANUAL, "opened_at": t.open_ts.isoformat(),
-            "opened_by": t.open_event_id, "realized_pnl": plain(t.realized),
-            "fees": plain(t.fees), "net_pnl": plain(t.realized - t.fees),
-            "legs": [{"event_id": leg.event_id, "action": leg.action, "qty": plain(leg.qty),
-                      "price": plain(leg.price), "pnl_leg": plain(leg.pnl),
-                      "fee_leg": plain(leg.fee), "pnl_source": leg.source}
+            "opened_by": t.open_event_id, "realized_pnl": _n(t.realized),
+            "fees": _n(t.fees), "net_pnl": _n(t.realized - t.fees),
+            "legs": [{"event_id": leg.event_id, "action": leg.action, "qty": _n(leg.qty),
+                      "price": _n(leg.price), "pnl_leg": _n(leg.pnl),
+                      "fee_leg": _n(leg.fee), "pnl_source": leg.source}
                      for leg in t.legs],
         } for t, tag in chosen]
     return {**_head(st, config), "pair": pair, "limit": limit,
@@ -348,11 +367,11 @@ def fees(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
     with localcontext(LEDGER_CONTEXT):
         return {
             **_head(st, config),
-            "total": plain(st.k_fees),
-            "by_asset": {a: {"qty": plain(q), "value": plain(v)}
+            "total": _n(st.k_fees),
+            "by_asset": {a: {"qty": _n(q), "value": _n(v)}
                          for a, (q, v) in sorted(book.fees.items())},
-            "by_pair": {s: {"fees": plain(f), "realized_pnl": plain(r),
-                            "net_pnl": plain(r - f)}
+            "by_pair": {s: {"fees": _n(f), "realized_pnl": _n(r),
+                            "net_pnl": _n(r - f)}
                         for s, (r, f) in sorted(book.pairs.items())},
         }
 
@@ -365,8 +384,9 @@ def cash_flows(st: AccountState, marks: Mapping[str, Decimal], config: LedgerCon
     an outflow at its cost basis); ``price`` the mark an inflow was valued at
     (``null`` for outflows and for assets without a mark).
     """
-    rows = _limit([dict(zip(FLOW_FIELDS, r, strict=True)) for r in st.book.flows], limit)
-    return {**_head(st, config), "net": plain(st.k_cash), "limit": limit,
+    rows = _limit([_amounts(dict(zip(FLOW_FIELDS, r, strict=True)), _FLOW_AMOUNTS)
+                   for r in st.book.flows], limit)
+    return {**_head(st, config), "net": _n(st.k_cash), "limit": limit,
             "count": len(rows), "flows": rows}
 
 
@@ -374,7 +394,8 @@ def snapshots(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConf
               limit: int | None = None) -> dict[str, Any]:
     """Recent portfolio snapshots (B9), oldest first: the state after the first event of
     each ``interval_seconds`` event-time interval."""
-    rows = _limit([dict(zip(SNAPSHOT_FIELDS, r, strict=True)) for r in st.book.snaps], limit)
+    rows = _limit([_amounts(dict(zip(SNAPSHOT_FIELDS, r, strict=True)), _SNAPSHOT_AMOUNTS)
+                   for r in st.book.snaps], limit)
     return {**_head(st, config), "interval_seconds": config.snapshot_interval_seconds,
             "limit": limit, "count": len(rows), "snapshots": rows}
 
@@ -411,12 +432,14 @@ def parse_params(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
     """Typed parameters of query ``name`` from text (an HTTP query string).
 
     ``limit``: an integer >= 0; ``include_manual``: true/false (also 1/0,
-    yes/no, on/off); ``pair``: a symbol. An unknown or repeated-and-bad
+    yes/no, on/off); ``pair``: a symbol. An unknown, malformed or repeated
     parameter is a ``QueryError`` (HTTP 400).
     """
     allowed = set(PARAMS.get(name, ())) - {"symbol"}
     out: dict[str, Any] = {}
-    for key, value in raw.items():
+    for key, value in raw.items():  # a multidict (aiohttp's query) yields repeats
+        if key in out:
+            raise QueryError(f"parameter {key!r} given twice")
         if key not in allowed:
             raise QueryError(f"unknown parameter {key!r} for {name}"
                              + (f"; it takes {', '.join(sorted(allowed))}" if allowed else ""))

@@ -112,7 +112,7 @@ def test_equity_agrees_with_the_account_view(run: Run):
     view = account_summary(run.state(ACCOUNT), run.marks, run.config)
     doc = ask(run, "equity")
     for key in ("equity", "realized_pnl", "fees", "unrealized_pnl", "cash_flows"):
-        assert doc[key] == view[key], key
+        assert D(doc[key]) == D(view[key]), key
     assert doc["drift"] == view["drift"]["active"]
 
 
@@ -202,7 +202,7 @@ def test_futures_positions_are_listed_and_found():
     exp = q.run_query("exposure", r.state("fut-1"), "fut-1", r.marks, r.config)
     assert D(exp["equity"]) == D("1001.22")
     assert exp["positions"] == [{"symbol": "FET-USDT", "position_side": "BOTH", "qty": "100",
-                                 "mark_price": "0.2", "notional": "20.0",
+                                 "mark_price": "0.2", "notional": "20",
                                  "share": str(q18(D(20) / D("1001.22")))}]
 
 
@@ -252,7 +252,7 @@ def test_exposure_with_negative_equity_has_no_shares():
     doc = q.run_query("exposure", r.state("neg"), "neg", r.marks, r.config)
     assert D(doc["equity"]) == -5  # 5 + (0.1 - 0.2) x 100
     assert doc["shares_defined"] is False
-    assert doc["positions"][0]["share"] is None and doc["positions"][0]["notional"] == "10.0"
+    assert doc["positions"][0]["share"] is None and doc["positions"][0]["notional"] == "10"
 
 
 # trades -----------------------------------------------------------------------------
@@ -338,12 +338,25 @@ def test_snapshots(run: Run):
 # parameters, purity, tables -------------------------------------------------------
 
 
+class _Multi(dict[str, str]):
+    """A query string with a repeated key, as aiohttp's MultiDict yields it."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._items = items
+
+    def items(self) -> Any:
+        return iter(self._items)
+
+
 def test_parse_params_types_and_refusals():
     assert q.parse_params("trades", {"pair": "XBT-USD", "limit": "5",
                                      "include_manual": "false"}) == {
         "pair": "XBT-USD", "limit": 5, "include_manual": False}
     assert q.parse_params("trades", {"include_manual": "1"}) == {"include_manual": True}
     assert q.parse_params("snapshots", {"limit": "0"}) == {"limit": 0}
+    with pytest.raises(QueryError, match="twice"):
+        q.parse_params("trades", _Multi([("limit", "1"), ("limit", "2")]))
     for name, raw in [("trades", {"limit": "-1"}), ("trades", {"limit": "x"}),
                       ("trades", {"include_manual": "maybe"}), ("trades", {"pair": ""}),
                       ("equity", {"limit": "1"}), ("position", {"symbol": "XBT"}),
@@ -390,3 +403,18 @@ def test_render_table_shows_scalars_and_rows(run: Run):
     assert foo.split() == ["FOO", "3", "-", "-"]
     fees = q.render_table(ask(run, "fees")).splitlines()
     assert [line.split() for line in fees if line.startswith("DOT")] == [["DOT", "1.5", "7.5"]]
+
+
+def test_marks_at_the_wire_scale_give_the_same_answers(run: Run):
+    """Marks read from Kafka carry 18 places (Avro decimal(38,18)); a file's do not.
+    The worker and ``--file`` must still print the same characters."""
+    wire = Run()
+    for d in spot_stream():
+        if d["kind"] == "mark":
+            d = {**d, "price": str(D(d["price"]).quantize(D("1e-18")))}
+        wire(d)
+    assert wire.marks["XBT/USD"].as_tuple().exponent == -18
+    for name in q.QUERIES:
+        params = {"symbol": "XBT/USD"} if name == "position" else {}
+        assert q.run_query(name, wire.state(ACCOUNT), ACCOUNT, wire.marks, wire.config,
+                           **params) == ask(run, name, **params), name
