@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -345,7 +346,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         settings.app_id,
         broker=brokers,
         store=store,
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(_ensure_dir(settings.data_dir / "faust")),
         topic_partitions=partitions,
         topic_replication_factor=1,
         web_bind=settings.worker_web_host,
@@ -465,6 +466,12 @@ def _portfolio_pages(app: faust.App, worker: Worker) -> None:
     for query, suffix in PAGES.items():
         handler = make(query)
         app.page("/accounts/{account}" + suffix, name=handler.__name__)(handler)
+
+
+def _ensure_dir(path: Path) -> Path:
+    """Faust opens its RocksDB stores under ``path`` and fails if the parents are missing."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _set_current_event(event: Any) -> None:

@@ -235,8 +235,8 @@ class SpotBook:
     ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> [derived,
     exchange, delta, value or None when unvalued] while a DRIFT is active, else empty.
     ``fees``: fee asset -> [quantity paid, base-currency value booked] (B3, for the fee
-    summary of B10). ``flows``: recent cash flows, ``[event_id, ts, flow, asset, amount,
-    value, price or None]`` as strings, oldest first. ``snaps``: recent portfolio
+    summary of B10). ``flows``: recent cash-flow records, ``[event_id, ts, flow, asset, amount,
+    value, currency, price or None]`` as strings, oldest first. ``snaps``: recent portfolio
     snapshots (B9) ``[event_id, bucket_start, ts, equity, realized, fees, unrealized,
     cash_flows, drift]``. ``last_bucket``: the event-time interval of the last portfolio
     snapshot. ``published``: asset -> the balance figures last emitted as a ``balance``

@@ -114,3 +114,13 @@ def test_a_key_that_is_not_the_account_is_refused(key):
     ev.message.key = key
     asyncio.run(w.process_batch([ev]))
     assert _topics(producer) == ["ledger.deadletter"]
+
+
+def test_create_worker_makes_its_faust_data_directory(tmp_path):
+    # A fresh TWINLEDGER_DATA_DIR has no faust/ yet; Faust's RocksDB stores need it.
+    from streams.config import load_settings
+
+    settings = load_settings({"TWINLEDGER_DATA_DIR": str(tmp_path / "new" / "data"),
+                              "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    app_module.create_worker(settings)
+    assert (tmp_path / "new" / "data" / "faust").is_dir()
