@@ -166,7 +166,7 @@ def _portfolio(argv: list[str]) -> int:
             doc = _portfolio_from_file(args.query, args.account, params, args.file,
                                        args.config)
         else:
-            doc = _portfolio_from_worker(args.query, args.account, params, args.worker,
+            doc = query_worker(args.query, args.account, params, args.worker,
                                          args.timeout)
     except NotFound as exc:
         print(f"twinledger portfolio: {exc}", file=sys.stderr)
@@ -211,8 +211,9 @@ def _portfolio_from_file(query: str, account: str, params: dict[str, Any], path:
                      **params)
 
 
-def _portfolio_from_worker(query: str, account: str, params: dict[str, Any],
-                           base: str | None, timeout: float) -> dict[str, Any]:
+def query_worker(query: str, account: str, params: dict[str, Any],
+                 base: str | None, timeout: float) -> dict[str, Any]:
+    """One B10 query answered by a worker's page (``base`` None: the local worker)."""
     import urllib.error
     import urllib.request
 

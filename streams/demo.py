@@ -125,6 +125,7 @@ def demo_main(argv: list[str]) -> int:
         _wait_for_rows(client, expected, args.timeout, [worker, sink])
         accounts = report(client)
         print(format_report(accounts))
+        _live_queries(settings, [a["account_id"] for a in accounts if a.get("asset_balances")])
         counts = client.counts()
         tables = counts.get("tables", counts)
         dupes = sum(int(c["count"]) - int(c["uniq"]) for c in tables.values())
@@ -142,6 +143,18 @@ def demo_main(argv: list[str]) -> int:
 
             stop_local_kafka()
             _say("stopped the local Kafka this demo started")
+
+
+def _live_queries(settings: Settings, spot_accounts: list[str]) -> None:
+    """B10 from the worker's live state: equity with the drift flag, exposure, fees."""
+    from streams.cli import query_worker
+    from streams.queries import render_table
+
+    base = f"http://127.0.0.1:{settings.worker_web_port}"
+    for account in spot_accounts:
+        for query in ("equity", "exposure", "fees"):
+            print(f"\n$ twinledger portfolio {query} {account} --table   (worker {base})")
+            print(render_table(query_worker(query, account, {}, base, 10.0)), end="")
 
 
 def _alive_or_fail(child: Child) -> bool:
