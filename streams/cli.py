@@ -124,7 +124,7 @@ def _portfolio_parser() -> argparse.ArgumentParser:
         "position": "one position by symbol (XBT/USD or XBT-USD) or one asset's balance",
         "exposure": "each asset's value as a share of equity",
         "trades": "trade history (--pair, --limit, --include-manual)",
-        "fees": "fees by asset, by pair and in total",
+        "fees": "fees by asset, by pair and in total (--include-manual)",
         "cash-flows": "recent cash flows and the net total (--limit)",
         "snapshots": "recent portfolio snapshots (--limit)",
     }
@@ -135,8 +135,9 @@ def _portfolio_parser() -> argparse.ArgumentParser:
             q.add_argument("symbol", help="symbol (XBT/USD, XBT-USD) or asset (XBT)")
         if name == "trades":
             q.add_argument("--pair", help="only this symbol")
+        if name in ("trades", "fees"):
             q.add_argument("--include-manual", action=argparse.BooleanOptionalAction,
-                           default=None, help="list manual (untagged) trades "
+                           default=None, help="count manual (untagged) trades "
                            "(default: the ledger config's track_manual_trades)")
         if name in ("trades", "cash-flows", "snapshots"):
             q.add_argument("--limit", type=_non_negative, help="only the most recent N")

@@ -52,7 +52,7 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "position": ("symbol",),
     "exposure": (),
     "trades": ("pair", "limit", "include_manual"),
-    "fees": (),
+    "fees": ("include_manual",),
     "cash-flows": ("limit",),
     "snapshots": ("limit",),
 }
@@ -356,24 +356,44 @@ def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
 
 
 def fees(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
-         ) -> dict[str, Any]:
+         include_manual: bool | None = None) -> dict[str, Any]:
     """Fees by asset paid (quantity and booked base-currency value), by spot pair, and total.
 
     ``total`` is every fee K booked (futures included); ``by_pair`` covers spot
-    pairs, with the pair's realized PnL and net. Every trade counts, manual
-    or not (the book keeps no per-tag fee split).
+    pairs, with the pair's realized PnL and net. ``include_manual`` (default
+    ``config.track_manual_trades``, LEDGER B7): when false, what ``manual``
+    (untagged) spot fills booked is left out of all three; a pair or asset
+    only manual fills touched is then not listed.
     """
     book = st.book
+    if include_manual is None:
+        include_manual = config.track_manual_trades
     with localcontext(LEDGER_CONTEXT):
+        by_asset = _without(book.fees, {} if include_manual else book.manual_fees)
+        by_pair = _without(book.pairs, {} if include_manual else book.manual_pairs)
+        manual_total = sum((v for _q, v in book.manual_fees.values()), D0)
         return {
             **_head(st, config),
-            "total": _n(st.k_fees),
+            "include_manual": include_manual,
+            "total": _n(st.k_fees if include_manual else st.k_fees - manual_total),
             "by_asset": {a: {"qty": _n(q), "value": _n(v)}
-                         for a, (q, v) in sorted(book.fees.items())},
+                         for a, (q, v) in sorted(by_asset.items())},
             "by_pair": {s: {"fees": _n(f), "realized_pnl": _n(r),
                             "net_pnl": _n(r - f)}
-                        for s, (r, f) in sorted(book.pairs.items())},
+                        for s, (r, f) in sorted(by_pair.items())},
         }
+
+
+def _without(total: Mapping[str, list[Decimal]], part: Mapping[str, list[Decimal]],
+              ) -> dict[str, tuple[Decimal, Decimal]]:
+    """``total - part`` per key (two figures each); a key that only ``part`` made is dropped."""
+    out = {}
+    for key, (a, b) in total.items():
+        pa, pb = part.get(key, (D0, D0))
+        if key in part and pa == a and pb == b:
+            continue
+        out[key] = (a - pa, b - pb)
+    return out
 
 
 def cash_flows(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,

@@ -173,6 +173,7 @@ def book_fill(step: _Step, ev: Fill) -> None:
         return
     book = st.book
     base, quote = pair
+    manual = tag_of(ev.strategy_tag) == MANUAL
     notional = q18(ev.qty * ev.price)
     pq = price_of(quote, marks, cfg)
     pb = price_of(base, marks, cfg)
@@ -210,14 +211,16 @@ def book_fill(step: _Step, ev: Fill) -> None:
             realized += fee - _dispose(step, fee_asset, ev.fee, fee, f"fee of {what}")
         else:
             _acquire(book, cfg, fee_asset, -ev.fee, -fee)
-        paid = book.fees.setdefault(fee_asset, [D0, D0])
-        paid[0] += ev.fee
-        paid[1] += fee
+        for by_asset in (book.fees, book.manual_fees) if manual else (book.fees,):
+            paid = by_asset.setdefault(fee_asset, [D0, D0])
+            paid[0] += ev.fee
+            paid[1] += fee
     st.k_fees += fee
     step.book(realized, fee)
-    stats = book.pairs.setdefault(ev.symbol, [D0, D0])
-    stats[0] += realized
-    stats[1] += fee
+    for by_pair in (book.pairs, book.manual_pairs) if manual else (book.pairs,):
+        stats = by_pair.setdefault(ev.symbol, [D0, D0])
+        stats[0] += realized
+        stats[1] += fee
     step.spot_pairs.append(ev.symbol)
     # B7: every spot fill is one trade, tagged; balances include it whatever the tag.
     from .fold import trade_id_for  # at call time: fold imports this module

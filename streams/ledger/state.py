@@ -240,11 +240,13 @@ class SpotBook:
     snapshots (B9) ``[event_id, bucket_start, ts, equity, realized, fees, unrealized,
     cash_flows, drift]``. ``last_bucket``: the event-time interval of the last portfolio
     snapshot. ``published``: asset -> the balance figures last emitted as a ``balance``
-    output, so one is emitted only when they change.
+    output, so one is emitted only when they change. ``manual_pairs`` and
+    ``manual_fees``: the part of ``pairs`` and ``fees`` that ``manual`` (untagged)
+    fills booked, so summaries can leave it out (B7).
     """
 
     __slots__ = ("spot", "assets", "pairs", "drift", "fees", "flows", "snaps", "last_bucket",
-                 "published")
+                 "published", "manual_pairs", "manual_fees")
 
     def __init__(self) -> None:
         self.spot = False
@@ -256,6 +258,8 @@ class SpotBook:
         self.snaps: list[list[Any]] = []
         self.last_bucket: int | None = None
         self.published: dict[str, list[Any]] = {}
+        self.manual_pairs: dict[str, list[Decimal]] = {}
+        self.manual_fees: dict[str, list[Decimal]] = {}
 
     def holding(self, asset: str) -> Holding:
         h = self.assets.get(asset)
@@ -271,7 +275,9 @@ class SpotBook:
                 [[a, *v] for a, v in self.drift.items()],
                 [[a, str(q), str(v)] for a, (q, v) in self.fees.items()],
                 self.flows, self.snaps, self.last_bucket,
-                [[a, *v] for a, v in self.published.items()]]
+                [[a, *v] for a, v in self.published.items()],
+                [[s, str(r), str(f)] for s, (r, f) in self.manual_pairs.items()],
+                [[a, str(q), str(v)] for a, (q, v) in self.manual_fees.items()]]
 
     @classmethod
     def decode(cls, a: list[Any]) -> SpotBook:
@@ -288,6 +294,9 @@ class SpotBook:
             b.snaps = a[6]
             b.last_bucket = a[7]
             b.published = {p[0]: list(p[1:]) for p in a[8]}
+        if len(a) > 9:
+            b.manual_pairs = {s: [Decimal(r), Decimal(f)] for s, r, f in a[9]}
+            b.manual_fees = {x: [Decimal(q), Decimal(v)] for x, q, v in a[10]}
         return b
 
 

@@ -308,6 +308,31 @@ def test_fee_summary(run: Run):
     assert sum(D(f["value"]) for f in doc["by_asset"].values()) == D(doc["total"])
 
 
+def test_fee_summary_leaves_manual_fills_out_unless_asked():
+    r = Run(LedgerConfig(track_manual_trades=False))
+    e = Events(ACCOUNT, venue="kraken")
+    extra = e.fill("BUY", 1, 130, "XBT/USD", eid="manual-extra", market="spot", fee="0.2",
+                   fee_asset="DOT")  # untagged: manual, its fee worth 1 USD at DOT 5
+    r(*spot_stream(), extra)
+
+    def figures(doc: dict[str, Any]) -> tuple[Any, ...]:
+        return (D(doc["total"]),
+                {a: (D(f["qty"]), D(f["value"])) for a, f in doc["by_asset"].items()},
+                {s: (D(f["fees"]), D(f["realized_pnl"]), D(f["net_pnl"]))
+                 for s, f in doc["by_pair"].items()})
+
+    default = q.run_query("fees", r.state(ACCOUNT), ACCOUNT, r.marks, r.config)
+    assert default["include_manual"] is False
+    assert figures(default) == (D("9.5"), {"DOT": (D("1.5"), D("7.5")), "USD": (2, 2)},
+                                {"ETH/USD": (2, 0, -2), "XBT/USD": (D("7.5"), 80, D("72.5"))})
+    every = q.run_query("fees", r.state(ACCOUNT), ACCOUNT, r.marks, r.config,
+                        include_manual=True)
+    assert figures(every) == (D("10.5"), {"DOT": (D("1.7"), D("8.5")), "USD": (2, 2)},
+                              {"ETH/USD": (2, 50, 48), "XBT/USD": (D("8.5"), 80, D("71.5"))})
+    assert D(every["total"]) == r.state(ACCOUNT).k_fees
+    assert q.parse_params("fees", {"include_manual": "true"}) == {"include_manual": True}
+
+
 def test_cash_flows(run: Run):
     doc = ask(run, "cash-flows")
     assert D(doc["net"]) == 9060 and doc["count"] == 5

@@ -209,7 +209,8 @@ def test_spot_book_fields_survive_the_state_codec_and_outputs_the_outbox_and_avr
                                                   "XBT": {"free": "2"}}))
     st = run.state()
     back = decode_state(encode_state(st))
-    for name in ("fees", "flows", "snaps", "last_bucket", "published", "drift"):
+    for name in ("fees", "flows", "snaps", "last_bucket", "published", "drift", "manual_pairs",
+                 "manual_fees"):
         assert getattr(back.book, name) == getattr(st.book, name), name
     assert back.book.last_bucket is not None
     kinds = {"cashflow", "balance", "portfolio"}
