@@ -120,10 +120,7 @@ class _Valuation:
             })
         self.valued = spot.valued(st, marks, config) if st.book.spot else []
         self.unrealized = futures_unreal + sum((v.unrealized for v in self.valued), D0)
-        if st.book.spot:  # B6: the holdings' value plus any futures unrealized
-            self.equity = sum((v.value for v in self.valued), D0) + futures_unreal
-        else:
-            self.equity = st.capital + futures_unreal
+        self.equity = spot.equity(st, self.valued, futures_unreal)
         self.unvalued = [v.asset for v in self.valued if v.unvalued and v.total]
 
 

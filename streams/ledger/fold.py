@@ -531,17 +531,13 @@ def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
         used += rec["used_margin"]
         plist.append(rec)
     balances: list[dict[str, Any]] = []
-    equity = st.capital + unreal
     book = st.book
-    vals: list[spot.Valued] = []
+    vals = spot.valued(st, marks, step.cfg) if book.spot else []
+    equity = spot.equity(st, vals, unreal)  # unreal is the futures' part until the loop
+    for v in vals:
+        balances.append(spot.balance_record(v))
+        unreal += v.unrealized
     if book.spot:
-        value = D0
-        vals = spot.valued(st, marks, step.cfg)
-        for v in vals:
-            balances.append(spot.balance_record(v))
-            value += v.value
-            unreal += v.unrealized
-        equity = value + (equity - st.capital)  # B6: holdings' value + futures unrealized
         pairs = step.spot_pairs
         for sym in book.pairs:
             base = spot.split_symbol(sym)

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 from .config import LedgerConfig
 from .events import Balance, CashFlow, Fill
 from .numbers import D0, D1, plain, q18
-from .state import Holding, Leg, Output, Record, SpotBook, Trade
+from .state import AccountState, Holding, Leg, Output, Record, SpotBook, Trade
 
 if TYPE_CHECKING:  # the fold passes its step; importing fold here would be a cycle
     from .fold import _Step
@@ -378,6 +378,14 @@ def valued(st: Any, marks: Mapping[str, Decimal], cfg: LedgerConfig) -> list[Val
     book: SpotBook = st.book
     return [Valued(a, book.assets[a], locked.get(a, D0), price_of(a, marks, cfg))
             for a in sorted(book.assets)]
+
+
+def equity(st: AccountState, vals: list[Valued], futures_unrealized: Decimal) -> Decimal:
+    """B6: a spot account's equity is its holdings' value (``vals``) plus any futures
+    unrealized; any other account's is capital plus unrealized."""
+    if st.book.spot:
+        return sum((v.value for v in vals), D0) + futures_unrealized
+    return st.capital + futures_unrealized
 
 
 def balance_record(v: Valued) -> dict[str, Any]:

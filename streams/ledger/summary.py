@@ -59,23 +59,19 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
             })
         book = st.book
         balances: dict[str, Any] = {}
+        vals = spot.valued(st, marks, config) if book.spot else []
+        equity = spot.equity(st, vals, unreal)  # unreal is the futures' part until the loop
+        for v in vals:
+            balances[v.asset] = {
+                "free": plain(v.free), "locked": plain(v.locked), "total": plain(v.total),
+                "avg_cost": plain(v.avg), "value": plain(v.value), "unvalued": v.unvalued,
+                "unrealized_pnl": plain(v.unrealized)}
+            unreal += v.unrealized
         if book.spot:
-            futures_unreal = unreal
-            value = D0
-            for v in spot.valued(st, marks, config):
-                balances[v.asset] = {
-                    "free": plain(v.free), "locked": plain(v.locked), "total": plain(v.total),
-                    "avg_cost": plain(v.avg), "value": plain(v.value), "unvalued": v.unvalued,
-                    "unrealized_pnl": plain(v.unrealized)}
-                value += v.value
-                unreal += v.unrealized
-            equity = value + futures_unreal  # B6: holdings' value + futures unrealized
             for sym in book.pairs:
                 rec = spot.pair_record(sym, st, marks, config)
                 positions.append({
                     k: (plain(x) if isinstance(x, Decimal) else x) for k, x in rec.items()})
-        else:
-            equity = st.capital + unreal
         trades = []
         by_tag: dict[str, list[Decimal]] = {}
         for t in st.trades():
