@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +24,7 @@ from streams.ledger import (
 )
 from streams.ledger.config import config_from_mapping
 from streams.ledger.events import Mark
+from streams.ledger.fold import FoldResult
 from streams.ledger.numbers import q18
 from streams.ledger.state import _decode_outputs, _encode_outputs
 
@@ -359,13 +361,10 @@ def b6_events(steps: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return out
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(b6_step, min_size=1, max_size=25), st.sampled_from(["wac", "fifo"]))
-def test_b6_equity_identity_holds_exactly_at_every_event(steps, basis):
-    cfg = LedgerConfig(cost_basis=basis)
+def applied(steps: list[tuple[Any, ...]], cfg: LedgerConfig) -> Iterator[FoldResult]:
+    """Fold the generated stream of ``steps`` (marks into the marks); each applied event's result."""
     marks: dict[str, Decimal] = {}
     state = None
-    prev = (D(0), D(0), D(0), D(0), D(0))  # equity, realized, fees, unrealized, cash flows
     for d in b6_events(steps):
         ev = parse_event(d)
         if isinstance(ev, Mark):
@@ -373,8 +372,15 @@ def test_b6_equity_identity_holds_exactly_at_every_event(steps, basis):
             continue
         res = apply_event(state, ev, marks, cfg)
         state = res.state
-        if res.status != "applied":
-            continue
+        if res.status == "applied":
+            yield res
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(b6_step, min_size=1, max_size=25), st.sampled_from(["wac", "fifo"]))
+def test_b6_equity_identity_holds_exactly_at_every_event(steps, basis):
+    prev = (D(0), D(0), D(0), D(0), D(0))  # equity, realized, fees, unrealized, cash flows
+    for res in applied(steps, LedgerConfig(cost_basis=basis)):
         snap = [o.record for o in res.outputs if o.kind == "snapshot"][0]
         now = (snap["equity"], snap["realized_pnl"], snap["fees"], snap["unrealized_pnl"],
                snap["cash_flows"])

@@ -19,13 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.exceptions import ConfigError
-from streams.ledger import LedgerConfig, apply_event, decode_state, encode_state, parse_event
+from streams.ledger import LedgerConfig, decode_state, encode_state
 from streams.ledger.config import config_from_mapping
-from streams.ledger.events import Mark
 from streams.ledger.state import _decode_outputs, _encode_outputs
 
 from ._helpers import Events, Run, avro_roundtrip, load_schemas
-from .test_rules_b import XBT, b6_events, b6_step, deposit, fill, spot_run
+from .test_rules_b import XBT, applied, b6_step, deposit, fill, spot_run
 
 D = Decimal
 SCHEMAS = load_schemas()
@@ -241,20 +240,10 @@ def test_state_whose_spot_book_predates_flows_and_snapshots_still_decodes():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(b6_step, min_size=1, max_size=25), st.sampled_from(["wac", "fifo"]))
 def test_latest_balance_records_cash_flow_and_fee_sums_equal_every_snapshot(steps, basis):
-    cfg = LedgerConfig(cost_basis=basis)
-    marks: dict[str, Decimal] = {}
-    state = None
     latest: dict[str, dict[str, Any]] = {}  # what balances FINAL would hold
     flows = D(0)
-    for d in b6_events(steps):
-        ev = parse_event(d)
-        if isinstance(ev, Mark):
-            marks[ev.symbol] = ev.price
-            continue
-        res = apply_event(state, ev, marks, cfg)
+    for res in applied(steps, LedgerConfig(cost_basis=basis)):
         state = res.state
-        if res.status != "applied":
-            continue
         for o in res.outputs:
             if o.kind == "balance":
                 assert o.record["version"] == state.event_seq
