@@ -165,7 +165,7 @@ def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any
 def sink_bench(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The sink (consume, map, dedup, existence filter, insert, commit) on snapshot records,
     against a raw insert of the same rows into the same engine, in fresh chDB directories."""
-    from sinks.backend import ChdbBackend
+    from sinks.backend import ClickHouseBackend, chdb_url
     from sinks.ddl import apply_ddl
     from sinks.rows import build_row
     from sinks.runner import SinkRunner
@@ -192,7 +192,7 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, Any]:
         topic = settings.topic("ledger.snapshots")
         ensure_topics(bootstrap, {topic: 6})
         asyncio.run(_produce(bootstrap, topic, encoded))
-        backend = ChdbBackend(settings.chdb_path, settings.clickhouse_database)
+        backend = ClickHouseBackend(chdb_url(settings.chdb_path), settings.clickhouse_database)
         try:
             apply_ddl(backend, settings.clickhouse_database)
             runner = SinkRunner(settings, backend, codec, topics={topic: "account_snapshots"})

@@ -37,9 +37,17 @@ log = logging.getLogger("twinledger.sink.http")
 MAX_BODY = 1 << 20
 
 
+def decimal_text(value: Decimal) -> str:
+    """A decimal as ClickHouse prints it: plain, no trailing zeros (``242.7312``, ``0``)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def to_json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return decimal_text(value)
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, bytes):

@@ -28,7 +28,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sinks.backend import ChdbBackend
+from sinks.backend import ClickHouseBackend, chdb_url
 from sinks.batching import Batch
 from sinks.ddl import apply_ddl
 from sinks.main import verify
@@ -141,7 +141,7 @@ def assert_exact(e: Env, verdict: dict[str, Any]) -> None:
     assert verdict["ok"] is True
 
 
-def dead_letter_ids(backend: ChdbBackend) -> set[str]:
+def dead_letter_ids(backend: ClickHouseBackend) -> set[str]:
     return {r[0] for r in backend.query("SELECT event_id FROM dead_letters")}
 
 
@@ -149,7 +149,7 @@ class Crash(Exception):
     """Stands for the sink process dying at that point."""
 
 
-def new_runner(e: Env, backend: ChdbBackend, **kw: Any) -> SinkRunner:
+def new_runner(e: Env, backend: ClickHouseBackend, **kw: Any) -> SinkRunner:
     return SinkRunner(e.settings, backend, samples.codec(), **kw)
 
 
@@ -157,7 +157,7 @@ def new_runner(e: Env, backend: ChdbBackend, **kw: Any) -> SinkRunner:
 def test_crash_mid_batch_then_restart_is_exact(sink_env: Env, stage: str) -> None:
     e = sink_env
     produce(e, 600)
-    backend = ChdbBackend(e.chdb, e.settings.clickhouse_database)
+    backend = ClickHouseBackend(chdb_url(e.chdb), e.settings.clickhouse_database)
     apply_ddl(backend, backend.database)
     seen: list[Batch] = []
 
@@ -174,7 +174,7 @@ def test_crash_mid_batch_then_restart_is_exact(sink_env: Env, stage: str) -> Non
     first.abort()          # no flush, no commit: what a dead process leaves
     backend.close()        # releases the chDB directory like process exit does
 
-    backend = ChdbBackend(e.chdb, e.settings.clickhouse_database)
+    backend = ClickHouseBackend(chdb_url(e.chdb), e.settings.clickhouse_database)
     apply_ddl(backend, backend.database)
     states = new_runner(e, backend, consumer=object()).read_states()
     state = states[(crashed.topic, crashed.partition)]
@@ -250,7 +250,7 @@ def test_sigkill_during_inserts_then_restart_is_exact(sink_env: Env) -> None:
     out, err = restart.communicate(timeout=300)
     assert restart.returncode == 0, err
     assert_exact(e, json.loads(out.strip().splitlines()[-1]))
-    backend = ChdbBackend(e.chdb, e.settings.clickhouse_database)
+    backend = ClickHouseBackend(chdb_url(e.chdb), e.settings.clickhouse_database)
     try:
         assert set(e.garbage) <= dead_letter_ids(backend)
     finally:
@@ -261,7 +261,7 @@ def test_rebalance_between_two_sinks_is_exact(sink_env: Env) -> None:
     """A second sink joins mid-stream: revoked partitions flush, nothing is lost or doubled."""
     e = sink_env
     produce(e, 900)
-    backend = ChdbBackend(e.chdb, e.settings.clickhouse_database)
+    backend = ClickHouseBackend(chdb_url(e.chdb), e.settings.clickhouse_database)
     apply_ddl(backend, backend.database)
     try:
         a = new_runner(e, backend)
@@ -307,7 +307,7 @@ def test_sigterm_stops_after_flushing_and_committing(sink_env: Env) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    backend = ChdbBackend(e.chdb, e.settings.clickhouse_database)
+    backend = ClickHouseBackend(chdb_url(e.chdb), e.settings.clickhouse_database)
     try:
         assert_exact(e, verify(backend))
         states = new_runner(e, backend, consumer=object()).read_states()

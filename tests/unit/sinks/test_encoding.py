@@ -1,4 +1,4 @@
-"""How values travel to chDB: TabSeparated fields, parameter text, insert tokens, DDL."""
+"""What the backend lets through: stored values, bound parameters, insert tokens, DDL."""
 
 from __future__ import annotations
 
@@ -7,45 +7,34 @@ from decimal import Decimal
 
 import pytest
 
-from sinks.backend import _param_text, check_token, tsv_field, tsv_rows
+from sinks.backend import _bind, _check_rows, check_token
 from sinks.ddl import DEDUP_WINDOW, TABLES, create_statements, ident
 from sinks.exceptions import BackendError, DDLError
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, b"\\N"),
-    ("plain", b"plain"),
-    ("tab\there\nnl\\bs", b"tab\\there\\nnl\\\\bs"),
-    (b"\x00\xff\t", b"\\0\xff\\t"),
-    (True, b"true"),
-    (-7, b"-7"),
-    (Decimal("0.000000000000000001"), b"0.000000000000000001"),
-    (Decimal("1E+2"), b"100"),
-    (dt.datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=dt.UTC), b"2024-05-01 12:00:00.000001"),
-    (dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
-     b"2024-05-01 12:00:00.000000"),
-    (["a'b", "c\\d"], b"['a\\'b','c\\\\d']"),
+@pytest.mark.parametrize("row", [
+    ["a", 1.5], ["a", Decimal("NaN")], ["a", Decimal("Infinity")], [dt.datetime(2024, 1, 1)],
 ])
-def test_tsv_field(value: object, expected: bytes) -> None:
-    assert tsv_field(value) == expected
-
-
-@pytest.mark.parametrize("value", [1.5, Decimal("NaN"), dt.datetime(2024, 1, 1), object()])
-def test_tsv_field_refuses_what_must_never_be_stored(value: object) -> None:
+def test_rows_with_floats_non_finite_decimals_or_naive_times_are_refused(row: list[object]
+                                                                         ) -> None:
     with pytest.raises(BackendError):
-        tsv_field(value)
+        _check_rows([["ok", Decimal("1")], row])
 
 
-def test_tsv_rows_end_each_row_with_a_newline() -> None:
-    assert tsv_rows([["a", 1], ["b", None]]) == b"a\t1\nb\t\\N\n"
+def test_rows_of_what_the_sink_stores_pass() -> None:
+    _check_rows([["a", None, True, -7, Decimal("0.000000000000000001"), b"\x00\xff",
+                  dt.datetime(2024, 5, 1, tzinfo=dt.UTC), ["x"]]])
 
 
-def test_param_text_escapes_like_the_http_interface() -> None:
-    # clickhouse-connect's escaping: a backslash before \, ', ` and raw tab/newline.
-    assert _param_text("a\tb\\c'd") == "a\\\tb\\\\c\\'d"
-    assert _param_text(["x", "y'z"]) == "['x', 'y\\'z']"
-    assert _param_text(5) == "5"
-    assert _param_text(dt.datetime(2024, 1, 1, tzinfo=dt.UTC)) == "2024-01-01 00:00:00.000000"
+def test_parameters_are_bound_in_utc_and_never_as_floats() -> None:
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    assert _bind(dt.datetime(2024, 5, 1, 14, 0, 0, 1, tzinfo=plus2)) == \
+        dt.datetime(2024, 5, 1, 12, 0, 0, 1)
+    assert _bind(["x", "y'z"]) == ["x", "y'z"]
+    with pytest.raises(BackendError):
+        _bind(1.5)
+    with pytest.raises(BackendError):
+        _bind(dt.datetime(2024, 1, 1))
 
 
 @pytest.mark.parametrize("token", ["venue.events-0-10-19", "t_x.y-12-0-0", "a:b"])
