@@ -26,10 +26,6 @@ class DDLError(SinkError):
     """Sink tables could not be created or do not match what the sink writes."""
 
 
-class UnsafeQuery(SinkError):
-    """A query sent to the read-only endpoint is not a single SELECT/WITH statement."""
-
-
 class RangeStateError(SinkError):
     """The BEFORE/AFTER range state is inconsistent with what the consumer sees."""
 

@@ -25,6 +25,7 @@ from sinks.runner import SinkRunner, count_events, verdict
 from streams.codec import Codec
 from streams.config import load_settings
 from streams.exceptions import TwinledgerError
+from streams.httpsec import bearer_header, check_bind
 
 log = logging.getLogger("twinledger.sink")
 
@@ -41,12 +42,13 @@ def verify(backend: Backend) -> dict[str, Any]:
     return verdict(count_events(backend, TABLES))
 
 
-def verify_http(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
+def verify_http(base_url: str, timeout: float = 30.0, token: str = "") -> dict[str, Any]:
     """:func:`verify` through a running sink's ``GET /counts`` (chDB is locked by the sink)."""
     if not base_url.startswith(("http://", "https://")):
         raise ValueError("base_url must be http(s)")
-    with urllib.request.urlopen(f"{base_url.rstrip('/')}/counts",  # noqa: S310 - scheme checked
-                                timeout=timeout) as resp:
+    req = urllib.request.Request(f"{base_url.rstrip('/')}/counts",  # noqa: S310 - scheme checked
+                                 headers=bearer_header(token))
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked
         counts = json.loads(resp.read())
     tables = counts.get("tables", counts)
     figures = ("count", "uniq", "versions", "keys", "final")
@@ -77,6 +79,8 @@ def sink_main(argv: list[str]) -> int:
     backend: Backend | None = None
     try:
         settings = load_settings()
+        if not args.no_http:  # refuse an open bind before taking the data directory
+            check_bind(settings.sink_http_host, settings.http_token, "sink HTTP endpoint")
         backend = open_backend(settings)
         apply_ddl(backend, settings.clickhouse_database, settings.clickhouse_cluster,
                   settings.snapshot_retention_days)
@@ -87,7 +91,7 @@ def sink_main(argv: list[str]) -> int:
             http = SinkHTTPServer(backend, settings.sink_http_host, port, health=lambda: {
                 "assigned": [f"{t}[{p}]" for t, p in runner.assigned],
                 "stats": dict(runner.stats), "last_error": runner.last_error,
-            }).start()
+            }, token=settings.http_token).start()
             print(f"sink: read-only endpoint {http.url}", file=sys.stderr, flush=True)
         def on_signal(signum: int, frame: Any) -> None:
             log.info("sink: %s received, stopping after the current batch",

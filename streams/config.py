@@ -42,6 +42,9 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "TWINLEDGER_WORKER_WEB_PORT": ("6066", "worker HTTP port"),
     "TWINLEDGER_SINK_HTTP_HOST": ("127.0.0.1", "sink HTTP bind host (read-only queries, metrics)"),
     "TWINLEDGER_SINK_HTTP_PORT": ("8765", "sink HTTP port"),
+    "TWINLEDGER_HTTP_TOKEN": ("", "bearer token the HTTP endpoints require (all but /health) "
+                              "when set; needed to bind them to a non-loopback address "
+                              "(never logged)"),
     "TWINLEDGER_SINK_GROUP": ("twinledger-sink", "consumer group of the sink"),
     "TWINLEDGER_SINK_BATCH_ROWS": ("10000", "max rows per insert batch"),
     "TWINLEDGER_SINK_BATCH_SECONDS": ("1.0", "max seconds a batch waits to fill"),
@@ -76,6 +79,7 @@ class Settings:
     worker_web_port: int
     sink_http_host: str
     sink_http_port: int
+    http_token: str = field(repr=False)
     sink_group: str
     sink_batch_rows: int
     sink_batch_seconds: float
@@ -98,6 +102,8 @@ class Settings:
                 value = {k: ("***" if "password" in k else v) for k, v in value.items()}
             elif f.name == "clickhouse_url" and value:
                 value = _mask_url(value)
+            elif f.name == "http_token" and value:
+                value = "***"
             out[f.name] = str(value)
         return out
 
@@ -172,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_web_port=_int(env, "TWINLEDGER_WORKER_WEB_PORT"),
         sink_http_host=env.get("TWINLEDGER_SINK_HTTP_HOST", "127.0.0.1"),
         sink_http_port=_int(env, "TWINLEDGER_SINK_HTTP_PORT"),
+        http_token=env.get("TWINLEDGER_HTTP_TOKEN", "").strip(),
         sink_group=env.get("TWINLEDGER_SINK_GROUP", "twinledger-sink"),
         sink_batch_rows=_int(env, "TWINLEDGER_SINK_BATCH_ROWS"),
         sink_batch_seconds=_float(env, "TWINLEDGER_SINK_BATCH_SECONDS"),

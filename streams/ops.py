@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -43,32 +44,61 @@ def create_topics(settings: Settings) -> dict[str, int]:
 
 
 class SinkClient:
-    """Reads ClickHouse through the sink's read-only HTTP endpoint."""
+    """Reads ClickHouse through the sink's HTTP endpoint: ``/counts`` and the named read queries.
 
-    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+    There is no free SQL: :meth:`read` names a query of ``sinks.readqueries``
+    (``GET /q`` lists them) and gives its parameters. Sends the bearer token
+    of ``TWINLEDGER_HTTP_TOKEN`` when set, and retries briefly while the sink
+    answers 503 (its one read slot is busy).
+    """
+
+    def __init__(self, settings: Settings, timeout: float = 30.0, busy_seconds: float = 10.0
+                 ) -> None:
+        from streams.httpsec import bearer_header
+
         self.base = f"http://{settings.sink_http_host}:{settings.sink_http_port}"
         self.timeout = timeout
+        self.busy_seconds = busy_seconds
+        self.headers = {"Content-Type": "application/json", **bearer_header(settings.http_token)}
+        #: names of the reads whose answer was cut at their row limit
+        self.truncated: set[str] = set()
 
     def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data,  # noqa: S310 - our loopback URL
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise TwinledgerError(f"sink endpoint {path}: HTTP {exc.code}: "
-                                  f"{exc.read()[:500].decode(errors='replace')}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TwinledgerError(f"sink endpoint {self.base} not reachable ({exc}); "
-                                  "is `twinledger sink` running?") from None
+        deadline = time.monotonic() + self.busy_seconds
+        pause = 0.1
+        while True:
+            req = urllib.request.Request(self.base + path, data=data,  # noqa: S310 - our URL
+                                         headers=self.headers)
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                text = exc.read()[:500].decode(errors="replace")
+                if exc.code == 503 and time.monotonic() < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+                    continue
+                raise TwinledgerError(f"sink endpoint {path.split('?')[0]}: HTTP {exc.code}: "
+                                      f"{text}") from None
+            except (urllib.error.URLError, OSError) as exc:
+                raise TwinledgerError(f"sink endpoint {self.base} not reachable ({exc}); "
+                                      "is `twinledger sink` running?") from None
 
     def counts(self) -> dict[str, Any]:
         return dict(self._call("/counts"))
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        doc = self._call("/query", {"sql": sql, "params": params or {}})
-        return list(doc["rows"])
+    def named(self, name: str, **params: Any) -> dict[str, Any]:
+        """The whole answer of a named read query (``columns``, ``rows``, ``truncated``)."""
+        clean = {k: _param_text(v) for k, v in params.items() if v is not None}
+        doc = dict(self._call("/q", {"name": name, "params": clean}))
+        if doc.get("truncated"):
+            self.truncated.add(name)
+        return doc
+
+    def read(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """The rows of a named read query; ``None`` parameters are left out."""
+        return list(self.named(name, **params)["rows"])
 
     def healthy(self) -> bool:
         try:
@@ -78,60 +108,14 @@ class SinkClient:
             return False
 
 
-# Aliases differ from column names: ClickHouse resolves an alias before a column of the
-# same name, which would nest one aggregate inside another.
-_LATEST = ("capital", "capital_source", "k_capital", "equity", "realized_pnl", "fees",
-           "reconcile_status", "capital_frozen", "positions", "balances")
-# Identifiers are the constants above; values always go in parameters.
-REPORT_SQL = (
-    "SELECT account_id, max(event_seq) AS last_event_seq, "  # noqa: S608
-    + ", ".join(f"argMax({c}, event_seq) AS last_{c}" for c in _LATEST)
-    + " FROM account_snapshots WHERE {account_filter} GROUP BY account_id ORDER BY account_id"
-)
-
-TRADES_SQL = """
-SELECT account_id, trade_id, any(symbol) AS trade_symbol, any(side) AS trade_side,
-       argMax(action, event_seq) AS last_action,
-       argMax(cumulative_pnl, event_seq) AS trade_realized_pnl,
-       argMax(trade_fees, event_seq) AS trade_total_fees, count() AS legs
-FROM trade_events
-WHERE {account_filter}
-GROUP BY account_id, trade_id ORDER BY account_id, trade_id
-"""
+def _param_text(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
 
 
-DRIFT_SQL = """
-SELECT account_id, argMax(code, (event_seq, event_id)) AS drift_code,
-       argMax(detail, (event_seq, event_id)) AS drift_detail
-FROM anomaly_events
-WHERE code IN ('DRIFT', 'DRIFT_CLEARED') AND {account_filter}
-GROUP BY account_id
-"""
-
-
-# Spot portfolios (LEDGER part B): the latest balance per asset, every cash flow and the
-# interval snapshots, each from its own table.
-BALANCES_SQL = """
-SELECT account_id, asset, total, locked, avg_cost, value, unvalued, exchange_total, drift, version
-FROM balances FINAL
-WHERE {account_filter}
-ORDER BY account_id, asset
-"""
-
-CASH_FLOWS_SQL = """
-SELECT account_id, event_id, ts, flow, asset, amount, value, currency
-FROM cash_flows
-WHERE {account_filter}
-ORDER BY account_id, event_seq, event_id
-"""
-
-PORTFOLIO_SQL = """
-SELECT account_id, bucket_start, equity, realized_pnl, fees, unrealized_pnl, cash_flows, drift,
-       drift_assets
-FROM portfolio_snapshots
-WHERE {account_filter}
-ORDER BY account_id, bucket_start
-"""
+#: Rows per read in a report (the named queries' maximum).
+REPORT_LIMIT = 10_000
 
 
 def _by_account(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -145,28 +129,30 @@ def _strip(row: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in row.items()}
 
 
-def report(client: SinkClient, account: str | None = None) -> list[dict[str, Any]]:
-    """Latest snapshot and trades per account, read from ClickHouse.
+def report(client: SinkClient, account: str | None = None, since: str | None = None,
+           until: str | None = None) -> list[dict[str, Any]]:
+    """Latest snapshot and trades per account, read from ClickHouse by named queries.
 
     Spot accounts also get ``asset_balances`` (``balances FINAL``: the latest
     row per asset with the exchange's total and the drift flag),
-    ``cash_flows`` and ``portfolio_snapshots``.
+    ``cash_flows`` and ``portfolio_snapshots``. ``since``/``until`` (ISO-8601)
+    bound the event time of every table read.
     """
-    flt = "account_id = {account:String}" if account else "1"
-    params = {"account": account} if account else {}
-    accounts = [_strip(r, "last_") for r in client.query(REPORT_SQL.format(account_filter=flt), params)]
+    params: dict[str, Any] = {"account": account, "since": since, "until": until,
+                              "limit": REPORT_LIMIT}
+    accounts = [_strip(r, "last_") for r in client.read("accounts", **params)]
     trades = [{"account_id": t["account_id"], "trade_id": t["trade_id"], "symbol": t["trade_symbol"],
                "side": t["trade_side"], "last_action": t["last_action"],
                "realized_pnl": t["trade_realized_pnl"], "fees": t["trade_total_fees"],
                "legs": t["legs"]}
-              for t in client.query(TRADES_SQL.format(account_filter=flt), params)]
+              for t in client.read("trades", **params)]
     by_account: dict[str, list[dict[str, Any]]] = {}
     for t in trades:
         by_account.setdefault(t["account_id"], []).append(t)
-    drift = {r["account_id"]: r for r in client.query(DRIFT_SQL.format(account_filter=flt), params)}
-    spot = {name: _by_account(client.query(sql.format(account_filter=flt), params))
-            for name, sql in (("asset_balances", BALANCES_SQL), ("cash_flows", CASH_FLOWS_SQL),
-                              ("portfolio_snapshots", PORTFOLIO_SQL))}
+    drift = {r["account_id"]: r for r in client.read("drift", **params)}
+    spot = {name: _by_account(client.read(query, **params))
+            for name, query in (("asset_balances", "balances"), ("cash_flows", "cash_flows"),
+                                ("portfolio_snapshots", "portfolio_snapshots"))}
     for a in accounts:
         for name, rows in spot.items():
             if a["account_id"] in rows:
@@ -250,10 +236,16 @@ def ops_main(argv: list[str]) -> int:
     if command == "report":
         parser = argparse.ArgumentParser(prog="twinledger report")
         parser.add_argument("--account")
+        parser.add_argument("--since", help="ISO-8601 event time, inclusive")
+        parser.add_argument("--until", help="ISO-8601 event time, exclusive")
         parser.add_argument("--json", action="store_true")
         args = parser.parse_args(rest)
-        accounts = report(client, args.account)
+        accounts = report(client, args.account, args.since, args.until)
         print(json.dumps(accounts, indent=2, default=str) if args.json else format_report(accounts))
+        if client.truncated:
+            print(f"twinledger report: {', '.join(sorted(client.truncated))} cut at "
+                  f"{REPORT_LIMIT} rows; narrow with --account or --since/--until",
+                  file=sys.stderr)
         return 0
     if command == "verify":
         counts = client.counts()

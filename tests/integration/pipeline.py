@@ -117,8 +117,9 @@ class Pipeline:
         return {t: {k: int(v) for k, v in tables[t].items() if k != "match"}
                 for t in TABLES if t in tables}
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return self.client.query(sql, params)
+    def read(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """Rows of a named read query of the sink (``sinks.readqueries``); no free SQL."""
+        return self.client.read(name, **params)
 
     def wait_for(self, expected: dict[str, int], timeout: float = 300.0) -> dict[str, dict[str, int]]:
         """Wait until each table holds at least the expected rows, then settle briefly."""

@@ -97,15 +97,6 @@ def assert_exactly_once(counts: dict[str, dict[str, int]], expected: dict[str, i
         assert got["count"] == got["uniq"] == n, (table, got, n)
 
 
-LATEST_SQL = """
-SELECT account_id, max(event_seq) AS seq, argMax(capital, event_seq) AS capital,
-       argMax(k_capital, event_seq) AS k_capital, argMax(capital_source, event_seq) AS source,
-       argMax(realized_pnl, event_seq) AS realized, argMax(fees, event_seq) AS fees,
-       argMax(reconcile_status, event_seq) AS status
-FROM account_snapshots GROUP BY account_id ORDER BY account_id
-"""
-
-
 def assert_state_equals_offline(p: Pipeline, states: dict[str, Any]) -> None:
     """The last snapshot of every account equals what `twinledger fold` says of the same events."""
     import json
@@ -115,27 +106,15 @@ def assert_state_equals_offline(p: Pipeline, states: dict[str, Any]) -> None:
     lines = [json.dumps(e) for e in p.produced]
     doc = fold_lines(lines, load_ledger_config(None))
     assert not doc["rejected"]
-    rows = {r["account_id"]: r for r in p.query(LATEST_SQL)}
+    rows = {r["account_id"]: r for r in p.read("accounts", limit=10_000)}
     assert set(rows) == set(doc["accounts"]) == set(states)
     for account, summary in doc["accounts"].items():
         row = rows[account]
-        assert int(row["seq"]) == summary["event_seq"], account
-        assert Decimal(str(row["capital"])) == Decimal(summary["capital"]), account
-        assert Decimal(str(row["k_capital"])) == Decimal(summary["k_capital"]), account
-        assert row["source"] == summary["capital_source"], account
-        assert row["status"] == summary["reconcile"]["status"], account
-
-
-BALANCES_FINAL_SQL = """
-SELECT account_id, asset, version, event_id, total, free, locked, avg_cost, cost_basis, drift
-FROM balances FINAL ORDER BY account_id, asset
-"""
-
-DRIFT_RECONCILES_SQL = """
-SELECT count() AS n FROM reconcile_events
-WHERE arrayExists(r -> JSONExtractString(r, 'rule') = 'B8' AND JSONExtractString(r, 'code') = 'DRIFT',
-                  JSONExtractArrayRaw(results))
-"""
+        assert int(row["last_event_seq"]) == summary["event_seq"], account
+        assert Decimal(str(row["last_capital"])) == Decimal(summary["capital"]), account
+        assert Decimal(str(row["last_k_capital"])) == Decimal(summary["k_capital"]), account
+        assert row["last_capital_source"] == summary["capital_source"], account
+        assert row["last_reconcile_status"] == summary["reconcile"]["status"], account
 
 
 def assert_spot_tables(p: Pipeline, ref: Reference, timeout: float = 180.0) -> None:
@@ -154,7 +133,7 @@ def assert_spot_tables(p: Pipeline, ref: Reference, timeout: float = 180.0) -> N
         got = {(r["account_id"], r["asset"]): (
             int(r["version"]), r["event_id"], Decimal(r["total"]), Decimal(r["free"]),
             Decimal(r["locked"]), Decimal(r["avg_cost"]), Decimal(r["cost_basis"]),
-            bool(r["drift"])) for r in p.query(BALANCES_FINAL_SQL)}
+            bool(r["drift"])) for r in p.read("balances", limit=10_000)}
         if got == want or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -169,10 +148,10 @@ def assert_spot_tables(p: Pipeline, ref: Reference, timeout: float = 180.0) -> N
     assert set(summary) == set(want)
     for key, b in summary.items():
         assert got[key][2] == Decimal(b["total"]) and got[key][5] == Decimal(b["avg_cost"]), key
-    spot = p.query("SELECT count() AS n FROM trade_events WHERE market = 'spot'")
-    assert int(spot[0]["n"]) == ref.spot_trades > 0
-    drift = p.query(DRIFT_RECONCILES_SQL)
-    assert int(drift[0]["n"]) == ref.drift_reconciles > 0
+    markets = {r["market"]: int(r["n"]) for r in p.read("trade_counts")}
+    assert markets.get("spot", 0) == ref.spot_trades > 0
+    rules = {(r["rule"], r["code"]): int(r["events"]) for r in p.read("reconcile_rule_counts")}
+    assert rules.get(("B8", "DRIFT"), 0) == ref.drift_reconciles > 0
 
 
 def spot_mix(seed: int) -> list[dict[str, Any]]:
@@ -280,7 +259,7 @@ def test_one_percent_malformed_records_go_to_dead_letters(pipeline: Pipeline):
     expected_dead = len(sent_bad)
     counts = pipeline.wait_for({**expected, "dead_letters": expected_dead})
     assert_exactly_once(counts, {**expected, "dead_letters": expected_dead})
-    rows = pipeline.query("SELECT reason, error_type, original_value FROM dead_letters")
+    rows = pipeline.read("dead_letters", limit=10_000)
     assert len(rows) == expected_dead
     assert all(r["reason"] for r in rows)
     reasons = " ".join(r["reason"] for r in rows).lower()
@@ -347,8 +326,7 @@ def test_replay_from_earliest_gives_the_same_rows_again(pipeline: Pipeline):
     pipeline.produce(events)
     before = pipeline.wait_for(expected)
     assert_exactly_once(before, expected)
-    snapshot_rows = pipeline.query(
-        "SELECT event_id, capital, k_capital, event_seq FROM account_snapshots ORDER BY event_id")
+    snapshot_rows = pipeline.read("snapshots", limit=10_000)
 
     pipeline.stop()
     for group in ("worker", "sink"):
@@ -380,7 +358,5 @@ def test_replay_from_earliest_gives_the_same_rows_again(pipeline: Pipeline):
     assert duplicates_seen() == len(events)
     after = pipeline.wait_for(expected)
     assert_exactly_once(after, expected)
-    assert pipeline.query(
-        "SELECT event_id, capital, k_capital, event_seq FROM account_snapshots ORDER BY event_id"
-    ) == snapshot_rows
+    assert pipeline.read("snapshots", limit=10_000) == snapshot_rows
     assert_state_equals_offline(pipeline, states)

@@ -51,14 +51,12 @@ def test_raw_bingx_c2_through_the_pipeline(pipeline: Pipeline, tmp_path: Path):
     assert counts["venue_events"]["count"] == counts["venue_events"]["uniq"] == expected
     assert counts["dead_letters"]["count"] == 1
 
-    dead = pipeline.query("SELECT source_topic, reason, original_value FROM dead_letters")
+    dead = pipeline.read("dead_letters")
     assert dead[0]["source_topic"] == "gateway:bingx"
-    assert dead[0]["original_value"] == GARBAGE.decode()
+    assert dead[0]["original_text"] == GARBAGE.decode()
     assert dead[0]["reason"]
 
-    legs = pipeline.query(
-        "SELECT pnl_leg, pnl_source, cumulative_pnl, action FROM trade_events "
-        "WHERE account_id = {a:String} ORDER BY event_seq, event_id", {"a": "acct-c2"})
+    legs = pipeline.read("trade_legs", account="acct-c2")
     final = [r for r in legs if r["action"] in ("close", "settle")]
     assert final and Decimal(final[-1]["cumulative_pnl"]) == Decimal("242.7312")
     assert all(Decimal(r["pnl_leg"]) != Decimal("-3214.4652") for r in legs)

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from sinks.backend import Backend, ClickHouseBackend, chdb_url
+from sinks.backend import READ_LIMITS, Backend, ClickHouseBackend, chdb_url
 from sinks.batching import Candidate
 from sinks.ddl import (
     ACCOUNT_SNAPSHOTS,
@@ -40,11 +40,10 @@ from sinks.ddl import (
     apply_ddl,
     current_ttl,
 )
-from sinks.exceptions import BackendError, BackendUnavailable, UnsafeQuery
-from sinks.http import SinkHTTPServer, run_readonly_query
+from sinks.exceptions import BackendError, BackendUnavailable
+from sinks.http import ReadService, SinkHTTPServer
 from sinks.main import verify
 from sinks.runner import SinkRunner
-from sinks.sqlguard import READONLY_SETTINGS
 from streams.config import load_settings
 from tests.unit.sinks import samples
 
@@ -217,20 +216,43 @@ def samples_dead(i: int, reason: str, raw: bytes) -> list[Any]:
     return row
 
 
-def test_readonly_queries_and_engine_side_refusal(backend: Backend) -> None:
+def test_named_reads_on_a_read_only_client(backend: Backend) -> None:
     backend.insert("venue_events", VENUE_EVENTS.insert_columns, [venue_row("acc-1", "e-1")],
                    "venue.events-0-0-0")
-    doc = run_readonly_query(
-        backend, "SELECT event_id, price FROM venue_events WHERE account_id = {a:String}",
-        {"a": "acc-1"})
-    assert doc == {"columns": ["event_id", "price"],
-                   "rows": [{"event_id": "e-1", "price": "242.7312"}]}
-    with pytest.raises(UnsafeQuery):
-        run_readonly_query(backend, "INSERT INTO venue_events SELECT * FROM venue_events")
-    # Even past the guard, readonly = 1 makes the engine refuse to reach outside.
-    with pytest.raises(BackendError, match="(?i)readonly"):
-        backend.query("SELECT * FROM (SELECT * FROM file('/etc/hostname', LineAsString))",
-                      settings=READONLY_SETTINGS)
+    backend.insert("dead_letters", DEAD_LETTERS.insert_columns,
+                   [[*samples_dead(0, "bad", b"\xff\x00ok"), "ledger.deadletter", 0, 0]],
+                   "ledger.deadletter-0-0-0")
+    reads = ReadService(backend)
+    try:
+        doc = reads.named("dead_letters", {"limit": "5"})
+        assert doc["columns"][:2] == ["account_id", "event_id"] and not doc["truncated"]
+        (row,) = doc["rows"]
+        assert row["reason"] == "bad" and row["original_value_base64"] == "/wBvaw=="
+        assert reads.named("counts", {})["tables"]["venue_events"] == {
+            "count": 1, "uniq": 1, "match": True}
+        # A value that looks like SQL is a value: bound, never part of the text.
+        assert reads.named("snapshots", {"account": "x' OR 1=1 --"})["rows"] == []
+        # The read client refuses writes and reaching outside, whatever text it is given.
+        reader = backend.reader()
+        try:
+            for sql in ("INSERT INTO venue_events SELECT * FROM venue_events",
+                        "SELECT * FROM file('/etc/hostname', LineAsString)",
+                        "SELECT 1 SETTINGS readonly = 0", "DROP TABLE venue_events"):
+                with pytest.raises(BackendError, match="(?i)readonly"):
+                    reader.query(sql)
+        finally:
+            reader.close()
+        # ...and stops what runs too long, before readonly could be turned off.
+        with pytest.raises(BackendError, match="TIMEOUT|Timeout"):
+            slow = backend.reader({**READ_LIMITS, "max_execution_time": 1})
+            try:
+                slow.query("SELECT count() FROM numbers(10000000000) "
+                           "WHERE sipHash64(number) % 7 = 3")
+            finally:
+                slow.close()
+        assert count_uniq(backend, "venue_events") == (1, 1)
+    finally:
+        reads.close()
 
 
 def test_verify_counts_without_final(backend: Backend) -> None:
@@ -276,12 +298,15 @@ def test_http_endpoint(backend: Backend) -> None:
         assert counts["tables"]["venue_events"] == {"count": 1, "uniq": 1, "match": True}
         status, body = _get(server.url + "/metrics")
         assert status == 200 and b"twinledger_sink_rows_inserted" in body
-        status, doc = _post(server.url + "/query", {
-            "sql": "SELECT count() AS n FROM venue_events WHERE account_id = {a:String}",
-            "params": {"a": "acc-1"}})
-        assert (status, doc["rows"]) == (200, [{"n": 1}])
+        status, body = _get(server.url + "/q")
+        assert status == 200 and "accounts" in {q["name"] for q in json.loads(body)["queries"]}
+        status, doc = _post(server.url + "/q", {"name": "counts"})
+        assert status == 200 and doc["tables"]["venue_events"]["count"] == 1
+        status, body = _get(server.url + "/q/snapshots?account=acc-1&limit=5")
+        assert (status, json.loads(body)["rows"]) == (200, [])
+        # No free SQL: the old endpoint is gone and the text is never run.
         status, doc = _post(server.url + "/query", {"sql": "DROP TABLE venue_events"})
-        assert status == 400 and "refused" in doc["error"]
+        assert status == 404
         assert count_uniq(backend, "venue_events") == (1, 1)
     finally:
         server.stop()

@@ -1,4 +1,4 @@
-"""JSON shapes of the read-only endpoint, without a server or a database."""
+"""JSON shapes and request parsing of the read-only endpoint, without a server or a database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from sinks.http import _parse_body, to_json_value
+from sinks.http import _query_params, json_depth_ok, to_json_value
+from sinks.readqueries import ParamError
 
 
 def test_values_leave_as_exact_strings() -> None:
@@ -20,14 +21,21 @@ def test_values_leave_as_exact_strings() -> None:
     assert to_json_value([Decimal("1.5"), {"a": Decimal("2")}]) == ["1.5", {"a": "2"}]
 
 
-def test_body_as_json_with_params_or_as_plain_sql() -> None:
-    assert _parse_body(b'{"sql": "SELECT 1", "params": {"a": "x"}}', "application/json") == \
-        ("SELECT 1", {"a": "x"})
-    assert _parse_body(b"SELECT 2", "text/plain") == ("SELECT 2", {})
+@pytest.mark.parametrize(("body", "ok"), [
+    (b'{"name": "counts"}', True),
+    (b'{"a": [[[[[[[1]]]]]]]}', True),                 # 8 levels
+    (b'{"a": [[[[[[[[1]]]]]]]]}', False),              # 9 levels
+    (b"[" * 100_000, False),
+    (b'{"s": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}', True),  # brackets in a string do not count
+    (b'{"s": "\\"[[[[[[[[[[["}', True),
+])
+def test_json_depth_is_checked_before_parsing(body: bytes, ok: bool) -> None:
+    assert json_depth_ok(body) is ok
 
 
-@pytest.mark.parametrize("body", [b'{"query": "SELECT 1"}', b'{"sql": "SELECT 1", "params": [1]}',
-                                  b"[1, 2]"])
-def test_malformed_json_bodies_are_refused(body: bytes) -> None:
-    with pytest.raises(ValueError):
-        _parse_body(body, "application/json")
+def test_query_strings_are_strict() -> None:
+    assert _query_params("account=a%20b&limit=5") == {"account": "a b", "limit": "5"}
+    assert _query_params("") == {}
+    for bad in ("limit=1&limit=2", "&".join(f"p{i}=1" for i in range(20)), "a"):
+        with pytest.raises(ParamError):
+            _query_params(bad)
