@@ -2,8 +2,9 @@
 
 Owns: the mapping between the Avro envelope with its payload union and the
 flat dicts that gateways produce, ``twinledger fold`` reads and the ledger
-parses. Must not touch: validation of amounts (the ledger's ``parse_event``
-decides what is bookable) or the wire framing (``streams.codec.avro``).
+parses. Must not touch: what is bookable (the ledger's ``parse_event`` decides; amounts
+and times written here only follow the input grammar of
+``streams.ledger.grammar``) or the wire framing (``streams.codec.avro``).
 Decimals read from the wire carry the schema's scale (``0.187800000000000000``);
 they are returned in plain canonical form so a payload digest is the same
 whether an event came from a file or from Kafka.
@@ -17,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from streams.exceptions import InvalidEvent
+from streams.ledger import grammar
 
 NS = "twinledger.v1."
 
@@ -60,30 +62,13 @@ def dec_str(d: Decimal) -> str:
 
 
 def _dec(value: Any, field: str) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool) or isinstance(value, float):
-        raise InvalidEvent(f"{field}: amounts must be decimal strings, got {type(value).__name__}")
-    try:
-        return Decimal(str(value))
-    except Exception:
-        raise InvalidEvent(f"{field}: not a decimal: {value!r}") from None
+    """An amount under the input grammar (``streams.ledger.grammar``): text, int or Decimal."""
+    return grammar.decimal_value(value, field)
 
 
 def parse_ts(value: Any, field: str = "ts") -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise InvalidEvent(f"{field}: timestamp without time zone")
-        return value.astimezone(dt.UTC)
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent(f"{field}: missing timestamp")
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidEvent(f"{field}: not ISO-8601: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise InvalidEvent(f"{field}: timestamp without time zone: {value!r}")
-    return parsed.astimezone(dt.UTC)
+    """An ISO-8601 string with a zone or an aware datetime, within the stores' range."""
+    return grammar.timestamp_value(value, field)
 
 
 def _take(src: Mapping[str, Any], spec: Mapping[str, Any], kind: str) -> dict[str, Any]:

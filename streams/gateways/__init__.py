@@ -27,6 +27,7 @@ from decimal import localcontext
 from types import ModuleType
 from typing import Any
 
+from streams.exceptions import InvalidEvent
 from streams.gateways import binance, bingx, deltadefi, kraken
 from streams.gateways.common import (
     EXACT,
@@ -39,6 +40,7 @@ from streams.gateways.common import (
     ts_any,
 )
 from streams.gateways.exceptions import GatewayError, PayloadRejected
+from streams.ledger import parse_event
 
 __all__ = [
     "VENUES",
@@ -139,6 +141,12 @@ def _self_check(event: Mapping[str, Any]) -> None:
     if not isinstance(event.get("account_id"), str):
         raise PayloadRejected("internal: event without account_id")
     _no_float(event)
+    try:
+        # The ledger's own rules (input grammar, signs per kind): what a gateway emits
+        # is what the fold and the worker accept, or the payload is rejected here.
+        parse_event(event)
+    except InvalidEvent as exc:
+        raise PayloadRejected(f"event {event.get('event_id')}: {exc}") from None
 
 
 def _no_float(value: object) -> None:

@@ -36,6 +36,7 @@ from decimal import Context as DecimalContext
 from typing import Any
 
 from streams.gateways.exceptions import PayloadRejected
+from streams.ledger import grammar
 from streams.ledger.events import iso_z as iso  # one ISO-8601 format for the project
 
 #: Kinds of FOLD_FORMAT lines a normalizer may emit.
@@ -75,14 +76,6 @@ class Rejection:
 # --------------------------------------------------------------------------- decoding
 
 
-def _parse_int(text: str) -> Decimal:
-    return Decimal(text)
-
-
-def _refuse_constant(name: str) -> Decimal:
-    raise PayloadRejected(f"JSON constant {name} is not a number a ledger can book")
-
-
 def original_bytes(raw: object) -> bytes | str:
     """The payload as it will be kept in a rejection: bytes and text unchanged."""
     if isinstance(raw, bytes | bytearray | memoryview):
@@ -111,14 +104,14 @@ def _to_text(raw: bytes) -> str:
 
 
 def loads(text: str) -> Any:
-    """JSON text -> Python with exact decimals; ``NaN``/``Infinity`` refused."""
+    """JSON text -> Python with exact decimals; ``NaN``/``Infinity`` and exponents refused."""
     if len(text) > MAX_PAYLOAD_BYTES:
         raise PayloadRejected(f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
     try:
-        return json.loads(text, parse_float=Decimal, parse_int=_parse_int,
-                          parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadRejected(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        # The input grammar: exact numbers in plain form, no NaN, bounded nesting.
+        return grammar.loads(text)
+    except grammar.GrammarError as exc:
+        raise PayloadRejected(str(exc)) from None
 
 
 def decode(raw: object) -> Any:
@@ -136,38 +129,22 @@ def decode(raw: object) -> Any:
 
 
 def amount(value: object, name: str) -> Decimal:
-    """A venue amount -> exact, finite Decimal within decimal(38, 18); anything else is rejected."""
-    if isinstance(value, bool) or value is None:
+    """A venue amount -> exact Decimal under the input grammar; anything else is rejected.
+
+    Text must be a plain ASCII decimal ``-?digits(.digits)?`` (no exponent,
+    ``+``, underscores, spaces or non-ASCII digits: ``"1_000"``, ``"١٢٣"``,
+    ``"５"`` are not numbers); a JSON number was already held to the same form
+    by :func:`loads`; every value must fit decimal(38, 18)
+    (``streams.ledger.grammar``).
+    """
+    if value is None:
         raise PayloadRejected(f"{name}: expected a decimal, got {_show(value)}")
     if isinstance(value, float):
         raise PayloadRejected(f"{name}: binary float {value!r} refused (amounts must be exact)")
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, int):
-        d = Decimal(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 64:
-            raise PayloadRejected(f"{name}: not a decimal: {_show(value)}")
-        try:
-            d = Decimal(text)
-        except InvalidOperation:
-            raise PayloadRejected(f"{name}: not a decimal: {_show(value)}") from None
-    else:
-        raise PayloadRejected(f"{name}: expected a decimal, got {type(value).__name__}")
-    if not d.is_finite():
-        raise PayloadRejected(f"{name}: {d} is not a finite number")
-    if d != 0:
-        if d.adjusted() >= MAX_INT_DIGITS:
-            raise PayloadRejected(f"{name}: {_show(value)} exceeds {MAX_INT_DIGITS} integer digits")
-        _, digits, exponent = d.as_tuple()
-        assert isinstance(exponent, int)  # finite, checked above
-        # Count fractional digits by hand: normalize() would round at the context's limits.
-        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-        if -(exponent + trailing_zeros) > MAX_FRAC_DIGITS:
-            raise PayloadRejected(
-                f"{name}: {_show(value)} has more than {MAX_FRAC_DIGITS} fractional digits")
-    return d
+    try:
+        return grammar.decimal_value(value, name)
+    except grammar.GrammarError as exc:
+        raise PayloadRejected(str(exc)) from None
 
 
 def unset(value: object) -> bool:

@@ -13,17 +13,25 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from streams.exceptions import InvalidEvent
 
-from .numbers import D0, D1, LEDGER_CONTEXT, LIMIT, SCALE, plain
+from .grammar import MAX_RECORD_BYTES, decimal_value, identifier, timestamp_value
+from .numbers import D0, D1, LEDGER_CONTEXT, plain
 
 SIDES = ("BUY", "SELL")
 POSITION_SIDES = ("BOTH", "LONG", "SHORT")
 MARKETS = ("futures", "spot")
 FLOWS = ("deposit", "withdrawal", "reward", "adjustment")
+#: Cash-flow signs (positive = inflow): a deposit or reward is never negative, a
+#: withdrawal never positive; an adjustment may go either way.
+INFLOWS = ("deposit", "reward")
+OUTFLOWS = ("withdrawal",)
+#: Most entries a positions or assets list may carry (keeps a record far below
+#: the broker's size limit together with MAX_RECORD_BYTES).
+MAX_ITEMS = 2_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,39 +160,17 @@ def _dec(d: Mapping[str, Any], key: str, *, default: Decimal | None = None,
 
 
 def to_decimal(v: Any, key: str, *, nonneg: bool = False, positive: bool = False) -> Decimal:
-    """Validate one amount: str, int or Decimal; finite; at most 18 places; |x| < 1e20."""
-    text = None
-    if isinstance(v, Decimal):
-        x = v
-    elif isinstance(v, str):
-        text = v.strip()
-        try:
-            x = Decimal(text)
-        except InvalidOperation:
-            raise InvalidEvent(f"{key}: {v!r} is not a decimal") from None
-    elif isinstance(v, int) and not isinstance(v, bool):
-        x = Decimal(v)
-    elif isinstance(v, float):
-        raise InvalidEvent(f"{key}: a float is not an amount (read JSON with parse_float=Decimal)")
-    else:
-        raise InvalidEvent(f"{key}: expected a decimal string, got {type(v).__name__}")
-    if not x.is_finite():
-        raise InvalidEvent(f"{key}: {v!r} is not finite")
-    if text is not None and "e" not in text and "E" not in text:
-        # Plain text: count places without building a digit tuple (hot path).
-        dot = text.find(".")
-        places = len(text) - dot - 1 if dot >= 0 else 0
-    else:
-        places = -x.as_tuple().exponent  # type: ignore[operator]
-    if places > SCALE:
-        raise InvalidEvent(f"{key}: {v!r} has more than {SCALE} decimal places")
-    if abs(x) >= LIMIT:
-        raise InvalidEvent(f"{key}: |{v}| must be below 1e20")
+    """Validate one amount with the input grammar (``grammar.decimal_value``) and its sign."""
+    x = decimal_value(v, key)
     if positive and x <= 0:
-        raise InvalidEvent(f"{key}: must be > 0, got {v!r}")
+        raise InvalidEvent(f"{key}: must be > 0, got {_shown(v)}")
     if nonneg and x < 0:
-        raise InvalidEvent(f"{key}: must not be negative, got {v!r}")
+        raise InvalidEvent(f"{key}: must not be negative, got {_shown(v)}")
     return x
+
+
+def _shown(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else repr(str(v))
 
 
 def _str(d: Mapping[str, Any], key: str, default: str | None = None) -> str:
@@ -195,7 +181,7 @@ def _str(d: Mapping[str, Any], key: str, default: str | None = None) -> str:
         raise InvalidEvent(f"missing required field {key!r}")
     if not isinstance(v, str):
         raise InvalidEvent(f"{key}: expected a string, got {type(v).__name__}")
-    return v
+    return identifier(v, key)
 
 
 def _choice(d: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str | None = None,
@@ -207,22 +193,12 @@ def _choice(d: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: s
 
 
 def to_datetime(v: Any, key: str) -> datetime:
-    """An ISO-8601 string with ``Z`` (or an offset) or an aware datetime -> aware UTC datetime."""
-    if isinstance(v, datetime):
-        dt = v
-    elif isinstance(v, str) and v:
-        try:
-            dt = datetime.fromisoformat(v)
-        except ValueError:
-            raise InvalidEvent(f"{key}: {v!r} is not an ISO-8601 timestamp") from None
-    else:
-        raise InvalidEvent(f"missing required field {key!r}" if v in (None, "")
-                           else f"{key}: expected an ISO-8601 string, got {type(v).__name__}")
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise InvalidEvent(f"{key}: {v!r} has no time zone (use a trailing Z)")
-    if dt.tzinfo is not UTC:
-        dt = dt.astimezone(UTC)
-    return dt
+    """An ISO-8601 string with ``Z`` (or an offset) or an aware datetime -> aware UTC datetime.
+
+    Held to the input grammar (``grammar.timestamp_value``): ASCII, a zone,
+    within the range every store holds.
+    """
+    return timestamp_value(v, key)
 
 
 def _assets(v: Any) -> tuple[tuple[str, Decimal, Decimal], ...]:
@@ -239,10 +215,13 @@ def _assets(v: Any) -> tuple[tuple[str, Decimal, Decimal], ...]:
             items.append((_str(a, "asset"), a))
     else:
         raise InvalidEvent("assets: expected an object asset -> {free, locked}")
+    if len(items) > MAX_ITEMS:
+        raise InvalidEvent(f"assets: more than {MAX_ITEMS} entries")
     out = []
     for asset, fl in sorted(items, key=lambda kv: str(kv[0])):
         if not isinstance(fl, Mapping) or not isinstance(asset, str) or not asset:
             raise InvalidEvent("assets: expected asset -> {free, locked}")
+        identifier(asset, "assets")
         out.append((asset, _dec(fl, "free", default=D0, nonneg=True),
                     _dec(fl, "locked", default=D0, nonneg=True)))
     return tuple(out)
@@ -253,6 +232,8 @@ def _positions(v: Any) -> tuple[ExchangePosition, ...]:
         raise InvalidEvent("missing required field 'positions'")
     if not isinstance(v, list | tuple):
         raise InvalidEvent("positions: expected a list")
+    if len(v) > MAX_ITEMS:
+        raise InvalidEvent(f"positions: more than {MAX_ITEMS} entries")
     out = []
     for p in v:
         if not isinstance(p, Mapping):
@@ -266,6 +247,24 @@ def _positions(v: Any) -> tuple[ExchangePosition, ...]:
             leverage=_dec(p, "leverage", default=D1, positive=True),
         ))
     return tuple(out)
+
+
+# Upper bounds of the Avro encoding: a decimal(38,18) is at most 17 bytes plus its
+# length; a string its UTF-8 bytes plus a varint length; the envelope and a payload
+# without lists hold at most a dozen identifiers of MAX_ID_CHARS characters.
+_DEC_BYTES = 18
+_FIXED_BYTES = 16 * 1024 + 12 * 4 * 256
+
+
+def _str_bytes(s: str) -> int:
+    return len(s.encode("utf-8")) + 10
+
+
+def _check_size(list_bytes: int) -> None:
+    """Refuse an event whose Avro record could reach the broker's limit (grammar)."""
+    if _FIXED_BYTES + list_bytes > MAX_RECORD_BYTES:
+        raise InvalidEvent(f"event too large: its record could reach {MAX_RECORD_BYTES} bytes "
+                           "(the broker's message size limit)")
 
 
 def parse_event(d: Mapping[str, Any]) -> Event:
@@ -332,19 +331,32 @@ def parse_event(d: Mapping[str, Any]) -> Event:
         if "wallet_balance" not in d:
             raise InvalidEvent("missing required field 'wallet_balance' (null if the frame had none)")
         wb = d["wallet_balance"]
+        assets = _assets(d.get("assets"))
+        _check_size(sum(_str_bytes(a) + 2 * _DEC_BYTES for a, _, _ in assets))
         return Balance(
             **env,
             wallet_balance=None if wb is None else to_decimal(wb, "wallet_balance"),
             available_margin=_dec(d, "available_margin", default=D0),
             used_margin=_dec(d, "used_margin", default=D0, nonneg=True),
             maint_margin=_dec(d, "maint_margin", default=D0, nonneg=True),
-            assets=_assets(d.get("assets")),
+            assets=assets,
         )
     if kind == "positions":
-        return Positions(**env, positions=_positions(d.get("positions")))
+        positions = _positions(d.get("positions"))
+        _check_size(sum(_str_bytes(p.symbol) + _str_bytes(p.position_side) + 4 * _DEC_BYTES
+                        for p in positions))
+        return Positions(**env, positions=positions)
     if kind == "cash_flow":
-        return CashFlow(**env, asset=_str(d, "asset"), amount=_dec(d, "amount"),
-                        flow=_choice(d, "flow", FLOWS))
+        flow = _choice(d, "flow", FLOWS)
+        amount = _dec(d, "amount")
+        # The sign says the direction (positive = inflow): it must agree with the flow.
+        if flow in INFLOWS and amount < 0:
+            raise InvalidEvent(f"amount: a {flow} is an inflow and must not be negative, "
+                               f"got {_shown(d.get('amount'))}")
+        if flow in OUTFLOWS and amount > 0:
+            raise InvalidEvent(f"amount: a {flow} is an outflow and must not be positive, "
+                               f"got {_shown(d.get('amount'))}")
+        return CashFlow(**env, asset=_str(d, "asset"), amount=amount, flow=flow)
     return Anchor(**env, capital=_dec(d, "capital", nonneg=True))
 
 

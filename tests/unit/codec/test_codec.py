@@ -111,7 +111,7 @@ _CODEC = Codec.load()
 
 
 def test_float_amounts_are_refused_not_rounded():
-    with pytest.raises(InvalidEvent, match="decimal strings"):
+    with pytest.raises(InvalidEvent, match="a float is not an amount"):
         fold_dict_to_venue_record({"kind": "anchor", "event_id": "a", "account_id": "x",
                                    "venue": "", "ts": "2024-01-01T00:00:00Z", "capital": 0.1})
 

@@ -206,12 +206,19 @@ def test_stream_frames_need_an_account_id() -> None:
 
 @pytest.mark.parametrize(("field", "value", "needle"), [
     ("z", "-5", "negative"),
-    ("ap", "NaN", "finite"),
+    ("ap", "NaN", "is not a decimal"),
     ("n", 1.5, "binary float"),
     ("S", "HOLD", "BUY or SELL"),
     ("i", None, "order id"),
-    ("z", "1e40", "integer digits"),
-    ("ap", "0.0000000000000000001", "fractional digits"),
+    ("z", "1e40", "is not a decimal"),
+    ("z", "100000000000000000000", "must be below 1e20"),
+    ("ap", "0.0000000000000000001", "decimal places"),
+    # issue 13: Python's Decimal() reads these; a ledger must not
+    ("z", "1_000", "is not a decimal"),
+    ("z", "\u0661\u0662\u0663", "is not a decimal"),
+    ("z", "\uff15", "is not a decimal"),
+    ("z", "+5", "is not a decimal"),
+    ("z", " 5 ", "is not a decimal"),
 ])
 def test_untrustworthy_order_fields_are_rejected_with_a_reason(
         field: str, value: object, needle: str) -> None:

@@ -90,7 +90,7 @@ def test_normalize_main_prints_fold_lines_and_reports_rejections_on_stderr(
     assert status == 1
     (line,) = captured.out.splitlines()
     assert json.loads(line)["event_id"] == "bingx:fill:1899384022338322432:195259"
-    assert f"{raw}:2: rejected: not JSON" in captured.err
+    assert f"{raw}:2: rejected: not valid JSON" in captured.err
     assert f"{raw}:4: rejected: E (event time)" in captured.err
     assert "1 events, 2 rejected lines" in captured.err
 

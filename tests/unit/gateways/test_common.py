@@ -34,8 +34,11 @@ def test_amounts_are_exact_and_printed_plain(value: object, expected: str) -> No
 
 
 @pytest.mark.parametrize(("value", "needle"), [
-    (0.1, "binary float"), ("NaN", "finite"), ("Infinity", "finite"), ("1e20", "integer digits"),
-    ("0.0000000000000000001", "fractional digits"), ("abc", "not a decimal"), (True, "expected"),
+    (0.1, "binary float"), ("NaN", "not a decimal"), ("Infinity", "not a decimal"),
+    ("1e20", "not a decimal"), ("100000000000000000000", "below 1e20"),
+    ("0.0000000000000000001", "decimal places"), ("abc", "not a decimal"), (True, "expected"),
+    ("1_000", "not a decimal"), ("\u0661\u0662\u0663", "not a decimal"),
+    ("\uff15", "not a decimal"), ("+5", "not a decimal"), (" 5 ", "not a decimal"),
     ("", "not a decimal"),
 ])
 def test_amounts_that_cannot_be_booked_exactly_are_rejected(value: object, needle: str) -> None:

@@ -350,7 +350,12 @@ def b6_events(steps: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
             out.append(fill(e, s[2], s[3], s[4], s[1], fee=s[5], fee_asset=fee_asset,
                             strategy_tag=s[7]))
         elif s[0] == "cash":
-            out.append(deposit(e, s[1], s[2], s[3]))
+            # The sign follows the flow (issue 13: a negative deposit is invalid input):
+            # deposits and rewards come in, withdrawals go out, adjustments either way.
+            amount = s[2].lstrip("-")
+            if s[3] == "withdrawal" or (s[3] == "adjustment" and s[2].startswith("-")):
+                amount = "-" + amount
+            out.append(deposit(e, s[1], amount, s[3]))
         elif s[0] == "mark":
             out.append(mark(s[1], s[2]))
         elif s[0] == "balance":
