@@ -196,9 +196,9 @@ def _portfolio_from_file(query: str, account: str, params: dict[str, Any], path:
     try:
         config = load_ledger_config(config_path)
         if path == "-":
-            run = run_fold(sys.stdin, config)
+            run = run_fold(sys.stdin.buffer, config)
         else:
-            with open(path, encoding="utf-8") as fh:
+            with open(path, "rb") as fh:  # a line that is not UTF-8 is rejected, not fatal
                 run = run_fold(fh, config)
     except ConfigError as exc:
         raise _UsageError(str(exc)) from None

@@ -24,19 +24,16 @@ from streams.ledger import (
     Output,
     account_summary,
     apply_event,
+    grammar,
     load_ledger_config,
     parse_event,
 )
 from streams.ledger.events import Mark
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-def loads_line(line: str) -> Any:
-    """One JSON line; floats become Decimal and NaN/Infinity are refused."""
-    return json.loads(line, parse_float=Decimal, parse_constant=_no_constant)
+def loads_line(line: str | bytes) -> Any:
+    """One JSON line under the input grammar (``streams.ledger.grammar.loads``)."""
+    return grammar.loads(line)
 
 
 @dataclass
@@ -64,8 +61,11 @@ class FoldRun:
         }
 
 
-def run_fold(lines: Iterable[str], config: LedgerConfig) -> FoldRun:
+def run_fold(lines: Iterable[str | bytes], config: LedgerConfig) -> FoldRun:
     """Apply every line in file order; invalid lines are recorded and the fold goes on.
+
+    Lines may be text or raw bytes (bytes must be UTF-8: a line that is not
+    is rejected, the others are read).
 
     Runs with unlimited trade, leg and anomaly history (``config.unbounded()``)
     so the document lists every trade.
@@ -76,11 +76,7 @@ def run_fold(lines: Iterable[str], config: LedgerConfig) -> FoldRun:
         if not line.strip():
             continue
         try:
-            try:
-                raw = loads_line(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
-            event = parse_event(raw)
+            event = parse_event(loads_line(line))
             if isinstance(event, Mark):
                 run.marks[event.symbol] = event.price
                 continue
@@ -93,24 +89,50 @@ def run_fold(lines: Iterable[str], config: LedgerConfig) -> FoldRun:
     return run
 
 
-def fold_lines(lines: Iterable[str], config: LedgerConfig,
+def fold_lines(lines: Iterable[str | bytes], config: LedgerConfig,
                include_manual: bool | None = None) -> dict[str, Any]:
     """Fold JSON lines into the whole FOLD_FORMAT output document."""
     return run_fold(lines, config).document(include_manual)
 
 
+#: Exit codes of ``twinledger fold`` (also in ``--help`` and the README).
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_REJECTED = 4
+
+_EPILOG = """\
+exit status:
+  0  every line was folded
+  2  usage error: unreadable events file or ledger config
+  4  the document was printed, but some lines were rejected (listed in
+     "rejected" with their line number and reason; a one-line summary goes
+     to standard error)
+
+input grammar: amounts are ASCII decimal strings -?digits(.digits)? (or JSON
+numbers of that form) within decimal(38,18); timestamps are ISO-8601 with a
+zone between 1900-01-01T00:00:00Z and 2299-12-31T23:59:59Z; ids are UTF-8
+text of at most 256 characters. See README "twinledger fold".
+
+example:
+  twinledger fold examples/fet_short.jsonl --config ledger.yaml
+"""
+
+
 def fold_main(argv: list[str]) -> int:
-    """``twinledger fold EVENTS.jsonl [--config FILE]``; prints the JSON document, exit 0.
+    """``twinledger fold EVENTS.jsonl [--config FILE]``; prints the JSON document.
 
     ``--include-manual`` lists manual trades even when ``track_manual_trades``
     is false (LEDGER B7).
 
-    ``-`` reads standard input. An unreadable file or a bad config exits 2
-    with the reason on standard error.
+    ``-`` reads standard input. Exit 0 when every line was folded, 4 when some
+    lines were rejected (the document is printed all the same, with a summary
+    on standard error), 2 for an unreadable file or a bad config.
     """
     parser = argparse.ArgumentParser(
         prog="twinledger fold",
-        description="Run the ledger fold offline over a JSON-lines event file.")
+        description="Run the ledger fold offline over a JSON-lines event file "
+                    "(FOLD_FORMAT.md) and print the ledger's document.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("events", help="JSON lines (FOLD_FORMAT.md); '-' for stdin")
     parser.add_argument("--config", default=None, help="ledger config, YAML or JSON")
     parser.add_argument("--include-manual", action="store_true", default=None,
@@ -120,16 +142,22 @@ def fold_main(argv: list[str]) -> int:
     try:
         config = load_ledger_config(args.config)
         if args.events == "-":
-            doc = fold_lines(sys.stdin, config, args.include_manual)
+            doc = fold_lines(sys.stdin.buffer, config, args.include_manual)
         else:
-            with open(args.events, encoding="utf-8") as fh:
+            with open(args.events, "rb") as fh:
                 doc = fold_lines(fh, config, args.include_manual)
     except ConfigError as exc:
         print(f"twinledger fold: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except OSError as exc:
         print(f"twinledger fold: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return 0
+    rejected = doc["rejected"]
+    if rejected:
+        first = rejected[0]
+        print(f"twinledger fold: {len(rejected)} line(s) rejected (first: line {first['line']}: "
+              f"{first['reason']})", file=sys.stderr)
+        return EXIT_REJECTED
+    return EXIT_OK
