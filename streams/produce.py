@@ -13,32 +13,42 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from streams.codec import Codec, fold_dict_to_venue_record, mark_to_record
 from streams.config import Settings, load_settings
-from streams.exceptions import TwinledgerError
+from streams.exceptions import InvalidEvent, TwinledgerError
+from streams.ledger import event_to_dict, grammar, parse_event
+from streams.ledger.events import Mark
+
+#: Bytes of a refused line kept in its dead letter (the rest would break the size limit).
+DEAD_LETTER_KEEP = 512 * 1024
 
 
-def read_fold_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception, str]]:
-    """(line number, parsed dict or the error, raw line) for each non-blank line."""
-    with path.open("r", encoding="utf-8") as fh:
+def read_fold_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception, bytes]]:
+    """(line number, parsed dict or the error, raw line bytes) for each non-blank line.
+
+    Lines are read as bytes and held to the input grammar one by one
+    (``streams.ledger.grammar.loads``): a line that is not UTF-8, not JSON,
+    nested too deeply or holds a number in exponent form yields its error and
+    the next line is read.
+    """
+    with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
+            raw = line.rstrip(b"\r\n")
             try:
-                doc = json.loads(line, parse_float=Decimal)
+                doc = grammar.loads(raw)
                 if not isinstance(doc, dict):
                     raise ValueError("line is not a JSON object")
-                yield number, doc, line
+                yield number, doc, raw
             except ValueError as exc:
-                yield number, exc, line
+                yield number, exc, raw
 
 
 class Producer:
@@ -82,16 +92,37 @@ class Producer:
         if self.sent % 1000 == 0:
             self._producer.poll(0)
 
+    def encode_event(self, event: dict[str, Any]) -> tuple[str, bytes, bytes, dt.datetime]:
+        """(topic, key, framed value, time) of one fold-format dict, or ``InvalidEvent``.
+
+        The event is held to the same rules as the fold and the worker
+        (``parse_event``: the input grammar and each kind's signs), and its
+        record to the broker's size limit, before anything is sent: a refused
+        line never reaches ``venue.events``.
+        """
+        ev = parse_event(event)
+        canonical = event_to_dict(ev)
+        if isinstance(ev, Mark):
+            rec = mark_to_record(canonical)
+            topic, name, key, ts = "market.marks", "Mark", rec["symbol"], rec["ts"]
+        else:
+            rec = fold_dict_to_venue_record(canonical)
+            topic, name, key, ts = ("venue.events", "VenueEvent", rec["account_id"],
+                                    rec["ts_exchange"])
+        try:
+            value = self.codec.encode(name, rec)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidEvent(f"not encodable as {name}: {exc}") from None
+        key_bytes = key.encode("utf-8")
+        if len(value) + len(key_bytes) > grammar.MAX_RECORD_BYTES:
+            raise InvalidEvent(f"record of {len(value) + len(key_bytes)} bytes exceeds "
+                               f"{grammar.MAX_RECORD_BYTES} (the broker's message size limit)")
+        return topic, key_bytes, value, ts
+
     def send_event(self, event: dict[str, Any]) -> None:
         """One fold-format dict: a mark goes to market.marks, anything else to venue.events."""
-        if event.get("kind") == "mark":
-            rec = mark_to_record(event)
-            self.send_raw("market.marks", rec["symbol"].encode(), self.codec.encode("Mark", rec),
-                          rec["ts"])
-            return
-        rec = fold_dict_to_venue_record(event)
-        self.send_raw("venue.events", rec["account_id"].encode(),
-                      self.codec.encode("VenueEvent", rec), rec["ts_exchange"])
+        topic, key, value, ts = self.encode_event(event)
+        self.send_raw(topic, key, value, ts)
 
     def flush(self, timeout: float = 60.0) -> None:
         remaining = self._producer.flush(timeout)
@@ -129,42 +160,65 @@ def produce_main(argv: list[str]) -> int:
 
     settings = with_kafka(load_settings())
     producer = Producer(settings)
-    rejected = 0
     started = time.monotonic()
-    if args.venue:
-        from streams.gateways import OrderMemory, Rejection, normalize_payload
-
-        memory = OrderMemory()
-        with args.file.open("rb") as fh:
-            for number, line in enumerate(fh, start=1):
-                raw = line.rstrip(b"\r\n")  # the payload, without the file's line ending
-                if not raw.strip():
-                    continue
-                result = normalize_payload(args.venue, raw, memory, args.account)
-                if isinstance(result, Rejection):
-                    rejected += 1
-                    print(f"line {number}: rejected: {result.reason}", file=sys.stderr)
-                    _dead_letter_raw(producer, args.venue, args.file, number, raw, result.reason)
-                    continue
-                for event in result:
-                    producer.send_event(event)
-                _progress(producer)
-    else:
-        for number, doc, line in read_fold_lines(args.file):
-            try:
-                if isinstance(doc, Exception):
-                    raise TwinledgerError(f"not JSON: {doc}")
-                producer.send_event(doc)
-            except TwinledgerError as exc:
-                rejected += 1
-                print(f"line {number}: rejected: {exc}", file=sys.stderr)
-                _dead_letter_raw(producer, "fold", args.file, number, line.encode(), str(exc))
-            _progress(producer)
+    rejected = produce_file(producer, args.file, args.venue, args.account)
     producer.flush()
     rate = producer.sent / max(time.monotonic() - started, 1e-9)
     print(f"produced {producer.sent} records ({rate:,.0f}/s), {rejected} rejected "
           f"to {settings.topic('ledger.deadletter')}", file=sys.stderr)
     return 0
+
+
+def produce_file(producer: Producer, path: Path, venue: str | None = None,
+                 account: str | None = None) -> int:
+    """Send every line of ``path``; report and dead-letter each bad one; returns how many.
+
+    A bad line (not UTF-8, not JSON, nested too deeply, against the grammar,
+    refused by a gateway or too large for the broker) is reported on standard
+    error with its line number and reason, dead-lettered with its bytes, and
+    the lines before and after it are sent all the same.
+    """
+    rejected = 0
+    if venue:
+        from streams.gateways import OrderMemory, Rejection, normalize_payload
+
+        memory = OrderMemory()
+        with path.open("rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                raw = line.rstrip(b"\r\n")  # the payload, without the file's line ending
+                if not raw.strip():
+                    continue
+                result = normalize_payload(venue, raw, memory, account)
+                if isinstance(result, Rejection):
+                    rejected += 1
+                    _reject(producer, venue, path, number, raw, result.reason)
+                    continue
+                try:
+                    sends = [producer.encode_event(event) for event in result]
+                except TwinledgerError as exc:
+                    rejected += 1
+                    _reject(producer, venue, path, number, raw, str(exc))
+                    continue
+                for send in sends:
+                    producer.send_raw(*send)
+                _progress(producer)
+    else:
+        for number, doc, raw in read_fold_lines(path):
+            try:
+                if isinstance(doc, Exception):
+                    raise InvalidEvent(str(doc))
+                producer.send_event(doc)
+            except TwinledgerError as exc:
+                rejected += 1
+                _reject(producer, "fold", path, number, raw, str(exc))
+            _progress(producer)
+    return rejected
+
+
+def _reject(producer: Producer, venue: str, path: Path, number: int, raw: bytes,
+            reason: str) -> None:
+    print(f"line {number}: rejected: {reason}", file=sys.stderr)
+    _dead_letter_raw(producer, venue, path, number, raw, reason)
 
 
 def _progress(producer: Producer) -> None:
@@ -187,4 +241,8 @@ def _dead_letter_raw(producer: Producer, venue: str, path: Path, line: int, raw:
         "original_key": None,
         "original_value": raw,
     }
+    if len(raw) > DEAD_LETTER_KEEP:
+        # The dead letter must itself fit the broker: keep the head of the bytes.
+        record["original_value"] = raw[:DEAD_LETTER_KEEP]
+        record["reason"] = f"{reason} (original {len(raw)} bytes, first {DEAD_LETTER_KEEP} kept)"
     producer.send_raw("ledger.deadletter", None, producer.codec.encode("DeadLetter", record), None)
