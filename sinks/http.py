@@ -33,6 +33,7 @@ a balance on the way out.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import logging
 import socket
@@ -60,6 +61,11 @@ MAX_BODY = 16 << 10
 MAX_TARGET = 2048
 MAX_JSON_DEPTH = 8
 MAX_QUERY_FIELDS = 10
+#: Bytes and lines of request headers. The stdlib's own bound (100 headers) is raised to
+#: 10000 process-wide by clickhouse-connect (``http.client._MAXHEADERS``), so the
+#: handler counts for itself.
+MAX_HEADER_BYTES = 16 << 10
+MAX_HEADER_LINES = 64
 
 
 class ReadBusy(SinkError):
@@ -113,6 +119,38 @@ def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
         elif byte in (0x5D, 0x7D):
             depth -= 1
     return True
+
+
+class _HeadLimit:
+    """The request stream, with the header lines after the request line bounded.
+
+    ``parse_request`` turns the errors raised here into a 431 answer.
+    """
+
+    def __init__(self, raw: Any, max_bytes: int = MAX_HEADER_BYTES,
+                 max_lines: int = MAX_HEADER_LINES) -> None:
+        self._raw = raw
+        self._max_bytes = max_bytes
+        self._max_lines = max_lines
+        self._lines = 0
+        self._bytes = 0
+
+    def readline(self, size: int = -1) -> bytes:
+        line = bytes(self._raw.readline(size))
+        self._lines += 1
+        if self._lines > 1:  # the request line has its own bound (414)
+            self._bytes += len(line)
+            if self._bytes > self._max_bytes:
+                raise http.client.LineTooLong("request headers")
+            if self._lines > self._max_lines + 2:
+                raise http.client.HTTPException(f"more than {self._max_lines} headers")
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self._raw.read(size))
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class ReadService:
@@ -314,13 +352,28 @@ class SinkHTTPServer:
             # Every socket read waits at most this long (StreamRequestHandler.setup).
             timeout = outer.socket_timeout
 
+            def setup(self) -> None:
+                super().setup()
+                self.rfile = _HeadLimit(self.rfile)  # type: ignore[assignment]
+
+            def parse_request(self) -> bool:
+                if not super().parse_request():
+                    return False
+                if self.request_version == "HTTP/0.9":
+                    self.send_error(400, "HTTP/0.9 requests are not served")
+                    return False
+                return True
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
                 log.debug("http: " + format, *args)
 
             def send_error(self, code: int, message: str | None = None,
                            explain: str | None = None) -> None:
-                # The stdlib's malformed-request answers (400, 414, 431...) as JSON too.
+                # The stdlib's malformed-request answers (400, 414, 431...) as JSON too,
+                # always with a status line (never the bare HTTP/0.9 form).
                 self.close_connection = True
+                if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+                    self.request_version = "HTTP/1.0"
                 try:
                     reason = message or HTTPStatus(code).phrase
                 except ValueError:
