@@ -497,3 +497,68 @@ def test_ingest_latency_while_hostile_reads_run(surface: Surface) -> None:
     assert d50 <= 4 * b50 + 0.05, (baseline, during)
     assert max(during) < 1.5, during
     surface.assert_unharmed()
+
+
+# --- a real `twinledger sink` process under attack while it ingests -------------------------
+
+
+def test_a_running_sink_keeps_ingesting_exactly_once_under_attack(pipeline: Any) -> None:
+    from streams.ledger.synth import generate_events
+
+    events = [e for e in generate_events(1_500, 10, seed=31) if e["kind"] != "mark"][:1_000]
+    expected = len({e["event_id"] for e in events})
+    pipeline.env["TL_TEST_SECRET"] = SECRET  # in the sink's /proc/self/environ
+    pipeline.start_sink()
+    port = int(pipeline.env["TWINLEDGER_SINK_HTTP_PORT"])
+    stop = threading.Event()
+    seen: list[tuple[str, int, bytes]] = []
+    allowed = {"query": {404}, "name": {400, 404, 414}, "value": {200, 400, 503},
+               "extra": {400}, "digits": {414}, "read": {200, 503}}
+
+    def attack() -> None:
+        hostile = [p.replace("{tmp}", str(pipeline.root)) for p in PAYLOADS]
+        i = 0
+        while not stop.is_set():
+            sql = hostile[i % len(hostile)]
+            q = urllib.parse.quote(sql, safe="")
+            for kind, method, path, body in (
+                    ("query", "POST", "/query", json.dumps({"sql": sql}).encode()),
+                    ("name", "GET", f"/q/{q}", None),
+                    ("value", "GET", f"/q/snapshots?account={q}", None),
+                    ("extra", "POST", "/q", json.dumps(
+                        {"name": "trades", "params": {"sql": sql}}).encode()),
+                    ("digits", "GET", "/q/trades?limit=" + "9" * 5000, None),
+                    ("read", "GET", "/q/reconcile_rule_counts?limit=10000", None)):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                try:
+                    conn.request(method, path, body=body)
+                    resp = conn.getresponse()
+                    seen.append((kind, resp.status, resp.read()))
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+            i += 1
+
+    attackers = [threading.Thread(target=attack, daemon=True) for _ in range(3)]
+    for t in attackers:
+        t.start()
+    try:
+        pipeline.produce(events)
+        counts = pipeline.wait_for({"venue_events": expected}, timeout=240)
+    finally:
+        stop.set()
+        for t in attackers:
+            t.join(timeout=30)
+    assert counts["venue_events"]["count"] == counts["venue_events"]["uniq"] == expected
+    assert seen
+    for kind, status, body in seen:
+        assert status in allowed[kind], (kind, status, body[:300])
+        assert SECRET.encode() not in body
+        if kind == "value" and status == 200:
+            assert json.loads(body)["rows"] == []
+    assert not list(Path(pipeline.root).glob("pwned*"))
+    assert pipeline.sink is not None and pipeline.sink.alive()
+    tally = {f"{k} {st}": sum(1 for x, y, _ in seen if (x, y) == (k, st))
+             for k, st in sorted({(x, y) for x, y, _ in seen})}
+    print(f"\n{len(seen)} hostile requests while the sink ingested {expected} events: {tally}")
