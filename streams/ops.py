@@ -30,17 +30,41 @@ def with_kafka(settings: Settings) -> Settings:
     return dataclasses.replace(settings, kafka_bootstrap=ensure_local_kafka())
 
 
-def create_topics(settings: Settings) -> dict[str, int]:
-    """Create every topic of topology.yaml (prefixed) that is missing; check the rest."""
-    from streams.infra.kafka_admin import describe_partitions, ensure_topics
+def create_topics(settings: Settings, fix: bool = True) -> dict[str, int]:
+    """Create every topic of topology.yaml (prefixed) that is missing, with its configs.
+
+    Existing topics are checked: partition counts must match (a mismatch is
+    refused, it cannot be fixed in place) and configs that drifted from the
+    topology's (retention, timestamp type, cleanup policy) are set back when
+    ``fix``; otherwise a drift raises :class:`TopicConfigDrift`.
+    """
+    from streams.infra.kafka_admin import align_topic_configs, describe_partitions, ensure_topics
     from streams.topology import load_topology
 
     topology = load_topology(settings.topology_path)
     wanted = {settings.topic(n): t.partitions for n, t in topology.topics.items()}
-    ensure_topics(settings.kafka_bootstrap, wanted)
+    configs = {settings.topic(n): dict(t.config) for n, t in topology.topics.items() if t.config}
+    ensure_topics(settings.kafka_bootstrap, wanted, configs=configs)
     actual = describe_partitions(settings.kafka_bootstrap, list(wanted))
     topology.check_broker(actual, settings.topic_prefix)
+    drift = align_topic_configs(settings.kafka_bootstrap, configs, fix=fix)
+    if drift and not fix:
+        raise TopicConfigDrift(drift)
+    for topic, diff in sorted(drift.items()):
+        for key, (had, want) in sorted(diff.items()):
+            print(f"topics: {topic}: {key} was {had or '(unset)'}, set to {want}", file=sys.stderr)
     return actual
+
+
+class TopicConfigDrift(TwinledgerError):
+    """Existing topics whose configs differ from topology.yaml (``twinledger topics --check``)."""
+
+    def __init__(self, drift: dict[str, dict[str, tuple[str, str]]]) -> None:
+        self.drift = drift
+        parts = [f"{t}: {k} is {h or '(unset)'}, topology wants {w}"
+                 for t, d in sorted(drift.items()) for k, (h, w) in sorted(d.items())]
+        super().__init__("topic configs differ from topology.yaml (run `twinledger topics` "
+                         "to fix): " + "; ".join(parts))
 
 
 class SinkClient:
@@ -227,8 +251,23 @@ def ops_main(argv: list[str]) -> int:
             return 0 if running else 1
         return 0
     if command == "topics":
+        parser = argparse.ArgumentParser(
+            prog="twinledger topics",
+            description="Create the topics of topology.yaml that are missing, with their "
+                        "partitions and configs (retention, timestamp type, cleanup policy), "
+                        "and set back configs that drifted on existing topics. Prints "
+                        "{topic: partitions}.",
+            epilog="example: twinledger topics --check   # exit 1 if any config drifted")
+        parser.add_argument("--check", action="store_true",
+                            help="only compare; report drift and exit 1 instead of fixing it")
+        args = parser.parse_args(rest)
         settings = with_kafka(settings)
-        print(json.dumps(create_topics(settings), indent=2, sort_keys=True))
+        try:
+            print(json.dumps(create_topics(settings, fix=not args.check), indent=2,
+                             sort_keys=True))
+        except TopicConfigDrift as exc:
+            print(f"twinledger topics: {exc}", file=sys.stderr)
+            return 1
         return 0
     if command == "replay":
         return _replay(with_kafka(settings), rest)

@@ -9,7 +9,7 @@ broker said, so this module stays testable without one).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class TopicSpec:
     partitions: int
     role: str
     cokeyed: bool
+    #: Kafka topic configs (retention, timestamp type, cleanup policy) the topic must have.
+    config: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ class Topology:
         """What was resolved, for `twinledger topology`."""
         return {
             "topics": {n: {"key": t.key, "value": t.value, "partitions": t.partitions,
-                           "role": t.role, "cokeyed": t.cokeyed} for n, t in self.topics.items()},
+                           "role": t.role, "cokeyed": t.cokeyed, "config": dict(t.config)}
+                       for n, t in self.topics.items()},
             "deadletter_topic": self.deadletter_topic,
             "agents": {k: dict(v) for k, v in self.agents.items()},
             "tables": {k: dict(v) for k, v in self.tables.items()},
@@ -100,8 +103,17 @@ def load_topology(path: Path | str, schema_names: set[str] | None = None) -> Top
         value = str(raw.get("value", ""))
         if schema_names is not None and value not in schema_names:
             raise TopologyError(f"{path}: topic {name!r} value schema {value!r} not in schemas/avro")
+        config = raw.get("config") or {}
+        if not isinstance(config, dict) or not all(
+                isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
+                for k, v in config.items()):
+            raise TopologyError(f"{path}: topic {name!r} config must map Kafka topic config "
+                                "names to string values")
+        if role == "input" and name == "venue.events":
+            _require_forever(path, name, config)
         topics[name] = TopicSpec(name=name, key=str(raw.get("key", "")), value=value,
-                                 partitions=parts, role=role, cokeyed=bool(raw.get("cokeyed")))
+                                 partitions=parts, role=role, cokeyed=bool(raw.get("cokeyed")),
+                                 config={k: str(v) for k, v in config.items()})
     cokeyed = [t for t in topics.values() if t.cokeyed]
     for spec in cokeyed[1:]:
         if spec.partitions != cokeyed[0].partitions:
@@ -112,9 +124,26 @@ def load_topology(path: Path | str, schema_names: set[str] | None = None) -> Top
     dlt = doc.get("deadletter_topic")
     if dlt not in topics:
         raise TopologyError(f"{path}: deadletter_topic {dlt!r} is not a declared topic")
+    _require_forever(path, str(dlt), topics[str(dlt)].config)
     sinks = doc.get("sinks") or {}
     for table, topic in sinks.items():
         if topic not in topics:
             raise TopologyError(f"{path}: sink {table!r} reads undeclared topic {topic!r}")
     return Topology(topics=topics, deadletter_topic=str(dlt), sinks=dict(sinks),
                     agents=doc.get("agents") or {}, tables=doc.get("tables") or {})
+
+
+def _require_forever(path: Path | str, name: str, config: Mapping[str, Any]) -> None:
+    """venue.events and the dead-letter topic are never deleted by time or size.
+
+    venue.events is the system of record (every replay and backfill reads it)
+    and a dead letter must never disappear; a topology that would let the
+    broker delete either is refused rather than run.
+    """
+    policy = str(config.get("cleanup.policy", "delete"))
+    if "compact" in policy:
+        raise TopologyError(f"{path}: topic {name!r} must not be compacted (it keeps every record)")
+    for key in ("retention.ms", "retention.bytes"):
+        if str(config.get(key, "")) != "-1":
+            raise TopologyError(f"{path}: topic {name!r} needs {key}: \"-1\" (it is never "
+                                f"deleted by time or size), got {config.get(key)!r}")

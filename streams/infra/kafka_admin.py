@@ -1,11 +1,15 @@
 """Topic administration with confluent-kafka's AdminClient, and client security from env.
 
 Owns: creating missing topics (replication 1 is the default; a multi-broker
-cluster can ask for more), describing partition counts, deleting topics, the
+cluster can ask for more) with their topic configs, checking and restoring the
+configs of existing topics (retention is part of the contract), describing
+partition counts, deleting topics and records, reading committed offsets and
+watermarks, the
 tiny ``topics_from_topology`` reader (names and partition counts only; the full
 validator is ``streams.topology``) and ``client_config_from_env``, the one place
 the Kafka TLS/SASL variables become client settings. Must never log or raise
-with secret values in the message, and never alter an existing topic.
+with secret values in the message; alters an existing topic's configs only
+through :func:`align_topic_configs`, and only the keys it was asked to.
 """
 
 from __future__ import annotations
@@ -70,13 +74,15 @@ def ensure_topics(
     topics: Mapping[str, int],
     config: Mapping[str, str] | None = None,
     replication: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create the topics of ``topics`` ({name: partitions}) that do not exist yet.
 
     Existing topics are left alone whatever their partition count (comparing is
     the topology validator's job, see :func:`describe_partitions`). ``config``
-    is topic-level configuration for the created topics, e.g.
-    ``{"retention.ms": "604800000"}``. Returns once the new topics are visible
+    is topic-level configuration for every created topic, e.g.
+    ``{"cleanup.policy": "compact"}``; ``configs`` adds per-topic configs
+    ({name: {key: value}}), which win. Returns once the new topics are visible
     in the metadata with all their partitions.
     """
     admin = _admin(bootstrap)
@@ -86,7 +92,7 @@ def ensure_topics(
         return
     new = [
         NewTopic(name, num_partitions=parts, replication_factor=replication,
-                 config=dict(config or {}))
+                 config={**dict(config or {}), **dict((configs or {}).get(name, {}))})
         for name, parts in sorted(missing.items())
     ]
     failures: list[str] = []
@@ -118,6 +124,145 @@ def _wait_visible(admin: AdminClient, topics: Mapping[str, int]) -> None:
             raise KafkaAdminError(f"topics created but not visible after {_TIMEOUT_S:.0f} s: "
                                   f"{', '.join(late)}")
         time.sleep(0.1)
+
+
+def describe_topic_configs(bootstrap: str, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The effective configs (broker defaults included) of each named, existing topic."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    admin = _admin(bootstrap)
+    existing = _partition_counts(admin, names)
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in sorted(existing)]
+    if not resources:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for res, future in admin.describe_configs(resources, request_timeout=_TIMEOUT_S).items():
+        try:
+            entries = future.result(_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaAdminError(f"cannot describe configs of {res.name}: {exc}") from None
+        out[res.name] = {k: ("" if e.value is None else str(e.value)) for k, e in entries.items()}
+    return out
+
+
+def config_drift(wanted: Mapping[str, Mapping[str, str]],
+                 actual: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, tuple[str, str]]]:
+    """{topic: {key: (have, want)}} for every wanted key whose effective value differs."""
+    drift: dict[str, dict[str, tuple[str, str]]] = {}
+    for topic, want in wanted.items():
+        have = actual.get(topic)
+        if have is None:
+            continue
+        diff = {k: (have.get(k, ""), str(v)) for k, v in want.items()
+                if have.get(k, "") != str(v)}
+        if diff:
+            drift[topic] = diff
+    return drift
+
+
+def align_topic_configs(bootstrap: str, wanted: Mapping[str, Mapping[str, str]],
+                        fix: bool = True) -> dict[str, dict[str, tuple[str, str]]]:
+    """Compare existing topics' configs with ``wanted``; with ``fix``, set the wanted keys.
+
+    Only the keys named in ``wanted`` are changed (incremental alter: other
+    configs an operator set stay). Returns the drift found before fixing,
+    ``{topic: {key: (had, wanted)}}``; empty means every topic already matched.
+    """
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    drift = config_drift(wanted, describe_topic_configs(bootstrap, wanted))
+    if not drift or not fix:
+        return drift
+    admin = _admin(bootstrap)
+    resources = [
+        ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry(k, want, incremental_operation=AlterConfigOpType.SET)
+            for k, (_, want) in sorted(diff.items())])
+        for topic, diff in sorted(drift.items())
+    ]
+    failures: list[str] = []
+    for res, future in admin.incremental_alter_configs(resources,
+                                                       request_timeout=_TIMEOUT_S).items():
+        try:
+            future.result(_TIMEOUT_S)
+            log.warning("topic %s: configs restored to the topology's %s", res.name,
+                        {k: w for k, (_, w) in drift[res.name].items()})
+        except KafkaException as exc:
+            failures.append(f"{res.name}: {exc}")
+    if failures:
+        raise KafkaAdminError("could not set topic configs: " + "; ".join(failures))
+    return drift
+
+
+def delete_records_before(bootstrap: str, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Delete every record below ``offsets[(topic, partition)]`` (what retention does).
+
+    For operators and the tests that prove the pipeline survives and reports
+    records deleted under it; never called by the pipeline itself.
+    """
+    from confluent_kafka import TopicPartition
+
+    admin = _admin(bootstrap)
+    tps = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+    if not tps:
+        return
+    futures = admin.delete_records(tps, request_timeout=_TIMEOUT_S)
+    for tp, future in futures.items():
+        try:
+            future.result(_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaAdminError(f"delete records {tp.topic}[{tp.partition}]: {exc}") from None
+
+
+def watermarks(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (log start offset, end offset)} of every partition of ``topics``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf: dict[str, Any] = client_config_from_env()
+    conf.update({"bootstrap.servers": bootstrap, "group.id": "twinledger-watermarks",
+                 "enable.auto.commit": False})
+    consumer = Consumer(conf)
+    try:
+        meta = consumer.list_topics(timeout=_TIMEOUT_S)
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+        for topic in topics:
+            t = meta.topics.get(topic)
+            if t is None or t.error is not None:
+                continue
+            for p in sorted(t.partitions):
+                lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                        timeout=_TIMEOUT_S)
+                out[(topic, p)] = (int(lo), int(hi))
+        return out
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topics: Iterable[str]
+                      ) -> dict[tuple[str, int], int | None]:
+    """{(topic, partition): committed offset or None} of ``group`` on every partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf: dict[str, Any] = client_config_from_env()
+    conf.update({"bootstrap.servers": bootstrap, "group.id": group,
+                 "enable.auto.commit": False})
+    consumer = Consumer(conf)
+    try:
+        meta = consumer.list_topics(timeout=_TIMEOUT_S)
+        tps = [TopicPartition(t, p) for t in topics
+               if t in meta.topics and meta.topics[t].error is None
+               for p in sorted(meta.topics[t].partitions)]
+        if not tps:
+            return {}
+        got = consumer.committed(tps, timeout=_TIMEOUT_S)
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in got}
+    finally:
+        consumer.close()
 
 
 def describe_partitions(bootstrap: str, names: Iterable[str]) -> dict[str, int]:

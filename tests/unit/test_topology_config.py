@@ -84,3 +84,38 @@ def test_settings_defaults_and_secrets_never_in_repr():
 def test_malformed_numeric_setting_is_a_config_error():
     with pytest.raises(ConfigError, match="TWINLEDGER_SINK_BATCH_ROWS"):
         load_settings({"TWINLEDGER_SINK_BATCH_ROWS": "many"})
+
+
+def test_system_of_record_and_dead_letters_are_never_deleted_by_time_or_size():
+    topo = load_topology(TOPOLOGY)
+    for name in ("venue.events", topo.deadletter_topic):
+        cfg = topo.topics[name].config
+        assert cfg["retention.ms"] == "-1" and cfg["retention.bytes"] == "-1", name
+        assert "compact" not in cfg.get("cleanup.policy", "delete"), name
+
+
+def test_derived_topics_count_retention_from_append_not_event_time():
+    # Gateways stamp records with event time: a time retention on a CreateTime
+    # topic would delete a backfilled year as soon as it lands.
+    topo = load_topology(TOPOLOGY)
+    for spec in topo.topics.values():
+        if spec.role == "output" and spec.name != topo.deadletter_topic:
+            assert spec.config["message.timestamp.type"] == "LogAppendTime", spec.name
+            assert int(spec.config["retention.ms"]) >= 7 * 24 * 3600 * 1000, spec.name
+    assert topo.topics["market.marks"].config["cleanup.policy"] == "compact"
+
+
+@pytest.mark.parametrize("topic", ["venue.events", "ledger.deadletter"])
+@pytest.mark.parametrize("key,value", [("retention.ms", "259200000"),
+                                       ("retention.bytes", "1073741824")])
+def test_a_topology_that_would_delete_the_record_of_truth_is_refused(tmp_path, topic, key,
+                                                                     value):
+    path = _write(tmp_path, lambda d: d["topics"][topic]["config"].update({key: value}))
+    with pytest.raises(TopologyError, match=f"{topic}.*{key}"):
+        load_topology(path)
+
+
+def test_topic_config_values_must_be_strings_or_numbers(tmp_path):
+    path = _write(tmp_path, lambda d: d["topics"]["ledger.trades"].update(config=["x"]))
+    with pytest.raises(TopologyError, match="config"):
+        load_topology(path)
