@@ -42,6 +42,7 @@ from sinks.exceptions import RowRejected
 from streams.codec import dec_str, venue_record_to_fold_dict
 from streams.exceptions import DecodeError, InvalidEvent
 from streams.ledger import parse_event
+from streams.ledger.grammar import TS_MAX, TS_MIN
 
 Row = list[Any]
 Record = Mapping[str, Any]
@@ -49,8 +50,9 @@ Record = Mapping[str, Any]
 # Decimal(38, 18) holds 20 integer digits; DateTime64(6) spans 1900..2299.
 _SCALE = Decimal("1E-18")
 _EXACT = Context(prec=80)
-_TS_MIN = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
-_TS_MAX = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+# One range for every input and every store: the input grammar's (streams.ledger.grammar).
+_TS_MIN = TS_MIN
+_TS_MAX = TS_MAX
 _UINT64_MAX = 2**64 - 1
 _INT64 = 2**63
 

@@ -54,9 +54,20 @@ from .events import (
     Positions,
     payload_digest,
 )
+from .headroom import first_out_of_range, may_leave_wire
 from .numbers import D0, LEDGER_CONTEXT, q18
 from .reconcile import explain, reconcile
-from .state import AccountState, Leg, Output, Position, Record, Trade, hash_event_id
+from .state import (
+    AccountState,
+    Leg,
+    Output,
+    Position,
+    Record,
+    Trade,
+    decode_state,
+    encode_state,
+    hash_event_id,
+)
 
 SKIP_NO_PRICE = "realized_skipped_no_price"
 SKIP_NO_BASIS = "realized_skipped_no_basis"
@@ -66,7 +77,11 @@ EXIT_ACTIONS = frozenset({"reduce", "close", "flip"})
 
 @dataclass(frozen=True, slots=True)
 class FoldResult:
-    """What ``apply_event`` did: ``status`` is 'applied', 'duplicate' or 'conflict'."""
+    """What ``apply_event`` did: 'applied', 'duplicate', 'conflict' or 'rejected'.
+
+    'rejected': a figure the event would derive does not fit the wire type
+    (``headroom``); the event is not booked, one ``OUT_OF_RANGE`` anomaly says why.
+    """
 
     state: AccountState
     outputs: list[Output]
@@ -603,7 +618,9 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
        (its outbox outputs re-sent if still kept); with a different digest:
        'conflict', one ``EVENT_ID_CONFLICT`` anomaly, nothing booked;
     3. otherwise 'applied': event_seq + 1, outputs = trade events, anomalies,
-       a reconcile event on a transition or a non-OK result, one snapshot.
+       a reconcile event on a transition or a non-OK result, one snapshot;
+    4. unless an output figure would leave decimal(38,18): 'rejected', the state
+       as before the event, one ``OUT_OF_RANGE`` anomaly (``headroom``).
     """
     if isinstance(event, Mark):
         raise InvalidEvent("mark events are global: update the marks mapping, not an account")
@@ -637,6 +654,10 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
                 st.keep_outputs(event.event_id, source, "conflict", step.outputs,
                                 config.outbox_events)
             return FoldResult(st, step.outputs, "conflict")
+        # Derived figures (headroom): keep the state only when the event is not proven
+        # to leave every output figure within decimal(38,18).
+        risky, headroom = may_leave_wire(st, event, marks, config)
+        saved = encode_state(st) if risky else None
         st.event_seq += 1
         if not st.venue:
             st.venue = event.venue
@@ -648,11 +669,42 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
             pos.json = None  # what changed is encoded afresh by the next encode_state
             pos.snap = None
         _snapshot(step, marks)
+        if saved is not None:
+            bad = first_out_of_range(step.outputs)
+            if bad is not None:
+                _restore(st, saved)
+                return _out_of_range(st, event, marks, config, source, bad)
+        st.headroom = headroom
         st.remember(idh, digest, config.dedup_window)
         if source is not None:
             st.offsets[source[0]] = source[1]
         st.keep_outputs(event.event_id, source, "applied", step.outputs, config.outbox_events)
         return FoldResult(st, step.outputs, "applied")
+
+
+def _restore(st: AccountState, saved: bytes) -> None:
+    """Put ``st`` back, in place, to the state ``saved`` was encoded from."""
+    before = decode_state(saved)
+    for name in AccountState.__slots__:
+        setattr(st, name, getattr(before, name))
+
+
+def _out_of_range(st: AccountState, event: Event, marks: Mapping[str, Decimal],
+                  config: LedgerConfig, source: tuple[int, int] | None, bad: str,
+                  ) -> FoldResult:
+    """The one rule for a derived figure beyond the wire type (``headroom``).
+
+    The event is not booked: the state is the one before it, and one
+    ``OUT_OF_RANGE`` anomaly says which figure would have left decimal(38,18).
+    Offline and in the stream alike; the sink never sees such a figure.
+    """
+    step = _Step(st, event, config, marks)
+    step.anomaly("OUT_OF_RANGE", "ERROR",
+                 f"{bad} would not fit decimal(38,18); the event is not booked")
+    if source is not None:
+        st.offsets[source[0]] = source[1]
+    st.keep_outputs(event.event_id, source, "rejected", step.outputs, config.outbox_events)
+    return FoldResult(st, step.outputs, "rejected")
 
 
 def apply(state: AccountState | None, event: Event, marks: Mapping[str, Decimal],

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import LedgerConfig
 from .events import Balance, CashFlow, Fill
+from .grammar import TS_MIN
 from .numbers import D0, D1, plain, q18
 from .state import AccountState, Holding, Leg, Output, Record, SpotBook, Trade
 
@@ -472,7 +473,9 @@ def portfolio_output(step: _Step, vals: list[Valued], balances: list[dict[str, A
         return
     book.last_bucket = bucket
     start_s = bucket * interval
-    start = _EPOCH + timedelta(seconds=start_s)
+    # An interval that does not divide a day can start before the earliest instant the
+    # stores hold (grammar.TS_MIN) for events at its very beginning: clamp it there.
+    start = max(_EPOCH + timedelta(seconds=start_s), TS_MIN)
     drift = bool(book.drift)
     rec = {
         "event_id": f"{st.account_id}:portfolio:{start_s}", "account_id": st.account_id,

@@ -341,7 +341,7 @@ class AccountState:
         "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
         "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
-        "offsets", "ring", "_ids", "outbox", "cold", "book",
+        "offsets", "ring", "_ids", "outbox", "cold", "book", "headroom",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -379,6 +379,9 @@ class AccountState:
         # encoded e_assets / e_positions / anomalies; whoever changes them clears it
         self.cold: bytes | None = None
         self.book = SpotBook()
+        # An upper bound of the magnitudes the state holds (``headroom``); not encoded:
+        # None until first needed, after a decode too.
+        self.headroom: int | None = None
 
     # -- K ---------------------------------------------------------------------------
     @property
