@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -40,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from streams.codec import Codec, venue_record_to_fold_dict
 from streams.config import Settings
@@ -56,6 +59,7 @@ from streams.ledger import (
     load_ledger_config,
     parse_event,
 )
+from streams.liveness import Gap, OffsetTracker, Watchdog
 from streams.topology import Topology, load_topology
 
 log = logging.getLogger("twinledger.worker")
@@ -76,6 +80,17 @@ OUTPUTS = Counter("twinledger_worker_outputs_total", "records sent by topic", ["
 DEAD_LETTERS = Counter("twinledger_worker_dead_letters_total", "records dead-lettered",
                        ["error_type"])
 BATCH_SECONDS = Histogram("twinledger_worker_batch_seconds", "time to fold and send one batch")
+SKIPPED = Counter("twinledger_worker_skipped_records_total",
+                  "source records deleted under the worker before it folded them (never folded)",
+                  ["topic", "partition"])
+STALLED = Gauge("twinledger_worker_stalled",
+                "1 while the agent takes no event although records wait on its partitions")
+LAG = Gauge("twinledger_worker_lag_records", "records waiting on this worker's source partitions")
+READY = Gauge("twinledger_worker_ready", "1 when partitions are assigned, tables recovered and "
+              "the agent is not stalled")
+
+#: Exit code of a worker the watchdog stopped (EX_SOFTWARE): a supervisor restarts it.
+STALL_EXIT_CODE = 70
 
 
 class MarksView(Mapping[str, Decimal]):
@@ -130,6 +145,33 @@ class Worker:
     #: account -> (state bytes as stored, decoded state); decoding is a large part
     #: of a batch, and an account's next batch usually finds its own bytes unchanged.
     state_cache: OrderedDict[str, tuple[bytes, Any]] = field(default_factory=OrderedDict)
+    #: next source offset per partition, to see records deleted under the worker
+    offsets: OffsetTracker = field(default_factory=OffsetTracker)
+    watchdog: Watchdog = field(default_factory=lambda: Watchdog(60.0, 120.0))
+    #: the most recent gaps (bounded), shown on /progress
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    lag: int | None = None
+    status: str = "starting"
+
+    def note_offsets(self, events: list[Any]) -> None:
+        """Track source offsets of a batch; report every run of offsets never seen."""
+        for ev in events:
+            msg = ev.message
+            gap = self.offsets.observe(msg.partition, msg.offset)
+            if gap is not None:
+                self.report_gap(msg.topic, gap)
+        self.watchdog.progressed(time.monotonic())
+
+    def report_gap(self, topic: str, gap: Gap) -> None:
+        SKIPPED.labels(topic, str(gap.partition)).inc(gap.count)
+        log.error("RECORDS NEVER FOLDED: %s[%d] offsets %d..%d (%d records) were deleted "
+                  "before this worker read them (a time/size retention or delete-records on "
+                  "the topic); the ledger does not contain them. Re-ingest them; "
+                  "`twinledger verify` lists what is missing.", topic, gap.partition,
+                  gap.first, gap.last, gap.count)
+        self.gaps.append({"topic": topic, "partition": gap.partition, "first": gap.first,
+                          "last": gap.last, "count": gap.count})
+        del self.gaps[:-100]
 
     def topic_name(self, name: str) -> str:
         return self.settings.topic(name)
@@ -191,8 +233,11 @@ class Worker:
         producer = self.app.producer
         sends: list[tuple[str, bytes, bytes, float | None]] = []
         by_account: dict[str, list[tuple[Any, Any]]] = {}
+        self.note_offsets(events)
         for ev in events:
             msg = ev.message
+            if _HANG_ON and _HANG_ON in (msg.value or b""):
+                await _hang_forever(msg)
             try:
                 event = self.decode_event(msg)
             except (TwinledgerError, ValueError) as exc:
@@ -290,6 +335,71 @@ class Worker:
         return (self.topic_name(topic), out.key.encode("utf-8"),
                 self.codec.encode(schema, out.record), ts.timestamp() if ts is not None else None)
 
+    def readiness(self) -> dict[str, Any]:
+        """What ``/ready`` answers: assigned, recovered, consuming."""
+        app = self.app
+        source = self.topic_name("venue.events")
+        try:
+            assigned = sorted(tp.partition for tp in app.consumer.assignment()
+                              if tp.topic == source)
+        except Exception:  # noqa: BLE001 - no consumer yet while starting
+            assigned = []
+        recovering = bool(getattr(app, "rebalancing", False)) or bool(
+            getattr(getattr(app.tables, "recovery", None), "in_recovery", False))
+        ready = bool(assigned) and not recovering and self.status in ("ok", "idle")
+        READY.set(1 if ready else 0)
+        return {"ready": ready, "assigned_partitions": assigned, "recovering": recovering,
+                "status": self.status, "lag": self.lag}
+
+    async def watch(self) -> None:
+        """One watchdog tick: lag of the assigned partitions, then the verdict."""
+        app = self.app
+        source = self.topic_name("venue.events")
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == source]
+        if not tps:
+            self.status = "waiting for partitions"
+            READY.set(0)
+            return
+        try:
+            ends = await asyncio.wait_for(app.consumer.highwaters(*tps), timeout=10)
+            starts = await asyncio.wait_for(app.consumer.earliest_offsets(*tps), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - the broker may be restarting
+            log.warning("watchdog: cannot read end offsets (%s)", type(exc).__name__)
+            return
+        log_starts = {tp.partition: int(starts[tp]) for tp in tps if tp in starts}
+        for partition, start in log_starts.items():
+            gap = self.offsets.check_log_start(partition, start)
+            if gap is not None:
+                self.report_gap(source, gap)
+        known = getattr(app.consumer, "_committed_offset", {})
+        committed = {tp.partition: known.get(tp) for tp in tps}
+        self.lag = self.offsets.lag({tp.partition: int(ends[tp]) for tp in tps if tp in ends},
+                                    committed, log_starts)
+        LAG.set(self.lag)
+        verdict = self.watchdog.check(self.lag, time.monotonic())
+        if verdict == "ok":
+            self.status = "ok" if self.lag else "idle"
+            STALLED.set(0)
+        else:
+            STALLED.set(1)
+            idle = time.monotonic() - self.watchdog.last_progress
+            if self.status != "stalled":
+                log.error("STALLED: the agent took no event for %.0f s while %d records wait on "
+                          "partitions %s; exiting in %.0f s unless it resumes "
+                          "(TWINLEDGER_WORKER_STALL_SECONDS / _GRACE_SECONDS)", idle, self.lag,
+                          sorted(tp.partition for tp in tps), self.watchdog.grace)
+                _dump_tasks()
+            self.status = "stalled"
+            if verdict == "exit":
+                self.status = "exiting"
+                log.critical("STALLED for %.0f s with %d records waiting: exiting with code %d "
+                             "so the supervisor restarts the worker", idle, self.lag,
+                             STALL_EXIT_CODE)
+                _dump_tasks()
+                logging.shutdown()
+                os._exit(STALL_EXIT_CODE)
+        READY.set(1 if self.readiness()["ready"] else 0)
+
     def account_state(self, account: str) -> AccountState | None:
         """The account's state as stored in this worker's table partitions (None: not here)."""
         raw = self.ledger_table.get(account.encode("utf-8"))
@@ -344,6 +454,16 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     store = "rocksdb://" if settings.store == "rocksdb" else "memory://"
     app = faust.App(
         settings.app_id,
+        # Static group membership: a worker restarted after a crash rejoins under the
+        # same id and gets its partitions back at once, instead of waiting for the
+        # dead member's session to expire (minutes with the defaults).
+        consumer_group_instance_id=worker_instance_id(settings),
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.worker_session_timeout / 10),
+        # Faust's generic /table/<name>/<key> (raw state bytes) and /router/ pages:
+        # not ours to expose; the account pages are the read surface.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         broker=brokers,
         store=store,
         datadir=str(_ensure_dir(settings.data_dir / "faust")),
@@ -359,7 +479,9 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         broker_credentials=_faust_credentials(settings),
     )
     worker = Worker(settings=settings, topology=topology, codec=codec,
-                    ledger_config=ledger_config, app=app)
+                    ledger_config=ledger_config, app=app,
+                    watchdog=Watchdog(settings.worker_stall_seconds,
+                                      settings.worker_stall_grace_seconds))
     source = app.topic(settings.topic("venue.events"), key_serializer="raw",
                        value_serializer="raw", partitions=partitions)
     # bytes key and value types make Faust use the raw serializer: the state is
@@ -410,7 +532,50 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
 
     @app.page("/progress")
     async def progress_page(web: Any, request: Any) -> Any:
-        return web.json({"events_processed": worker.applied})
+        return web.json({"events_processed": worker.applied, "status": worker.status,
+                         "lag": worker.lag, "gaps": worker.gaps})
+
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        """200 when partitions are assigned, tables recovered and the agent not stalled."""
+        doc = worker.readiness()
+        return web.json(doc, status=200 if doc["ready"] else 503)
+
+    @app.page("/live")
+    async def live_page(web: Any, request: Any) -> Any:
+        """200 unless the watchdog found the agent stalled (then 503 until it exits)."""
+        live = worker.status not in ("stalled", "exiting")
+        return web.json({"live": live, "status": worker.status}, status=200 if live else 503)
+
+    source_name = settings.topic("venue.events")
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types want a sync receiver
+    async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        mine = [tp for tp in assigned if tp.topic == source_name]
+        if not mine:
+            return
+        from streams.infra.kafka_admin import committed_offsets
+
+        try:
+            committed = await asyncio.get_running_loop().run_in_executor(
+                None, committed_offsets, settings.kafka_bootstrap, settings.app_id,
+                [source_name])
+        except Exception as exc:  # noqa: BLE001 - a missing baseline only weakens gap reports
+            log.warning("cannot read committed offsets at assignment: %s", exc)
+            return
+        for tp in mine:
+            worker.offsets.expect(tp.partition, committed.get((tp.topic, tp.partition)))
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        for tp in args[0] if args else kwargs.get("revoked", ()):
+            if tp.topic == source_name:
+                worker.offsets.forget(tp.partition)
+
+    @app.timer(interval=max(1.0, min(5.0, settings.worker_stall_seconds / 4 or 5.0)))
+    async def watch_agent() -> None:
+        await worker.watch()
 
     @app.task
     async def check_topology() -> None:
@@ -466,6 +631,40 @@ def _portfolio_pages(app: faust.App, worker: Worker) -> None:
     for query, suffix in PAGES.items():
         handler = make(query)
         app.page("/accounts/{account}" + suffix, name=handler.__name__)(handler)
+
+
+def worker_instance_id(settings: Settings) -> str:
+    """The static membership id: configured, else ``<app id>-<host>-<web port>``.
+
+    Two workers on one host need distinct web ports anyway, so the default is
+    unique per running worker and stable across its restarts.
+    """
+    if settings.worker_instance_id:
+        return settings.worker_instance_id
+    return f"{settings.app_id}-{socket.gethostname()}-{settings.worker_web_port}"
+
+
+#: Fault injection for the watchdog's test: the agent hangs on a record whose value
+#: contains these bytes. Unset in production; read once at import.
+_HANG_ON = os.environ.get("TWINLEDGER_FAULT_HANG_ON", "").encode("utf-8")
+
+
+async def _hang_forever(msg: Any) -> None:
+    log.warning("fault injection: agent hangs on %s[%d]@%d (TWINLEDGER_FAULT_HANG_ON)",
+                msg.topic, msg.partition, msg.offset)
+    await asyncio.Event().wait()
+
+
+def _dump_tasks() -> None:
+    """Every asyncio task's stack on stderr: where a stalled worker waits."""
+    import sys
+
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:
+        return
+    for task in tasks:
+        task.print_stack(limit=12, file=sys.stderr)
 
 
 def _ensure_dir(path: Path) -> Path:

@@ -54,6 +54,16 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "TWINLEDGER_WORKER_BATCH_SECONDS": ("0.2", "max seconds the agent waits to fill a batch"),
     "TWINLEDGER_STORE": ("rocksdb", "Faust table store: rocksdb | memory"),
     "TWINLEDGER_WORKER_STATE_CACHE": ("10000", "decoded account states a worker keeps in memory"),
+    "TWINLEDGER_WORKER_STALL_SECONDS": ("60", "the worker is stalled (503 on /ready, "
+                                        "metric, log) when its agent takes no event for this "
+                                        "long while records wait; 0 = watchdog off"),
+    "TWINLEDGER_WORKER_STALL_GRACE_SECONDS": ("120", "a worker stalled this much longer exits "
+                                              "with code 70 so its supervisor restarts it"),
+    "TWINLEDGER_WORKER_INSTANCE_ID": ("<app id>-<host>-<web port>", "static group membership "
+                                      "id: a restarted worker takes its partitions back at "
+                                      "once; unique per running worker"),
+    "TWINLEDGER_WORKER_SESSION_TIMEOUT": ("30", "seconds before the group gives a silent "
+                                          "worker's partitions to the others"),
 }
 
 
@@ -88,6 +98,10 @@ class Settings:
     worker_batch_seconds: float
     store: str
     worker_state_cache: int
+    worker_stall_seconds: float = 60.0
+    worker_stall_grace_seconds: float = 120.0
+    worker_instance_id: str = ""
+    worker_session_timeout: float = 30.0
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topology topic."""
@@ -187,4 +201,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_batch_seconds=_float(env, "TWINLEDGER_WORKER_BATCH_SECONDS"),
         store=store,
         worker_state_cache=_int(env, "TWINLEDGER_WORKER_STATE_CACHE"),
+        worker_stall_seconds=_float(env, "TWINLEDGER_WORKER_STALL_SECONDS"),
+        worker_stall_grace_seconds=_float(env, "TWINLEDGER_WORKER_STALL_GRACE_SECONDS"),
+        worker_instance_id=env.get("TWINLEDGER_WORKER_INSTANCE_ID", "").strip(),
+        worker_session_timeout=_float(env, "TWINLEDGER_WORKER_SESSION_TIMEOUT"),
     )
