@@ -48,7 +48,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sinks.backend import Backend
+from sinks.backend import READ_LIMITS, Backend
 from sinks.exceptions import BackendError, SinkError
 from sinks.metrics import REGISTRY
 from sinks.readqueries import ParamError, UnknownQuery, bind_params, catalog, get_query
@@ -66,6 +66,11 @@ MAX_QUERY_FIELDS = 10
 #: handler counts for itself.
 MAX_HEADER_BYTES = 16 << 10
 MAX_HEADER_LINES = 64
+
+
+#: Limits of the read client behind ``/counts``: whole-table counts need more time than
+#: a named query; still one thread, still read-only.
+COUNTS_LIMITS: dict[str, Any] = {**READ_LIMITS, "max_execution_time": 60}
 
 
 class ReadBusy(SinkError):
@@ -154,28 +159,36 @@ class _HeadLimit:
 
 
 class ReadService:
-    """Named reads on read-only clients of their own, a bounded number at a time."""
+    """Named reads on read-only clients of their own, a bounded number at a time.
+
+    Two limit profiles: ``read`` (the named queries, ``limits``, default
+    :data:`sinks.backend.READ_LIMITS`) and ``counts`` (``/counts``, the verify
+    figures over whole tables: the same limits with a longer time,
+    :data:`COUNTS_LIMITS`). Both share the read slots.
+    """
 
     def __init__(self, backend: Backend, slots: int = 1, wait_seconds: float = 1.0,
-                 limits: Mapping[str, Any] | None = None) -> None:
+                 limits: Mapping[str, Any] | None = None,
+                 counts_limits: Mapping[str, Any] | None = None) -> None:
         self.backend = backend
         self.wait_seconds = wait_seconds
-        self.limits = limits
+        self.limits = {"read": dict(READ_LIMITS if limits is None else limits),
+                       "counts": dict(COUNTS_LIMITS if counts_limits is None else counts_limits)}
         self._slots = threading.BoundedSemaphore(max(1, slots))
-        self._idle: list[Backend] = []
+        self._idle: dict[str, list[Backend]] = {name: [] for name in self.limits}
         self._pool_lock = threading.Lock()
         self._closed = False
 
-    def _take(self) -> Backend:
+    def _take(self, profile: str) -> Backend:
         with self._pool_lock:
-            if self._idle:
-                return self._idle.pop()
-        return self.backend.reader(self.limits)
+            if self._idle[profile]:
+                return self._idle[profile].pop()
+        return self.backend.reader(self.limits[profile])
 
-    def _give(self, reader: Backend, ok: bool) -> None:
+    def _give(self, profile: str, reader: Backend, ok: bool) -> None:
         with self._pool_lock:
             if ok and not self._closed:
-                self._idle.append(reader)
+                self._idle[profile].append(reader)
                 return
         # A failed read's client is dropped: whatever state it was left in goes with it.
         try:
@@ -183,24 +196,24 @@ class ReadService:
         except BackendError:
             log.debug("closing a read client failed", exc_info=True)
 
-    def _run(self, fn: Callable[[Backend], Any]) -> Any:
+    def _run(self, fn: Callable[[Backend], Any], profile: str = "read") -> Any:
         if not self._slots.acquire(timeout=self.wait_seconds):
             raise ReadBusy("another read is running; try again shortly")
         try:
-            reader = self._take()
+            reader = self._take(profile)
             ok = False
             try:
                 result = fn(reader)
                 ok = True
                 return result
             finally:
-                self._give(reader, ok)
+                self._give(profile, reader, ok)
         finally:
             self._slots.release()
 
     def counts(self) -> dict[str, Any]:
         """The ``/counts`` verdict, read on a read-only client."""
-        return dict(self._run(lambda reader: verdict(count_events(reader))))
+        return dict(self._run(lambda reader: verdict(count_events(reader)), "counts"))
 
     def named(self, name: Any, raw_params: Mapping[str, Any]) -> dict[str, Any]:
         """``{"name", "columns", "rows": [{column: value}], "truncated"}`` of a named query."""
@@ -218,7 +231,9 @@ class ReadService:
     def close(self) -> None:
         with self._pool_lock:
             self._closed = True
-            idle, self._idle = self._idle, []
+            idle = [r for readers in self._idle.values() for r in readers]
+            for readers in self._idle.values():
+                readers.clear()
         for reader in idle:
             try:
                 reader.close()
