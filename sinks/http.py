@@ -321,7 +321,7 @@ class SinkHTTPServer:
                  health: Callable[[], Mapping[str, Any]] | None = None, *,
                  token: str = "", read_slots: int = 1, read_wait_seconds: float = 1.0,
                  read_limits: Mapping[str, Any] | None = None, max_connections: int = 32,
-                 socket_timeout: float = 5.0, connection_seconds: float = 30.0) -> None:
+                 socket_timeout: float = 5.0, connection_seconds: float = 75.0) -> None:
         check_bind(host, token, "sink HTTP endpoint")
         self.backend = backend
         self.health = health or (lambda: {})
