@@ -15,6 +15,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from fastavro.schema import UnknownType, expand_schema, parse_schema
 from streams.codec.fastwrite import compile_writer
 from streams.config import PROJECT_ROOT
 from streams.exceptions import ConfigError, DecodeError, UnknownSchemaId
+from streams.ledger.grammar import canonical
 
 SCHEMA_DIR = PROJECT_ROOT / "schemas" / "avro"
 NAMESPACE = "twinledger.v1"
@@ -149,6 +151,10 @@ class Codec:
             raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after {name} body",
                               raw=bytes(data))
         assert isinstance(record, dict)
+        if name == "Mark" and isinstance(record.get("price"), Decimal):
+            # The wire's scale (0.190000000000000000) is not part of the price: the
+            # worker's marks must read as a file's do, or their products print apart.
+            record["price"] = canonical(record["price"])
         return name, record
 
 

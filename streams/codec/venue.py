@@ -50,10 +50,12 @@ _DECIMALS = {"qty", "price", "fee", "leverage", "realized_pnl", "amount", "capit
 
 
 def plain(d: Decimal) -> Decimal:
-    """Canonical form of a decimal: no trailing zeros, never exponent notation for integers."""
-    if d == d.to_integral_value():
-        return d.quantize(Decimal(1))
-    return d.normalize()
+    """Canonical form of a decimal: no trailing zeros, never exponent notation for integers.
+
+    Exact for every decimal(38,18): the default context (28 digits) would round
+    ``99999999999999999999.999999999999999999`` to ``1E+20``.
+    """
+    return grammar.canonical(d)
 
 
 def dec_str(d: Decimal) -> str:

@@ -179,8 +179,9 @@ def fmt(d: Decimal) -> str:
     if d == 0:
         return "0"
     if d == d.to_integral_value():
-        return format(d.quantize(Decimal(1)), "f")
-    return format(d.normalize(), "f")
+        return format(d.quantize(Decimal(1), context=EXACT), "f")
+    # exact: the default context would round a 38-digit amount to 28 digits
+    return format(d.normalize(context=EXACT), "f")
 
 
 def _show(value: object) -> str:

@@ -54,8 +54,10 @@ MAX_ID_CHARS = 256
 #: Largest framed Avro value produce sends (below the broker's 1 MB default).
 MAX_RECORD_BYTES = 900_000
 MAX_JSON_DEPTH = 64
-#: An exact context for the scale check of fits_wire.
+#: An exact context for the scale check of fits_wire and for canonical().
 _EXACT_CTX = Context(prec=200)
+_ONE = Decimal(1)
+_ZERO = Decimal(0)
 
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z", re.ASCII)
 _TS = re.compile(
@@ -89,10 +91,33 @@ def decimal_text(text: str, field: str) -> Decimal:
     places = len(text) - dot - 1 if dot >= 0 else 0
     if places > FRAC_DIGITS:
         raise GrammarError(f"{field}: {_show(text)} has more than {FRAC_DIGITS} decimal places")
-    x = Decimal(text)  # exact: the constructor never rounds
+    x = Decimal(_canonical_text(text) if dot >= 0 or text[0] == "-" else text)
     if x and x.adjusted() >= INT_DIGITS:  # abs() would round to the context's 28 digits
         raise GrammarError(f"{field}: |{text}| must be below 1e20 (decimal(38,18))")
     return x
+
+
+def _canonical_text(text: str) -> str:
+    """``"1.50"`` -> ``"1.5"``, ``"2.0"`` -> ``"2"``, ``"-0.0"`` -> ``"0"``.
+
+    One value, one form: the wire carries scaled integers, so what the worker
+    decodes is canonical (``streams.codec.venue.plain``), and a file's amount
+    must read the same to print and digest the same.
+    """
+    if "." in text:
+        text = text.rstrip("0")
+        if text.endswith("."):
+            text = text[:-1]
+    if text == "-0" or (text.startswith("-0") and not text.strip("-0.")):
+        return "0"
+    return text
+
+
+def canonical(x: Decimal) -> Decimal:
+    """The canonical form of a finite decimal: no trailing zeros, integers with exponent 0."""
+    if x == x.to_integral_value():
+        return x.quantize(_ONE, context=_EXACT_CTX) if x else _ZERO
+    return x.normalize(context=_EXACT_CTX)
 
 
 def fits_wire(x: Decimal) -> bool:
@@ -134,7 +159,9 @@ def decimal_value(value: Any, field: str) -> Decimal:
         raise GrammarError(f"{field}: {_show(value)} is not a decimal (not finite)")
     if x and x.adjusted() >= INT_DIGITS:
         raise GrammarError(f"{field}: |{x}| must be below 1e20 (decimal(38,18))")
-    if not fits_wire(x):
+    exp = x.as_tuple().exponent
+    assert isinstance(exp, int)
+    if exp < -FRAC_DIGITS:  # as many places as the text rule allows, trailing zeros too
         raise GrammarError(f"{field}: {x} has more than {FRAC_DIGITS} decimal places")
     return x
 
@@ -206,7 +233,7 @@ def _json_number(text: str) -> Decimal:
     if not _DECIMAL.match(text):
         raise GrammarError(f"JSON number {_show(text)} is not a plain decimal "
                            "(-?digits(.digits)?, no exponent)")
-    return Decimal(text)
+    return Decimal(_canonical_text(text))
 
 
 def _no_constant(name: str) -> Any:

@@ -195,7 +195,8 @@ def _event_digits(ev: Event, marks: Mapping[str, Decimal], cfg: LedgerConfig) ->
         return _d(ev.amount)
     if isinstance(ev, CashFlow):
         mark_d = max(_price(ev.asset, marks, cfg), 1)
-        return _d(ev.amount) + mark_d + (_inv(ev.amount) if ev.amount else 0)
+        # its value, and an oversell's unit value (value / missing quantity: the mark)
+        return max(_d(ev.amount) + mark_d, mark_d + 1)
     if isinstance(ev, Balance):
         out = max(_d(ev.wallet_balance), _d(ev.available_margin), _d(ev.used_margin),
                   _d(ev.maint_margin))
