@@ -492,10 +492,10 @@ def test_ingest_latency_while_hostile_reads_run(surface: Surface) -> None:
           f"{ {k: outcomes.count(k) for k in set(outcomes)} }")
     assert "refused" in outcomes  # the engine stopped the expensive reads
     # Reads are capped at one core and one at a time; the machine has two cores and
-    # other work, so the bound is loose but a read-held lock would blow it (an insert
-    # would wait out the 2 s read).
+    # other work, so the bounds are loose ratios to the baseline, but a lock held by a
+    # read would blow them: an insert would wait out a 2 s read.
     assert d50 <= 4 * b50 + 0.05, (baseline, during)
-    assert max(during) < 1.5, during
+    assert max(during) <= 5 * max(baseline) + 0.25, (baseline, during)
     surface.assert_unharmed()
 
 
