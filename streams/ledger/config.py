@@ -96,6 +96,12 @@ class LedgerConfig:
       unit of it in the base currency; an asset not listed uses
       ``<asset>/<base_currency>`` (the gateways' ``BASE/QUOTE`` spelling,
       e.g. ``XBT/USD``).
+    - ``quote_assets`` (USDT, USDC, USD, EUR, GBP, XBT, BTC, ETH): the quote
+      assets that split a spot symbol written without a separator: ``XBTUSD``,
+      ``XBT/USD``, ``XBT-USD``, ``XBT_USD`` and Kraken's ``XXBTZUSD`` are one
+      pair, ``XBT/USD`` (the canonical spelling of every output). Marks and
+      valuation pairs are found in any of these spellings. A symbol that
+      splits neither way is ``UNSUPPORTED_SYMBOL``.
     - ``cost_basis`` ("wac"): ``wac`` (weighted average cost) or ``fifo``.
     - ``track_manual_trades`` (True): when false, the account view's trades
       and PnL by strategy leave out ``manual`` (untagged) trades unless asked
@@ -136,6 +142,7 @@ class LedgerConfig:
     spot_venues: tuple[str, ...] = ("kraken", "deltadefi")
     base_currency: str = "USD"
     valuation_pairs: Mapping[str, str] = field(default_factory=dict)
+    quote_assets: tuple[str, ...] = ("USDT", "USDC", "USD", "EUR", "GBP", "XBT", "BTC", "ETH")
     cost_basis: str = "wac"
     track_manual_trades: bool = True
     drift_tolerance: Decimal = Decimal("0.01")
@@ -181,6 +188,9 @@ class LedgerConfig:
         for asset, sym in self.valuation_pairs.items():
             if not isinstance(asset, str) or not isinstance(sym, str) or not sym:
                 raise ConfigError("ledger config valuation_pairs: expected asset -> mark symbol")
+        if not self.quote_assets or not all(
+                isinstance(q, str) and q.isalnum() and q.isascii() for q in self.quote_assets):
+            raise ConfigError("ledger config quote_assets: expected a list of asset codes")
 
     def valuation_symbol(self, asset: str) -> str:
         """B4: the mark symbol that values ``asset`` (override, else ``<asset>/<base>``)."""
@@ -232,6 +242,10 @@ def config_from_mapping(data: Mapping[str, Any]) -> LedgerConfig:
         elif name == "spot_venues":
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError("ledger config spot_venues: expected a list of venue names")
+            kwargs[name] = tuple(value)
+        elif name == "quote_assets":
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError("ledger config quote_assets: expected a list of asset codes")
             kwargs[name] = tuple(value)
         elif name == "valuation_pairs":
             if not isinstance(value, Mapping):

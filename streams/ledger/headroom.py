@@ -179,7 +179,7 @@ def _event_digits(ev: Event, marks: Mapping[str, Decimal], cfg: LedgerConfig) ->
         if ev.market == "spot":
             from .spot import split_symbol
 
-            pair = split_symbol(ev.symbol)
+            pair = split_symbol(ev.symbol, cfg.quote_assets)
             marks_d = 1
             if pair is not None:
                 marks_d = max(_price(pair[0], marks, cfg), _price(pair[1], marks, cfg), 1)

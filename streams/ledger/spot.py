@@ -48,7 +48,10 @@ The accounting, so that B6 holds exactly (Decimal, at every event):
   flagged ``unvalued``; its cost basis then shows as unrealized loss until a
   mark arrives.
 - A spot fill with price 0 (no true execution price) moves nothing and
-  raises ``SPOT_NO_PRICE``; a spot symbol that is not ``BASE/QUOTE`` raises
+  raises ``SPOT_NO_PRICE``. A spot symbol is one pair in any venue spelling
+  (``XBT/USD``, ``XBT-USD``, ``XBTUSD`` split by ``LedgerConfig.quote_assets``,
+  Kraken's ``XXBTZUSD``) and is booked and output as ``XBT/USD``; marks are
+  found in any of those spellings. A symbol that does not split raises
   ``UNSUPPORTED_SYMBOL``. Balances do not know open orders: ``locked`` is
   the exchange's last reported locked amount (capped at the total) and
   ``free = total - locked``.
@@ -56,9 +59,11 @@ The accounting, so that B6 holds exactly (Decimal, at every event):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .config import LedgerConfig
@@ -73,19 +78,71 @@ if TYPE_CHECKING:  # the fold passes its step; importing fold here would be a cy
 MANUAL = "manual"
 
 
-def split_symbol(symbol: str) -> tuple[str, str] | None:
-    """``BASE/QUOTE`` -> (base, quote); anything else -> None."""
-    base, sep, quote = symbol.partition("/")
-    if not sep or not base or not quote or "/" in quote:
-        return None
-    return base, quote
+DEFAULT_QUOTES = LedgerConfig.quote_assets
+_SEPARATORS = ("/", "-", "_")
+# Kraken's legacy pair names: X + crypto code + (Z + fiat | X + crypto), ``XXBTZUSD``.
+_KRAKEN_PAIR = re.compile(r"X([A-Z0-9]{3})[XZ]([A-Z0-9]{3})\Z")
+
+
+@lru_cache(maxsize=4096)
+def split_symbol(symbol: str, quotes: tuple[str, ...] = DEFAULT_QUOTES,
+                 ) -> tuple[str, str] | None:
+    """A spot pair in any of its venue spellings -> (base, quote); None when it does not split.
+
+    ``XBT/USD``, ``XBT-USD``, ``XBT_USD`` split at the separator; Kraken's
+    ``XXBTZUSD`` by its prefixes; ``XBTUSD`` by the longest known quote asset
+    it ends with (``quotes``: ``LedgerConfig.quote_assets``).
+    """
+    for sep in _SEPARATORS:
+        if sep in symbol:
+            base, _, quote = symbol.partition(sep)
+            if not base or not quote or any(s in quote for s in _SEPARATORS):
+                return None
+            return base, quote
+    kraken = _KRAKEN_PAIR.match(symbol)
+    if kraken is not None and kraken.group(2) in quotes:
+        return kraken.group(1), kraken.group(2)
+    for quote in sorted(quotes, key=len, reverse=True):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    return None
+
+
+def pair_symbol(symbol: str, cfg: LedgerConfig) -> str | None:
+    """The canonical spelling ``BASE/QUOTE`` of a spot symbol, or None when it does not split."""
+    pair = split_symbol(symbol, cfg.quote_assets)
+    return None if pair is None else f"{pair[0]}/{pair[1]}"
+
+
+@lru_cache(maxsize=4096)
+def _spellings(symbol: str, quotes: tuple[str, ...]) -> tuple[str, ...]:
+    """Every spelling a mark of ``symbol`` may be keyed by, the given one first."""
+    pair = split_symbol(symbol, quotes)
+    if pair is None:
+        return (symbol,)
+    base, quote = pair
+    out = [symbol, f"{base}/{quote}", f"{base}{quote}", f"{base}-{quote}", f"{base}_{quote}"]
+    if len(base) == 3 and len(quote) == 3:
+        out += [f"X{base}Z{quote}", f"X{base}X{quote}"]
+    return tuple(dict.fromkeys(out))
 
 
 def price_of(asset: str, marks: Mapping[str, Decimal], cfg: LedgerConfig) -> Decimal | None:
-    """B4: one unit of ``asset`` in the base currency, or None when it has no mark."""
+    """B4: one unit of ``asset`` in the base currency, or None when it has no mark.
+
+    The valuation pair is found in any spelling of it (``ETH/USD``, ``ETHUSD``,
+    ``ETH-USD``, ``XETHZUSD``), the configured one first.
+    """
     if asset == cfg.base_currency:
         return D1
-    return marks.get(cfg.valuation_symbol(asset))
+    symbol = cfg.valuation_symbol(asset)
+    price = marks.get(symbol)
+    if price is None:
+        for alt in _spellings(symbol, cfg.quote_assets)[1:]:
+            price = marks.get(alt)
+            if price is not None:
+                break
+    return price
 
 
 def tag_of(tag: str) -> str:
@@ -162,14 +219,17 @@ def book_fill(step: _Step, ev: Fill) -> None:
     st = step.st
     cfg = step.cfg
     marks = step.marks
-    pair = split_symbol(ev.symbol)
+    pair = split_symbol(ev.symbol, cfg.quote_assets)
     if pair is None:
         step.anomaly("UNSUPPORTED_SYMBOL", "ERROR",
-                     f"spot symbol {ev.symbol!r} is not BASE/QUOTE; nothing booked")
+                     f"spot symbol {ev.symbol!r} is not a pair: no separator (/ - _) and no "
+                     f"known quote asset ({', '.join(cfg.quote_assets)}) it ends with; "
+                     "nothing booked")
         return
+    symbol = f"{pair[0]}/{pair[1]}"  # one spelling in every output and in the book
     if ev.price <= 0:
         step.anomaly("SPOT_NO_PRICE", "ERROR",
-                     f"spot fill of {plain(ev.qty)} {ev.symbol} has no execution price;"
+                     f"spot fill of {plain(ev.qty)} {symbol} has no execution price;"
                      " nothing booked (drift shows the balances it moved)")
         return
     book = st.book
@@ -186,8 +246,8 @@ def book_fill(step: _Step, ev: Fill) -> None:
         value = D0
         step.anomaly("UNVALUED_TRADE", "WARN",
                      f"neither {base} nor {quote} has a mark in {cfg.base_currency}: "
-                     f"{ev.symbol} booked at value 0")
-    what = f"{ev.side} {plain(ev.qty)} {ev.symbol}"
+                     f"{symbol} booked at value 0")
+    what = f"{ev.side} {plain(ev.qty)} {symbol}"
     if ev.side == "BUY":
         realized = value - _dispose(step, quote, notional, value, what)
         _acquire(book, cfg, base, ev.qty, value)
@@ -219,18 +279,18 @@ def book_fill(step: _Step, ev: Fill) -> None:
     st.k_fees += fee
     step.book(realized, fee)
     for by_pair in (book.pairs, book.manual_pairs) if manual else (book.pairs,):
-        stats = by_pair.setdefault(ev.symbol, [D0, D0])
+        stats = by_pair.setdefault(symbol, [D0, D0])
         stats[0] += realized
         stats[1] += fee
-    step.spot_pairs.append(ev.symbol)
+    step.spot_pairs.append(symbol)
     # B7: every spot fill is one trade, tagged; balances include it whatever the tag.
     from .fold import trade_id_for  # at call time: fold imports this module
 
     st.trade_count += 1
     tag = tag_of(ev.strategy_tag)
     action = ev.side.lower()
-    trade = Trade(trade_id_for(st.account_id, ev.symbol, "BOTH", ev.side, ev.event_id),
-                  st.trade_count, ev.symbol, "BOTH", ev.side, "spot", ev.event_id, ev.ts, tag,
+    trade = Trade(trade_id_for(st.account_id, symbol, "BOTH", ev.side, ev.event_id),
+                  st.trade_count, symbol, "BOTH", ev.side, "spot", ev.event_id, ev.ts, tag,
                   closed=True, realized=realized, fees=fee)
     trade.legs.append(Leg(ev.event_id, ev.venue_order_id, action, ev.qty, ev.price, realized,
                           fee, realized, "kernel_estimate", None, 0, []))
@@ -249,7 +309,7 @@ def _trade_output(step: _Step, trade: Trade, action: str, ev: Fill, held: Holdin
         "event_id": f"{trade.trade_id}:{ev.event_id}:{action}",
         "account_id": st.account_id, "trade_id": trade.trade_id,
         "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
-        "symbol": ev.symbol, "position_side": "BOTH", "side": ev.side, "action": action,
+        "symbol": trade.symbol, "position_side": "BOTH", "side": ev.side, "action": action,
         "market": "spot", "qty": ev.qty, "price": ev.price, "position_qty": held.qty,
         "avg_entry_price": avg_cost(held), "pnl_leg": realized, "fee_leg": fee,
         "cumulative_pnl": realized, "trade_fees": fee, "pnl_source": "kernel_estimate",

@@ -511,8 +511,10 @@ def test_example_spot_kraken_fold_document():
 
 def test_spot_fill_without_price_or_pair_books_nothing_and_says_so():
     e, run = spot_run()
-    run(deposit(e, "USD", 100), fill(e, "BUY", 1, 0), fill(e, "BUY", 1, 10, "XBTUSD"))
+    # issue 13: XBTUSD is a pair now; a symbol with no separator and no known quote is not
+    run(deposit(e, "USD", 100), fill(e, "BUY", 1, 0), fill(e, "BUY", 1, 10, "XBTFOO"))
     assert run.codes() == ["SPOT_NO_PRICE", "UNSUPPORTED_SYMBOL"]
+    assert "no known quote asset (USDT, USDC, USD" in run.of("anomaly")[-1]["detail"]
     assert [b["asset"] for b in run.last_snapshot()["balances"]] == ["USD"]
     assert run.of("trade") == []
 
