@@ -195,10 +195,14 @@ def produce_file(producer: Producer, path: Path, venue: str | None = None,
                     continue
                 try:
                     sends = [producer.encode_event(event) for event in result]
+                    sends += [_anomaly_send(producer, anomaly) for anomaly in result.anomalies]
                 except TwinledgerError as exc:
                     rejected += 1
                     _reject(producer, venue, path, number, raw, str(exc))
                     continue
+                for anomaly in result.anomalies:
+                    print(f"line {number}: anomaly {anomaly.code}: {anomaly.detail}",
+                          file=sys.stderr)
                 for send in sends:
                     producer.send_raw(*send)
                 _progress(producer)
@@ -213,6 +217,23 @@ def produce_file(producer: Producer, path: Path, venue: str | None = None,
                 _reject(producer, "fold", path, number, raw, str(exc))
             _progress(producer)
     return rejected
+
+
+def _anomaly_send(producer: Producer, anomaly: Any) -> tuple[str, bytes, bytes, dt.datetime]:
+    """A gateway's anomaly (suspicious but booked venue data) as an Anomaly record.
+
+    It goes to ``ledger.anomalies`` next to the fold's own, keyed by account;
+    its id derives from the event it concerns, so a re-sent frame repeats it
+    and the sink keeps one row. ``event_seq`` 0: it comes before the fold.
+    """
+    ts = grammar.timestamp_value(anomaly.ts, "ts")
+    record = {
+        "event_id": f"{anomaly.event_id}:{anomaly.code}", "account_id": anomaly.account_id,
+        "source_event_id": anomaly.event_id, "event_seq": 0, "ts": ts,
+        "code": anomaly.code, "severity": "WARN", "detail": anomaly.detail,
+    }
+    return ("ledger.anomalies", anomaly.account_id.encode("utf-8"),
+            producer.codec.encode("Anomaly", record), ts)
 
 
 def _reject(producer: Producer, venue: str, path: Path, number: int, raw: bytes,

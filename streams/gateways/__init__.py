@@ -16,7 +16,11 @@ as ``{"received_at": <ms or ISO-8601>, "frame": <payload>}``: the receive
 time becomes ``ts_ingest`` (and ``ts`` for frames that carry no clock). The
 call never raises: anything that cannot be trusted comes back as a
 ``Rejection`` with ``.reason`` and ``.raw`` (the original bytes/text), and a
-rejected payload leaves ``memory`` untouched. Normalizing is deterministic:
+rejected payload leaves ``memory`` untouched. The events come as a
+``Normalized`` list whose ``.anomalies`` lists what was suspicious but
+bookable (a cumulative figure that went down, say): booked per the venue's
+documentation, and reported (``twinledger normalize`` prints them,
+``twinledger produce`` sends them to ``ledger.anomalies``). Normalizing is deterministic:
 the same payload with the same memory gives the same events and event ids.
 """
 
@@ -33,6 +37,8 @@ from streams.gateways.common import (
     EXACT,
     KINDS,
     Context,
+    GatewayAnomaly,
+    Normalized,
     OrderMemory,
     Rejection,
     decode,
@@ -44,7 +50,9 @@ from streams.ledger import parse_event
 
 __all__ = [
     "VENUES",
+    "GatewayAnomaly",
     "GatewayError",
+    "Normalized",
     "OrderMemory",
     "PayloadRejected",
     "Rejection",
@@ -82,7 +90,7 @@ def normalizer_for(venue: str) -> Normalizer:
 
 
 def normalize_payload(venue: str, raw: object, memory: OrderMemory,
-                      account_id: str | None = None) -> list[dict[str, Any]] | Rejection:
+                      account_id: str | None = None) -> Normalized | Rejection:
     """One raw venue payload -> zero or more FOLD_FORMAT events, or a Rejection. Never raises."""
     kept = original_bytes(raw)
     try:
@@ -94,7 +102,7 @@ def normalize_payload(venue: str, raw: object, memory: OrderMemory,
         if account_id is not None and (not isinstance(account_id, str) or not account_id.strip()):
             raise PayloadRejected("account_id must be a non-empty string")
         if _is_heartbeat(module, raw):
-            return []
+            return Normalized()
         payload = decode(raw)
         received_at = None
         if isinstance(payload, Mapping) and set(payload) == _ENVELOPE_KEYS:
@@ -109,10 +117,11 @@ def normalize_payload(venue: str, raw: object, memory: OrderMemory,
         ctx = Context(venue=venue, account_id=account_id.strip() if account_id else None,
                       received_at=received_at)
         with localcontext(EXACT):
-            events = module.normalize(payload, txn, ctx)
+            events = Normalized(module.normalize(payload, txn, ctx))
         for event in events:
             _self_check(event)
         txn.commit()
+        events.anomalies = tuple(ctx.anomalies)
         return events
     except PayloadRejected as exc:
         return Rejection(venue=str(venue), reason=exc.reason, raw=kept)

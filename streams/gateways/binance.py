@@ -10,6 +10,12 @@ with BingX in ``streams.gateways.futures``). Frames may come bare, in a
 combined-stream envelope ``{"stream", "data"}`` or a WebSocket-API envelope
 ``{"subscriptionId", "event"}``. Must not touch: ledger rules.
 
+Documentation followed: Binance USDⓈ-M Futures API, "User Data Streams —
+Event: Order Update" (per field as listed above; ``l`` and ``n`` are this
+execution's quantity and commission, so no increment is ever derived from a
+cumulative figure: ``z`` is not used) and "Event: Balance and Position
+Update" (``ACCOUNT_UPDATE``).
+
 Mapping:
 
 - A fill is an execution report with ``x`` = ``TRADE`` (or ``CALCULATED``:

@@ -25,6 +25,24 @@ The quirks, normalized here and nowhere else:
   quantity is only in ``z`` (``executedQty`` in REST): the fill's qty is
   ``z`` minus what the gateway already booked for the order. An order the
   memory does not know that reports ``l`` > 0 books ``l``.
+- **Cumulative figures never go down.** A cumulative figure that does is not
+  turned into a negative increment: a ``z``/``executedQty`` below what was
+  booked is a stale report (nothing booked, ``CUMULATIVE_QTY_DECREASED``); an
+  ``n``/``commission`` smaller in magnitude than what was booked, or of the
+  other sign, is read as the commission of this execution (what ``n`` means
+  in the Binance user-data format BingX mirrors) and booked as this fill's
+  fee, with ``CUMULATIVE_FEE_DECREASED`` (a taker fee of 31 followed by a
+  frame saying 1.1 books 31 and 1.1, never 31 and −29.9). The anomalies come
+  with the events (``Normalized.anomalies``).
+
+Documentation followed, per field: BingX Perpetual Swap API v2, "Websocket
+account data — Order update push" (``ORDER_TRADE_UPDATE``: ``z`` accumulated
+filled quantity, ``l``/``L`` last filled quantity/price, ``ap`` average
+price, ``n``/``N`` commission and its asset, ``rp`` realized profit, ``T``
+trade time) and "Query order" / "Query order history" (REST
+``executedQty``, ``avgPrice``, ``commission``, ``profit``, ``updateTime``);
+where BingX is silent on whether ``n`` is per fill or per order, frames
+observed grow it with ``z``, so it is read as the order's total.
 - **True prices only.** price = ``L`` when the frame reports this execution
   (``l`` > 0), else the average ``ap``/``avgPrice``, else ``L``, else ``"0"``.
   The order's ``p``/``price`` is never used: for a MARKET order it is a
@@ -223,9 +241,21 @@ def _order(ctx: Context, txn: MemoryTxn, *, symbol: str, order_id: object, order
             price = last_price
         else:
             price = avg_price or last_price or Decimal(0)
+        fee = cumulative_fee - booked_fee
+        if booked_fee and (cumulative_fee * booked_fee < 0
+                           or abs(cumulative_fee) < abs(booked_fee)):
+            # A cumulative fee cannot shrink or change sign: this n is not the order's
+            # total. Read it as the commission of this execution (n's meaning in the
+            # Binance format BingX mirrors) instead of turning a cost into a rebate.
+            ctx.anomaly("CUMULATIVE_FEE_DECREASED", fill_id, account, ts,
+                        f"order {oid}: commission went from {fmt(booked_fee)} to "
+                        f"{fmt(cumulative_fee)} (costs positive); booked {fmt(cumulative_fee)} "
+                        f"as this fill's fee, not {fmt(fee)}")
+            fee = cumulative_fee
+            cumulative_fee = booked_fee + fee
         fill: dict[str, Any] = {
             "symbol": symbol, "side": side, "qty": fmt(qty), "price": fmt(price),
-            "fee": fmt(cumulative_fee - booked_fee), "position_side": position_side,
+            "fee": fmt(fee), "position_side": position_side,
             "venue_order_id": oid, "market": "futures",
         }
         if fee_asset:
@@ -245,11 +275,19 @@ def _order(ctx: Context, txn: MemoryTxn, *, symbol: str, order_id: object, order
         if ctx.received_at is not None:
             again["ts_ingest"] = iso(ctx.received_at)
         events.append(again)
+    elif cumulative < booked:
+        # An older report than the last one booked (z went down): nothing new to book,
+        # never a negative quantity.
+        ctx.anomaly("CUMULATIVE_QTY_DECREASED", f"{VENUE}:order:{oid}", account, ts,
+                    f"order {oid}: filled quantity {fmt(cumulative)} is below the "
+                    f"{fmt(booked)} already booked; a stale report, nothing booked")
 
     if status.upper() in TERMINAL_STATUSES and realized:
+        booked_now = txn.order(key)
         settled = ctx.event(
             "fill_settled", f"{VENUE}:settle:{oid}", account, ts, symbol=symbol,
-            venue_order_id=oid, realized_pnl=fmt(realized), fee=fmt(cumulative_fee))
+            venue_order_id=oid, realized_pnl=fmt(realized),
+            fee=fmt(booked_now.fee if booked_now is not None else cumulative_fee))
         # Stream and REST report the same settlement at different clocks; stamping it with
         # the order's last booked fill makes both the same fact (the ledger digests ts).
         booked_last = (txn.order(key) or OrderProgress()).last

@@ -9,7 +9,9 @@ Each non-blank input line is one payload as the venue sent it (a WebSocket
 frame or a REST response), optionally wrapped by the gateway as
 ``{"received_at": …, "frame": …}``. Events go to stdout, one JSON object per
 line, in the FOLD_FORMAT line shape; every rejected line is reported on
-stderr with its line number and reason, and the run goes on. Exit status: 0
+stderr with its line number and reason, and the run goes on; an anomaly a
+gateway raised on a line it booked (a cumulative figure that went down) is
+reported there too. Exit status: 0
 when every line normalized, 1 when some line was rejected, 2 on usage errors.
 ``--memory FILE`` keeps the gateway's order memory across runs (read if the
 file exists, written back at the end), as a gateway process would.
@@ -44,6 +46,9 @@ def normalize_lines(venue: str, lines: Iterable[bytes], memory: OrderMemory,
             rejected += 1
             print(f"{source}:{number}: rejected: {result.reason}", file=err)
             continue
+        for anomaly in getattr(result, "anomalies", ()):
+            print(f"{source}:{number}: anomaly {anomaly.code} ({anomaly.event_id}): "
+                  f"{anomaly.detail}", file=err)
         for event in result:
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
             written += 1

@@ -327,12 +327,39 @@ def digest(obj: object) -> str:
 
 
 @dataclass(frozen=True)
+class GatewayAnomaly:
+    """Suspicious but bookable venue data, booked per the venue's documentation and reported.
+
+    ``event_id`` is the event it concerns (or the order), so a re-sent frame
+    reports the same anomaly; ``ts`` is that event's time (ISO-8601).
+    """
+
+    event_id: str
+    account_id: str
+    code: str
+    detail: str
+    ts: str
+
+
+class Normalized(list[dict[str, Any]]):
+    """The events of one payload, with the anomalies the normalizer raised on the way."""
+
+    anomalies: tuple[GatewayAnomaly, ...] = ()
+
+
+@dataclass(frozen=True)
 class Context:
     """What a normalizer knows besides the frame: venue, the caller's account, receive time."""
 
     venue: str
     account_id: str | None = None
     received_at: dt.datetime | None = None
+    anomalies: list[GatewayAnomaly] = field(default_factory=list, compare=False)
+
+    def anomaly(self, code: str, event_id: str, account_id: str, ts: dt.datetime,
+                detail: str) -> None:
+        """Report suspicious venue data next to the events (``Normalized.anomalies``)."""
+        self.anomalies.append(GatewayAnomaly(event_id, account_id, code, detail, iso(ts)))
 
     def account(self, from_payload: object = None) -> str:
         """The caller's account id, else the one the payload names, else a rejection."""

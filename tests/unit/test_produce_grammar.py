@@ -44,3 +44,17 @@ def test_a_record_over_the_broker_limit_is_refused_before_sending(producer, monk
     monkeypatch.setattr(grammar, "MAX_RECORD_BYTES", 60)
     with pytest.raises(InvalidEvent, match="exceeds 60"):
         producer.encode_event(FILL)
+
+
+def test_a_gateway_anomaly_goes_to_ledger_anomalies_as_an_anomaly_record(producer):
+    from streams.gateways import GatewayAnomaly
+
+    anomaly = GatewayAnomaly("bingx:fill:1:0.75", "acct-1", "CUMULATIVE_FEE_DECREASED",
+                             "order 1: commission went from 31 to 1.1", "2025-03-12T14:29:59Z")
+    topic, key, value, _ = produce._anomaly_send(producer, anomaly)
+    assert (topic, key) == ("ledger.anomalies", b"acct-1")
+    name, record = producer.codec.decode(value)
+    assert name == "Anomaly"
+    assert record["event_id"] == "bingx:fill:1:0.75:CUMULATIVE_FEE_DECREASED"
+    assert (record["source_event_id"], record["code"], record["severity"]) == (
+        "bingx:fill:1:0.75", "CUMULATIVE_FEE_DECREASED", "WARN")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+from decimal import Decimal
 
 import pytest
 
-from streams.gateways import OrderMemory
+from streams.gateways import OrderMemory, Rejection, normalize_payload
 from streams.gateways.bingx import symbol_of
 
 from .conftest import events, fixture_json, fixture_lines, fixture_text, rejection
@@ -258,3 +259,71 @@ def test_partially_filled_then_canceled_exit_still_reports_its_realized_pnl() ->
     frame["o"].update({"X": "CANCELED", "x": "CANCELED", "rp": "12.0000"})
     fill, settled = events("bingx", frame)
     assert (settled["kind"], settled["realized_pnl"]) == ("fill_settled", "12")
+
+
+# issue 13: cumulative figures that go down ------------------------------------------------
+
+
+def _order_frames(*steps: tuple[str, str]) -> list[dict]:
+    """ORDER_TRADE_UPDATE frames of one order, each (z cumulative qty, n cumulative fee)."""
+    frames = []
+    for i, (z, n) in enumerate(steps):
+        frame = fixture_json("bingx", "cost_minus_31.json")
+        frame["o"].update({"z": z, "n": n, "l": "0", "X": "PARTIALLY_FILLED",
+                           "T": 1741789799870 + i})
+        frames.append(frame)
+    return frames
+
+
+def test_a_cumulative_fee_that_falls_is_booked_as_this_fills_fee_with_an_anomaly() -> None:
+    """Observed: fees -31 then -1.1 of one order booked 31 and -29.9 (a taker fee as a rebate)."""
+    memory = OrderMemory()
+    first, second = _order_frames(("0.5", "-31"), ("0.75", "-1.1"))
+    result1 = normalize_payload("bingx", first, memory, "acct-1")
+    result2 = normalize_payload("bingx", second, memory, "acct-1")
+    assert not isinstance(result1, Rejection) and not isinstance(result2, Rejection)
+    (fill1,), (fill2,) = result1, result2
+    assert (fill1["qty"], fill1["fee"]) == ("0.5", "31")
+    assert (fill2["qty"], fill2["fee"]) == ("0.25", "1.1")  # never -29.9
+    assert result1.anomalies == ()
+    (anomaly,) = result2.anomalies
+    assert anomaly.code == "CUMULATIVE_FEE_DECREASED" and anomaly.event_id == fill2["event_id"]
+    assert "from 31 to 1.1" in anomaly.detail
+    progress = memory.order(f"bingx|acct-1|{1899800123456789504}")
+    assert progress is not None and progress.fee == Decimal("32.1")
+    # the order's next report, cumulative again, books the increment from 32.1
+    (third,) = _order_frames(("1", "-33"))
+    (fill3,) = events("bingx", third, memory)
+    assert fill3["fee"] == "0.9"
+
+
+def test_a_growing_rebate_is_not_a_decrease() -> None:
+    memory = OrderMemory()
+    first, second = _order_frames(("0.5", "4.5"), ("0.75", "6"))
+    result = [normalize_payload("bingx", f, memory, "acct-1") for f in (first, second)]
+    assert [r[0]["fee"] for r in result] == ["-4.5", "-1.5"]  # type: ignore[index]
+    assert all(r.anomalies == () for r in result)  # type: ignore[union-attr]
+
+
+def test_a_cumulative_quantity_that_falls_books_nothing_and_says_so() -> None:
+    memory = OrderMemory()
+    newer, older = _order_frames(("0.75", "-31"), ("0.5", "-20"))
+    (fill,) = events("bingx", newer, memory)
+    result = normalize_payload("bingx", older, memory, "acct-1")
+    assert not isinstance(result, Rejection)
+    assert list(result) == []
+    (anomaly,) = result.anomalies
+    assert anomaly.code == "CUMULATIVE_QTY_DECREASED"
+    assert "0.5 is below the 0.75 already booked" in anomaly.detail
+
+
+def test_normalize_cli_reports_the_anomaly_with_its_line(tmp_path, capsys) -> None:
+    from streams.gateways.cli import normalize_main
+
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("\n".join(json.dumps(f, default=str) for f in
+                             _order_frames(("0.5", "-31"), ("0.75", "-1.1"))) + "\n")
+    assert normalize_main(["--venue", "bingx", "--account", "acct-1", str(raw)]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(x)["fee"] for x in captured.out.splitlines()] == ["31", "1.1"]
+    assert f"{raw}:2: anomaly CUMULATIVE_FEE_DECREASED" in captured.err
