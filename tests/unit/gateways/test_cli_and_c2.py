@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from streams.gateways import OrderMemory
 from streams.gateways.cli import normalize_lines, normalize_main
 from streams.ledger import load_ledger_config
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, fixture_text
 
 C2 = FIXTURES / "bingx" / "fet_short_c2.jsonl"
 
@@ -125,3 +127,30 @@ def test_missing_file_is_a_usage_error(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert normalize_main(["--venue", "kraken", "--account", "k", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_normalize_reports_hostile_lines_and_goes_on_without_a_traceback(tmp_path) -> None:
+    """Issue 13: invalid UTF-8, 100,000-deep nesting, a 2 MB field, a lone surrogate."""
+    good = fixture_text("bingx", "cost_minus_31.json").replace("\n", "")
+    frame = json.loads(good)
+    lines = [
+        good.encode(),
+        good.encode().replace(b'"BTC-USDT"', b'"BTC-\xffUSDT"'),
+        b"[" * 100_000 + b"]" * 100_000,
+        json.dumps({**frame, "o": {**frame["o"], "s": "X" * (2 * 1024 * 1024)}}).encode(),
+        good.replace('"BTC-USDT"', '"BTC-\\ud800"').encode(),
+        good.replace('"i": 1899800123456789504', '"i": 2').encode(),
+    ]
+    raw = tmp_path / "hostile.jsonl"
+    raw.write_bytes(b"\n".join(lines) + b"\n")
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "normalize", "--venue", "bingx",
+                           "--account", "acct-1", str(raw)], capture_output=True,
+                          timeout=120, check=False)
+    err = done.stderr.decode()
+    assert "Traceback" not in err
+    assert done.returncode == 1
+    assert len(done.stdout.decode().splitlines()) == 2  # lines 1 and 6
+    for number, part in ((2, "not UTF-8"), (3, "nested deeper than"),
+                         (4, "not printable text of at most 40"), (5, "lone surrogate")):
+        assert f"{raw}:{number}: rejected: " in err and part in err, (number, err)
+    assert "2 events, 4 rejected lines" in err
