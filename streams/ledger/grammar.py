@@ -140,11 +140,13 @@ def decimal_value(value: Any, field: str) -> Decimal:
     A float is refused (it is not exact); a ``Decimal`` must be finite and fit
     decimal(38, 18); text must match the grammar.
     """
-    if isinstance(value, str):
+    if type(value) is Decimal:  # the worker's path (the codec's canonical decimals) first
+        x = value
+    elif isinstance(value, str):
         return decimal_text(value, field)
-    if isinstance(value, bool):
+    elif isinstance(value, bool):
         raise GrammarError(f"{field}: expected a decimal string, got bool")
-    if isinstance(value, Decimal):
+    elif isinstance(value, Decimal):
         x = value
     elif isinstance(value, int):
         if abs(value) >= 10 ** INT_DIGITS:
@@ -214,6 +216,8 @@ def identifier(value: str, field: str) -> str:
     """Text of at most MAX_ID_CHARS characters, valid as UTF-8, without control characters."""
     if len(value) > MAX_ID_CHARS:
         raise GrammarError(f"{field}: longer than {MAX_ID_CHARS} characters ({len(value)})")
+    if value.isascii() and value.isprintable():  # the common case, checked in C
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
