@@ -164,16 +164,19 @@ def _limit(rows: list[Any], limit: int | None) -> list[Any]:
 
 
 def resolve_symbol(key: str, known: set[str]) -> str:
-    """``key`` itself when known; else ``BASE-QUOTE`` spelled ``BASE/QUOTE`` when that is known.
+    """``key`` itself when known; else the pair it spells, ``BASE/QUOTE``, when that is known.
 
-    URLs cannot carry a bare ``/`` in a path segment, so ``XBT-USD`` stands
-    for ``XBT/USD``. A symbol that really has a dash (``FET-USDT``) is found
-    as it is first.
+    URLs cannot carry a bare ``/`` in a path segment, so ``XBT-USD`` (or
+    ``XBTUSD``, ``XXBTZUSD``) stands for ``XBT/USD``. A symbol that really has
+    a dash (``FET-USDT``) is found as it is first.
     """
-    if key in known or "/" in key or key.count("-") != 1:
+    if key in known:
         return key
-    slashed = key.replace("-", "/")
-    return slashed if slashed in known else key
+    # Any venue spelling of a spot pair (XBTUSD, XBT-USD, XXBTZUSD) names its
+    # canonical BASE/QUOTE when the account knows that (issue 13).
+    pair = spot.split_symbol(key)
+    canonical = None if pair is None else f"{pair[0]}/{pair[1]}"
+    return canonical if canonical is not None and canonical in known else key
 
 
 # ------------------------------------------------------------------------------ queries

@@ -64,8 +64,10 @@ BAD_TIMES = st.sampled_from([
 ])
 ACCOUNTS = st.sampled_from(["acc-a", "acc-b", "spot-k"])
 FUT = st.sampled_from(["FET-USDT", "BTC-USDT"])
-PAIRS = st.sampled_from(["XBT/USD", "ETH/USD", "ETH/XBT"])
-MARK_SYMBOLS = st.sampled_from(["FET-USDT", "BTC-USDT", "XBT/USD", "ETH/USD", "ETH/XBT"])
+PAIRS = st.sampled_from(["XBT/USD", "ETH/USD", "ETH/XBT", "XBTUSD", "XXBTZUSD", "ETH-XBT",
+                         "XBTFOO"])
+MARK_SYMBOLS = st.sampled_from(["FET-USDT", "BTC-USDT", "XBT/USD", "ETH/USD", "ETH/XBT",
+                                "ETHUSD", "XXBTZUSD"])
 
 
 def _fields(draw: Any, kind: str, account: str) -> dict[str, Any]:

@@ -162,6 +162,9 @@ def test_one_position_by_symbol_dash_spelling_and_asset(run: Run):
     assert by_slash["kind"] == "position" and by_slash["symbol"] == "XBT/USD"
     assert [D(p["qty"]) for p in by_slash["positions"]] == [6]
     assert ask(run, "position", symbol="XBT-USD") == by_slash
+    # issue 13: every venue spelling of the pair names it
+    assert ask(run, "position", symbol="XBTUSD") == by_slash
+    assert ask(run, "position", symbol="XXBTZUSD") == by_slash
     asset = ask(run, "position", symbol="DOT")
     assert asset["kind"] == "balance" and asset["asset"] == "DOT"
     assert D(asset["balance"]["value"]) == D("52.5")
