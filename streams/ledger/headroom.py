@@ -171,6 +171,10 @@ def _static_digits(st: AccountState) -> int:
 def _event_digits(ev: Event, marks: Mapping[str, Decimal], cfg: LedgerConfig) -> int:
     if type(ev) is Fill:
         price = ev.price.adjusted() + 1 if ev.price else 0
+        # the position it opens is valued at its symbol's mark in the same snapshot
+        mark = marks.get(ev.symbol)
+        if mark and mark.adjusted() + 1 > price:
+            price = mark.adjusted() + 1
         notional = ev.qty.adjusted() + 1 + (price if price > 1 else 1)
         out = notional + 2 - ev.leverage.adjusted()
         fee = ev.fee.adjusted() + 1 if ev.fee else 0

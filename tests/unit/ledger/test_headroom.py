@@ -84,6 +84,17 @@ def test_a_mark_that_makes_a_held_position_worth_too_much_refuses_the_next_event
     assert all(first_out_of_range([o]) is None for o in run.outputs if o.kind != "anomaly")
 
 
+def test_a_small_fill_opening_a_position_at_a_huge_mark_is_refused():
+    """Found by the parity property: the fill's own symbol's mark values what it opens."""
+    e = Events()
+    run = Run()
+    run({"kind": "mark", "symbol": "X", "price": BIG, "ts": "2026-01-05T09:00:00Z"},
+        e.fill("BUY", 2, 1, "X"))
+    assert run.statuses == ["rejected"]
+    assert run.codes() == ["OUT_OF_RANGE"]
+    assert run.of("anomaly")[0]["detail"].startswith("snapshot.equity = 199999999999999999996")
+
+
 def test_a_spot_trade_worth_more_than_the_wire_carries_is_refused():
     e = Events("s1", venue="kraken")
     cfg = LedgerConfig(spot_venues=("kraken",))
