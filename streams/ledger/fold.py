@@ -650,9 +650,10 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
             step.anomaly("EVENT_ID_CONFLICT", "ERROR",
                          f"event_id {event.event_id} was applied with a different payload;"
                          " this one is not booked")
-            if source is not None:
-                st.keep_outputs(event.event_id, source, "conflict", step.outputs,
-                                config.outbox_events)
+            # Kept with or without a source: the outbox window must hold the same entries
+            # offline and in the stream, or a later duplicate re-sends different outputs.
+            st.keep_outputs(event.event_id, source, "conflict", step.outputs,
+                            config.outbox_events)
             return FoldResult(st, step.outputs, "conflict")
         # Derived figures (headroom): keep the state only when the event is not proven
         # to leave every output figure within decimal(38,18).

@@ -247,3 +247,20 @@ def test_the_examples_of_the_issue_are_among_the_generated_lines():
     codes = [a["code"] for a in account_summary(offline.states["acc-a"], offline.marks,
                                                 offline.config)["anomalies"]]
     assert codes.count("OUT_OF_RANGE") == 3  # the fill and two of the three fundings
+
+
+def test_conflicts_fill_the_outbox_window_alike_offline_and_in_the_stream():
+    """Found by the property: a conflict was kept in the outbox only with an offset, so after
+    eight of them a duplicate re-sent its outputs offline and nothing in the stream."""
+    base = {"kind": "fill", "event_id": "e0", "account_id": "acc-a", "venue": "binance",
+            "ts": "2026-01-05T09:00:00Z", "symbol": "FET-USDT", "side": "BUY", "qty": "1",
+            "price": "1"}
+    lines = [json.dumps(base).encode()]
+    lines += [json.dumps({**base, "qty": str(2 + i)}).encode() for i in range(8)]
+    lines.append(json.dumps(base).encode())  # the first one again: a duplicate
+    offline = run_fold(lines, CONFIG)
+    live = stream_path(lines, [False] * len(lines))
+    assert [(o.kind, o.key, CODEC.encode(OUTPUT_RECORDS[o.kind], o.record))
+            for o in offline.outputs] == live["outputs"]
+    kinds = [o.kind for o in offline.outputs]
+    assert kinds.count("anomaly") == 8 and kinds.count("snapshot") == 1
