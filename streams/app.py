@@ -157,10 +157,22 @@ class Worker:
         """Track source offsets of a batch; report every run of offsets never seen."""
         for ev in events:
             msg = ev.message
+            if msg.partition not in self.offsets.next_offset:
+                self.offsets.expect(msg.partition, self.committed_offset(msg.tp))
             gap = self.offsets.observe(msg.partition, msg.offset)
             if gap is not None:
                 self.report_gap(msg.topic, gap)
         self.watchdog.progressed(time.monotonic())
+
+    def committed_offset(self, tp: Any) -> int:
+        """Where the group resumes reading ``tp``: its committed offset, 0 if none.
+
+        Faust reads the committed offsets when partitions are assigned, before
+        the agent gets a record. No committed offset means the group never
+        read the partition, so every record from offset 0 is due.
+        """
+        known = getattr(self.app.consumer, "_committed_offset", {})
+        return int(known.get(tp) or 0)
 
     def report_gap(self, topic: str, gap: Gap) -> None:
         SKIPPED.labels(topic, str(gap.partition)).inc(gap.count)
@@ -233,7 +245,6 @@ class Worker:
         producer = self.app.producer
         sends: list[tuple[str, bytes, bytes, float | None]] = []
         by_account: dict[str, list[tuple[Any, Any]]] = {}
-        self.note_offsets(events)
         for ev in events:
             msg = ev.message
             if _HANG_ON and _HANG_ON in (msg.value or b""):
@@ -284,6 +295,9 @@ class Worker:
             self.ledger_table[account.encode("utf-8")] = blob
             self._remember_state(account, blob, state)
         self.applied += len(events)
+        # After the batch is on the broker and in the table: the watchdog's lag is
+        # counted from what was folded, not from what was merely taken.
+        self.note_offsets(events)
 
     def _fold_account(self, state: Any, items: list[tuple[Any, Any]], refused: set[int],
                       marks: Mapping[str, Decimal]
@@ -361,12 +375,15 @@ class Worker:
             READY.set(0)
             return
         try:
-            ends = await asyncio.wait_for(app.consumer.highwaters(*tps), timeout=10)
-            starts = await asyncio.wait_for(app.consumer.earliest_offsets(*tps), timeout=10)
+            ends, starts = await asyncio.wait_for(asyncio.gather(
+                app.consumer.highwaters(*tps), app.consumer.earliest_offsets(*tps)), timeout=10)
         except Exception as exc:  # noqa: BLE001 - the broker may be restarting
             log.warning("watchdog: cannot read end offsets (%s)", type(exc).__name__)
             return
         log_starts = {tp.partition: int(starts[tp]) for tp in tps if tp in starts}
+        for tp in tps:
+            if tp.partition not in self.offsets.next_offset:
+                self.offsets.expect(tp.partition, self.committed_offset(tp))
         for partition, start in log_starts.items():
             gap = self.offsets.check_log_start(partition, start)
             if gap is not None:
@@ -549,31 +566,13 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
 
     source_name = settings.topic("venue.events")
 
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # faust types want a sync receiver
-    async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        assigned = args[0] if args else kwargs.get("assigned", ())
-        mine = [tp for tp in assigned if tp.topic == source_name]
-        if not mine:
-            return
-        from streams.infra.kafka_admin import committed_offsets
-
-        try:
-            committed = await asyncio.get_running_loop().run_in_executor(
-                None, committed_offsets, settings.kafka_bootstrap, settings.app_id,
-                [source_name])
-        except Exception as exc:  # noqa: BLE001 - a missing baseline only weakens gap reports
-            log.warning("cannot read committed offsets at assignment: %s", exc)
-            return
-        for tp in mine:
-            worker.offsets.expect(tp.partition, committed.get((tp.topic, tp.partition)))
-
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         for tp in args[0] if args else kwargs.get("revoked", ()):
             if tp.topic == source_name:
                 worker.offsets.forget(tp.partition)
 
-    @app.timer(interval=max(1.0, min(5.0, settings.worker_stall_seconds / 4 or 5.0)))
+    @app.timer(interval=max(3.0, min(10.0, settings.worker_stall_seconds / 4)))
     async def watch_agent() -> None:
         await worker.watch()
 
