@@ -33,7 +33,7 @@ reconcile bounds live in ``LedgerConfig`` and the classifier in ``reconcile``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
@@ -624,6 +624,10 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
     """
     if isinstance(event, Mark):
         raise InvalidEvent("mark events are global: update the marks mapping, not an account")
+    if type(marks) is not dict:
+        # The worker's marks are a table view (a store read per lookup): the headroom
+        # bound, the snapshot and reconcile look up the same symbols, once each here.
+        marks = _MarksMemo(marks)
     if state is None:
         state = AccountState(event.account_id, event.venue)
     elif event.account_id != state.account_id:
@@ -681,6 +685,39 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
             st.offsets[source[0]] = source[1]
         st.keep_outputs(event.event_id, source, "applied", step.outputs, config.outbox_events)
         return FoldResult(st, step.outputs, "applied")
+
+
+class _MarksMemo(Mapping[str, Decimal]):
+    """Marks read once per event: each symbol's first lookup is kept (a miss too)."""
+
+    __slots__ = ("_marks", "_seen")
+
+    def __init__(self, marks: Mapping[str, Decimal]) -> None:
+        self._marks = marks
+        self._seen: dict[str, Decimal | None] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        seen = self._seen
+        if key in seen:
+            value = seen[key]
+        else:
+            value = seen[key] = self._marks.get(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Decimal:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._marks)
+
+    def __len__(self) -> int:
+        return len(self._marks)
 
 
 def _restore(st: AccountState, saved: bytes) -> None:
