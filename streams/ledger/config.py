@@ -193,7 +193,10 @@ class LedgerConfig:
             raise ConfigError("ledger config quote_assets: expected a list of asset codes")
 
     def valuation_symbol(self, asset: str) -> str:
-        """B4: the mark symbol that values ``asset`` (override, else ``<asset>/<base>``)."""
+        """B4: the mark symbol that values ``asset`` (override, else ``<asset>/<base>``).
+
+        ``spot.price_of`` also finds it under the pair's other spellings.
+        """
         return self.valuation_pairs.get(asset, f"{asset}/{self.base_currency}")
 
     def lot_step(self, symbol: str) -> Decimal:

@@ -43,8 +43,9 @@ The accounting, so that B6 holds exactly (Decimal, at every event):
   below; drift against the exchange's balances shows it until fixed.
 - Marks looked up: for an asset A, ``LedgerConfig.valuation_symbol(A)`` -
   the ``valuation_pairs`` override, else ``A/<base_currency>`` (``XBT/USD``,
-  ``ADA/USD``), the ``BASE/QUOTE`` spelling of the gateways. The base
-  currency itself values at 1. An asset without a mark is valued 0 and
+  ``ADA/USD``), the ``BASE/QUOTE`` spelling of the gateways, found under any
+  venue spelling of that pair (``ADAUSD``, ``ADA-USD``, ``XADAZUSD``). The
+  base currency itself values at 1. An asset without a mark is valued 0 and
   flagged ``unvalued``; its cost basis then shows as unrealized loss until a
   mark arrives.
 - A spot fill with price 0 (no true execution price) moves nothing and
