@@ -18,7 +18,8 @@ before each event (to restore it), which would double the fold's cost. So:
    and marks, ratios over small divisors — plus digits for the sums of many
    terms. The state's own figures are bounded by a number kept with the state
    (``AccountState.headroom``: a full scan after a decode, then grown by each
-   event's bound and tightened by a new scan once it gets large), so an
+   event's bound and tightened by a new scan when it alone would fail the
+   check), so an
    ordinary event costs a look at the marks of what the account holds.
    Ordinary accounts are far below the limit and take the fast path.
 2. Only when that bound does not prove the event safe does ``apply_event``
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 
 #: Proven-safe bound: every figure below 10**19, one digit under decimal(38,18)'s 10**20.
 SAFE_DIGITS = 19
-#: A state's cached bound is recomputed (tightened) once it reaches this many digits.
-_RESCAN_DIGITS = 12
 
 
 def _d(x: Decimal | None) -> int:
@@ -76,24 +75,30 @@ def may_leave_wire(st: AccountState | None, ev: Event, marks: Mapping[str, Decim
         return event + 3 > SAFE_DIGITS or ev.kind == "fill_settled", _pow10(event + 1)
     held, terms = _held_digits(st, marks, cfg)
     step = event if event > held else held
-    bound = st.headroom
-    if bound is None or bound >= _RESCAN:
-        bound = st.headroom = _pow10(_static_digits(st))
-    # Every figure the state holds is below ``bound``; the event moves any of them by
-    # less than 10 ** (step + 1) (sums, and the unit values of its acquisitions).
-    after = bound + _pow10(step + 1)
-    worst = _digits_of(after)
-    if step > worst:
-        worst = step
     # Sums over many terms and the few additions a booking makes (capital + realized
     # - fee, K - E deltas): one digit per factor of ten terms, two spare.
+    room = SAFE_DIGITS - _digits_of(terms) - 2
+    bound = st.headroom
+    fresh = bound is None
+    if bound is None:
+        bound = st.headroom = _pow10(_static_digits(st))
+    while True:
+        # Every figure the state holds is below ``bound``; the event moves any of them
+        # by less than 10 ** (step + 1) (sums, and the unit values of its acquisitions).
+        after = bound + _pow10(step + 1)
+        worst = _digits_of(after)
+        if step > worst:
+            worst = step
+        if worst <= room or fresh:
+            break
+        # The kept bound has grown loose over many events: tighten it and look again.
+        bound = st.headroom = _pow10(_static_digits(st))
+        fresh = True
     # A settlement reaches into closed trades, whose figures are not scanned here.
-    risky = worst + _digits_of(terms) + 2 > SAFE_DIGITS or ev.kind == "fill_settled"
-    return risky, after
+    return worst > room or ev.kind == "fill_settled", after
 
 
 _POW = [10 ** i for i in range(80)]
-_RESCAN = _POW[_RESCAN_DIGITS]
 
 
 def _pow10(n: int) -> int:
