@@ -15,7 +15,9 @@ The grammar (README "twinledger fold"):
   (``"١٢٣"``, ``"５"``), no ``NaN``/``Infinity``. A JSON number is read
   exactly (its text, never a float) and held to the same form. A value must
   fit the wire type of ``schemas/avro`` — ``decimal(38, 18)``: at most 20
-  integer and 18 fractional digits (``|x| < 1e20``).
+  integer and 18 fractional digits (``|x| < 1e20``). Text is read in
+  canonical form (``"1.50"`` is 1.5, ``"-0"`` is 0), as the worker reads the
+  wire's scaled integers, so one amount prints and digests alike everywhere.
 - **Timestamps** are ISO-8601 ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` with a zone
   (``Z`` or ``±HH:MM``), ASCII, within ``TS_MIN .. TS_MAX``
   (1900-01-01T00:00:00Z .. 2299-12-31T23:59:59Z): the intersection of
@@ -68,7 +70,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class GrammarError(InvalidEvent, ValueError):
-    """An input that breaks the grammar; ``reason`` names the field and the rule."""
+    """An input that breaks the grammar; the message names the field and the rule.
+
+    An ``InvalidEvent`` (the worker dead-letters it, the fold rejects the line)
+    and a ``ValueError`` (for JSON hooks and callers that catch that).
+    """
 
 
 def _show(value: object) -> str:
