@@ -161,7 +161,12 @@ def produce_main(argv: list[str]) -> int:
     settings = with_kafka(load_settings())
     producer = Producer(settings)
     started = time.monotonic()
-    rejected = produce_file(producer, args.file, args.venue, args.account)
+    try:
+        rejected = produce_file(producer, args.file, args.venue, args.account)
+    except OSError as exc:
+        producer.flush()
+        print(f"twinledger produce: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     producer.flush()
     rate = producer.sent / max(time.monotonic() - started, 1e-9)
     print(f"produced {producer.sent} records ({rate:,.0f}/s), {rejected} rejected "
