@@ -358,6 +358,23 @@ RANGES_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Records the sink read but did not insert because their (account_id, event_id) was
+#: already earlier in the batch or in the table (a re-sent outbox, a gateway re-send).
+#: With the rows and the dead letters they account for every offset the sink
+#: consumed, which is what ``twinledger verify`` checks (``sinks.conservation``).
+DUPLICATES_TABLE = "sink_duplicates"
+DUPLICATES_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("kafka_topic", LC),
+    ("kafka_partition", "UInt32"),
+    ("kafka_offset", "UInt64"),
+    ("target_table", LC),
+    ("account_id", "String"),
+    ("event_id", "String"),
+    ("inserted_at", f"{TIME} DEFAULT now64(6)"),
+)
+DUPLICATES_INSERT_COLUMNS = tuple(c for c, _ in DUPLICATES_COLUMNS if c != "inserted_at")
+
+
 def _engine(kind: str, table: str, database: str, cluster: str, args: str = "") -> str:
     if cluster:
         path = f"'/clickhouse/tables/{{shard}}/{database}/{table}', '{{replica}}'"
@@ -386,6 +403,14 @@ def create_statements(database: str, cluster: str = "",
         f"CREATE TABLE IF NOT EXISTS {db}.{RANGES_TABLE}{on} (\n    {cols}\n)\n"
         f"ENGINE = {_engine('ReplacingMergeTree', RANGES_TABLE, db, cluster, 'version')}\n"
         "ORDER BY (consumer_group, topic, partition)"
+    )
+    cols = ",\n    ".join(f"{c} {t}" for c, t in DUPLICATES_COLUMNS)
+    stmts.append(
+        f"CREATE TABLE IF NOT EXISTS {db}.{DUPLICATES_TABLE}{on} (\n    {cols}\n)\n"
+        f"ENGINE = {_engine('ReplacingMergeTree', DUPLICATES_TABLE, db, cluster)}\n"
+        "ORDER BY (kafka_topic, kafka_partition, kafka_offset)\n"
+        f"SETTINGS {'replicated' if cluster else 'non_replicated'}_deduplication_window"
+        f" = {DEDUP_WINDOW}"
     )
     return stmts
 

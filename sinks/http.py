@@ -211,6 +211,14 @@ class ReadService:
         finally:
             self._slots.release()
 
+    def conservation(self, committed: Mapping[tuple[str, int], int | None],
+                     table_of_topic: Mapping[str, str]) -> dict[str, Any]:
+        """``/conservation``: every consumed offset accounted for, snapshots without holes."""
+        from sinks.conservation import conservation
+
+        return dict(self._run(lambda reader: conservation(reader, committed, table_of_topic),
+                              "counts"))
+
     def counts(self) -> dict[str, Any]:
         """The ``/counts`` verdict, read on a read-only client."""
         return dict(self._run(lambda reader: verdict(count_events(reader)), "counts"))
@@ -319,12 +327,19 @@ class SinkHTTPServer:
 
     def __init__(self, backend: Backend, host: str = "127.0.0.1", port: int = 8765,
                  health: Callable[[], Mapping[str, Any]] | None = None, *,
+                 ready: Callable[[], Mapping[str, Any]] | None = None,
+                 committed: Callable[[], tuple[Mapping[tuple[str, int], int | None],
+                                               Mapping[str, str]]] | None = None,
                  token: str = "", read_slots: int = 1, read_wait_seconds: float = 1.0,
                  read_limits: Mapping[str, Any] | None = None, max_connections: int = 32,
                  socket_timeout: float = 5.0, connection_seconds: float = 75.0) -> None:
         check_bind(host, token, "sink HTTP endpoint")
         self.backend = backend
         self.health = health or (lambda: {})
+        #: ``/ready``: {"ready": bool, ...}; ``/conservation``: the sink group's committed
+        #: offsets and the table of each sinked topic, read from Kafka by the caller.
+        self.ready = ready or (lambda: {"ready": True})
+        self.committed = committed
         self.token = token
         self.read_slots = read_slots
         self.socket_timeout = socket_timeout
@@ -463,6 +478,19 @@ class SinkHTTPServer:
                     self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
                 elif path == "/counts":
                     self._json(200, outer.reads.counts())
+                elif path == "/ready":
+                    doc = dict(outer.ready())
+                    self._json(200 if doc.get("ready") else 503, doc)
+                elif path == "/conservation":
+                    if outer.committed is None:
+                        self._json(404, {"error": "no consumer offsets behind this endpoint"})
+                    else:
+                        committed, tables = outer.committed()
+                        doc = outer.reads.conservation(committed, tables)
+                        doc["committed"] = [
+                            {"topic": t, "partition": p, "offset": o}
+                            for (t, p), o in sorted(committed.items())]
+                        self._json(200, doc)
                 elif path in ("/q", "/q/"):
                     self._json(200, {"queries": catalog()})
                 elif path.startswith("/q/"):

@@ -23,7 +23,7 @@ from sinks.ddl import TABLES, apply_ddl
 from sinks.http import SinkHTTPServer
 from sinks.runner import SinkRunner, count_events, verdict
 from streams.codec import Codec
-from streams.config import load_settings
+from streams.config import Settings, load_settings
 from streams.exceptions import TwinledgerError
 from streams.httpsec import bearer_header, check_bind
 
@@ -53,6 +53,21 @@ def verify_http(base_url: str, timeout: float = 30.0, token: str = "") -> dict[s
     tables = counts.get("tables", counts)
     figures = ("count", "uniq", "versions", "keys", "final")
     return verdict({t: {k: int(c[k]) for k in figures if k in c} for t, c in tables.items()})
+
+
+def sink_readiness(runner: SinkRunner) -> dict[str, Any]:
+    """``/ready``: consuming with partitions assigned (DDL applied before the server starts)."""
+    assigned = [f"{t}[{p}]" for t, p in runner.assigned]
+    return {"ready": bool(assigned), "assigned": assigned, "last_error": runner.last_error}
+
+
+def sink_committed(settings: Settings, runner: SinkRunner
+                   ) -> tuple[dict[tuple[str, int], int | None], dict[str, str]]:
+    """The sink group's committed offsets of every sinked topic, and each topic's table."""
+    from streams.infra.kafka_admin import committed_offsets
+
+    tables = dict(runner.table_by_topic)
+    return committed_offsets(settings.kafka_bootstrap, settings.sink_group, list(tables)), tables
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,7 +106,9 @@ def sink_main(argv: list[str]) -> int:
             http = SinkHTTPServer(backend, settings.sink_http_host, port, health=lambda: {
                 "assigned": [f"{t}[{p}]" for t, p in runner.assigned],
                 "stats": dict(runner.stats), "last_error": runner.last_error,
-            }, token=settings.http_token).start()
+            }, ready=lambda: sink_readiness(runner),
+                committed=lambda: sink_committed(settings, runner),
+                token=settings.http_token).start()
             print(f"sink: read-only endpoint {http.url}", file=sys.stderr, flush=True)
         def on_signal(signum: int, frame: Any) -> None:
             log.info("sink: %s received, stopping after the current batch",

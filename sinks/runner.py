@@ -85,7 +85,15 @@ from sinks.batching import (
     drop_existing,
     first_wins,
 )
-from sinks.ddl import DEAD_LETTERS, RANGES_TABLE, TABLES, VENUE_EVENTS, ident
+from sinks.ddl import (
+    DEAD_LETTERS,
+    DUPLICATES_INSERT_COLUMNS,
+    DUPLICATES_TABLE,
+    RANGES_TABLE,
+    TABLES,
+    VENUE_EVENTS,
+    ident,
+)
 from sinks.exceptions import BackendError, RowRejected, SinkError
 from sinks.rows import build_row, check_bookable, dead_letter_for
 from streams.codec import Codec
@@ -368,13 +376,19 @@ class SinkRunner:
         by_table: dict[str, list[Candidate]] = {}
         for c in kept:
             by_table.setdefault(c.table, []).append(c)
+        skipped = list(dups)
         for table, rows in sorted(by_table.items()):
             existing = self.existing_keys(table, rows)
-            fresh, old = drop_existing(rows, existing)
+            fresh, old = drop_existing(rows, set(existing))
             if old:
                 metrics.DUPLICATES_DROPPED.labels(table, "table").inc(len(old))
                 self.stats["duplicates_in_table"] += len(old)
+                # A row an interrupted attempt of this very batch inserted is the
+                # record's own row, not a duplicate of another record.
+                skipped.extend(c for c in old if existing[(c.account_id, c.event_id)]
+                               != (batch.topic, batch.partition, c.offset))
             self._insert(table, fresh, batch.token)
+        self._record_duplicates(batch, skipped)
         self._at("inserted", batch)
         self._record_state(buf, batch, AFTER)
         self._at("after_recorded", batch)
@@ -418,18 +432,25 @@ class SinkRunner:
         return Candidate(DEAD_LETTERS.name, row[0], row[1],
                          (*row, m.topic, m.partition, m.offset), m.offset)
 
-    def existing_keys(self, table: str, rows: Sequence[Candidate]) -> set[tuple[str, str]]:
-        """Step 7: keys of ``rows`` already in ``table`` (primary-key prefix lookups)."""
-        found: set[tuple[str, str]] = set()
+    def existing_keys(self, table: str, rows: Sequence[Candidate]
+                      ) -> dict[tuple[str, str], tuple[str, int, int]]:
+        """Step 7: keys of ``rows`` already in ``table``, with the Kafka coordinates of the row.
+
+        Primary-key prefix lookups; the coordinates tell the record's own row
+        (an interrupted attempt inserted it) from another record's.
+        """
+        found: dict[tuple[str, str], tuple[str, int, int]] = {}
         for i in range(0, len(rows), EXISTS_CHUNK):
             chunk = rows[i:i + EXISTS_CHUNK]
             accounts = sorted({c.account_id for c in chunk})
             ids = sorted({c.event_id for c in chunk})
             params = {"a": accounts, "e": ids}
-            sql = (f"SELECT account_id, event_id FROM {self.db}.{ident(table)}"  # noqa: S608 - ddl
+            sql = (f"SELECT account_id, event_id, kafka_topic, kafka_partition, kafka_offset"  # noqa: S608,E501 - ddl
+                   f" FROM {self.db}.{ident(table)}"
                    " WHERE account_id IN {a:Array(String)} AND event_id IN {e:Array(String)}")
             result = self._retry(table, self._query_fn(sql, params))
-            found.update((str(a), str(e)) for a, e in result)
+            for a, e, t, p, o in result:
+                found[(str(a), str(e))] = (str(t), int(p), int(o))
         return found
 
     def _query_fn(self, sql: str, params: Mapping[str, Any]
@@ -450,6 +471,22 @@ class SinkRunner:
         metrics.ROWS_INSERTED.labels(table).inc(len(data))
         self.stats[f"inserted:{table}"] += len(data)
         self.stats["inserted"] += len(data)
+
+    def _record_duplicates(self, batch: Batch, skipped: Sequence[Candidate]) -> None:
+        """Step 8b: where each record not inserted went, so every offset is accounted for.
+
+        Same token as the batch (the table has its own deduplication log), so
+        a retried batch records its duplicates once.
+        """
+        if not skipped:
+            return
+        data = [(batch.topic, batch.partition, c.offset, c.table, c.account_id, c.event_id)
+                for c in sorted(skipped, key=lambda c: c.offset)]
+
+        def insert() -> None:
+            self.backend.insert(DUPLICATES_TABLE, DUPLICATES_INSERT_COLUMNS, data, batch.token)
+
+        self._retry(DUPLICATES_TABLE, insert)
 
     def _retry(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` until it succeeds; same batch, same token, growing pauses."""

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import Counter, Gauge, Histogram
 
 from streams.codec import Codec, venue_record_to_fold_dict
@@ -158,7 +159,8 @@ class Worker:
         for ev in events:
             msg = ev.message
             if msg.partition not in self.offsets.next_offset:
-                self.offsets.expect(msg.partition, self.committed_offset(msg.tp))
+                self.offsets.expect(msg.partition,
+                                    self.committed_offset(TP(msg.topic, msg.partition)))
             gap = self.offsets.observe(msg.partition, msg.offset)
             if gap is not None:
                 self.report_gap(msg.topic, gap)
@@ -171,7 +173,7 @@ class Worker:
         the agent gets a record. No committed offset means the group never
         read the partition, so every record from offset 0 is due.
         """
-        known = getattr(self.app.consumer, "_committed_offset", {})
+        known = getattr(getattr(self.app, "consumer", None), "_committed_offset", None) or {}
         return int(known.get(tp) or 0)
 
     def report_gap(self, topic: str, gap: Gap) -> None:

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -111,6 +112,10 @@ class SinkClient:
 
     def counts(self) -> dict[str, Any]:
         return dict(self._call("/counts"))
+
+    def conservation(self) -> dict[str, Any]:
+        """Every offset the sink committed accounted for; snapshots without holes."""
+        return dict(self._call("/conservation"))
 
     def named(self, name: str, **params: Any) -> dict[str, Any]:
         """The whole answer of a named read query (``columns``, ``rows``, ``truncated``)."""
@@ -287,14 +292,145 @@ def ops_main(argv: list[str]) -> int:
                   file=sys.stderr)
         return 0
     if command == "verify":
-        counts = client.counts()
-        print(json.dumps(counts, indent=2, default=str))
-        # Each table's own verdict: count = uniq for event tables; for balances also
-        # no version stored twice and one FINAL row per (account, asset).
-        bad = [t for t, c in counts.get("tables", counts).items()
-               if isinstance(c, dict) and not c.get("match", c.get("count") == c.get("uniq"))]
-        return 1 if bad else 0
+        parser = argparse.ArgumentParser(
+            prog="twinledger verify",
+            description="Check that nothing was lost or doubled between venue.events and "
+                        "ClickHouse: one row per logical event in every table; every offset "
+                        "the sink committed accounted for (a row, a dead letter or a recorded "
+                        "duplicate); every account's snapshots without holes; with a worker, "
+                        "its per-account event_seq equal to what ClickHouse holds. Prints "
+                        "JSON; exits 0 when all hold, 1 naming what is missing.",
+            epilog="example: twinledger verify --worker-url http://127.0.0.1:6066")
+        parser.add_argument("--worker-url", default=None,
+                            help="compare each account's live event_seq with ClickHouse "
+                                 "(default: the local worker if it answers)")
+        args = parser.parse_args(rest)
+        doc = verify_pipeline(settings, client, args.worker_url)
+        print(json.dumps(doc, indent=2, default=str))
+        for line in doc["problems"]:
+            print(f"verify: {line}", file=sys.stderr)
+        return 0 if doc["ok"] else 1
     raise TwinledgerError(f"unknown command {command}")
+
+
+def verify_pipeline(settings: Settings, client: SinkClient,
+                    worker_url: str | None = None) -> dict[str, Any]:
+    """What ``twinledger verify`` prints: counts, conservation, lag per group, live vs stored.
+
+    ``problems`` names everything that fails, one sentence each; ``ok`` is
+    true when there is none. Lag is reported, not failed: a running
+    pipeline always has some.
+    """
+    problems: list[str] = []
+    counts = client.counts()
+    for table, c in counts.get("tables", {}).items():
+        if isinstance(c, dict) and not c.get("match", True):
+            problems.append(f"table {table}: count {c.get('count')} != distinct event ids "
+                            f"{c.get('uniq')} (or latest-row figures differ): {c}")
+    cons = client.conservation()
+    for part in cons["offsets"]["partitions"]:
+        if part["missing"]:
+            ranges = ", ".join(f"{r['first']}..{r['last']}" for r in part.get("missing_ranges",
+                                                                              []))
+            problems.append(
+                f"{part['topic']}[{part['partition']}]: {part['missing']} of the "
+                f"{part['committed']} offsets the sink committed are in no table "
+                f"({part['table']}, dead_letters, sink_duplicates): offsets {ranges} — rows "
+                "deleted from ClickHouse, or records deleted from the topic before the sink "
+                "read them")
+    for acc in cons["snapshots"]["accounts_with_holes"]:
+        problems.append(f"account {acc['account_id']}: {acc['missing']} snapshot(s) missing "
+                        f"(event_seq reaches {acc['last_event_seq']}, {acc['snapshots']} held)")
+    lag = group_lag(settings)
+    for topic_part, info in lag.get("sink", {}).items():
+        if info.get("below_log_start"):
+            problems.append(f"sink group: {topic_part} resumes at {info['committed']} but the "
+                            f"log starts at {info['log_start']}: records deleted unread")
+    for topic_part, info in lag.get("worker", {}).items():
+        if info.get("below_log_start"):
+            problems.append(f"worker group: {topic_part} resumes at {info['committed']} but the "
+                            f"log starts at {info['log_start']}: records deleted unfolded")
+    live = compare_worker(settings, client, worker_url, lag)
+    problems.extend(live.pop("problems", []))
+    return {"ok": not problems, "problems": problems, "counts": counts,
+            "conservation": cons, "lag": lag, "worker": live}
+
+
+def group_lag(settings: Settings) -> dict[str, Any]:
+    """Per group and partition: committed offset, log start, end and lag, read from Kafka."""
+    from streams.infra.kafka_admin import committed_offsets, watermarks
+    from streams.topology import load_topology
+
+    if not settings.kafka_bootstrap:
+        from streams.infra.kafka_local import local_kafka_running
+
+        if not local_kafka_running():
+            return {"error": "no Kafka to read offsets from (KAFKA_BOOTSTRAP_SERVERS unset and "
+                             "no local broker running)"}
+        settings = with_kafka(settings)
+    topology = load_topology(settings.topology_path)
+    groups = {"worker": (settings.app_id, [settings.topic("venue.events")]),
+              "sink": (settings.sink_group, [settings.topic(t) for t in topology.sinks.values()])}
+    out: dict[str, Any] = {}
+    try:
+        for name, (group, topics) in groups.items():
+            marks = watermarks(settings.kafka_bootstrap, topics)
+            committed = committed_offsets(settings.kafka_bootstrap, group, topics)
+            rows: dict[str, Any] = {}
+            for (topic, part), (lo, hi) in sorted(marks.items()):
+                c = committed.get((topic, part))
+                pos = c if c is not None else lo
+                rows[f"{topic}[{part}]"] = {
+                    "committed": c, "log_start": lo, "end": hi, "lag": max(0, hi - max(pos, lo)),
+                    "below_log_start": c is not None and c < lo}
+            out[name] = rows
+            out[f"{name}_total_lag"] = sum(r["lag"] for r in rows.values())
+    except TwinledgerError as exc:
+        return {"error": str(exc)}
+    return out
+
+
+def compare_worker(settings: Settings, client: SinkClient, worker_url: str | None,
+                   lag: dict[str, Any]) -> dict[str, Any]:
+    """Each account's live ``event_seq`` on the worker against ClickHouse's latest snapshot.
+
+    Only when nothing waits (both groups at lag 0): otherwise a difference is
+    just work in flight and the comparison is reported as skipped.
+    """
+    url = (worker_url or f"http://{settings.worker_web_host}:{settings.worker_web_port}")
+    if lag.get("worker_total_lag", 1) or lag.get("sink_total_lag", 1):
+        return {"compared": 0, "skipped": "lag is not 0 (or Kafka unreadable): live state and "
+                                          "ClickHouse may legitimately differ"}
+    headers = {}
+    if settings.http_token:
+        from streams.httpsec import bearer_header
+
+        headers = bearer_header(settings.http_token)
+    stored = {r["account_id"]: int(r["last_event_seq"]) for r in
+              client.read("accounts", limit=10_000)}
+    problems: list[str] = []
+    compared = 0
+    for account, seq in sorted(stored.items()):
+        req = urllib.request.Request(  # noqa: S310 - an http(s) URL of our worker
+            f"{url.rstrip('/')}/accounts/{urllib.parse.quote(account, safe='')}",
+            headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                live = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                problems.append(f"account {account}: in ClickHouse (event_seq {seq}) but the "
+                                "worker has no state for it")
+                continue
+            return {"compared": compared, "skipped": f"worker answered HTTP {exc.code}"}
+        except (urllib.error.URLError, OSError):
+            return {"compared": compared, "skipped": f"no worker answers at {url}"}
+        compared += 1
+        live_seq = int(live.get("event_seq", -1))
+        if live_seq != seq:
+            problems.append(f"account {account}: the worker applied {live_seq} events, "
+                            f"ClickHouse's latest snapshot has event_seq {seq}")
+    return {"compared": compared, "problems": problems}
 
 
 def _replay(settings: Settings, argv: list[str]) -> int:

@@ -132,7 +132,9 @@ class FakeBackend(Backend):
         assert m is not None, sql
         table = m.group(2)
         accounts, ids = set(p["a"]), set(p["e"])
-        return [(r[0], r[1]) for r in self.rows.get(table, [])
+        # (account_id, event_id, kafka_topic, kafka_partition, kafka_offset): the
+        # runner appends the Kafka coordinates last on every event row.
+        return [(r[0], r[1], *r[-3:]) for r in self.rows.get(table, [])
                 if r[0] in accounts and r[1] in ids]
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],

@@ -96,6 +96,20 @@ def test_duplicates_inside_one_batch_keep_the_first_offset() -> None:
     rows = backend.rows["venue_events"]
     assert [(r[1], r[-1]) for r in rows] == [("f-1", 0), ("f-2", 2)]  # (event_id, kafka_offset)
     assert runner.stats["duplicates_in_batch"] == 2
+    # Every offset is accounted for: the two copies are recorded where verify finds them.
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in backend.rows["sink_duplicates"]] == [
+        ("venue.events", 0, 1, "venue_events", "f-1"), ("venue.events", 0, 3, "venue_events", "f-1")]
+
+
+def test_a_record_already_in_the_table_from_another_offset_is_a_recorded_duplicate() -> None:
+    broker = FakeBroker()
+    broker.produce("venue.events", 0, b"acc-1", fill(1))
+    backend = FakeBackend(broker)
+    drain(make_runner(broker, backend))
+    broker.produce("venue.events", 0, b"acc-1", fill(1))  # a gateway re-send, next batch
+    drain(make_runner(broker, backend))
+    assert [r[-1] for r in backend.rows["venue_events"]] == [0]
+    assert [r[2] for r in backend.rows["sink_duplicates"]] == [1]
 
 
 @pytest.mark.parametrize("stage", ["before_recorded", "inserted", "after_recorded"])
