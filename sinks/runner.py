@@ -498,6 +498,13 @@ class SinkRunner:
                 self.last_error = str(exc)
                 metrics.INSERT_RETRIES.labels(what).inc()
                 log.warning("sink: %s failed (%s); retrying in %.1fs", what, exc, pause)
+            except Exception as exc:  # noqa: BLE001 - nothing on the ingest path may end the sink
+                # Not a BackendError: a client answer that did not parse, a driver bug.
+                # Retried like any other failure (same batch, same token), with the
+                # traceback logged, instead of ending the process by accident.
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                metrics.INSERT_RETRIES.labels(what).inc()
+                log.exception("sink: %s failed unexpectedly; retrying in %.1fs", what, pause)
             if self._stop.wait(pause):
                 raise _Stopping()
             pause = min(pause * 2, self.max_retry_seconds)

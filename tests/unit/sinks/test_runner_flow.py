@@ -158,6 +158,31 @@ def test_failed_insert_is_retried_with_the_same_token() -> None:
     assert len(backend.rows["venue_events"]) == 4
 
 
+def test_an_unexpected_error_on_the_ingest_path_is_retried_not_fatal() -> None:
+    # A malformed answer from the engine once ended the sink (JSONDecodeError is no
+    # BackendError); every failure on the ingest path is now retried.
+    import json
+
+    broker = FakeBroker()
+    for i in range(3):
+        broker.produce("venue.events", 0, b"acc-1", fill(i))
+    backend = FakeBackend(broker)
+    real_query = backend.query
+    failures = [json.JSONDecodeError("Extra data", "{}{}", 2), ValueError("garbled")]
+
+    def flaky(sql, params=None, settings=None):
+        if failures and "event_id IN" in sql:
+            raise failures.pop(0)
+        return real_query(sql, params, settings)
+
+    backend.query = flaky  # type: ignore[method-assign]
+    runner = make_runner(broker, backend)
+    drain(runner)
+    assert len(backend.rows["venue_events"]) == 3
+    assert not failures
+    assert runner.last_error is not None and "garbled" in runner.last_error
+
+
 def test_replay_from_the_beginning_inserts_nothing_new() -> None:
     broker = FakeBroker()
     expected = populate(broker)
