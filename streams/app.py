@@ -60,6 +60,7 @@ from streams.ledger import (
     load_ledger_config,
     parse_event,
 )
+from streams.ledger.grammar import MAX_ID_CHARS
 from streams.liveness import Gap, OffsetTracker, Watchdog
 from streams.topology import Topology, load_topology
 
@@ -464,6 +465,9 @@ def changelog_topics(settings: Settings, topology: Topology) -> dict[str, int]:
 
 def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     """Build the Faust app and its agent from settings (no I/O until the worker starts)."""
+    from streams.httpsec import check_bind
+
+    check_bind(settings.worker_web_host, settings.http_token, "worker web pages")
     codec = codec or Codec.load(settings.schema_registry_url)
     topology = load_topology(settings.topology_path)
     ledger_config = load_ledger_config(settings.ledger_config_path or None)
@@ -491,6 +495,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         web_bind=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_host=settings.worker_web_host,
+        web_application_options=web_options(settings.http_token),
         stream_wait_empty=False,
         producer_acks=-1,
         producer_linger_ms=5,
@@ -536,6 +541,10 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
 
     @app.page("/accounts/{account}")
     async def account_page(web: Any, request: Any, account: str) -> Any:
+        if len(account) > MAX_ID_CHARS:
+            return web.json({"error": "bad_request",
+                             "message": f"account ids are at most {MAX_ID_CHARS} characters"},
+                            status=400)
         view = worker.account_view(account)
         if view is None:
             return web.json({"error": "account_not_found", "account_id": account}, status=404)
@@ -632,6 +641,57 @@ def _portfolio_pages(app: faust.App, worker: Worker) -> None:
     for query, suffix in PAGES.items():
         handler = make(query)
         app.page("/accounts/{account}" + suffix, name=handler.__name__)(handler)
+
+
+#: Bounds of the worker's web pages (all GET, small answers): request body, request
+#: line and header sizes, keep-alive of an idle connection, requests served at once.
+WEB_MAX_BODY = 16 * 1024
+WEB_MAX_LINE = 4096
+WEB_MAX_FIELD = 8190
+WEB_MAX_HEADERS = 64
+WEB_KEEPALIVE_SECONDS = 5.0
+WEB_MAX_CONCURRENT = 32
+#: Pages a supervisor probes; they answer without a token.
+WEB_OPEN_PATHS = frozenset({"/live", "/ready"})
+
+
+def web_options(token: str) -> dict[str, Any]:
+    """aiohttp ``Application`` options for Faust's web server: bounds, token, concurrency.
+
+    Oversized request lines or headers are answered 400 by aiohttp's parser,
+    bodies over :data:`WEB_MAX_BODY` 413; with ``TWINLEDGER_HTTP_TOKEN`` set
+    every page but the probes wants ``Authorization: Bearer <token>``; more
+    than :data:`WEB_MAX_CONCURRENT` requests at once answer 503.
+    """
+    import inspect
+
+    from aiohttp import web
+    from aiohttp.web_protocol import RequestHandler
+
+    from streams.httpsec import authorized
+
+    slots = asyncio.Semaphore(WEB_MAX_CONCURRENT)
+
+    @web.middleware
+    async def guard(request: Any, handler: Any) -> Any:
+        if request.path not in WEB_OPEN_PATHS and not authorized(
+                request.headers.get("Authorization"), token):
+            return web.json_response({"error": "unauthorized",
+                                      "message": "Authorization: Bearer <token> required"},
+                                     status=401, headers={"WWW-Authenticate": "Bearer"})
+        if slots.locked():
+            return web.json_response({"error": "busy", "message": "too many requests at once"},
+                                     status=503, headers={"Retry-After": "1"})
+        async with slots:
+            return await handler(request)
+
+    wanted = {"keepalive_timeout": WEB_KEEPALIVE_SECONDS, "max_line_size": WEB_MAX_LINE,
+              "max_field_size": WEB_MAX_FIELD, "max_headers": WEB_MAX_HEADERS}
+    accepted = inspect.signature(RequestHandler.__init__).parameters
+    # Older aiohttp releases lack some of these; pass what this one knows.
+    handler_args = {k: v for k, v in wanted.items() if k in accepted}
+    return {"client_max_size": WEB_MAX_BODY, "middlewares": [guard],
+            "handler_args": handler_args}
 
 
 def worker_instance_id(settings: Settings) -> str:

@@ -232,8 +232,12 @@ def query_worker(query: str, account: str, params: dict[str, Any],
     url = base.rstrip("/") + path
     if not url.startswith(("http://", "https://")):
         raise _UsageError(f"--worker must be an http(s) URL, got {base!r}")
+    from streams.config import load_settings
+    from streams.httpsec import bearer_header
+
+    req = urllib.request.Request(url, headers=bearer_header(load_settings().http_token))  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) checked
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) checked
             return dict(json.loads(resp.read()))
     except urllib.error.HTTPError as exc:
         try:

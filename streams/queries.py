@@ -448,6 +448,11 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+#: Bounds of a query parameter's text and of ``limit``.
+MAX_PARAM_CHARS = 256
+MAX_QUERY_LIMIT = 100_000
+
+
 def parse_params(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
     """Typed parameters of query ``name`` from text (an HTTP query string).
 
@@ -463,9 +468,14 @@ def parse_params(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
         if key not in allowed:
             raise QueryError(f"unknown parameter {key!r} for {name}"
                              + (f"; it takes {', '.join(sorted(allowed))}" if allowed else ""))
+        if len(value) > MAX_PARAM_CHARS:
+            raise QueryError(f"{key} is longer than {MAX_PARAM_CHARS} characters")
         if key == "limit":
-            if not value.isdigit() or not value.isascii():
-                raise QueryError(f"limit must be an integer >= 0, got {value!r}")
+            if not value.isdigit() or not value.isascii() or len(value) > 6:
+                raise QueryError(f"limit must be an integer from 0 to {MAX_QUERY_LIMIT}, "
+                                 f"got {value[:20]!r}")
+            if int(value) > MAX_QUERY_LIMIT:
+                raise QueryError(f"limit must be at most {MAX_QUERY_LIMIT}")
             out[key] = int(value)
         elif key == "include_manual":
             low = value.lower()

@@ -448,3 +448,20 @@ def test_marks_at_the_wire_scale_give_the_same_answers(run: Run):
         params = {"symbol": "XBT/USD"} if name == "position" else {}
         assert q.run_query(name, wire.state(ACCOUNT), ACCOUNT, wire.marks, wire.config,
                            **params) == ask(run, name, **params), name
+
+
+@pytest.mark.parametrize("raw", ["9" * 5000, "9" * 7, "-1", "1e3", "١٢", " 5"])
+def test_a_limit_outside_its_bounds_is_a_400_not_a_crash(raw):
+    from streams.exceptions import QueryError
+    from streams.queries import parse_params
+
+    with pytest.raises(QueryError, match="limit"):
+        parse_params("trades", {"limit": raw})
+
+
+def test_an_overlong_parameter_is_refused():
+    from streams.exceptions import QueryError
+    from streams.queries import parse_params
+
+    with pytest.raises(QueryError, match="longer than"):
+        parse_params("trades", {"pair": "X" * 1000})
