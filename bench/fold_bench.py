@@ -4,9 +4,14 @@ Owns: ``run(n_events, n_accounts) -> dict``. For each 1,000-event batch it
 parses every line (JSON with Decimal numbers), groups events by account,
 applies them with ``apply_event`` and Kafka-like source coordinates, then
 stores ``encode_state`` once per account touched - the agent's loop without a
-broker. Marks are fed into the global marks mapping. Must not touch: the fold
-(it only calls the public API). Run: ``python bench/fold_bench.py [n_events
-[n_accounts]]``; prints JSON.
+broker. Marks are fed into the global marks mapping. ``parse_only`` is the
+baseline of the same lines through ``json.loads`` with Decimal alone, so
+``fold_vs_parse`` (fold events/s over parse events/s, measured in the same
+run) does not depend on how fast the machine is. ``state_bytes`` folds 1,000
+events into each account and reports the encoded state per account and what
+its parts weigh. ``measure`` returns all of it for ``bench/run.py``.
+Must not touch: the fold (it only calls the public API). Run:
+``python bench/fold_bench.py [measure] [n_events [n_accounts]]``; prints JSON.
 """
 
 from __future__ import annotations
@@ -42,6 +47,20 @@ def _rss_mb() -> float:
         return _peak_rss_mb()
 
 
+def parse_only(lines: list[str], rounds: int = 3) -> float:
+    """Events/s of the parse-only baseline: each line through ``json.loads`` with Decimal.
+
+    The best of ``rounds`` passes: the baseline is what parsing alone can do here.
+    """
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for line in lines:
+            json.loads(line, parse_float=Decimal)
+        best = min(best, time.perf_counter() - t0)
+    return len(lines) / best
+
+
 def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bool = False,
         **limits: Any) -> dict[str, Any]:
     """Fold ``n_events`` synthetic events over ``n_accounts`` accounts; return the numbers.
@@ -54,6 +73,7 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
     events = generate_events(n_events, n_accounts, seed=1)
     lines = [json.dumps(e) for e in events]
     del events
+    parse_rate = parse_only(lines)
     gc.collect()
     rss_before = _rss_mb()
     marks: dict[str, Decimal] = {}
@@ -97,6 +117,9 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
             "dedup_window", "outbox_events", "max_closed_trades", "max_trade_legs")},
         "seconds": round(elapsed, 3),
         "fold_events_per_s": round(n_events / elapsed),
+        "parse_events_per_s": round(parse_rate),
+        # target >= 0.2 (issue 10): the fold's cost over what parsing the same lines costs
+        "fold_vs_parse": round(n_events / elapsed / parse_rate, 4),
         "outputs": n_outputs,
         "statuses": statuses,
         "encoded_state_bytes_per_1000_accounts": round(state_bytes * 1000 / n_accounts),
@@ -107,6 +130,67 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
     }
 
 
+def state_bytes(events_per_account: int = 1000, n_accounts: int = 20) -> dict[str, Any]:
+    """Encoded state per account after ``events_per_account`` events each, and its parts.
+
+    The parts are read from the encoded layout (``streams.ledger.state``): the
+    header, the cold line (E facts, anomalies), positions with their open
+    trades, closed trades, outbox blobs and the dedup ring.
+    """
+    config = LedgerConfig()
+    events = generate_events(events_per_account * n_accounts, n_accounts, seed=1)
+    marks: dict[str, Decimal] = {}
+    states: dict[str, Any] = {}
+    for off, e in enumerate(events, 1):
+        ev = parse_event(json.loads(json.dumps(e), parse_float=Decimal))
+        if isinstance(ev, Mark):
+            marks[ev.symbol] = ev.price
+            continue
+        res = apply_event(states.get(ev.account_id), ev, marks, config,
+                          source=(off % PARTITIONS, off))
+        states[ev.account_id] = res.state
+    totals: dict[str, int] = {}
+    for st in states.values():
+        for part, n in _parts(encode_state(st)).items():
+            totals[part] = totals.get(part, 0) + n
+    per = {k: round(v / len(states)) for k, v in totals.items()}
+    return {"events_per_account": events_per_account, "n_accounts": len(states),
+            # target <= 4096 (issue 10)
+            "encoded_state_bytes_per_account": per.pop("total"), "parts": per}
+
+
+def _parts(blob: bytes) -> dict[str, int]:
+    """Bytes of each part of one encoded state (lines of the layout in ``state``)."""
+    lines = blob.split(b"\n")
+    header = json.loads(lines[1])
+    sizes = {"total": len(blob), "header": len(lines[1]), "cold": len(lines[2])}
+    n_pos, n_closed, ring = header[22], header[23], header[24]
+    n_out = len(header[21])
+    at = 3
+    for part, n in (("positions", n_pos), ("closed_trades", n_closed), ("outbox", n_out)):
+        sizes[part] = sum(len(x) for x in lines[at:at + n])
+        at += n
+    sizes["dedup_ring"] = ring
+    return sizes
+
+
+def measure(n_events: int = 200_000, n_accounts: int = 1000) -> dict[str, Any]:
+    """What ``bench/run.py`` reports for the fold (issue 10): one dict, one run."""
+    fold = run(n_events, n_accounts)
+    size = state_bytes()
+    return {
+        "fold_events_per_s": fold["fold_events_per_s"],
+        "parse_events_per_s": fold["parse_events_per_s"],
+        "fold_vs_parse": fold["fold_vs_parse"],
+        "encoded_state_bytes_per_account_1000_events": size["encoded_state_bytes_per_account"],
+        "encoded_state_parts": size["parts"],
+        "state_rss_mb_per_1000_accounts": fold["state_rss_mb_per_1000_accounts"],
+        "fold": fold,
+    }
+
+
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
-    print(json.dumps(run(*args), indent=2))
+    if sys.argv[1:2] == ["measure"]:  # what bench/run.py reports
+        print(json.dumps(measure(*[int(a) for a in sys.argv[2:4]]), indent=2))
+    else:
+        print(json.dumps(run(*[int(a) for a in sys.argv[1:3]]), indent=2))

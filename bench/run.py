@@ -259,6 +259,13 @@ def main() -> int:
         result["raw_consume_events_per_s"] = round(asyncio.run(raw_consume(bootstrap, topic, len(records))))
         fold = fold_run(args.fold_events, args.fold_accounts)
         result["fold"] = fold
+        # issue 10: fold vs parse-only and the state's size, from bench/fold_bench.py
+        from bench.fold_bench import state_bytes
+
+        result["fold_vs_parse"] = fold.get("fold_vs_parse")
+        result["state_rss_mb_per_1000_accounts"] = fold.get("state_rss_mb_per_1000_accounts")
+        result["encoded_state_bytes_per_account_1000_events"] = (
+            state_bytes()["encoded_state_bytes_per_account"])
         fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
         result["fold_events_per_s"] = fold_rate
         if fold_rate:
