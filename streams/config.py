@@ -14,9 +14,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from streams.exceptions import ConfigError
+from streams.resources import default_topology
 
-#: Where the repository (topology.yaml, schemas/) lives; resolved from this file.
+#: The directory above the package: the repository root in a checkout,
+#: ``site-packages`` once installed. Files read at run time are package data
+#: (``streams.resources``), never looked up here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _is_checkout(root: Path) -> bool:
+    return (root / "pyproject.toml").is_file() and (root / "streams" / "resources").is_dir()
+
+
+def default_data_dir() -> Path:
+    """``<repo>/.data`` in a checkout; ``$XDG_DATA_HOME/twinledger`` when installed."""
+    if _is_checkout(PROJECT_ROOT):
+        return PROJECT_ROOT / ".data"
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    return (Path(xdg) if xdg else Path("~/.local/share").expanduser()) / "twinledger"
 
 #: Every variable with its default and meaning; the README table is this list.
 ENV_DOC: dict[str, tuple[str, str]] = {
@@ -27,10 +42,13 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "KAFKA_SASL_USERNAME": ("", "SASL user"),
     "KAFKA_SASL_PASSWORD": ("", "SASL password (never logged)"),
     "KAFKA_SSL_CAFILE": ("", "CA bundle for TLS"),
-    "TWINLEDGER_SCHEMA_REGISTRY_URL": ("", "Schema Registry; empty = ids from schemas/avro/ids.json"),
-    "TWINLEDGER_TOPOLOGY": ("<repo>/topology.yaml", "topology file"),
+    "TWINLEDGER_SCHEMA_REGISTRY_URL": ("", "Schema Registry; empty = the schema ids shipped "
+                                       "with the package"),
+    "TWINLEDGER_TOPOLOGY": ("the packaged topology.yaml", "topology file (the repository's "
+                            "topology.yaml is that file)"),
     "TWINLEDGER_TOPIC_PREFIX": ("", "prefix added to every topic name (tests, multi-tenant)"),
-    "TWINLEDGER_DATA_DIR": ("<repo>/.data", "runtime data: Kafka logs, Faust state, chDB"),
+    "TWINLEDGER_DATA_DIR": ("<repo>/.data", "runtime data: Kafka logs, Faust state, chDB "
+                            "(installed package: ~/.local/share/twinledger)"),
     "TWINLEDGER_CACHE_DIR": ("~/.cache/twinledger", "downloaded Kafka jars"),
     "TWINLEDGER_CHDB_PATH": ("<data>/chdb", "chDB data directory (default sink backend)"),
     "CLICKHOUSE_URL": ("", "ClickHouse server (http://user:pass@host:8123); set = use it, not chDB"),
@@ -40,6 +58,11 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "TWINLEDGER_APP_ID": ("twinledger", "Faust app id (consumer group, changelog prefix)"),
     "TWINLEDGER_WORKER_WEB_HOST": ("127.0.0.1", "worker HTTP bind host (live state, metrics)"),
     "TWINLEDGER_WORKER_WEB_PORT": ("6066", "worker HTTP port"),
+    "TWINLEDGER_WORKER_ADVERTISED_URL": ("http://<web host>:<web port>", "URL the other "
+                                         "workers forward an account's page requests to "
+                                         "(this worker's pages as they reach it); with a "
+                                         "wildcard web host (0.0.0.0, ::) the default "
+                                         "uses this machine's host name"),
     "TWINLEDGER_SINK_HTTP_HOST": ("127.0.0.1", "sink HTTP bind host (read-only queries, metrics)"),
     "TWINLEDGER_SINK_HTTP_PORT": ("8765", "sink HTTP port"),
     "TWINLEDGER_HTTP_TOKEN": ("", "bearer token the HTTP endpoints require (all but /health) "
@@ -155,12 +178,17 @@ def _float(env: Mapping[str, str], name: str) -> float:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
-    # Relative paths are taken from the repository root, as ops/kafka/kafka.sh does,
-    # so the script and the Python side agree whatever the caller's cwd is.
-    data_dir = Path(env.get("TWINLEDGER_DATA_DIR", ".data")).expanduser()
+    # In a checkout, relative paths are taken from the repository root, as
+    # ops/kafka/kafka.sh does, so the script and the Python side agree whatever the
+    # caller's cwd is; an installed package takes them from the cwd (and hands the
+    # script absolute paths, streams.infra.kafka_local).
+    raw_data_dir = env.get("TWINLEDGER_DATA_DIR", "").strip()
+    data_dir = Path(raw_data_dir).expanduser() if raw_data_dir else default_data_dir()
     if not data_dir.is_absolute():
-        data_dir = PROJECT_ROOT / data_dir
+        data_dir = (PROJECT_ROOT if _is_checkout(PROJECT_ROOT) else Path.cwd()) / data_dir
     cache_dir = Path(env.get("TWINLEDGER_CACHE_DIR", "~/.cache/twinledger")).expanduser()
+    if not cache_dir.is_absolute():
+        cache_dir = (PROJECT_ROOT if _is_checkout(PROJECT_ROOT) else Path.cwd()) / cache_dir
     security = {
         "security.protocol": (env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").strip().upper(),
     }
@@ -178,7 +206,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_port=_int(env, "TWINLEDGER_KAFKA_PORT"),
         kafka_security=security,
         schema_registry_url=env.get("TWINLEDGER_SCHEMA_REGISTRY_URL", ""),
-        topology_path=Path(env.get("TWINLEDGER_TOPOLOGY", str(PROJECT_ROOT / "topology.yaml"))),
+        topology_path=Path(env.get("TWINLEDGER_TOPOLOGY", "").strip() or default_topology()),
         topic_prefix=env.get("TWINLEDGER_TOPIC_PREFIX", ""),
         data_dir=data_dir,
         cache_dir=cache_dir,

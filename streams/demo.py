@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.config import PROJECT_ROOT, Settings, load_settings
+from streams.config import Settings, load_settings
 from streams.exceptions import TwinledgerError
 from streams.ops import SinkClient, create_topics, format_report, report
 from streams.procs import Child, wait_until
 from streams.produce import produce_events, read_fold_lines
+from streams.resources import demo_sample
 
-SAMPLE = PROJECT_ROOT / "examples" / "demo" / "events.jsonl"
+SAMPLE = demo_sample()
 DEMO_PREFIX = "demo."
 
 

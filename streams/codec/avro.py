@@ -1,7 +1,7 @@
 """Avro schemas and the Confluent wire format (magic byte 0, 4-byte schema id, Avro body).
 
-Owns: loading ``schemas/avro/*.avsc`` once at start, resolving named types,
-schema ids (from ``schemas/avro/ids.json`` or a Schema Registry), encoding and
+Owns: loading the packaged ``avro/*.avsc`` (``streams.resources``) once at start,
+resolving named types, schema ids (from ``avro/ids.json`` or a Schema Registry), encoding and
 decoding framed records. Must not touch: the meaning of records (see
 ``streams.codec.venue`` for VenueEvent <-> fold dicts) or any Kafka client.
 
@@ -23,11 +23,12 @@ import fastavro
 from fastavro.schema import UnknownType, expand_schema, parse_schema
 
 from streams.codec.fastwrite import compile_writer
-from streams.config import PROJECT_ROOT
 from streams.exceptions import ConfigError, DecodeError, UnknownSchemaId
 from streams.ledger.grammar import canonical
+from streams.resources import schema_dir
 
-SCHEMA_DIR = PROJECT_ROOT / "schemas" / "avro"
+#: The one place the schema directory is found: package data, wherever installed.
+SCHEMA_DIR = schema_dir()
 NAMESPACE = "twinledger.v1"
 MAGIC = 0
 _HEADER = struct.Struct(">bI")

@@ -299,15 +299,15 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
         time.sleep(0.2)
 
 
-def topics_from_topology(path: str | Path = "topology.yaml") -> dict[str, int]:
-    """``{topic: partitions}`` from ``topics:`` of topology.yaml.
+def topics_from_topology(path: str | Path | None = None) -> dict[str, int]:
+    """``{topic: partitions}`` from ``topics:`` of a topology file.
 
-    A relative path that does not exist from the cwd is looked up in the
-    repository root. Only names and partition counts are read here.
+    ``None`` reads the packaged default topology. Only names and partition
+    counts are read here.
     """
-    p = Path(path)
-    if not p.is_absolute() and not p.exists():
-        p = Path(__file__).resolve().parents[2] / p
+    from streams.resources import default_topology
+
+    p = default_topology() if path is None else Path(path)
     try:
         doc = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -39,18 +39,18 @@ class LocalKafkaError(TwinledgerError):
 
 
 def kafka_script() -> Path:
-    """Path of ``ops/kafka/kafka.sh`` (``TWINLEDGER_KAFKA_SCRIPT`` overrides)."""
+    """The local broker script shipped with the package (``TWINLEDGER_KAFKA_SCRIPT`` overrides).
+
+    In a checkout ``ops/kafka/kafka.sh`` is a link to the same file.
+    """
+    from streams.resources import kafka_script as packaged
+
     override = os.environ.get("TWINLEDGER_KAFKA_SCRIPT")
-    candidates = [Path(override)] if override else []
-    candidates += [
-        Path(__file__).resolve().parents[2] / "ops" / "kafka" / "kafka.sh",  # source checkout
-        Path.cwd() / "ops" / "kafka" / "kafka.sh",  # installed package, run from the repo
-    ]
-    for path in candidates:
-        if path.is_file():
-            return path
+    path = Path(override) if override else packaged()
+    if path.is_file():
+        return path
     raise LocalKafkaError(
-        "ops/kafka/kafka.sh not found (run from the repository or set TWINLEDGER_KAFKA_SCRIPT); "
+        f"the local broker script {path} is missing (set TWINLEDGER_KAFKA_SCRIPT); "
         "or point KAFKA_BOOTSTRAP_SERVERS at a running broker"
     )
 
@@ -66,8 +66,15 @@ def _port(port: int | None) -> int:
 
 
 def _run(action: str, port: int | None, timeout: float, check: bool = True) -> int:
+    from streams.config import load_settings
+
     env = dict(os.environ)
     env["TWINLEDGER_KAFKA_PORT"] = str(_port(port))
+    # Absolute paths: the script and this process then agree on the broker's data
+    # and jar cache wherever the package is installed and whatever the cwd is.
+    settings = load_settings()
+    env["TWINLEDGER_DATA_DIR"] = str(settings.data_dir)
+    env["TWINLEDGER_CACHE_DIR"] = str(settings.cache_dir)
     # stderr (progress of the first Maven fetch, readiness) goes straight to the
     # user's terminal; stdout of `status` is not needed here.
     try:

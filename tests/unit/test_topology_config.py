@@ -11,9 +11,9 @@ from streams.exceptions import ConfigError, PartitionsMismatch, TopologyError
 from streams.topology import load_topology
 
 TOPOLOGY = PROJECT_ROOT / "topology.yaml"
-# The records with a wire id (schemas/avro/ids.json): what a topic may carry.
+# The records with a wire id (the packaged avro/ids.json): what a topic may carry.
 TOP_LEVEL = {Path(f).stem for f in json.loads(
-    (PROJECT_ROOT / "schemas" / "avro" / "ids.json").read_text())["ids"].values()}
+    (PROJECT_ROOT / "streams" / "resources" / "avro" / "ids.json").read_text())["ids"].values()}
 
 
 def _write(tmp_path, mutate):

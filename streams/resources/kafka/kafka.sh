@@ -42,7 +42,19 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd)
+# The checkout this script runs from: ops/kafka/kafka.sh is a link to
+# streams/resources/kafka/kafka.sh, so look upwards for pyproject.toml. An
+# installed copy (site-packages) has none: relative paths are then taken from the
+# cwd (the Python side always passes absolute ones).
+find_repo_root() {
+    local d=$SCRIPT_DIR
+    while [[ "$d" != "/" ]]; do
+        [[ -f "$d/pyproject.toml" && -d "$d/streams/resources" ]] && { printf '%s\n' "$d"; return; }
+        d=$(dirname -- "$d")
+    done
+    pwd
+}
+REPO_ROOT=$(find_repo_root)
 POM="$SCRIPT_DIR/pom.xml"
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }

@@ -23,7 +23,7 @@ from streams.ledger.events import Mark
 from streams.ledger.state import OUTPUT_RECORDS
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas" / "avro"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "streams" / "resources" / "avro"
 OUTPUT_SCHEMA = {kind: f"twinledger.v1.{name}" for kind, name in OUTPUT_RECORDS.items()}
 
 

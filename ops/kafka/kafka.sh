@@ -1,0 +1,1 @@
+../../streams/resources/kafka/kafka.sh
