@@ -67,7 +67,7 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
 
     ``decode_each_batch`` also decodes each account's state at the start of
     every batch, as an agent does that keeps no decoded cache. ``limits``
-    override ``LedgerConfig`` fields (e.g. ``outbox_events=8``).
+    override ``LedgerConfig`` fields (e.g. ``dedup_window=128``).
     """
     config = LedgerConfig(**limits)
     events = generate_events(n_events, n_accounts, seed=1)
@@ -114,7 +114,7 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
         "batch": BATCH,
         "decode_each_batch": decode_each_batch,
         "limits": {k: getattr(config, k) for k in (
-            "dedup_window", "outbox_events", "max_closed_trades", "max_trade_legs")},
+            "dedup_window", "max_closed_trades", "max_trade_legs")},
         "seconds": round(elapsed, 3),
         "fold_events_per_s": round(n_events / elapsed),
         "parse_events_per_s": round(parse_rate),

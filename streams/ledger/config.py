@@ -61,17 +61,14 @@ class LedgerConfig:
 
     The state is stored (RocksDB and its changelog) once per account per
     batch, so every byte here is written again and again; the defaults are
-    sized for that. Measured on the synthetic stream, 64 outbox events made
-    the state ~126 KB per account, 8 make it ~18 KB.
+    sized for that. There is no outbox: outputs are flushed before the state
+    is stored, so a duplicate re-sends nothing (``outbox_events`` in an
+    older config file is accepted and ignored).
 
     - ``dedup_window`` (1024): recent event ids kept, each with an 8-byte
       payload digest (LEDGER A8, DESIGN section 4). Kafka redelivery is
       recognised by offset whatever this is; the window catches a gateway
       re-sending a frame, which happens within minutes, not thousands of events.
-    - ``outbox_events`` (8): outputs of the last N processed events kept for
-      re-send when a redelivered event is skipped. The agent flushes a batch's
-      outputs before it stores the state, so the outbox is a second line of
-      defense, not the only copy.
     - ``max_closed_trades`` (100): closed trades kept in state, for late
       settlements: a FillSettled for a trade that has left this window is
       ``UNRESOLVED`` (LEDGER A7), where the offline fold, which keeps every
@@ -135,7 +132,6 @@ class LedgerConfig:
     settle_tolerance: Decimal = Decimal("0.01")
     seed_k_from_first_wallet: bool = True
     dedup_window: int = 1024
-    outbox_events: int = 8
     max_closed_trades: int | None = 100
     max_trade_legs: int | None = 500
     max_anomalies: int | None = 100
@@ -164,10 +160,9 @@ class LedgerConfig:
         for sym, step in self.lot_steps.items():
             if not isinstance(step, Decimal) or not step.is_finite() or step < 0:
                 raise ConfigError(f"ledger config lot_steps[{sym!r}]: must be a decimal >= 0")
-        for name in ("dedup_window", "outbox_events"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ledger config {name}: must be an integer >= 1")
+        window = self.dedup_window
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ConfigError("ledger config dedup_window: must be an integer >= 1")
         interval = self.snapshot_interval_seconds
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
             raise ConfigError("ledger config snapshot_interval_seconds: must be an integer >= 0")
@@ -215,6 +210,8 @@ _DECIMAL_FIELDS = tuple(
     f.name for f in dataclasses.fields(LedgerConfig) if f.type in ("Decimal", Decimal)
 )
 _FIELDS = {f.name for f in dataclasses.fields(LedgerConfig)}
+#: Keys of older config files that no longer mean anything (the state keeps no outbox).
+_RETIRED = frozenset({"outbox_events"})
 
 
 def _to_decimal(name: str, value: Any) -> Decimal:
@@ -235,11 +232,13 @@ def _bad(name: str, value: Any) -> Decimal:
 
 def config_from_mapping(data: Mapping[str, Any]) -> LedgerConfig:
     """Build a config from plain data (as read from YAML/JSON); unknown keys are errors."""
-    unknown = sorted(set(data) - _FIELDS)
+    unknown = sorted(set(data) - _FIELDS - _RETIRED)
     if unknown:
         raise ConfigError(f"unknown ledger config key(s): {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
+        if name in _RETIRED:
+            continue
         if name in _DECIMAL_FIELDS:
             kwargs[name] = _to_decimal(name, value)
         elif name == "spot_venues":

@@ -2,7 +2,7 @@
 
 Owns: every booking rule (positions, VWAP basis, realized PnL, fees, funding,
 exchange settlement, E facts, capital, trades), idempotency (offsets, event-id
-window, outbox) and the output records (snapshot, trade, reconcile, anomaly)
+window) and the output records (snapshot, trade, reconcile, anomaly)
 whose ids derive from the account and the source event id only.
 
 Choices where LEDGER.md leaves room, so readers need not guess:
@@ -613,14 +613,20 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
     when it came from Kafka. Idempotency (A8, DESIGN section 4):
 
     1. offset at or below the last one applied for that partition:
-       'duplicate', state unchanged, outputs = that event's outbox entry;
-    2. event id in the recent window with the same payload digest: 'duplicate'
-       (its outbox outputs re-sent if still kept); with a different digest:
-       'conflict', one ``EVENT_ID_CONFLICT`` anomaly, nothing booked;
+       'duplicate', state unchanged, no outputs;
+    2. event id in the recent window with the same payload digest: 'duplicate',
+       no outputs; with a different digest: 'conflict', one
+       ``EVENT_ID_CONFLICT`` anomaly, nothing booked;
     3. otherwise 'applied': event_seq + 1, outputs = trade events, anomalies,
        a reconcile event on a transition or a non-OK result, one snapshot;
     4. unless an output figure would leave decimal(38,18): 'rejected', the state
        as before the event, one ``OUT_OF_RANGE`` anomaly (``headroom``).
+
+    A duplicate re-sends nothing and the state keeps no outbox: the agent
+    flushes a batch's outputs before it stores the state that produced them,
+    so whatever a stored state has applied is already on the broker (proved by
+    the crash-before/after-the-state-write tests in
+    ``tests/unit/test_worker_batch.py``).
     """
     if isinstance(event, Mark):
         raise InvalidEvent("mark events are global: update the marks mapping, not an account")
@@ -637,10 +643,7 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
     if source is not None:
         last = st.offsets.get(source[0])
         if last is not None and source[1] <= last:
-            again = st.outbox_by_source(source)
-            if again is None:
-                again = st.outbox_by_event(event.event_id)
-            return FoldResult(st, again, "duplicate")
+            return FoldResult(st, [], "duplicate")
     with localcontext(LEDGER_CONTEXT):
         idh = hash_event_id(event.event_id)
         digest = payload_digest(event)
@@ -649,15 +652,11 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
             if source is not None:
                 st.offsets[source[0]] = source[1]
             if seen == digest:
-                return FoldResult(st, st.outbox_by_event(event.event_id), "duplicate")
+                return FoldResult(st, [], "duplicate")
             step = _Step(st, event, config, marks)
             step.anomaly("EVENT_ID_CONFLICT", "ERROR",
                          f"event_id {event.event_id} was applied with a different payload;"
                          " this one is not booked")
-            # Kept with or without a source: the outbox window must hold the same entries
-            # offline and in the stream, or a later duplicate re-sends different outputs.
-            st.keep_outputs(event.event_id, source, "conflict", step.outputs,
-                            config.outbox_events)
             return FoldResult(st, step.outputs, "conflict")
         # Derived figures (headroom): keep the state only when the event is not proven
         # to leave every output figure within decimal(38,18).
@@ -683,7 +682,6 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
         st.remember(idh, digest, config.dedup_window)
         if source is not None:
             st.offsets[source[0]] = source[1]
-        st.keep_outputs(event.event_id, source, "applied", step.outputs, config.outbox_events)
         return FoldResult(st, step.outputs, "applied")
 
 
@@ -741,7 +739,6 @@ def _out_of_range(st: AccountState, event: Event, marks: Mapping[str, Decimal],
                  f"{bad} would not fit decimal(38,18); the event is not booked")
     if source is not None:
         st.offsets[source[0]] = source[1]
-    st.keep_outputs(event.event_id, source, "rejected", step.outputs, config.outbox_events)
     return FoldResult(st, step.outputs, "rejected")
 
 

@@ -1,7 +1,7 @@
 """Per-account ledger state and its byte codec (for the Kafka changelog / state store).
 
-Owns: ``AccountState`` and its parts (positions, trades, legs, the dedup ring,
-the outbox) and ``encode_state`` / ``decode_state``. The codec is JSON plus a
+Owns: ``AccountState`` and its parts (positions, trades, legs, the dedup ring)
+and ``encode_state`` / ``decode_state``. The codec is JSON plus a
 raw byte ring: deterministic, exact (decimals travel as their own strings) and
 never evaluates anything it reads (no pickle). Must not touch: booking rules
 (``fold``), topics, stores.
@@ -9,15 +9,15 @@ never evaluates anything it reads (no pickle). Must not touch: booking rules
 Layout of an encoded state::
 
     b"TLS1\\n" <header JSON> b"\\n" <E facts + anomalies JSON> b"\\n"
-        (<position JSON> b"\\n")* (<closed trade JSON> b"\\n")*
-        (<outbox blob JSON> b"\\n")* <dedup ring bytes>
+        (<position JSON> b"\\n")* (<closed trade JSON> b"\\n")* <dedup ring bytes>
 
-The header says how many positions, closed trades and outbox blobs follow and
-how long the ring is. Every part but the header is encoded once and reused by
-later encodes until it changes; closed trades are decoded only when read (a
-settlement, the account view). Outbox
-blobs are kept as bytes after decoding and parsed only when a redelivered event
-needs its outputs re-sent, so restoring a state is cheap.
+The header says how many positions and closed trades follow and how long the
+ring is. Every part but the header is encoded once and reused by later
+encodes until it changes; closed trades are decoded only when read (a
+settlement, the account view). States written while the state kept an outbox
+list its entries in header slot 21 and their blobs after the closed trades;
+the decoder skips them (a duplicate re-sends nothing, see ``fold.apply_event``)
+and the encoder writes slot 21 empty.
 """
 
 from __future__ import annotations
@@ -300,36 +300,8 @@ class SpotBook:
         return b
 
 
-class OutboxEntry:
-    """Outputs of one processed event, kept for re-send (DESIGN section 4)."""
-
-    __slots__ = ("event_id", "source", "status", "outputs", "blob")
-
-    def __init__(self, event_id: str, source: tuple[int, int] | None, status: str,
-                 outputs: list[Output] | None, blob: bytes | memoryview | None) -> None:
-        self.event_id = event_id
-        self.source = source
-        self.status = status
-        self.outputs = outputs
-        self.blob = blob
-
-    def get_outputs(self) -> list[Output]:
-        if self.outputs is None:
-            assert self.blob is not None
-            self.outputs = _decode_outputs(bytes(self.blob))
-        return list(self.outputs)
-
-    def get_blob(self) -> bytes | memoryview:
-        if self.blob is None:
-            assert self.outputs is not None
-            self.blob = _encode_outputs(self.outputs)
-            # The bytes are the entry from now on: parsed again only for a re-send.
-            self.outputs = None
-        return self.blob
-
-
 class AccountState:
-    """Everything the fold knows about one account: K, E, positions, trades, dedup, outbox.
+    """Everything the fold knows about one account: K, E, positions, trades, dedup.
 
     ``apply_event`` updates a state in place and returns it (the caller hands
     the state over; keep ``encode_state`` bytes to hold an earlier version).
@@ -341,7 +313,7 @@ class AccountState:
         "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
         "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
-        "offsets", "ring", "_ids", "outbox", "cold", "book", "headroom",
+        "offsets", "ring", "_ids", "cold", "book", "headroom",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -375,7 +347,6 @@ class AccountState:
         self.offsets: dict[int, int] = {}
         self.ring = bytearray()
         self._ids: set[int] | None = None
-        self.outbox: list[OutboxEntry] = []
         # encoded e_assets / e_positions / anomalies; whoever changes them clears it
         self.cold: bytes | None = None
         self.book = SpotBook()
@@ -414,25 +385,6 @@ class AccountState:
         while len(self.ring) > window * _SLOT:
             ids.discard(int.from_bytes(self.ring[:8], sys.byteorder))
             del self.ring[:_SLOT]
-
-    # -- outbox --------------------------------------------------------------------
-    def keep_outputs(self, event_id: str, source: tuple[int, int] | None, status: str,
-                     outputs: list[Output], limit: int) -> None:
-        self.outbox.append(OutboxEntry(event_id, source, status, outputs, None))
-        if len(self.outbox) > limit:
-            del self.outbox[: len(self.outbox) - limit]
-
-    def outbox_by_source(self, source: tuple[int, int]) -> list[Output] | None:
-        for entry in reversed(self.outbox):
-            if entry.source == source:
-                return entry.get_outputs()
-        return None
-
-    def outbox_by_event(self, event_id: str) -> list[Output]:
-        for entry in reversed(self.outbox):
-            if entry.event_id == event_id and entry.status == "applied":
-                return entry.get_outputs()
-        return []
 
     def _closed_at(self, i: int) -> Trade:
         t = self.closed_trades[i]
@@ -537,8 +489,7 @@ def encode_state(state: AccountState) -> bytes:
         str(s.e_maint), s.trade_count, s.status,
         [[r[0], r[1], r[2], r[3], str(r[4])] for r in s.results],
         [[p, o] for p, o in s.offsets.items()],
-        [[e.event_id, None if e.source is None else list(e.source), e.status]
-         for e in s.outbox],
+        [],  # once the outbox (see the module docstring)
         len(s.positions), len(s.closed_trades), len(s.ring),
         s.book.encode(),
     ]
@@ -546,7 +497,6 @@ def encode_state(state: AccountState) -> bytes:
     parts.extend([p.to_json() for p in s.positions.values()])
     s.compact()
     parts.extend(s.closed_trades)  # type: ignore[arg-type]  # all bytes after compact()
-    parts.extend(e.get_blob() for e in s.outbox)
     parts.append(bytes(s.ring))
     return b"\n".join(parts)
 
@@ -563,8 +513,8 @@ def decode_state(data: bytes) -> AccountState:
         n_pos, n_closed, ring_len = h[22], h[23], h[24]
         n_out = len(h[21])
         n_lines = 1 + n_pos + n_closed + n_out
-        # Find the lines without copying them: closed trades and outbox blobs stay
-        # slices of ``data`` until read, and are written back as they are.
+        # Find the lines without copying them: closed trades stay slices of
+        # ``data`` until read, and are written back as they are.
         view = memoryview(data)
         end = len(data) - ring_len
         if end <= nl:
@@ -618,10 +568,7 @@ def decode_state(data: bytes) -> AccountState:
             p.json = raw
             s.positions[(p.symbol, p.position_side)] = p
         s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])
-        s.outbox = [
-            OutboxEntry(e[0], None if e[1] is None else (e[1][0], e[1][1]), e[2], None, blob)
-            for e, blob in zip(h[21], lines[1 + n_pos + n_closed:n_lines], strict=True)
-        ]
+        # the lines after them, if any, are an old state's outbox: not read
         s.ring = bytearray(ring)
         if len(s.ring) % _SLOT:
             raise StateDecodeError("dedup ring length is not a whole number of slots")

@@ -249,9 +249,10 @@ def test_the_examples_of_the_issue_are_among_the_generated_lines():
     assert codes.count("OUT_OF_RANGE") == 3  # the fill and two of the three fundings
 
 
-def test_conflicts_fill_the_outbox_window_alike_offline_and_in_the_stream():
-    """Found by the property: a conflict was kept in the outbox only with an offset, so after
-    eight of them a duplicate re-sent its outputs offline and nothing in the stream."""
+def test_conflicts_and_a_later_duplicate_emit_alike_offline_and_in_the_stream():
+    """Found by the property when the state kept an outbox: a conflict was kept in it only
+    with an offset, so after eight of them a duplicate re-sent its outputs offline and
+    nothing in the stream. Without an outbox a duplicate emits nothing either way."""
     base = {"kind": "fill", "event_id": "e0", "account_id": "acc-a", "venue": "binance",
             "ts": "2026-01-05T09:00:00Z", "symbol": "FET-USDT", "side": "BUY", "qty": "1",
             "price": "1"}

@@ -152,7 +152,7 @@ def test_event_to_dict_round_trips_every_kind():
 def test_config_defaults_and_documented_fields():
     cfg = load_ledger_config(None)
     assert cfg == LedgerConfig()
-    assert (cfg.dedup_window, cfg.outbox_events, cfg.max_closed_trades) == (1024, 8, 100)
+    assert (cfg.dedup_window, cfg.max_closed_trades) == (1024, 100)
     doc = LedgerConfig.__doc__ or ""
     for name in LedgerConfig.__dataclass_fields__:
         assert name in doc, f"{name} is not documented"
@@ -200,3 +200,9 @@ def test_decode_state_refuses_garbage_and_never_unpickles():
     assert decode_state(blob) is not st and encode_state(decode_state(blob)) == blob
     with pytest.raises(StateDecodeError):
         decode_state(blob[:-20])
+
+
+def test_an_older_config_with_outbox_events_is_accepted_and_the_key_ignored(tmp_path):
+    y = tmp_path / "old.yaml"
+    y.write_text("outbox_events: 8\ndedup_window: 16\n")
+    assert load_ledger_config(str(y)) == LedgerConfig(dedup_window=16)
