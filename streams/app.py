@@ -361,12 +361,16 @@ class Worker:
                               if tp.topic == source)
         except Exception:  # noqa: BLE001 - no consumer yet while starting
             assigned = []
-        recovering = bool(getattr(app, "rebalancing", False)) or bool(
-            getattr(getattr(app.tables, "recovery", None), "in_recovery", False))
+        recovering = self._recovering()
         ready = bool(assigned) and not recovering and self.status in ("ok", "idle")
         READY.set(1 if ready else 0)
         return {"ready": ready, "assigned_partitions": assigned, "recovering": recovering,
                 "status": self.status, "lag": self.lag}
+
+    def _recovering(self) -> bool:
+        app = self.app
+        return bool(getattr(app, "rebalancing", False)) or bool(
+            getattr(getattr(app.tables, "recovery", None), "in_recovery", False))
 
     async def watch(self) -> None:
         """One watchdog tick: lag of the assigned partitions, then the verdict."""
@@ -375,6 +379,13 @@ class Worker:
         tps = [tp for tp in app.consumer.assignment() if tp.topic == source]
         if not tps:
             self.status = "waiting for partitions"
+            READY.set(0)
+            return
+        if self._recovering():
+            # Tables are restored from their changelogs before the agent may take an
+            # event: a long recovery is work, not a stall.
+            self.watchdog.progressed(time.monotonic())
+            self.status = "recovering"
             READY.set(0)
             return
         try:
