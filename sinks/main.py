@@ -71,8 +71,9 @@ def sink_committed(settings: Settings, runner: SinkRunner
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="twinledger sink",
-                                description="Write the sinked topics into ClickHouse, exactly once.")
+    from streams.helptext import parser as help_parser
+
+    p = help_parser("sink")
     p.add_argument("--no-http", action="store_true", help="do not serve the read-only endpoint")
     p.add_argument("--http-port", type=int, default=None,
                    help="override TWINLEDGER_SINK_HTTP_PORT (0 = any free port)")
@@ -80,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="exit once nothing new arrived for SECONDS (scripts, tests)")
     p.add_argument("--verify", action="store_true",
                    help="print the verify verdict as JSON before exiting")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO",
+                   help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     return p
 
 

@@ -61,8 +61,10 @@ def _ops(argv: list[str]) -> int:
 def _topology(argv: list[str]) -> int:
     from streams.codec import load_named_schemas
     from streams.config import load_settings
+    from streams.helptext import parser
     from streams.topology import load_topology
 
+    parser("topology").parse_args(argv)
     settings = load_settings()
     names = {full.rsplit(".", 1)[1] for full in load_named_schemas()}
     topology = load_topology(settings.topology_path, names)
@@ -79,22 +81,6 @@ EXIT_ERROR = 1  # the worker cannot be reached or answered with an error
 EXIT_USAGE = 2  # bad arguments or parameters, unreadable file or config
 EXIT_NOT_FOUND = 3  # no such account (on this worker / in this file), no such position
 
-_PORTFOLIO_EPILOG = """\
-sources:
-  --worker URL     ask a running worker's HTTP pages (default: the local worker,
-                   http://127.0.0.1:$TWINLEDGER_WORKER_WEB_PORT); live state, live marks
-  --file FILE      fold a FOLD_FORMAT events file offline and answer from that state,
-                   valued at the file's last marks (the same query functions)
-
-exit codes: 0 answered; 2 bad arguments, parameter, file or config;
-3 account or position not found; 1 worker unreachable or failing.
-
-examples:
-  twinledger portfolio equity kraken-1
-  twinledger portfolio position kraken-1 XBT/USD --table
-  twinledger portfolio trades kraken-1 --pair XBT/USD --limit 20 --no-include-manual
-  twinledger portfolio fees kraken-1 --file events.jsonl
-"""
 
 
 def _portfolio_parser() -> argparse.ArgumentParser:
@@ -113,10 +99,9 @@ def _portfolio_parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for the worker (default 10)")
     common.add_argument("account", help="account id")
-    parser = argparse.ArgumentParser(
-        prog="twinledger portfolio",
-        description="Portfolio queries (LEDGER B10) on one account, as JSON.",
-        epilog=_PORTFOLIO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from streams.helptext import parser as help_parser
+
+    parser = help_parser("portfolio")
     sub = parser.add_subparsers(dest="query", metavar="QUERY", required=True)
     helps = {
         "equity": "equity, PnL parts, cash flows, drift flag and details, unvalued assets",
@@ -130,7 +115,9 @@ def _portfolio_parser() -> argparse.ArgumentParser:
     }
     for name in QUERIES:
         q = sub.add_parser(name, parents=[common], help=helps[name],
-                           description=helps[name])
+                           description=helps[name],
+                           epilog=f"example:\n  twinledger portfolio {_EXAMPLE_ARGS[name]}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == "position":
             q.add_argument("symbol", help="symbol (XBT/USD, XBT-USD) or asset (XBT)")
         if name == "trades":
@@ -151,7 +138,7 @@ def _non_negative(text: str) -> int:
 
 
 def _portfolio(argv: list[str]) -> int:
-    """``twinledger portfolio QUERY ACCOUNT [...]``: see ``_PORTFOLIO_EPILOG``."""
+    """``twinledger portfolio QUERY ACCOUNT [...]``: see ``streams.helptext``."""
     from streams.exceptions import NotFound, QueryError
     from streams.queries import PARAMS, render_table
 
@@ -214,7 +201,7 @@ def _portfolio_from_file(query: str, account: str, params: dict[str, Any], path:
 
 def query_worker(query: str, account: str, params: dict[str, Any],
                  base: str | None, timeout: float) -> dict[str, Any]:
-    """One B10 query answered by a worker's page (``base`` None: the local worker)."""
+    """One portfolio query answered by a worker's page (``base`` None: the local worker)."""
     import urllib.error
     import urllib.request
 
@@ -277,30 +264,69 @@ def worker_path(query: str, account: str, params: dict[str, Any]) -> str:
     return f"/accounts/{quote(account, safe='')}{page}{qs}"
 
 
-COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
-    "fold": (_fold, "fold a JSON-lines file of venue events offline (no broker, no database)"),
-    "normalize": (_normalize, "turn raw venue payloads into fold-format events"),
-    "produce": (_produce, "send fold-format events (or raw payloads with --venue) to Kafka"),
-    "worker": (_worker, "run the Faust worker (agent fold_account_events)"),
-    "sink": (_sink, "run the ClickHouse sink (exactly-once inserts, read-only query endpoint)"),
-    "demo": (_demo, "run the whole pipeline on a bundled sample and report from ClickHouse"),
-    "topology": (_topology, "print the resolved topology"),
-    "kafka": (_ops, "local broker: kafka start|stop|status"),
-    "topics": (_ops, "create the topics of topology.yaml"),
-    "replay": (_ops, "reset a consumer group's offsets (worker or sink) to replay"),
-    "report": (_ops, "report accounts from ClickHouse through the sink"),
-    "portfolio": (_portfolio, "portfolio queries (equity, positions, trades...) on a worker "
-                              "or a file"),
-    "verify": (_ops, "check count() = uniqExact(event_id) for every table"),
+#: An example argument list of each portfolio query (its --help shows it).
+_EXAMPLE_ARGS = {
+    "equity": "equity kraken-1 --table",
+    "positions": "positions kraken-1",
+    "position": "position kraken-1 XBT/USD",
+    "exposure": "exposure kraken-1 --worker http://10.0.0.5:6066",
+    "trades": "trades kraken-1 --pair XBT/USD --limit 20",
+    "fees": "fees kraken-spot-1 --file examples/spot_kraken.jsonl",
+    "cash-flows": "cash-flows kraken-1 --limit 10",
+    "snapshots": "snapshots kraken-1 --limit 5 --table",
 }
+
+_HANDLERS: dict[str, Callable[[list[str]], int]] = {
+    "fold": _fold, "normalize": _normalize, "produce": _produce, "worker": _worker,
+    "sink": _sink, "demo": _demo, "topology": _topology, "kafka": _ops, "topics": _ops,
+    "replay": _ops, "report": _ops, "portfolio": _portfolio, "verify": _ops,
+}
+
+
+def _commands() -> dict[str, tuple[Callable[[list[str]], int], str]]:
+    from streams.helptext import HELP
+
+    return {name: (handler, HELP[name].summary) for name, handler in _HANDLERS.items()}
+
+
+#: Every command: its handler and the one line `twinledger --help` shows.
+COMMANDS = _commands()
+
+_MAIN_EPILOG = """\
+Run `twinledger COMMAND --help` for a command's arguments and examples.
+Settings come from environment variables (KAFKA_BOOTSTRAP_SERVERS,
+CLICKHOUSE_URL, TWINLEDGER_*); the README lists them all.
+
+examples:
+  twinledger fold examples/fet_short.jsonl          # the ledger of a file, offline
+  twinledger demo                                   # the whole pipeline on a sample
+  twinledger kafka start && twinledger topics && twinledger worker
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args)
+    except BrokenPipeError:
+        # The reader went away (`twinledger ... | head`): not an error. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(args: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="twinledger",
-        description="Streaming bookkeeping for trading accounts.",
-        epilog="\n".join(f"  {name:<10} {doc}" for name, (_, doc) in COMMANDS.items()),
+        description="Streaming bookkeeping for trading accounts: fold venue events into "
+                    "per-account ledgers\n(offline or on Kafka), write them to ClickHouse "
+                    "exactly once, and query them.",
+        epilog="commands:\n"
+               + "\n".join(f"  {name:<10} {doc}" for name, (_, doc) in COMMANDS.items())
+               + "\n\n" + _MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")

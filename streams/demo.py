@@ -9,7 +9,6 @@ groups and data directory) and says so, so a second run reports the same.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -79,29 +78,39 @@ def load_sample(path: Path) -> list[dict[str, Any]]:
 
 
 def demo_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="twinledger demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sample", type=Path, default=SAMPLE)
-    parser.add_argument("--timeout", type=float, default=180.0)
+    from streams.helptext import parser as help_parser
+
+    parser = help_parser("demo")
+    parser.add_argument("--sample", type=Path, default=SAMPLE,
+                        help="fold-format events to send instead of the bundled sample")
+    parser.add_argument("--timeout", type=float, default=180.0,
+                        help="seconds to wait for ClickHouse to hold every event (default 180)")
     args = parser.parse_args(argv)
 
     base = load_settings()
     started_kafka = False
     if not base.kafka_bootstrap:
-        from streams.infra.kafka_local import ensure_local_kafka, local_kafka_running
+        from streams.infra.kafka_local import (
+            ensure_local_kafka,
+            local_kafka_jars_present,
+            local_kafka_running,
+        )
 
         was_running = local_kafka_running()
-        _say("starting local Kafka (first run resolves the broker jars through Maven)..."
-             if not was_running else "reusing the running local Kafka")
+        if was_running:
+            _say("using the local Kafka broker that is already running")
+        elif local_kafka_jars_present():
+            _say("starting the local Kafka broker")
+        else:
+            _say("starting the local Kafka broker; first downloading its jars with Maven "
+                 "(about 45 MB, once)")
         base = dataclasses.replace(base, kafka_bootstrap=ensure_local_kafka())
         started_kafka = not was_running
     data_dir = base.data_dir / "demo"
     events = load_sample(args.sample)
     retention = retention_for(events, base.snapshot_retention_days)
-    if retention is not None:
-        _say(f"portfolio_snapshots TTL: {retention} days instead of "
-             f"{base.snapshot_retention_days}, so the sample's snapshots (event time "
-             f"{min(e['ts'] for e in events)[:10]}) are not expired by a TTL merge")
+    # The sample's events are dated in the past and portfolio snapshots expire by
+    # event time: the demo's own tables keep them longer (nothing to tell the user).
     env = demo_env(base, data_dir, retention)
     settings = load_settings(env)
     children: list[Child] = []
@@ -115,16 +124,19 @@ def demo_main(argv: list[str]) -> int:
         worker = Child(["worker"], env, logs / "worker.log")
         children += [sink, worker]
         client = SinkClient(settings, timeout=10)
+        _say("starting a worker and a sink")
         wait_until(lambda: _alive_or_fail(sink) and client.healthy(), 90, what="the sink endpoint")
         # Marks first: the worker's global marks table then has them before the fills.
         produce_events(settings, marks)
         time.sleep(2.0)
         produce_events(settings, venue_events)
-        _say(f"produced {len(venue_events)} venue events and {len(marks)} marks "
-             f"for {len({e['account_id'] for e in venue_events})} accounts")
+        _say(f"sent {len(venue_events)} venue events and {len(marks)} prices "
+             f"for {len({e['account_id'] for e in venue_events})} accounts; waiting for "
+             "ClickHouse to hold them")
         expected = len({e["event_id"] for e in venue_events})
         _wait_for_rows(client, expected, args.timeout, [worker, sink])
         accounts = report(client)
+        _say("report from ClickHouse (twinledger report):")
         print(format_report(accounts))
         _live_queries(settings, [a["account_id"] for a in accounts if a.get("asset_balances")])
         counts = client.counts()
@@ -134,7 +146,9 @@ def demo_main(argv: list[str]) -> int:
         if dupes:
             print(json.dumps(tables, indent=2), file=sys.stderr)
             raise TwinledgerError(f"{dupes} duplicate rows found")
-        print(f"demo ok: {len(venue_events)} events, {rows} rows, 0 duplicates")
+        print(f"\ndemo ok: {len(venue_events)} events, {rows} rows in ClickHouse, "
+              "0 duplicates")
+        _say(f"logs of the worker and the sink: {logs}")
         return 0
     finally:
         for child in reversed(children):
@@ -169,8 +183,7 @@ def _clean_previous(settings: Settings, data_dir: Path) -> None:
 
     names = [n for n in describe_partitions(settings.kafka_bootstrap, _all_demo_topics(settings))]
     if data_dir.exists() or names:
-        _say(f"cleaning the previous demo run: {len(names)} topics with prefix {DEMO_PREFIX!r} "
-             f"and {data_dir}")
+        _say(f"removing the previous demo run's topics and data ({data_dir})")
     if names:
         delete_topics(settings.kafka_bootstrap, names)
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -189,9 +202,14 @@ def _all_demo_topics(settings: Settings) -> list[str]:
 
 def _wait_for_rows(client: SinkClient, expected: int, timeout: float,
                    children: list[Child]) -> None:
-    """Show progress until venue_events and account_snapshots hold every event."""
+    """Show progress until venue_events and account_snapshots hold every event.
+
+    On a terminal one line updates in place; in a log (not a terminal) each
+    change is its own line.
+    """
     deadline = time.monotonic() + timeout
     last = ""
+    tty = sys.stderr.isatty()
     while True:
         for child in children:
             _alive_or_fail(child)
@@ -199,16 +217,21 @@ def _wait_for_rows(client: SinkClient, expected: int, timeout: float,
         tables = tables.get("tables", tables)
         archived = int(tables.get("venue_events", {}).get("count", 0))
         snaps = int(tables.get("account_snapshots", {}).get("count", 0))
-        line = f"\rsink: {archived}/{expected} events archived, {snaps}/{expected} snapshots"
+        line = f"ClickHouse: {archived}/{expected} events, {snaps}/{expected} snapshots"
         if line != last:
-            print(line, end="", file=sys.stderr, flush=True)
+            if tty:
+                print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            else:
+                _say(line)
             last = line
         if archived >= expected and snaps >= expected:
-            print(file=sys.stderr)
+            if tty:
+                print(file=sys.stderr)
             time.sleep(1.5)  # let trailing trade/reconcile batches land
             return
         if time.monotonic() > deadline:
-            print(file=sys.stderr)
+            if tty:
+                print(file=sys.stderr)
             raise TwinledgerError(f"sink did not catch up within {timeout:.0f}s "
                                   f"({archived} archived, {snaps} snapshots of {expected})")
         time.sleep(0.5)

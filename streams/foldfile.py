@@ -9,7 +9,6 @@ Must not touch: brokers, databases, the clock; booking rules live in
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
@@ -100,22 +99,6 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_REJECTED = 4
 
-_EPILOG = """\
-exit status:
-  0  every line was folded
-  2  usage error: unreadable events file or ledger config
-  4  the document was printed, but some lines were rejected (listed in
-     "rejected" with their line number and reason; a one-line summary goes
-     to standard error)
-
-input grammar: amounts are ASCII decimal strings -?digits(.digits)? (or JSON
-numbers of that form) within decimal(38,18); timestamps are ISO-8601 with a
-zone between 1900-01-01T00:00:00Z and 2299-12-31T23:59:59Z; ids are UTF-8
-text of at most 256 characters. See README "twinledger fold".
-
-example:
-  twinledger fold examples/fet_short.jsonl --config ledger.yaml
-"""
 
 
 def fold_main(argv: list[str]) -> int:
@@ -128,13 +111,14 @@ def fold_main(argv: list[str]) -> int:
     lines were rejected (the document is printed all the same, with a summary
     on standard error), 2 for an unreadable file or a bad config.
     """
-    parser = argparse.ArgumentParser(
-        prog="twinledger fold",
-        description="Run the ledger fold offline over a JSON-lines event file "
-                    "(FOLD_FORMAT.md) and print the ledger's document.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("events", help="JSON lines (FOLD_FORMAT.md); '-' for stdin")
-    parser.add_argument("--config", default=None, help="ledger config, YAML or JSON")
+    from streams.helptext import parser as help_parser
+
+    parser = help_parser("fold")
+    parser.add_argument("events", help="events file, one JSON object per line ('-' = "
+                                       "standard input)")
+    parser.add_argument("--config", default=None,
+                        help="ledger config file, YAML or JSON: reconcile bounds, base "
+                             "currency, cost method, limits (default: built-in values)")
     parser.add_argument("--include-manual", action="store_true", default=None,
                         help="list manual (untagged) trades even when the config's "
                              "track_manual_trades is false")

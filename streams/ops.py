@@ -7,7 +7,6 @@ the sink process owns the chDB directory, so reads go through its endpoint.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -234,39 +233,37 @@ def format_report(accounts: list[dict[str, Any]]) -> str:
 
 
 def ops_main(argv: list[str]) -> int:
+    """kafka, topics, replay, report, verify: arguments are parsed (and ``--help``
+    answered) before any broker is started or reached."""
+    from streams.helptext import parser as help_parser
+
     command, rest = argv[0], argv[1:]
-    settings = load_settings()
     if command == "kafka":
         from streams.infra.kafka_local import (
             ensure_local_kafka,
-            local_kafka_running,
+            local_kafka_status,
             stop_local_kafka,
         )
 
-        parser = argparse.ArgumentParser(prog="twinledger kafka")
-        parser.add_argument("action", choices=["start", "stop", "status"])
+        parser = help_parser("kafka")
+        parser.add_argument("action", choices=["start", "stop", "status"],
+                            help="start (fetching the jars the first time), stop, or status")
         action = parser.parse_args(rest).action
         if action == "start":
             print(ensure_local_kafka())
         elif action == "stop":
             stop_local_kafka()
         else:
-            running = local_kafka_running()
-            print("running" if running else "stopped")
-            return 0 if running else 1
+            code, line = local_kafka_status()
+            print(line)
+            return 0 if code == 0 else 1
         return 0
     if command == "topics":
-        parser = argparse.ArgumentParser(
-            prog="twinledger topics",
-            description="Create the topics of topology.yaml that are missing, with their "
-                        "partitions and configs (retention, timestamp type, cleanup policy), "
-                        "and set back configs that drifted on existing topics. Prints "
-                        "{topic: partitions}.",
-            epilog="example: twinledger topics --check   # exit 1 if any config drifted")
+        parser = help_parser("topics")
         parser.add_argument("--check", action="store_true",
                             help="only compare; report drift and exit 1 instead of fixing it")
         args = parser.parse_args(rest)
-        settings = with_kafka(settings)
+        settings = with_kafka(load_settings())
         try:
             print(json.dumps(create_topics(settings, fix=not args.check), indent=2,
                              sort_keys=True))
@@ -275,15 +272,17 @@ def ops_main(argv: list[str]) -> int:
             return 1
         return 0
     if command == "replay":
-        return _replay(with_kafka(settings), rest)
-    client = SinkClient(settings)
+        return _replay(rest)
+    settings = load_settings()
     if command == "report":
-        parser = argparse.ArgumentParser(prog="twinledger report")
-        parser.add_argument("--account")
+        parser = help_parser("report")
+        parser.add_argument("--account", help="only this account (default: every account)")
         parser.add_argument("--since", help="ISO-8601 event time, inclusive")
         parser.add_argument("--until", help="ISO-8601 event time, exclusive")
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--json", action="store_true",
+                            help="print JSON instead of text lines")
         args = parser.parse_args(rest)
+        client = SinkClient(settings)
         accounts = report(client, args.account, args.since, args.until)
         print(json.dumps(accounts, indent=2, default=str) if args.json else format_report(accounts))
         if client.truncated:
@@ -292,19 +291,12 @@ def ops_main(argv: list[str]) -> int:
                   file=sys.stderr)
         return 0
     if command == "verify":
-        parser = argparse.ArgumentParser(
-            prog="twinledger verify",
-            description="Check that nothing was lost or doubled between venue.events and "
-                        "ClickHouse: one row per logical event in every table; every offset "
-                        "the sink committed accounted for (a row, a dead letter or a recorded "
-                        "duplicate); every account's snapshots without holes; with a worker, "
-                        "its per-account event_seq equal to what ClickHouse holds. Prints "
-                        "JSON; exits 0 when all hold, 1 naming what is missing.",
-            epilog="example: twinledger verify --worker-url http://127.0.0.1:6066")
+        parser = help_parser("verify")
         parser.add_argument("--worker-url", default=None,
                             help="compare each account's live event_seq with ClickHouse "
                                  "(default: the local worker if it answers)")
         args = parser.parse_args(rest)
+        client = SinkClient(settings)
         doc = verify_pipeline(settings, client, args.worker_url)
         print(json.dumps(doc, indent=2, default=str))
         for line in doc["problems"]:
@@ -433,16 +425,22 @@ def compare_worker(settings: Settings, client: SinkClient, worker_url: str | Non
     return {"compared": compared, "problems": problems}
 
 
-def _replay(settings: Settings, argv: list[str]) -> int:
+def _replay(argv: list[str]) -> int:
     """Reset a consumer group's committed offsets (the group must be stopped)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    parser = argparse.ArgumentParser(prog="twinledger replay", description=_replay.__doc__)
-    parser.add_argument("--group", choices=["worker", "sink"], required=True)
+    from streams.helptext import parser as help_parser
+
+    parser = help_parser("replay")
+    parser.add_argument("--group", choices=["worker", "sink"], required=True,
+                        help="the worker's group (venue.events) or the sink's")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--to-earliest", action="store_true")
-    where.add_argument("--to-datetime", help="ISO-8601, e.g. 2024-05-01T00:00:00Z")
+    where.add_argument("--to-earliest", action="store_true",
+                       help="back to the first record still in each partition")
+    where.add_argument("--to-datetime", help="back to this time, ISO-8601, e.g. "
+                                             "2024-05-01T00:00:00Z")
     args = parser.parse_args(argv)
+    settings = with_kafka(load_settings())
     from streams.topology import load_topology
 
     topology = load_topology(settings.topology_path)

@@ -11,7 +11,6 @@ on the same partition whichever client (Faust/aiokafka, Java) produced them.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 import time
@@ -149,9 +148,11 @@ def produce_events(settings: Settings, events: Iterable[dict[str, Any]],
 
 
 def produce_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="twinledger produce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", type=Path, help="JSON lines: fold format, or raw payloads with --venue")
+    from streams.helptext import parser as help_parser
+
+    parser = help_parser("produce")
+    parser.add_argument("file", type=Path,
+                        help="JSON lines: fold-format events, or raw payloads with --venue")
     parser.add_argument("--venue", help="normalize raw payloads of this venue through its gateway")
     parser.add_argument("--account", help="account id for venues whose payloads name none")
     args = parser.parse_args(argv)

@@ -6,7 +6,6 @@ the agent loop (``streams.app``) or bookkeeping (``streams.ledger``).
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 from streams.config import load_settings
@@ -30,8 +29,11 @@ def _dump_tasks_on_sigusr1() -> None:
 
 
 def worker_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="twinledger worker", description=__doc__)
-    parser.add_argument("--loglevel", default="warning", help="faust log level [warning]")
+    from streams.helptext import parser as help_parser
+
+    parser = help_parser("worker")
+    parser.add_argument("--loglevel", default="warning",
+                        help="log level: debug, info, warning, error (default warning)")
     args = parser.parse_args(argv)
 
     import faust

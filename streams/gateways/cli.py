@@ -19,7 +19,6 @@ file exists, written back at the end), as a gateway process would.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
@@ -63,11 +62,12 @@ def _load_memory(path: Path | None) -> OrderMemory:
 
 
 def normalize_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="twinledger normalize", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", help="raw payloads, one per line ('-' = stdin)")
-    parser.add_argument("--venue", required=True, choices=VENUES)
+    from streams.helptext import parser as help_parser
+
+    parser = help_parser("normalize")
+    parser.add_argument("file", help="raw payloads, one per line ('-' = standard input)")
+    parser.add_argument("--venue", required=True, choices=VENUES,
+                        help="the venue that sent the payloads")
     parser.add_argument("--account", default=None,
                         help="account id (required for venues whose payloads name none)")
     parser.add_argument("--memory", type=Path, default=None,

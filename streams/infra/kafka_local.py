@@ -65,7 +65,8 @@ def _port(port: int | None) -> int:
         raise LocalKafkaError(f"TWINLEDGER_KAFKA_PORT must be an integer, got {raw!r}") from None
 
 
-def _run(action: str, port: int | None, timeout: float, check: bool = True) -> int:
+def _run(action: str, port: int | None, timeout: float, check: bool = True,
+         capture: bool = False) -> subprocess.CompletedProcess[str]:
     from streams.config import load_settings
 
     env = dict(os.environ)
@@ -76,12 +77,13 @@ def _run(action: str, port: int | None, timeout: float, check: bool = True) -> i
     env["TWINLEDGER_DATA_DIR"] = str(settings.data_dir)
     env["TWINLEDGER_CACHE_DIR"] = str(settings.cache_dir)
     # stderr (progress of the first Maven fetch, readiness) goes straight to the
-    # user's terminal; stdout of `status` is not needed here.
+    # user's terminal; stdout (the `status` line) only when asked for.
     try:
         proc = subprocess.run(  # noqa: S603 - our own script, fixed argv
             ["bash", str(kafka_script()), action],  # noqa: S607 - bash from PATH
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+            text=True,
             timeout=timeout,
             check=False,
         )
@@ -91,12 +93,24 @@ def _run(action: str, port: int | None, timeout: float, check: bool = True) -> i
         raise LocalKafkaError(
             f"kafka.sh {action} failed with exit code {proc.returncode} (its messages are above)"
         )
-    return proc.returncode
+    return proc
 
 
 def local_kafka_running(port: int | None = None) -> bool:
     """True if the broker started by ``kafka.sh`` (for this data dir) is running."""
-    return _run("status", port, timeout=30, check=False) == 0
+    return _run("status", port, timeout=30, check=False).returncode == 0
+
+
+def local_kafka_status(port: int | None = None) -> tuple[int, str]:
+    """``kafka.sh status``: its exit code and its line, e.g.
+    ``running pid=123 bootstrap=127.0.0.1:39092 version=4.3.1`` or ``stopped``."""
+    proc = _run("status", port, timeout=30, check=False, capture=True)
+    return proc.returncode, (proc.stdout or "").strip() or "stopped"
+
+
+def local_kafka_jars_present() -> bool:
+    """True when the broker's jars are already in the cache (``start`` will not download)."""
+    return _run("fetched", None, timeout=30, check=False).returncode == 0
 
 
 def ensure_local_kafka(port: int | None = None) -> str:

@@ -188,4 +188,4 @@ def test_top_level_help_lists_portfolio(capsys):
     assert main(["--help"]) == 0
     assert "portfolio" in capsys.readouterr().out
     assert main(["portfolio", "--help"]) == 0
-    assert "exit codes" in capsys.readouterr().out
+    assert "exit status" in capsys.readouterr().out

@@ -5,7 +5,8 @@
 #   kafka.sh fetch    resolve the broker jars from Maven Central (no-op when cached)
 #   kafka.sh start    fetch, write config, format storage once, start, wait until it answers
 #   kafka.sh stop     stop the broker this script started (by its recorded pid)
-#   kafka.sh status   exit 0 if running (prints pid and bootstrap), 1 otherwise
+#   kafka.sh status   exit 0 if running (prints pid, bootstrap and version), 1 otherwise
+#   kafka.sh fetched  exit 0 if the jars are already cached (start will not download)
 #   kafka.sh logs     tail the broker log (`logs -f` follows; LINES=n for more)
 #   kafka.sh env      print the resolved paths and settings
 #
@@ -86,6 +87,7 @@ CONF_DIR="$KAFKA_DIR/config"
 LOG_DIR="$KAFKA_DIR/logs"
 STORAGE_DIR="$KAFKA_DIR/storage"
 PID_FILE="$KAFKA_DIR/kafka.pid"
+VERSION_FILE="$KAFKA_DIR/kafka.version"  # the version the running broker was started with
 OUT_FILE="$LOG_DIR/kafka.out"
 PORT=${TWINLEDGER_KAFKA_PORT:-39092}
 CONTROLLER_PORT=${TWINLEDGER_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
@@ -115,18 +117,26 @@ cmd_fetch() {
     mkdir -p "$VERSION_DIR"
     local tmp="$VERSION_DIR/libs.tmp.$$" mvn_log="$VERSION_DIR/fetch.log"
     rm -rf "$tmp"
-    log "fetching Apache Kafka $KAFKA_VERSION and its runtime dependencies from Maven Central"
-    log "  into $LIBS_DIR (first run only; Maven log: $mvn_log)"
+    log "downloading Apache Kafka $KAFKA_VERSION (about 45 jars, 45 MB) with Maven into $LIBS_DIR"
     local start=$SECONDS
-    # -B: plain output. The full Maven output goes to the log; every downloaded
-    # jar is echoed as one line of progress on stderr (~100 on a fresh ~/.m2).
+    # -B: plain output. The full Maven output goes to the log only; on a terminal
+    # one line counts the jars as they arrive, in a log there is nothing until the
+    # summary line.
     local rc=0
     mvn -B -Dstyle.color=never -f "$POM" -P "$profile" package \
         -Dkafka.version="$KAFKA_VERSION" \
-        -Dlibs.dir="$tmp" -Dbuild.dir="$VERSION_DIR/build" 2>&1 \
-        | tee "$mvn_log" \
-        | sed -n -u 's#^\[INFO\] Downloaded from [^:]*: .*/\([^/]*\.jar\) (\([^ ]* [^ ]*\).*#kafka.sh:   downloaded \1 (\2)#p' >&2 \
-        || rc=$?
+        -Dlibs.dir="$tmp" -Dbuild.dir="$VERSION_DIR/build" >"$mvn_log" 2>&1 &
+    local mvn_pid=$!
+    if [[ -t 2 ]]; then
+        while kill -0 "$mvn_pid" 2>/dev/null; do
+            printf '\rkafka.sh:   %s jars downloaded, %s s ' \
+                "$(grep -c 'Downloaded from .*\.jar' "$mvn_log" 2>/dev/null || true)" \
+                "$((SECONDS - start))" >&2
+            sleep 1
+        done
+        printf '\r\033[K' >&2
+    fi
+    wait "$mvn_pid" || rc=$?
     if [[ "$rc" -ne 0 ]] || ! grep -q 'BUILD SUCCESS' "$mvn_log"; then
         tail -n 30 "$mvn_log" >&2 || true
         rm -rf "$tmp"
@@ -139,7 +149,11 @@ cmd_fetch() {
     rm -rf "$LIBS_DIR" "$VERSION_DIR/build"
     mv "$tmp" "$LIBS_DIR"
     touch "$LIBS_DIR/.complete"
-    log "fetched $n jars in $((SECONDS - start)) s"
+    log "fetched $n jars ($(du -sh "$LIBS_DIR" | cut -f1)) in $((SECONDS - start)) s (Maven log: $mvn_log)"
+}
+
+cmd_fetched() {
+    [[ -f "$LIBS_DIR/.complete" ]]
 }
 
 # ---------------------------------------------------------------- config
@@ -345,6 +359,7 @@ set TWINLEDGER_KAFKA_PORT / TWINLEDGER_KAFKA_CONTROLLER_PORT"
         write_config
         format_storage
         log "starting Kafka $KAFKA_VERSION on $HOST:$PORT (controller $HOST:$CONTROLLER_PORT)"
+        printf '%s\n' "$KAFKA_VERSION" >"$VERSION_FILE"
         local opts heap_opts
         opts=$(log_opts)
         read -r -a heap_opts <<<"$HEAP"
@@ -411,14 +426,26 @@ cmd_stop() {
     log "stopped"
 }
 
+# The version of the RUNNING broker (it may predate a change of the pin): the
+# version file written at start, else the jar directory on its command line.
+running_version() {
+    local pid v=""
+    pid=$(recorded_pid) || true
+    [[ -s "$VERSION_FILE" ]] && v=$(<"$VERSION_FILE")
+    if [[ -z "$v" && -n "$pid" && -r "/proc/$pid/cmdline" ]]; then
+        v=$(tr '\0' '\n' <"/proc/$pid/cmdline" | sed -n 's:.*/kafka/\([^/]*\)/libs/\*$:\1:p' | head -n 1)
+    fi
+    printf '%s\n' "${v:-$KAFKA_VERSION}"
+}
+
 cmd_status() {
     if is_running; then
         if probe "$PORT"; then
             printf 'running pid=%s bootstrap=%s:%s version=%s\n' \
-                "$(recorded_pid)" "$HOST" "$PORT" "$KAFKA_VERSION"
+                "$(recorded_pid)" "$HOST" "$PORT" "$(running_version)"
         else
             printf 'starting pid=%s bootstrap=%s:%s version=%s (not answering yet)\n' \
-                "$(recorded_pid)" "$HOST" "$PORT" "$KAFKA_VERSION"
+                "$(recorded_pid)" "$HOST" "$PORT" "$(running_version)"
         fi
         return 0
     fi
@@ -448,12 +475,13 @@ EOF
 }
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
 case "${1:-}" in
     fetch) cmd_fetch ;;
+    fetched) cmd_fetched ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
