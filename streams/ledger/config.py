@@ -71,11 +71,15 @@ class LedgerConfig:
       re-sending a frame, which happens within minutes, not thousands of events.
     - ``max_closed_trades`` (100): closed trades kept in state, for late
       settlements: a FillSettled for a trade that has left this window is
-      ``UNRESOLVED`` (LEDGER A7), where the offline fold, which keeps every
-      trade, would still repair it. Closed trades are kept encoded, so 100
-      cost ~4 KB more per account than 20 on the synthetic stream.
+      ``UNRESOLVED`` (LEDGER A7). Kept encoded: ~555 bytes each on the
+      synthetic stream, so 100 are ~55 KB of every state write.
     - ``max_trade_legs`` (500): legs kept per open trade; aggregates stay
       exact, a settlement for a dropped leg is ``UNRESOLVED``.
+    - ``settle_reach`` (None): the (closed trades, legs per trade) a late
+      settlement can reach, newest first; None is what the state keeps
+      (``max_closed_trades``, ``max_trade_legs``). Not a file key: ``unbounded``
+      sets it, so the offline fold, which keeps every trade for its listing,
+      settles exactly what the stream can and the two agree.
     - ``max_anomalies`` (100): recent anomalies kept in state for the account
       view (every anomaly is still emitted as an output).
 
@@ -135,6 +139,7 @@ class LedgerConfig:
     max_closed_trades: int | None = 100
     max_trade_legs: int | None = 500
     max_anomalies: int | None = 100
+    settle_reach: tuple[int | None, int | None] | None = None
     spot_venues: tuple[str, ...] = ("kraken", "deltadefi")
     base_currency: str = "USD"
     valuation_pairs: Mapping[str, str] = field(default_factory=dict)
@@ -198,11 +203,22 @@ class LedgerConfig:
         """The R3 tolerance for ``symbol``."""
         return self.lot_steps.get(symbol, self.r3_lot_step)
 
+    def settle_bounds(self) -> tuple[int | None, int | None]:
+        """(closed trades, legs per trade) a late FillSettled can reach (``settle_reach``)."""
+        if self.settle_reach is not None:
+            return self.settle_reach
+        return self.max_closed_trades, self.max_trade_legs
+
     def unbounded(self) -> LedgerConfig:
-        """The same bounds with unlimited history, as the offline fold uses."""
+        """The same bounds with unlimited history, as the offline fold uses.
+
+        Settlement still reaches only what the stream keeps (``settle_reach``):
+        listing more trades must not book differently.
+        """
         return dataclasses.replace(
             self, max_closed_trades=None, max_trade_legs=None, max_anomalies=None,
             max_cash_flows=None, max_portfolio_snapshots=None,
+            settle_reach=self.settle_bounds(),
         )
 
 
@@ -212,6 +228,8 @@ _DECIMAL_FIELDS = tuple(
 _FIELDS = {f.name for f in dataclasses.fields(LedgerConfig)}
 #: Keys of older config files that no longer mean anything (the state keeps no outbox).
 _RETIRED = frozenset({"outbox_events"})
+#: Fields no file sets: ``unbounded`` derives them.
+_DERIVED = frozenset({"settle_reach"})
 
 
 def _to_decimal(name: str, value: Any) -> Decimal:
@@ -232,7 +250,7 @@ def _bad(name: str, value: Any) -> Decimal:
 
 def config_from_mapping(data: Mapping[str, Any]) -> LedgerConfig:
     """Build a config from plain data (as read from YAML/JSON); unknown keys are errors."""
-    unknown = sorted(set(data) - _FIELDS - _RETIRED)
+    unknown = sorted(set(data) - (_FIELDS - _DERIVED) - _RETIRED)
     if unknown:
         raise ConfigError(f"unknown ledger config key(s): {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}

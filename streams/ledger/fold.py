@@ -332,13 +332,20 @@ def _split(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
 
 def _settle(step: _Step, ev: FillSettled) -> None:
     st = step.st
+    # Only what the stream keeps is reachable (settle_bounds): the offline fold keeps
+    # more history for its listing, but must settle exactly what the stream can.
+    reach_trades, reach_legs = step.cfg.settle_bounds()
     open_trades = [p.trade for p in st.positions.values() if p.trade is not None]
-    candidates = open_trades + st.closed_mentioning(ev.fill_event_id or ev.venue_order_id)
+    candidates = open_trades + st.closed_mentioning(ev.fill_event_id or ev.venue_order_id,
+                                                    reach_trades)
     matched: list[tuple[Trade, Leg]] = []
     for trade in candidates:
         if trade.symbol != ev.symbol:
             continue
-        for leg in trade.legs:
+        legs = trade.legs
+        if reach_legs is not None and len(legs) > reach_legs:
+            legs = legs[len(legs) - reach_legs:]
+        for leg in legs:
             if (leg.event_id == ev.fill_event_id if ev.fill_event_id
                     else leg.order_id == ev.venue_order_id):
                 matched.append((trade, leg))

@@ -400,15 +400,17 @@ class AccountState:
         """The closed trades kept in state, oldest first, decoded."""
         return [self._closed_at(i) for i in range(len(self.closed_trades))]
 
-    def closed_mentioning(self, text: str) -> list[Trade]:
+    def closed_mentioning(self, text: str, reach: int | None = None) -> list[Trade]:
         """Closed trades, newest first, whose encoded form contains ``text`` as a JSON string.
 
         A settlement looks for its fill or order id here: only the trades that
-        can match are decoded.
+        can match are decoded. ``reach``: only the newest that many are looked at.
         """
         needle = _dumps(text).encode()
         out = []
-        for i in range(len(self.closed_trades) - 1, -1, -1):
+        n = len(self.closed_trades)
+        stop = -1 if reach is None else max(-1, n - 1 - reach)
+        for i in range(n - 1, stop, -1):
             t = self.closed_trades[i]
             raw = t.to_json() if isinstance(t, Trade) else t
             if needle in (raw if isinstance(raw, bytes) else bytes(raw)):

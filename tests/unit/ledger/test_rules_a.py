@@ -634,3 +634,53 @@ def test_a8_a_state_written_with_an_outbox_decodes_and_its_outbox_is_dropped():
                       b'[["anomaly","acc-1",[]]]', lines[n_lines]])
     restored = decode_state(old)
     assert encode_state(restored) == blob
+
+
+def _late_settlements(reach: int) -> tuple[list[dict], list[dict]]:
+    """Three trades, each closed by an exit without a price; then the venue settles the
+    first and the last exit. With ``max_closed_trades=reach`` the first has left the state."""
+    e = Events()
+    evs, exits = [], []
+    for _ in range(3):
+        evs.append(e.fill("BUY", 2, 100, SYM))
+        exits.append(e.fill("SELL", 2, 0, SYM))
+        evs.append(exits[-1])
+    settles = [e("fill_settled", symbol=SYM, fill_event_id=x["event_id"], realized_pnl="4")
+               for x in (exits[0], exits[2])]
+    return evs + settles, settles
+
+
+@pytest.mark.parametrize("reach", [1, 3])
+def test_a7_a_settlement_older_than_the_kept_closed_trades_is_unresolved_offline_too(reach):
+    # The stream keeps max_closed_trades; the offline fold keeps every trade for its listing
+    # but settles only what the stream can reach, so both book the same figures.
+    from streams.foldfile import run_fold
+
+    evs, _ = _late_settlements(reach)
+    cfg = LedgerConfig(max_closed_trades=reach)
+    stream = Run(cfg)
+    stream(*evs)
+    offline = run_fold([json.dumps(d) for d in evs], cfg)
+    assert offline.outputs == stream.outputs
+    assert offline.states["acc-1"].k_realized == stream.state().k_realized
+    unresolved = [o.record for o in offline.outputs
+                  if o.kind == "anomaly" and o.record["code"] == "UNRESOLVED"]
+    assert len(unresolved) == (1 if reach == 1 else 0)
+    assert stream.state().k_realized == (4 if reach == 1 else 8)
+    assert len(offline.states["acc-1"].closed_trades) == 3  # still listed offline
+
+
+def test_a7_a_settlement_of_a_leg_the_stream_dropped_is_unresolved_offline_too():
+    from streams.foldfile import run_fold
+
+    e = Events()
+    evs = [e.fill("BUY", 5, 100, SYM)]
+    unpriced = e.fill("SELL", 1, 0, SYM)
+    evs += [unpriced, e.fill("BUY", 1, 100, SYM), e.fill("BUY", 1, 100, SYM),
+            e("fill_settled", symbol=SYM, fill_event_id=unpriced["event_id"], realized_pnl="3")]
+    cfg = LedgerConfig(max_trade_legs=2)
+    stream = Run(cfg)
+    stream(*evs)
+    offline = run_fold([json.dumps(d) for d in evs], cfg)
+    assert stream.codes()[-1] == "UNRESOLVED"
+    assert offline.outputs == stream.outputs
