@@ -15,7 +15,12 @@ query runs on a read-only client with engine-enforced limits
   event time, ``since <= ts < until``, years 1970..2299;
 - ``limit``: rows returned, 1..:data:`MAX_LIMIT` (default
   :data:`DEFAULT_LIMIT`); the answer says ``truncated`` when more matched;
-- ``market``: ``trade_legs`` only, e.g. ``spot``.
+- ``market``: ``trade_legs`` only, e.g. ``spot``;
+- ``offset``: rows skipped before the first one returned, 0..:data:`MAX_OFFSET`
+  (default 0), on the queries an export pages through (``twinledger export``:
+  ``trade_pnl``, ``fills``, ``cash_flows``, ``snapshots``, ``balances``). Their
+  order is total (it ends with a unique key), so pages do not overlap while no
+  row is added.
 
 An unknown query name is :class:`UnknownQuery` (404), an unknown or bad
 parameter :class:`ParamError` (400).
@@ -35,6 +40,8 @@ from sinks.ddl import ident
 from sinks.exceptions import SinkError
 
 MAX_LIMIT = 10_000
+#: Deepest page of a paged query (``offset``): ClickHouse still reads what it skips.
+MAX_OFFSET = 10_000_000
 DEFAULT_LIMIT = 1_000
 #: Longest raw value of any parameter, checked before anything else looks at it.
 MAX_RAW = 256
@@ -44,6 +51,7 @@ END_OF_TIME = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 _NAME = re.compile(r"^[a-z_]{1,40}$")
 _MARKET = re.compile(r"^[a-z_]{1,16}$")
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
+_OFFSET_DIGITS = re.compile(r"^[0-9]{1,8}$")
 
 
 class ParamError(SinkError, ValueError):
@@ -90,6 +98,20 @@ def _limit(raw: Any) -> int:
     return value
 
 
+def _offset(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ParamError("offset must be an integer")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and _OFFSET_DIGITS.match(raw):
+        value = int(raw)
+    else:
+        raise ParamError(f"offset must be an integer 0..{MAX_OFFSET}")
+    if not 0 <= value <= MAX_OFFSET:
+        raise ParamError(f"offset must be 0..{MAX_OFFSET}")
+    return value
+
+
 def _market(raw: Any) -> str:
     if not isinstance(raw, str) or not _MARKET.match(raw):
         raise ParamError("market must be 1..16 lowercase letters or _")
@@ -102,15 +124,43 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "until": lambda raw: _time(raw, "until"),
     "limit": _limit,
     "market": _market,
+    "offset": _offset,
 }
 _DEFAULTS: dict[str, Any] = {"account": "", "since": EPOCH, "until": END_OF_TIME,
-                             "limit": DEFAULT_LIMIT, "market": ""}
+                             "limit": DEFAULT_LIMIT, "market": "", "offset": 0}
 
 ACCOUNT = "({account:String} = '' OR account_id = {account:String})"
 TIME_RANGE = "ts >= {since:DateTime64(6, 'UTC')} AND ts < {until:DateTime64(6, 'UTC')}"
 RANGE = f"{ACCOUNT} AND {TIME_RANGE}"
 #: One row more than asked, so the answer can say it was truncated.
 LIMIT = "LIMIT {limit_plus_one:UInt32}"
+#: A page of a paged query: ``LIMIT`` after ``offset`` rows.
+PAGE = LIMIT + " OFFSET {offset:UInt32}"
+PAGED = ("account", "since", "until", "limit", "offset")
+#: Trade legs that open or add to a trade, and those that take from it (futures and spot).
+_ENTRY = "action IN ('open', 'increase', 'buy')"
+_EXIT = "action IN ('reduce', 'close', 'flip', 'sell')"
+#: One row per trade (``trade_pnl`` and ``recent_trades``): the trade's whole history,
+#: the trade chosen by its opening time (``since <= opened_at < until``). Notionals are
+#: exact sums of qty x price in Decimal(76, 36) (two Decimal(38, 18) factors).
+_TRADE_PNL = (
+    "SELECT account_id, trade_id, any(market) AS trade_market, any(symbol) AS trade_symbol,"
+    " any(side) AS trade_side, any(position_side) AS trade_position_side,"
+    " any(strategy_tag) AS trade_strategy_tag, min(ts) AS opened_at, max(ts) AS last_at,"
+    " argMax(action, (event_seq, event_id)) AS last_action, count() AS legs,"
+    f" sumIf(qty, {_ENTRY}) AS entry_qty,"
+    f" sumIf(toDecimal256(qty, 18) * toDecimal256(price, 18), {_ENTRY}) AS entry_notional,"
+    f" sumIf(qty, {_EXIT}) AS exit_qty,"
+    f" sumIf(toDecimal256(qty, 18) * toDecimal256(price, 18), {_EXIT}) AS exit_notional,"
+    " argMax(avg_entry_price, (event_seq, event_id)) AS last_avg_entry_price,"
+    " argMax(position_qty, (event_seq, event_id)) AS last_position_qty,"
+    " argMax(cumulative_pnl, (event_seq, event_id)) AS trade_realized_pnl,"
+    " argMax(trade_fees, (event_seq, event_id)) AS trade_total_fees,"
+    " max(holding_seconds) AS trade_holding_seconds,"
+    " arrayStringConcat(arraySort(groupUniqArray(pnl_source)), ',') AS pnl_sources"
+    f" FROM $db.trade_events WHERE {ACCOUNT}"
+    " GROUP BY account_id, trade_id"
+    " HAVING opened_at >= {since:DateTime64(6, 'UTC')} AND opened_at < {until:DateTime64(6, 'UTC')}")
 
 
 @dataclass(frozen=True)
@@ -127,7 +177,9 @@ class ReadQuery:
 
 
 _LATEST = ("capital", "capital_source", "k_capital", "equity", "realized_pnl", "fees",
-           "reconcile_status", "capital_frozen", "positions", "balances")
+           "reconcile_status", "capital_frozen", "positions", "balances", "ts",
+           "unrealized_pnl", "funding", "cash_flows", "wallet_balance", "used_margin",
+           "k_used_margin", "peak_capital")
 
 # Aliases differ from column names: ClickHouse resolves an alias before a column of the
 # same name, which would nest one aggregate inside another.
@@ -141,12 +193,18 @@ QUERIES: dict[str, ReadQuery] = {q.name: q for q in (
         + f" FROM $db.account_snapshots WHERE {RANGE}"
         f" GROUP BY account_id ORDER BY account_id {LIMIT}"),
     ReadQuery(
-        "snapshots", "account snapshots in a time range",
+        "snapshots", "account snapshots in a time range (paged: offset)",
         "SELECT account_id, event_id, event_seq, event_kind, ts, capital, capital_source,"
         " k_capital, equity, peak_capital, unrealized_pnl, realized_pnl, fees, funding,"
         " cash_flows, reconcile_status, capital_frozen"
         f" FROM $db.account_snapshots WHERE {RANGE}"
-        f" ORDER BY account_id, event_seq, event_id {LIMIT}"),
+        f" ORDER BY account_id, event_seq, event_id {PAGE}", params=PAGED),
+    ReadQuery(
+        "equity_curve", "the most recent account snapshots, newest first: time, capital, "
+                        "equity (the dashboard's curve)",
+        "SELECT account_id, event_seq, ts, capital, equity, reconcile_status, capital_frozen"
+        f" FROM $db.account_snapshots WHERE {RANGE}"
+        f" ORDER BY account_id, event_seq DESC, event_id DESC {LIMIT}"),
     ReadQuery(
         "trades", "one row per trade: its last action, realized PnL and fees",
         "SELECT account_id, trade_id, any(symbol) AS trade_symbol, any(side) AS trade_side,"
@@ -156,9 +214,24 @@ QUERIES: dict[str, ReadQuery] = {q.name: q for q in (
         f" FROM $db.trade_events WHERE {RANGE}"
         f" GROUP BY account_id, trade_id ORDER BY account_id, trade_id {LIMIT}"),
     ReadQuery(
+        "trade_pnl", "one row per trade with its cost basis, as a PnL report: opening and "
+                     "last time, entry and exit quantity and notional (qty x price), "
+                     "realized PnL, fees; trades chosen by opening time (paged: offset)",
+        _TRADE_PNL + f" ORDER BY account_id, opened_at, trade_id {PAGE}", params=PAGED),
+    ReadQuery(
+        "recent_trades", "trade_pnl rows, the most recently opened first",
+        _TRADE_PNL + f" ORDER BY account_id, opened_at DESC, trade_id DESC {LIMIT}"),
+    ReadQuery(
+        "fills", "fills as the venue reported them (venue_events of kind fill; paged: offset)",
+        "SELECT account_id, event_id, venue, ts, symbol, side, position_side, market, qty,"
+        " price, fee, fee_asset, leverage, realized_pnl, venue_order_id, client_order_id,"
+        f" strategy_tag FROM $db.venue_events WHERE kind = 'fill' AND {RANGE}"
+        f" ORDER BY account_id, ts, event_id {PAGE}", params=PAGED),
+    ReadQuery(
         "trade_legs", "trade events (legs) in a time range, optionally of one market",
         "SELECT account_id, event_id, trade_id, event_seq, ts, symbol, side, position_side,"
-        " action, market, qty, price, pnl_leg, fee_leg, cumulative_pnl, trade_fees, pnl_source"
+        " action, market, qty, price, pnl_leg, fee_leg, cumulative_pnl, trade_fees, pnl_source,"
+        " holding_seconds, position_qty, strategy_tag, flags"
         f" FROM $db.trade_events WHERE {RANGE}"
         " AND ({market:String} = '' OR market = {market:String})"
         f" ORDER BY account_id, event_seq, event_id {LIMIT}",
@@ -168,10 +241,10 @@ QUERIES: dict[str, ReadQuery] = {q.name: q for q in (
         "SELECT market, count() AS n"
         f" FROM $db.trade_events WHERE {RANGE} GROUP BY market ORDER BY market {LIMIT}"),
     ReadQuery(
-        "cash_flows", "deposits, withdrawals and transfers in a time range",
+        "cash_flows", "deposits, withdrawals and transfers in a time range (paged: offset)",
         "SELECT account_id, event_id, ts, flow, asset, amount, value, currency, price, unvalued,"
         f" balance_after FROM $db.cash_flows WHERE {RANGE}"
-        f" ORDER BY account_id, event_seq, event_id {LIMIT}"),
+        f" ORDER BY account_id, event_seq, event_id {PAGE}", params=PAGED),
     ReadQuery(
         "portfolio_snapshots", "interval portfolio snapshots in a time range",
         "SELECT account_id, bucket_start, equity, realized_pnl, fees, unrealized_pnl,"
@@ -179,11 +252,11 @@ QUERIES: dict[str, ReadQuery] = {q.name: q for q in (
         f" FROM $db.portfolio_snapshots WHERE {RANGE}"
         f" ORDER BY account_id, bucket_start {LIMIT}"),
     ReadQuery(
-        "balances", "latest balance per (account, asset) (balances FINAL)",
-        "SELECT account_id, asset, version, event_id, total, free, locked, avg_cost,"
+        "balances", "latest balance per (account, asset) (balances FINAL; paged: offset)",
+        "SELECT account_id, asset, version, event_id, ts, total, free, locked, avg_cost,"
         " cost_basis, value, unvalued, exchange_total, drift"
         f" FROM $db.balances FINAL WHERE {RANGE}"
-        f" ORDER BY account_id, asset {LIMIT}"),
+        f" ORDER BY account_id, asset {PAGE}", params=PAGED),
     ReadQuery(
         "dead_letters", "records that could not be booked, with the reason; the original "
                         "bytes as UTF-8 text (original_text, invalid sequences replaced) and as base64",
@@ -208,6 +281,11 @@ QUERIES: dict[str, ReadQuery] = {q.name: q for q in (
         "SELECT account_id, event_id, event_seq, ts, status, previous_status, capital_frozen,"
         f" results, explanations FROM $db.reconcile_events WHERE {RANGE}"
         f" ORDER BY account_id, event_seq, event_id {LIMIT}"),
+    ReadQuery(
+        "recent_reconciles", "reconcile events, newest first (the dashboard's timeline)",
+        "SELECT account_id, event_id, event_seq, ts, status, previous_status, capital_frozen,"
+        f" results, explanations FROM $db.reconcile_events WHERE {RANGE}"
+        f" ORDER BY account_id, event_seq DESC, event_id DESC {LIMIT}"),
     ReadQuery(
         "reconcile_rule_counts", "reconcile events per (rule, code) of their results",
         "SELECT JSONExtractString(r, 'rule') AS rule, JSONExtractString(r, 'code') AS code,"

@@ -83,3 +83,20 @@ def test_counts_takes_no_parameters() -> None:
     assert bind_params(get_query("counts"), {}) == {}
     with pytest.raises(ParamError):
         bind_params(get_query("counts"), {"account": "a"})
+
+
+def test_paged_queries_take_a_bounded_offset() -> None:
+    from sinks.readqueries import MAX_OFFSET
+
+    for name in ("trade_pnl", "fills", "cash_flows", "snapshots", "balances"):
+        q = get_query(name)
+        assert "offset" in q.params and "OFFSET {offset:UInt32}" in q.text("tl"), name
+        assert bind_params(q, {})["offset"] == 0
+        assert bind_params(q, {"offset": "25"})["offset"] == 25
+        assert bind_params(q, {"offset": MAX_OFFSET})["offset"] == MAX_OFFSET
+        for bad in ("-1", str(MAX_OFFSET + 1), "1e3", "", True, 1.5, "9" * 300):
+            with pytest.raises(ParamError):
+                bind_params(q, {"offset": bad})
+    # Queries that are not paged refuse it like any unknown parameter.
+    with pytest.raises(ParamError):
+        bind_params(get_query("accounts"), {"offset": "1"})
