@@ -506,6 +506,8 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         web_bind=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_host=settings.worker_web_host,
+        # What the other workers forward an account's page requests to (never 0.0.0.0).
+        canonical_url=advertised_url(settings),
         web_application_options=web_options(settings.http_token),
         stream_wait_empty=False,
         producer_acks=-1,
@@ -550,18 +552,21 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
             with BATCH_SECONDS.time():
                 await worker.process_batch(list(events), _set_current_event)
 
+    router = AccountRouter(worker)
+
     @app.page("/accounts/{account}")
+    @router.routed
     async def account_page(web: Any, request: Any, account: str) -> Any:
-        if len(account) > MAX_ID_CHARS:
-            return web.json({"error": "bad_request",
-                             "message": f"account ids are at most {MAX_ID_CHARS} characters"},
-                            status=400)
         view = worker.account_view(account)
         if view is None:
             return web.json({"error": "account_not_found", "account_id": account}, status=404)
         return web.json(_jsonable(view))
 
-    _portfolio_pages(app, worker)
+    _portfolio_pages(app, worker, router)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def leave_group(sender: Any, *args: Any, **kwargs: Any) -> None:
+        _leave_group_on_stop(app)
 
     @app.page("/metrics/prometheus")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -614,14 +619,14 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     return worker
 
 
-def _portfolio_pages(app: faust.App, worker: Worker) -> None:
+def _portfolio_pages(app: faust.App, worker: Worker, router: AccountRouter) -> None:
     """LEDGER B10 as read-only GET pages: ``/accounts/{account}/<query>``, JSON.
 
     Each answers ``streams.queries.run_query`` over the account's live state
     (read from this worker's table partitions, as ``/accounts/{account}``
-    does) valued at the marks table now. With several workers an account
-    lives on the worker that holds its partition; another worker answers 404
-    ``account_not_found``. A spot symbol in the path is spelled
+    does) valued at the marks table now. With several workers any worker
+    answers: the request is forwarded to the worker that holds the account's
+    partition (:class:`AccountRouter`). A spot symbol in the path is spelled
     ``XBT-USD`` or percent-encoded (``XBT%2FUSD``); a bare asset (``XBT``)
     answers its balance. Errors are JSON ``{"error", "message", ...}``:
     404 ``account_not_found`` / ``position_not_found``, 400 ``bad_request``
@@ -647,11 +652,176 @@ def _portfolio_pages(app: faust.App, worker: Worker) -> None:
             return web.json(doc)
 
         page.__name__ = "portfolio_" + query.replace("-", "_")
-        return page
+        return router.routed(page)
 
     for query, suffix in PAGES.items():
         handler = make(query)
         app.page("/accounts/{account}" + suffix, name=handler.__name__)(handler)
+
+
+#: Header a forwarded account request carries: the receiver answers it itself (or 503),
+#: never forwards it again, so workers that disagree during a rebalance cannot loop.
+ROUTED_HEADER = "X-Twinledger-Routed-By"
+#: Seconds a forwarded request may take before the asking worker answers 503.
+ROUTE_TIMEOUT_SECONDS = 10.0
+
+
+class AccountRouter:
+    """Which worker answers an account's pages, and forwarding the request there.
+
+    An account's state lives in the table partition its events came from:
+    ``venue.events`` records are keyed by the account id and partitioned by
+    murmur2 of the key (``streams.produce`` asks librdkafka for
+    ``murmur2_random``, the Java client's partitioner), and the worker stores
+    the state in the changelog partition of the source event. The owner of
+    that partition is read from Faust's partition assignor (each worker
+    publishes its ``canonical_url``, :func:`advertised_url`, when it joins
+    the group; ``app.router.table_metadata``). Faust's ``app.table_route``
+    does the same, but its forward has no timeout, drops the status headers,
+    loops between two workers that disagree during a rebalance and asks the
+    producer's metadata for a partition count it may not have fetched; this
+    one answers 503 with ``Retry-After`` whenever the owner is unknown or
+    unreachable, and a forwarded request is never forwarded again.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self.partitions = worker.topology.partitions("venue.events")
+        self.table_name = "account_to_ledger"
+
+    def partition(self, account: str) -> int:
+        """The ``venue.events`` (and changelog) partition of ``account``'s records."""
+        return account_partition(account, self.partitions)
+
+    @property
+    def changelog_topic(self) -> str:
+        return str(self.worker.ledger_table.changelog_topic.get_topic_name())
+
+    def owner(self, partition: int) -> str | None:
+        """URL of the worker holding ``partition`` of the ledger table; None while unknown."""
+        try:
+            metadata = self.app.router.table_metadata(self.table_name)
+        except Exception:  # noqa: BLE001 - no assignment yet
+            return None
+        topic = self.changelog_topic
+        for url, topics in metadata.items():
+            if partition in (topics.get(topic) or ()):
+                return str(url)
+        return None
+
+    def holds(self, partition: int) -> bool:
+        """Whether this worker actively holds ``partition`` of the ledger table."""
+        is_active = getattr(self.app.assignor, "is_active", None)
+        return bool(is_active and is_active(TP(self.changelog_topic, partition)))
+
+    def me(self) -> str:
+        return str(self.app.conf.canonical_url)
+
+    def routed(self, page: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap an ``/accounts/{account}...`` page: answer here, or forward to the owner."""
+        import functools
+
+        @functools.wraps(page)
+        async def handler(web: Any, request: Any, account: str, **match: str) -> Any:
+            if len(account) > MAX_ID_CHARS:
+                return web.json({"error": "bad_request",
+                                 "message": f"account ids are at most {MAX_ID_CHARS} characters"},
+                                status=400)
+            partition = self.partition(account)
+            owner = self.owner(partition)
+            forwarded = bool(request.headers.get(ROUTED_HEADER))
+            if owner == self.me() or ((owner is None or forwarded) and self.holds(partition)):
+                return await page(web, request, account, **match)
+            if owner is None or forwarded:
+                return self.unavailable(web, partition, "no worker holds the account's "
+                                        "partition yet (the group is rebalancing)")
+            return await self.forward(web, request, owner, partition)
+
+        return handler
+
+    def unavailable(self, web: Any, partition: int, why: str, owner: str | None = None) -> Any:
+        body: dict[str, Any] = {"error": "unavailable", "message": why, "partition": partition}
+        if owner is not None:
+            body["owner"] = owner
+        return web.json(body, status=503, headers={"Retry-After": "1"})
+
+    async def forward(self, web: Any, request: Any, owner: str, partition: int) -> Any:
+        """The owner's answer to the same GET (path and query as received), with our token."""
+        import aiohttp
+        from yarl import URL
+
+        from streams.httpsec import bearer_header
+
+        url = URL(owner.rstrip("/") + request.raw_path, encoded=True)
+        headers = {ROUTED_HEADER: self.me(), "Accept": "application/json",
+                   **bearer_header(self.worker.settings.http_token)}
+        if "Authorization" not in headers and request.headers.get("Authorization"):
+            headers["Authorization"] = request.headers["Authorization"]
+        try:
+            async with self.app.http_client.get(
+                    url, headers=headers, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=ROUTE_TIMEOUT_SECONDS)) as resp:
+                body = await resp.read()
+                kept = {k: resp.headers[k] for k in ("Retry-After", "WWW-Authenticate")
+                        if k in resp.headers}
+                return web.bytes(body, content_type=resp.content_type, status=resp.status,
+                                 headers=kept)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("account page: the owner of partition %d, %s, did not answer (%s)",
+                        partition, owner, type(exc).__name__)
+            return self.unavailable(web, partition, "the worker holding the account's "
+                                    "partition did not answer; retry", owner)
+
+
+def account_partition(account: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives the key ``account``.
+
+    What librdkafka's ``murmur2_random`` (our producer), the Java client and
+    aiokafka's ``DefaultPartitioner`` (Faust) all compute for a non-empty key.
+    """
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(account.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def advertised_url(settings: Settings) -> str:
+    """``TWINLEDGER_WORKER_ADVERTISED_URL``, else ``http://<web host>:<web port>``.
+
+    A wildcard web host (``0.0.0.0``, ``::``) is where the worker listens,
+    not where anyone reaches it: the default then uses this machine's host
+    name (a container's name in Compose or Kubernetes).
+    """
+    from streams.config import WILDCARD_HOSTS
+
+    if settings.worker_advertised_url:
+        return settings.worker_advertised_url
+    host = settings.worker_web_host.strip()
+    if host in WILDCARD_HOSTS:
+        host = socket.gethostname()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.worker_web_port}"
+
+
+def _leave_group_on_stop(app: faust.App) -> None:
+    """Make the consumer send LeaveGroup when it closes on a clean stop.
+
+    With static membership (``TWINLEDGER_WORKER_INSTANCE_ID``) the Kafka client
+    does not leave the group when it closes: the group keeps the stopped
+    worker's partitions until its session times out
+    (``TWINLEDGER_WORKER_SESSION_TIMEOUT``), and nobody folds or answers them
+    meanwhile. A worker stopped on purpose leaves, so the others take its
+    partitions at once; a crashed worker still gets them back at its restart.
+    """
+    try:
+        coordinator = app.consumer._thread._consumer._coordinator  # type: ignore[attr-defined]
+    except AttributeError:
+        return
+    if coordinator is not None and getattr(coordinator, "_group_instance_id", None):
+        log.info("leaving the consumer group on stop (static member %s)",
+                 coordinator._group_instance_id)
+        coordinator._group_instance_id = None
 
 
 #: Bounds of the worker's web pages (all GET, small answers): request body, request

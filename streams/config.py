@@ -125,6 +125,7 @@ class Settings:
     worker_stall_grace_seconds: float = 120.0
     worker_instance_id: str = ""
     worker_session_timeout: float = 30.0
+    worker_advertised_url: str = ""
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topology topic."""
@@ -233,4 +234,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_stall_grace_seconds=_float(env, "TWINLEDGER_WORKER_STALL_GRACE_SECONDS"),
         worker_instance_id=env.get("TWINLEDGER_WORKER_INSTANCE_ID", "").strip(),
         worker_session_timeout=_float(env, "TWINLEDGER_WORKER_SESSION_TIMEOUT"),
+        worker_advertised_url=_advertised_url(env.get("TWINLEDGER_WORKER_ADVERTISED_URL", "")),
     )
+
+
+#: Bind addresses that mean "every interface": never an address to reach a worker at.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})  # noqa: S104 - compared, not bound
+
+
+def _advertised_url(raw: str) -> str:
+    """``TWINLEDGER_WORKER_ADVERTISED_URL`` checked: ``http(s)://host:port``, a reachable host."""
+    from urllib.parse import urlsplit
+
+    url = raw.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or port is None
+            or parts.hostname in WILDCARD_HOSTS or parts.path or parts.query
+            or parts.username or parts.password):
+        raise ConfigError("TWINLEDGER_WORKER_ADVERTISED_URL must be http(s)://<host>:<port> "
+                          "with a host the other workers can reach (not a wildcard address), "
+                          f"got {raw!r}")
+    return url

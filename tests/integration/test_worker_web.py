@@ -35,6 +35,8 @@ def _get(pipeline: Pipeline, path: str, token: str | None = TOKEN) -> tuple[int,
     except urllib.error.HTTPError as exc:
         body = exc.read()
         return exc.code, json.loads(body) if body[:1] in (b"{", b"[") else body
+    except (urllib.error.URLError, ConnectionError) as exc:  # not listening yet
+        return 0, str(exc)
 
 
 def _raw(pipeline: Pipeline, request: bytes) -> bytes:
