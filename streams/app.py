@@ -599,6 +599,14 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
             if tp.topic == source_name:
                 worker.offsets.forget(tp.partition)
 
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        # The agent cannot take an event before it holds partitions: the watchdog counts
+        # time without events from the assignment, not from the process start (a worker
+        # joining a group with records waiting was reported stalled for the machine's
+        # uptime on its first tick).
+        worker.watchdog.progressed(time.monotonic())
+
     @app.timer(interval=max(3.0, min(10.0, settings.worker_stall_seconds / 4)))
     async def watch_agent() -> None:
         await worker.watch()
