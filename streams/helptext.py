@@ -60,8 +60,9 @@ examples:
         """venues: binance and bingx (futures user-data streams), kraken (spot ledgers,
 trades history, REST pages), deltadefi (spot account stream and order info).
 A line may also be wrapped as {"received_at": ..., "frame": ...}.
---account names the account; binance, bingx and kraken payloads do not carry
-one, so it is required there (deltadefi payloads carry account_id); --memory keeps the gateway's memory of open orders
+--account names the account: pass it unless every payload names its own
+(binance, bingx and kraken payloads never do, deltadefi balance frames do
+not); --memory keeps the gateway's memory of open orders
 across runs (read if the file exists, written back at the end).
 
 exit status: 0 every line normalized; 1 some line rejected; 2 usage error.
