@@ -287,6 +287,15 @@ QUERIES: dict[str, ReadQuery] = {q.name: q for q in (
         f" results, explanations FROM $db.reconcile_events WHERE {RANGE}"
         f" ORDER BY account_id, event_seq DESC, event_id DESC {LIMIT}"),
     ReadQuery(
+        "reconcile_latest", "the latest reconcile event per account: its status and the "
+                            "results of the rules that were not OK (rule, code, field, delta)",
+        "SELECT account_id, max(event_seq) AS last_event_seq,"
+        " argMax(ts, event_seq) AS last_ts, argMax(status, event_seq) AS last_status,"
+        " argMax(capital_frozen, event_seq) AS last_capital_frozen,"
+        " argMax(results, event_seq) AS last_results"
+        f" FROM $db.reconcile_events WHERE {RANGE}"
+        f" GROUP BY account_id ORDER BY account_id {LIMIT}"),
+    ReadQuery(
         "reconcile_rule_counts", "reconcile events per (rule, code) of their results",
         "SELECT JSONExtractString(r, 'rule') AS rule, JSONExtractString(r, 'code') AS code,"
         " uniqExact(event_id) AS events"

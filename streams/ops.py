@@ -159,33 +159,43 @@ def _strip(row: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def report(client: SinkClient, account: str | None = None, since: str | None = None,
            until: str | None = None) -> list[dict[str, Any]]:
-    """Latest snapshot and trades per account, read from ClickHouse by named queries.
+    """Latest snapshot, reconcile results and trades per account, read from ClickHouse.
 
+    Every read is a named query (``sinks.readqueries``). Per account: the
+    figures of its last snapshot (``net_cash_flows`` is K's net cash flows),
+    ``positions`` (qty, average, mark, unrealized, leverage, used margin),
+    ``reconcile`` (the latest reconcile event: status and the results of the
+    rules that were not OK, with their deltas), ``trades`` (one record per
+    trade, by time: open/close time, quantities, average prices, realized,
+    fees, net, duration; see ``streams.reporttext.trades_from_legs``).
     Spot accounts also get ``asset_balances`` (``balances FINAL``: the latest
     row per asset with the exchange's total and the drift flag),
-    ``cash_flows`` and ``portfolio_snapshots``. ``since``/``until`` (ISO-8601)
-    bound the event time of every table read.
+    ``cash_flows`` (the list) and ``portfolio_snapshots``. ``since``/``until``
+    (ISO-8601) bound the event time of every table read.
     """
+    from streams.reporttext import json_list, trades_from_legs
+
     params: dict[str, Any] = {"account": account, "since": since, "until": until,
                               "limit": REPORT_LIMIT}
     accounts = [_strip(r, "last_") for r in client.read("accounts", **params)]
-    trades = [{"account_id": t["account_id"], "trade_id": t["trade_id"], "symbol": t["trade_symbol"],
-               "side": t["trade_side"], "last_action": t["last_action"],
-               "realized_pnl": t["trade_realized_pnl"], "fees": t["trade_total_fees"],
-               "legs": t["legs"]}
-              for t in client.read("trades", **params)]
-    by_account: dict[str, list[dict[str, Any]]] = {}
-    for t in trades:
-        by_account.setdefault(t["account_id"], []).append(t)
+    trades = trades_from_legs(client.read("trade_legs", **params))
+    reconciles = {r["account_id"]: _strip(r, "last_")
+                  for r in client.read("reconcile_latest", **params)}
     drift = {r["account_id"]: r for r in client.read("drift", **params)}
     spot = {name: _by_account(client.read(query, **params))
             for name, query in (("asset_balances", "balances"), ("cash_flows", "cash_flows"),
                                 ("portfolio_snapshots", "portfolio_snapshots"))}
     for a in accounts:
+        a["net_cash_flows"] = a.pop("cash_flows", None)
+        a["positions"] = json_list(a.get("positions"))
         for name, rows in spot.items():
             if a["account_id"] in rows:
                 a[name] = rows[a["account_id"]]
-        a["trades"] = by_account.get(a["account_id"], [])
+        a["trades"] = trades.get(a["account_id"], [])
+        rec = reconciles.get(a["account_id"])
+        a["reconcile"] = None if rec is None else {
+            "status": rec.get("status"), "event_seq": rec.get("event_seq"),
+            "ts": rec.get("ts"), "results": json_list(rec.get("results"))}
         d = drift.get(a["account_id"])
         a["drift"] = None if d is None else {"active": d["drift_code"] == "DRIFT",
                                               "detail": d["drift_detail"]}
@@ -193,43 +203,10 @@ def report(client: SinkClient, account: str | None = None, since: str | None = N
 
 
 def format_report(accounts: list[dict[str, Any]]) -> str:
-    lines = []
-    for a in accounts:
-        lines.append(f"account {a['account_id']}  seq={a['event_seq']}  "
-                     f"capital={a['capital']} ({a['capital_source']})  k_capital={a['k_capital']}  "
-                     f"equity={a['equity']}")
-        lines.append(f"  realized={a['realized_pnl']}  fees={a['fees']}  "
-                     f"reconcile={a['reconcile_status']}  frozen={a['capital_frozen']}")
-        positions = a["positions"]
-        if isinstance(positions, str):
-            try:
-                positions = json.loads(positions)
-            except ValueError:
-                positions = []
-        for p in positions or []:
-            lines.append(f"  position {p.get('symbol')} {p.get('position_side')} qty={p.get('qty')} "
-                         f"avg={p.get('avg_entry_price')} realized={p.get('realized_pnl')}")
-        for b in a.get("asset_balances", []):
-            exch = b.get("exchange_total")
-            lines.append(f"  balance {b['asset']} total={b['total']} avg_cost={b['avg_cost']} "
-                         f"value={b['value']}" + (" UNVALUED" if b.get("unvalued") else "")
-                         + ("" if exch is None else f" exchange={exch}")
-                         + (" DRIFT" if b.get("drift") else ""))
-        for f in a.get("cash_flows", []):
-            lines.append(f"  cash flow {f['ts']} {f['flow']} {f['amount']} {f['asset']} "
-                         f"value={f['value']} {f['currency']}")
-        for p in a.get("portfolio_snapshots", []):
-            lines.append(f"  portfolio {p['bucket_start']} equity={p['equity']} "
-                         f"realized={p['realized_pnl']} fees={p['fees']} "
-                         f"unrealized={p['unrealized_pnl']} cash_flows={p['cash_flows']}"
-                         + (f" DRIFT {','.join(p['drift_assets'])}" if p.get("drift") else ""))
-        if a.get("drift"):
-            state = "ACTIVE" if a["drift"]["active"] else "cleared"
-            lines.append(f"  drift {state}: {a['drift']['detail']}")
-        for t in a.get("trades", []):
-            lines.append(f"  trade {t['trade_id']} {t['symbol']} {t['side']} {t['last_action']} "
-                         f"realized={t['realized_pnl']} fees={t['fees']} legs={t['legs']}")
-    return "\n".join(lines)
+    """The text of ``twinledger report`` (``streams.reporttext.format_accounts``)."""
+    from streams.reporttext import format_accounts
+
+    return format_accounts(accounts)
 
 
 def ops_main(argv: list[str]) -> int:

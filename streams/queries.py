@@ -495,34 +495,60 @@ def parse_params(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
 def render_table(doc: Mapping[str, Any]) -> str:
     """A readable text form of any query answer (``twinledger portfolio --table``).
 
-    Scalars become ``name: value`` lines; a list of rows or a mapping of
+    Scalars become ``name: value`` lines, nested mappings ``name.key: value``
+    lines (``reconcile.deltas.capital  494``); a list of rows or a mapping of
     name -> row becomes a titled, aligned table (numbers right-aligned, nested
-    lists summarised by their length); ``null`` prints as ``-``.
+    lists summarised by their length); ``null`` prints as ``-``. A ``share``
+    (of equity) prints as a percentage with two decimals (the JSON keeps the
+    exact fraction). The exposure answer's ``positions`` (futures notionals)
+    is titled ``futures positions``, so a spot account does not read as
+    holding none.
     """
     pairs: list[tuple[str, str]] = []
     tables: list[tuple[str, list[dict[str, Any]]]] = []
+    titles = {"positions": "futures positions"} if "shares_defined" in doc else {}
+
+    def scalars(key: str, value: Mapping[str, Any]) -> None:
+        if not value:
+            pairs.append((key, "(none)"))
+        for k, v in value.items():
+            if isinstance(v, Mapping) and v:
+                scalars(f"{key}.{k}", v)
+            else:
+                pairs.append((f"{key}.{k}", _cell(v)))
+
     for key, value in doc.items():
+        title = titles.get(key, key)
         if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
-            tables.append((key, [dict(r) for r in value]))
+            tables.append((title, [dict(r) for r in value]))
         elif isinstance(value, Mapping) and value and all(
                 isinstance(r, Mapping) for r in value.values()):
             # rows already naming their key (balances[asset]["asset"]) need no key column
             named = all(k in r.values() for k, r in value.items())
-            tables.append((key, [dict(r) if named else {"": k, **r}
-                                 for k, r in value.items()]))
+            tables.append((title, [dict(r) if named else {"": k, **r}
+                                   for k, r in value.items()]))
         elif isinstance(value, Mapping):
-            pairs.extend((f"{key}.{k}", _cell(v)) for k, v in value.items())
+            scalars(title, value)
         elif isinstance(value, list):
-            pairs.append((key, ", ".join(_cell(v) for v in value) or "(none)"))
+            pairs.append((title, ", ".join(_cell(v) for v in value) or "(none)"))
         else:
-            pairs.append((key, _cell(value)))
+            pairs.append((title, _cell(value)))
     width = max((len(k) for k, _ in pairs), default=0)
     out = [f"{k:<{width}}  {v}" for k, v in pairs]
     for title, rows in tables:
         out.append("")
         out.append(f"{title} ({len(rows)})")
-        out.extend(_grid(rows))
+        out.extend(_grid([{k: (_percent(v) if k == "share" else v) for k, v in r.items()}
+                          for r in rows]))
     return "\n".join(out) + "\n"
+
+
+def _percent(v: Any) -> Any:
+    """A share (an exact fraction as text) as a percentage with two decimals: ``45.67%``."""
+    if v is None:
+        return None
+    with localcontext(LEDGER_CONTEXT):
+        return f"{(Decimal(v) * 100).quantize(Decimal('0.01')):f}%"
 
 
 def _cell(v: Any) -> str:
@@ -539,6 +565,7 @@ def _cell(v: Any) -> str:
 
 
 def _numeric(s: str) -> bool:
+    s = s[:-1] if s.endswith("%") else s
     try:
         Decimal(s)
     except ArithmeticError:

@@ -426,11 +426,23 @@ def test_render_table_shows_scalars_and_rows(run: Run):
     header = lines[lines.index("assets (4)") + 1]
     assert header.split() == ["asset", "total", "value", "share"]
     usd = next(line for line in lines if line.startswith("USD "))
-    assert usd.split() == ["USD", "7728", "7728", "0.825596923241279846"]
+    assert usd.split() == ["USD", "7728", "7728", "82.56%"]  # exact in JSON, rounded here
     foo = next(line for line in lines if line.startswith("FOO "))
     assert foo.split() == ["FOO", "3", "-", "-"]
+    # the exposure's futures list is named so: a spot account does not read as holding none
+    assert ["futures", "positions", "(none)"] in [line.split() for line in lines]
     fees = q.render_table(ask(run, "fees")).splitlines()
     assert [line.split() for line in fees if line.startswith("DOT")] == [["DOT", "1.5", "7.5"]]
+
+
+def test_render_table_flattens_nested_mappings_instead_of_counting_them():
+    doc = {"account_id": "a", "reconcile": {"status": "WARN", "deltas": {"balance:USD": "3267"},
+                                            "explanations": ["DRIFT|balance:USD|3267"]},
+           "drift_assets": {}}
+    lines = [line.split() for line in q.render_table(doc).splitlines()]
+    assert ["reconcile.deltas.balance:USD", "3267"] in lines
+    assert ["drift_assets", "(none)"] in lines
+    assert not any("{1}" in " ".join(line) for line in lines)
 
 
 def test_marks_at_the_wire_scale_give_the_same_answers(run: Run):
