@@ -1,7 +1,7 @@
 """Reconcile K against E (LEDGER A12): the rule classifier, bounds from ``LedgerConfig``.
 
 Owns: rules R1-R6 and the status (worst rule). Reads the state, never mutates
-K or E. Must not touch: booking, outputs (``fold`` turns results into records).
+K or E (it keeps the memo of R3, R4 and R6, see ``position_rules``). Must not touch: booking, outputs (``fold`` turns results into records).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def explain(r: Result) -> str:
 
 def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
               k_used_margin: Decimal, r2: list[tuple[str, Decimal, Decimal]],
-              ) -> tuple[str, list[Result]]:
+              positions_changed: bool = True) -> tuple[str, list[Result]]:
     """Classify every rule that has E to compare with; returns (worst status, non-OK results).
 
     Spot drift (B8, found by ``spot.check_drift`` at balance frames) is one
@@ -34,60 +34,26 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
     R2 a settlement in this event (``r2``: field, kernel estimate, exchange
     figure; like with like, one trade's legs against their settlement). Only
     results that are not OK are returned: an OK rule has nothing to explain.
+
+    ``positions_changed`` False says no position's quantity changed since the
+    last call on this state: then R3, R4 and R6 are evaluated again only when
+    their other inputs changed (``position_rules``).
     """
     out: list[Result] = []
-
-    def banded(rule: str, field: str, delta: Decimal, eps: Decimal, band: Decimal, warn: str,
-               error: str) -> None:
-        mag = abs(delta)
-        if mag > eps:  # rounded only when reported: comparisons use the exact delta
-            out.append((rule, "WARN", warn, field, q18(delta)) if mag <= band
-                       else (rule, "ERROR", error, field, q18(delta)))
-
     if st.e_wallet is not None:
-        banded("R1", "capital", st.k_capital - st.e_wallet, cfg.r1_epsilon,
-               cfg.r1_pending_fee_bound, "UNSETTLED_FEE", "CAPITAL_MISMATCH")
+        _banded(out, "R1", "capital", st.k_capital - st.e_wallet, cfg.r1_epsilon,
+                cfg.r1_pending_fee_bound, "UNSETTLED_FEE", "CAPITAL_MISMATCH")
     for field, estimate, exchange in r2:
-        banded("R2", field, estimate - exchange, cfg.r2_epsilon, cfg.r2_rounding_bound,
-               "LOT_STEP_ROUNDING", "REALIZED_MISMATCH")
-    eps = st.e_positions
-    if eps is not None:
-        k_open = 0
-        for key, kp in st.positions.items():
-            if not kp.qty:
-                continue
-            k_open += 1
-            ep = eps.get(key)
-            delta = kp.qty - (ep.qty if ep is not None else D0)
-            if delta and abs(delta) > cfg.lot_step(key[0]):
-                out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH", f"{key[0]}:{key[1]}.qty",
-                            delta))
-        e_open = 0
-        for key, ep in eps.items():
-            if not ep.qty:
-                continue
-            e_open += 1
-            held = st.positions.get(key)
-            if held is None or not held.qty:
-                if abs(ep.qty) > cfg.lot_step(key[0]):
-                    out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH",
-                                f"{key[0]}:{key[1]}.qty", -ep.qty))
-            kmark = marks.get(key[0])
-            if ep.mark_price and kmark and kmark != ep.mark_price:
-                # Notional of the exchange quantity at K's mark vs at the exchange's mark.
-                size = abs(ep.qty)
-                banded("R4", f"{key[0]}:{key[1]}.notional", size * (kmark - ep.mark_price),
-                       cfg.r4_epsilon, cfg.r4_staleness_band * size * ep.mark_price,
-                       "MARK_PRICE_STALENESS", "MARK_MISMATCH")
-        if k_open != e_open:
-            out.append(("R6", "ERROR", "POSITION_COUNT_MISMATCH", "open_positions",
-                        Decimal(k_open - e_open)))
+        _banded(out, "R2", field, estimate - exchange, cfg.r2_epsilon, cfg.r2_rounding_bound,
+                "LOT_STEP_ROUNDING", "REALIZED_MISMATCH")
+    if st.e_positions is not None:
+        out.extend(position_rules(st, cfg, marks, positions_changed))
     for asset, d in st.book.drift.items():
         # B8: derived - exchange quantity of each drifting asset, WARN while it lasts
         out.append(("B8", "WARN", "DRIFT", f"balance:{asset}", Decimal(d[2] or 0)))
     if st.e_wallet is not None:
-        banded("R5", "used_margin", k_used_margin - st.e_used, cfg.r5_epsilon,
-               cfg.r5_leverage_band * st.e_used, "LEVERAGE_ROUNDING", "MARGIN_MISMATCH")
+        _banded(out, "R5", "used_margin", k_used_margin - st.e_used, cfg.r5_epsilon,
+                cfg.r5_leverage_band * st.e_used, "LEVERAGE_ROUNDING", "MARGIN_MISMATCH")
     status = "OK"
     for r in out:
         if _RANK[r[1]] > _RANK[status]:
@@ -95,3 +61,62 @@ def reconcile(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
             if status == "ERROR":
                 break
     return status, out
+
+
+def _banded(out: list[Result], rule: str, field: str, delta: Decimal, eps: Decimal,
+            band: Decimal, warn: str, error: str) -> None:
+    mag = abs(delta)
+    if mag > eps:  # rounded only when reported: comparisons use the exact delta
+        out.append((rule, "WARN", warn, field, q18(delta)) if mag <= band
+                   else (rule, "ERROR", error, field, q18(delta)))
+
+
+def position_rules(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Decimal],
+                   positions_changed: bool = True) -> list[Result]:
+    """R3, R4 and R6 against the exchange's positions snapshot (``st.e_positions``).
+
+    Their inputs are K's quantities, the snapshot, the marks of its symbols and
+    the config. The last results are kept with those inputs (``st.rules_memo``,
+    never encoded): an event that changed none of them (a funding, a wallet
+    frame, a mark of another symbol) reuses them instead of walking every
+    position again. Same inputs, same results: the memo only saves the work.
+    """
+    eps = st.e_positions
+    assert eps is not None
+    kmarks = tuple([marks.get(key[0]) for key in eps])
+    memo = st.rules_memo
+    if (not positions_changed and memo is not None and memo[0] is eps and memo[1] is cfg
+            and memo[2] == kmarks):
+        return memo[3]
+    out: list[Result] = []
+    k_open = 0
+    for key, kp in st.positions.items():
+        if not kp.qty:
+            continue
+        k_open += 1
+        ep = eps.get(key)
+        delta = kp.qty - (ep.qty if ep is not None else D0)
+        if delta and abs(delta) > cfg.lot_step(key[0]):
+            out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH", f"{key[0]}:{key[1]}.qty",
+                        delta))
+    e_open = 0
+    for (key, ep), kmark in zip(eps.items(), kmarks, strict=True):
+        if not ep.qty:
+            continue
+        e_open += 1
+        held = st.positions.get(key)
+        if held is None or not held.qty:
+            if abs(ep.qty) > cfg.lot_step(key[0]):
+                out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH",
+                            f"{key[0]}:{key[1]}.qty", -ep.qty))
+        if ep.mark_price and kmark and kmark != ep.mark_price:
+            # Notional of the exchange quantity at K's mark vs at the exchange's mark.
+            size = abs(ep.qty)
+            _banded(out, "R4", f"{key[0]}:{key[1]}.notional", size * (kmark - ep.mark_price),
+                    cfg.r4_epsilon, cfg.r4_staleness_band * size * ep.mark_price,
+                    "MARK_PRICE_STALENESS", "MARK_MISMATCH")
+    if k_open != e_open:
+        out.append(("R6", "ERROR", "POSITION_COUNT_MISMATCH", "open_positions",
+                    Decimal(k_open - e_open)))
+    st.rules_memo = (eps, cfg, kmarks, out)
+    return out

@@ -313,7 +313,7 @@ class AccountState:
         "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
         "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
-        "offsets", "ring", "_ids", "cold", "book", "headroom",
+        "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -353,6 +353,9 @@ class AccountState:
         # An upper bound of the magnitudes the state holds (``headroom``); not encoded:
         # None until first needed, after a decode too.
         self.headroom: int | None = None
+        # The last R3/R4/R6 results with their inputs (``reconcile.position_rules``);
+        # not encoded: None after a decode, the next evaluation fills it.
+        self.rules_memo: tuple[Any, ...] | None = None
 
     # -- K ---------------------------------------------------------------------------
     @property
