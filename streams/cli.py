@@ -58,6 +58,12 @@ def _ops(argv: list[str]) -> int:
     return ops_main(argv)
 
 
+def _export(argv: list[str]) -> int:
+    from streams.export import export_main
+
+    return export_main(argv)
+
+
 def _topology(argv: list[str]) -> int:
     from streams.codec import load_named_schemas
     from streams.config import load_settings
@@ -280,6 +286,7 @@ _HANDLERS: dict[str, Callable[[list[str]], int]] = {
     "fold": _fold, "normalize": _normalize, "produce": _produce, "worker": _worker,
     "sink": _sink, "demo": _demo, "topology": _topology, "kafka": _ops, "topics": _ops,
     "replay": _ops, "report": _ops, "portfolio": _portfolio, "verify": _ops,
+    "export": _export,
 }
 
 

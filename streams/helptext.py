@@ -225,6 +225,27 @@ examples:
   twinledger verify
   twinledger verify --worker-url http://127.0.0.1:6066
 """),
+    "export": Help(
+        "export trades (a PnL report), fills, cash flows, snapshots or balances",
+        "Write one kind of history, as ClickHouse holds it, to CSV, Parquet or JSON\n"
+        "lines: trades (one line per trade with its cost basis, proceeds, realized PnL,\n"
+        "fees and net PnL), fills, cash flows, account snapshots or the latest balances,\n"
+        "for one account or all, read through the running sink's read-only endpoint.",
+        """Amounts are exact: plain decimals in CSV (never 1E+3, never a float), strings
+in JSON lines, decimal128(38, 18) in Parquet; times are ISO-8601 UTC. CSV has a
+header row and opens as is in a spreadsheet. --since/--until bound the event
+time (a trade by its opening time). Every page of the sink's answer is read,
+so nothing is cut at the query limit. The sink is reached at
+TWINLEDGER_SINK_HTTP_HOST:TWINLEDGER_SINK_HTTP_PORT, with TWINLEDGER_HTTP_TOKEN
+when set.
+exit status: 0 written; 1 the sink cannot be reached or refused a parameter;
+2 usage error.
+
+examples:
+  twinledger export trades --account acct-fet-short --out trades.csv
+  twinledger export cash-flows --since 2024-05-01T00:00:00Z --format jsonl
+  twinledger export snapshots --account all --format parquet --out snapshots.parquet
+"""),
     "portfolio": Help(
         "portfolio queries (equity, positions, trades...) on a worker or a file",
         "Answer a portfolio query on one account as JSON (or a table): equity,\n"
