@@ -90,6 +90,17 @@ STALLED = Gauge("twinledger_worker_stalled",
 LAG = Gauge("twinledger_worker_lag_records", "records waiting on this worker's source partitions")
 READY = Gauge("twinledger_worker_ready", "1 when partitions are assigned, tables recovered and "
               "the agent is not stalled")
+PARTITION_LAG = Gauge("twinledger_worker_partition_lag_records",
+                      "records waiting on one source partition of this worker", ["topic", "partition"])
+ACCOUNTS = Gauge("twinledger_worker_accounts", "accounts held by this worker by their current "
+                 "reconcile status (OK, WARN, ERROR)", ["status"])
+#: The reconcile statuses of an account (LEDGER R*): the labels of ``ACCOUNTS``.
+RECONCILE_STATUSES = ("OK", "WARN", "ERROR")
+for _status in RECONCILE_STATUSES:
+    ACCOUNTS.labels(_status).set(0)
+#: Prefix of Faust's own sensor metrics (events in/out, commit and send latency, table
+#: operations, end and committed offsets per partition, rebalances, web requests).
+FAUST_METRICS_PREFIX = "twinledger_faust"
 
 #: Exit code of a worker the watchdog stopped (EX_SOFTWARE): a supervisor restarts it.
 STALL_EXIT_CODE = 70
@@ -154,6 +165,11 @@ class Worker:
     gaps: list[dict[str, Any]] = field(default_factory=list)
     lag: int | None = None
     status: str = "starting"
+    #: source partition -> account -> reconcile status, for the accounts this worker holds
+    statuses: dict[int, dict[str, str]] = field(default_factory=dict)
+    status_counts: dict[str, int] = field(default_factory=dict)
+    #: the held accounts' statuses are read from the table once it is recovered
+    status_scan_pending: bool = False
 
     def note_offsets(self, events: list[Any]) -> None:
         """Track source offsets of a batch; report every run of offsets never seen."""
@@ -297,6 +313,7 @@ class Worker:
                 set_current_event(source_event)
             self.ledger_table[account.encode("utf-8")] = blob
             self._remember_state(account, blob, state)
+            self.note_status(source_event.message.partition, account, state.status)
         self.applied += len(events)
         # After the batch is on the broker and in the table: the watchdog's lag is
         # counted from what was folded, not from what was merely taken.
@@ -352,6 +369,53 @@ class Worker:
         return (self.topic_name(topic), out.key.encode("utf-8"),
                 self.codec.encode(schema, out.record), ts.timestamp() if ts is not None else None)
 
+    def note_status(self, partition: int, account: str, status: str) -> None:
+        """Count ``account`` (on source ``partition``) under its reconcile ``status``."""
+        accounts = self.statuses.setdefault(partition, {})
+        old = accounts.get(account)
+        if old == status:
+            return
+        accounts[account] = status
+        counts = self.status_counts
+        counts[status] = counts.get(status, 0) + 1
+        ACCOUNTS.labels(status).set(counts[status])
+        if old is not None:
+            counts[old] -= 1
+            ACCOUNTS.labels(old).set(counts[old])
+
+    def forget_partition(self, partition: int) -> None:
+        """A revoked partition: its accounts and its lag are another worker's now."""
+        self.offsets.forget(partition)
+        for status in self.statuses.pop(partition, {}).values():
+            self.status_counts[status] -= 1
+        for status, count in self.status_counts.items():
+            ACCOUNTS.labels(status).set(count)
+        try:
+            PARTITION_LAG.remove(self.topic_name("venue.events"), str(partition))
+        except KeyError:
+            pass
+
+    async def scan_statuses(self) -> int:
+        """Count every account this worker holds by its stored reconcile status.
+
+        Run once the tables are recovered after an assignment, so an account
+        that stays in ERROR is counted even when no event of it arrived since
+        the worker started. Only the first line of each stored state is read,
+        a few thousand accounts at a time between other work.
+        """
+        partitions = self.topology.partitions("venue.events")
+        seen = 0
+        for key, raw in self.ledger_table.items():
+            if not isinstance(raw, bytes | bytearray) or not raw:
+                continue
+            account = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+            self.note_status(account_partition(account, partitions), account,
+                             reconcile_status_of(bytes(raw)))
+            seen += 1
+            if seen % 2000 == 0:
+                await asyncio.sleep(0)
+        return seen
+
     def readiness(self) -> dict[str, Any]:
         """What ``/ready`` answers: assigned, recovered, consuming."""
         app = self.app
@@ -388,6 +452,12 @@ class Worker:
             self.status = "recovering"
             READY.set(0)
             return
+        if self.status_scan_pending:
+            self.status_scan_pending = False
+            try:
+                await self.scan_statuses()
+            except Exception as exc:  # noqa: BLE001 - a metric must not stop the watchdog
+                log.warning("cannot count accounts by reconcile status (%s)", exc)
         try:
             ends, starts = await asyncio.wait_for(asyncio.gather(
                 app.consumer.highwaters(*tps), app.consumer.earliest_offsets(*tps)), timeout=10)
@@ -404,9 +474,12 @@ class Worker:
                 self.report_gap(source, gap)
         known = getattr(app.consumer, "_committed_offset", {})
         committed = {tp.partition: known.get(tp) for tp in tps}
-        self.lag = self.offsets.lag({tp.partition: int(ends[tp]) for tp in tps if tp in ends},
-                                    committed, log_starts)
+        end_offsets = {tp.partition: int(ends[tp]) for tp in tps if tp in ends}
+        self.lag = self.offsets.lag(end_offsets, committed, log_starts)
         LAG.set(self.lag)
+        for partition, end in end_offsets.items():
+            PARTITION_LAG.labels(source, str(partition)).set(
+                self.offsets.lag({partition: end}, committed, log_starts))
         verdict = self.watchdog.check(self.lag, time.monotonic())
         if verdict == "ok":
             self.status = "ok" if self.lag else "idle"
@@ -514,6 +587,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         producer_linger_ms=5,
         consumer_auto_offset_reset="earliest",
         broker_credentials=_faust_credentials(settings),
+        monitor=_faust_monitor(),
     )
     worker = Worker(settings=settings, topology=topology, codec=codec,
                     ledger_config=ledger_config, app=app,
@@ -597,7 +671,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         for tp in args[0] if args else kwargs.get("revoked", ()):
             if tp.topic == source_name:
-                worker.offsets.forget(tp.partition)
+                worker.forget_partition(tp.partition)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
@@ -606,6 +680,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         # joining a group with records waiting was reported stalled for the machine's
         # uptime on its first tick).
         worker.watchdog.progressed(time.monotonic())
+        worker.status_scan_pending = True
 
     @app.timer(interval=max(3.0, min(10.0, settings.worker_stall_seconds / 4)))
     async def watch_agent() -> None:
@@ -780,6 +855,46 @@ class AccountRouter:
                         partition, owner, type(exc).__name__)
             return self.unavailable(web, partition, "the worker holding the account's "
                                     "partition did not answer; retry", owner)
+
+
+def reconcile_status_of(raw: bytes) -> str:
+    """The reconcile status of a stored state, read from its first line only.
+
+    The first line of ``encode_state`` bytes is a JSON header whose 19th
+    field is the status; anything unexpected falls back to a full decode.
+    """
+    import json
+
+    from streams.ledger.state import MAGIC
+
+    try:
+        header = json.loads(raw[len(MAGIC):raw.index(b"\n", len(MAGIC))])
+        status = header[18]
+        if raw.startswith(MAGIC) and status in RECONCILE_STATUSES:
+            return str(status)
+    except (ValueError, IndexError, TypeError, KeyError):
+        pass
+    return str(decode_state(raw).status)
+
+
+_FAUST_METRICS: Any = None
+
+
+def _faust_monitor() -> Any:
+    """Faust's Prometheus sensor, its metrics in the registry ``/metrics/prometheus`` serves.
+
+    The metrics are created once per process (a name registers once) and
+    named ``twinledger_faust_*`` whatever the app id, so dashboards do not
+    depend on it; each app gets its own monitor over them.
+    """
+    global _FAUST_METRICS
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
+    if _FAUST_METRICS is None:
+        from prometheus_client import REGISTRY
+
+        _FAUST_METRICS = FaustMetrics.create(REGISTRY, FAUST_METRICS_PREFIX)
+    return PrometheusMonitor(metrics=_FAUST_METRICS)
 
 
 def account_partition(account: str, partitions: int) -> int:

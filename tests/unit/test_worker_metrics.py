@@ -1,0 +1,73 @@
+"""The worker's metrics that are not plain counters: accounts by reconcile status, lag labels."""
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import REGISTRY
+
+import streams.app as app_module
+from streams.config import load_settings
+from streams.ledger import AccountState, encode_state, load_ledger_config
+from streams.topology import load_topology
+
+
+def _worker(table=None):
+    settings = load_settings({})
+    w = app_module.Worker(settings=settings, topology=load_topology(settings.topology_path),
+                          codec=None, ledger_config=load_ledger_config(None),  # type: ignore[arg-type]
+                          app=SimpleNamespace())
+    w.ledger_table = table if table is not None else {}
+    return w
+
+
+def _accounts(status):
+    return REGISTRY.get_sample_value("twinledger_worker_accounts", {"status": status})
+
+
+@pytest.mark.parametrize("status", ["OK", "WARN", "ERROR"])
+def test_the_status_is_read_from_the_first_line_of_a_stored_state(status):
+    state = AccountState("acc-1", "synth")
+    state.status = status
+    assert app_module.reconcile_status_of(encode_state(state)) == status
+
+
+def test_accounts_are_counted_once_under_their_latest_status_and_leave_with_their_partition():
+    w = _worker()
+    w.note_status(1, "a", "OK")
+    w.note_status(1, "b", "ERROR")
+    w.note_status(2, "c", "ERROR")
+    w.note_status(1, "a", "WARN")  # a moved on: counted once, under WARN
+    w.note_status(1, "b", "ERROR")
+    assert w.status_counts == {"OK": 0, "WARN": 1, "ERROR": 2}
+    assert _accounts("ERROR") == 2 and _accounts("WARN") == 1 and _accounts("OK") == 0
+    w.forget_partition(1)  # revoked: another worker counts a and b now
+    assert w.status_counts == {"OK": 0, "WARN": 0, "ERROR": 1}
+    assert _accounts("ERROR") == 1 and _accounts("WARN") == 0
+
+
+def test_a_scan_counts_every_held_account_by_its_stored_status():
+    table = {}
+    for i, status in enumerate(["OK", "OK", "ERROR", "WARN"]):
+        state = AccountState(f"acc-{i}", "synth")
+        state.status = status
+        table[f"acc-{i}".encode()] = encode_state(state)
+    w = _worker(table)
+    assert asyncio.run(w.scan_statuses()) == 4
+    assert w.status_counts == {"OK": 2, "ERROR": 1, "WARN": 1}
+    assert asyncio.run(w.scan_statuses()) == 4  # again: nothing counted twice
+    assert w.status_counts == {"OK": 2, "ERROR": 1, "WARN": 1}
+
+
+def test_faust_sensors_are_registered_under_a_fixed_prefix(tmp_path):
+    settings = load_settings({"TWINLEDGER_DATA_DIR": str(tmp_path / "data"),
+                              "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    first = app_module.create_worker(settings)
+    second = app_module.create_worker(settings)  # a second app in one process: no clash
+    assert first.app.monitor is not second.app.monitor
+    names = {m.name for m in REGISTRY.collect()}
+    for name in ("twinledger_faust_messages_received", "twinledger_faust_table_operations",
+                 "twinledger_faust_producer_send_latency",
+                 "twinledger_faust_consumer_commit_latency",
+                 "twinledger_faust_topic_partition_end_offset"):
+        assert name in names, name
