@@ -18,6 +18,7 @@ import threading
 import urllib.request
 from typing import Any
 
+from sinks import metrics as sink_metrics
 from sinks.backend import Backend, open_backend
 from sinks.ddl import TABLES, apply_ddl
 from sinks.http import SinkHTTPServer
@@ -103,6 +104,8 @@ def sink_main(argv: list[str]) -> int:
                   settings.snapshot_retention_days)
         codec = Codec.load(settings.schema_registry_url)
         runner = SinkRunner(settings, backend, codec)
+        sink_metrics.LAG.source = lambda: sink_metrics.consumer_lag(
+            getattr(runner, "_consumer", None), runner.assigned)
         if not args.no_http:
             port = settings.sink_http_port if args.http_port is None else args.http_port
             http = SinkHTTPServer(backend, settings.sink_http_host, port, health=lambda: {
