@@ -3,9 +3,10 @@
 Owns: ``GET /health``, ``GET /metrics``, ``GET /counts`` (the
 :func:`sinks.main.verify` verdict), the named read queries ``GET /q``
 (the catalog), ``GET /q/<name>?param=...`` and ``POST /q`` (JSON
-``{"name": ..., "params": {...}}``), their JSON shapes, and the hygiene of
-the server itself. Must not touch: the consumer or the write path. It exists
-because chDB lets one process own its data directory: reports, tests and
+``{"name": ..., "params": {...}}``), their JSON shapes, the read-only HTML
+dashboard ``GET /dashboard[/<account>]`` (rendered by ``sinks.dashboard`` from
+the same named queries, same token), and the hygiene of the server itself.
+Must not touch: the consumer or the write path. It exists because chDB lets one process own its data directory: reports, tests and
 ``twinledger verify`` read through here while the sink runs.
 
 **There is no free SQL.** A request names a query of
@@ -496,6 +497,11 @@ class SinkHTTPServer:
                 elif path.startswith("/q/"):
                     name = urllib.parse.unquote(path[3:])
                     self._json(200, outer.reads.named(name, _query_params(query)))
+                elif path == "/dashboard" or path.startswith("/dashboard/"):
+                    from sinks.dashboard import HEADERS, page
+
+                    status, html_body = page(path, outer.reads.named)
+                    self._send(status, html_body, "text/html; charset=utf-8", HEADERS)
                 else:
                     self._json(404, {"error": "no such endpoint; GET /q lists the named "
                                               "read queries"})

@@ -1,0 +1,91 @@
+"""The dashboard's HTML from fixed named-query answers: escaping, the curve, the links."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sinks.dashboard import HEADERS, account_href, curve_svg, money, page
+
+EVIL = 'acc-<img src=x onerror="alert(1)">&\'/'
+
+
+def _reader(snapshots: int) -> Any:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def read(name: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        calls.append((name, dict(params)))
+        if name == "accounts":
+            return {"truncated": False, "rows": [{
+                "account_id": EVIL, "last_event_seq": 7, "last_capital": "50277.0212",
+                "last_equity": "50577.0249", "last_realized_pnl": "-1.5", "last_fees": "0.1",
+                "last_reconcile_status": "ERROR", "last_capital_frozen": True,
+                "last_positions": '[{"symbol": "<b>X</b>", "qty": "0.3", "market": "futures",'
+                                  ' "position_side": "BOTH", "avg_entry_price": "60000",'
+                                  ' "mark_price": "61000", "unrealized_pnl": "300.0",'
+                                  ' "realized_pnl": "0", "leverage": "5"}]'}]}
+        if name == "equity_curve":  # newest first, as the query answers
+            return {"truncated": False, "rows": [
+                {"ts": f"2024-05-06T09:{59 - i:02d}:00+00:00", "equity": str(1000 + (snapshots - i) * 3),
+                 "capital": "1000", "event_seq": snapshots - i} for i in range(snapshots)]}
+        if name == "recent_trades":
+            return {"rows": [{"opened_at": "2024-05-06T09:01:00+00:00",
+                              "trade_symbol": "<script>x</script>", "trade_side": "LONG",
+                              "last_action": "close", "entry_qty": "1", "exit_qty": "1",
+                              "trade_realized_pnl": "12.345", "trade_total_fees": "0.5"}]}
+        if name == "recent_reconciles":
+            return {"rows": [{"ts": "2024-05-06T09:02:00+00:00", "status": "ERROR",
+                              "previous_status": "OK", "capital_frozen": True,
+                              "explanations": ["R2 <wallet> differs by 494"]}]}
+        raise AssertionError(name)
+
+    read.calls = calls  # type: ignore[attr-defined]
+    return read
+
+
+def test_values_from_topics_are_escaped_everywhere() -> None:
+    read = _reader(5)
+    status, body = page("/dashboard", read)
+    text = body.decode()
+    assert status == 200 and "<img" not in text and "&lt;img src=x" in text
+    assert 'href="/dashboard/acc-%3Cimg%20src%3Dx%20onerror%3D%22alert%281%29%22%3E%26%27%2F"' \
+        in text
+    assert "50,277.02" in text and 'class="bad">ERROR' in text and "frozen" in text
+    status, body = page(account_href(EVIL).replace("&amp;", "&"), read)
+    text = body.decode()
+    assert status == 200
+    for raw in ("<img", "<b>X</b>", "<script>x", "<wallet>"):
+        assert raw not in text, raw
+    assert "&lt;script&gt;x&lt;/script&gt;" in text and "R2 &lt;wallet&gt; differs" in text
+    # Every read is a named query with an account and a limit.
+    assert {n for n, _ in read.calls} == {"accounts", "equity_curve", "recent_trades",
+                                           "recent_reconciles"}
+    assert all(p.get("limit") for _, p in read.calls)
+
+
+def test_the_curve_has_one_point_per_snapshot_in_time_order() -> None:
+    status, body = page("/dashboard/acc-1", _reader(12))
+    assert status == 200
+    text = body.decode()
+    points = re.search(r'<polyline class="equity"[^>]* points="([^"]+)"', text)
+    assert points is not None
+    xy = [tuple(map(float, p.split(","))) for p in points.group(1).split()]
+    assert len(xy) == 12
+    assert [x for x, _ in xy] == sorted(x for x, _ in xy)
+    # equity rises with time here, so y (downwards) falls
+    assert [y for _, y in xy] == sorted((y for _, y in xy), reverse=True)
+    assert "2024-05-06 09:48:00" in text and "2024-05-06 09:59:00" in text
+
+
+def test_unknown_account_is_a_404_page_and_nothing_runs() -> None:
+    def read(name: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {"rows": []}
+
+    status, body = page("/dashboard/nobody", read)
+    assert status == 404 and b"no snapshot of this account" in body
+    assert "script-src" not in HEADERS["Content-Security-Policy"]
+    assert "default-src 'none'" in HEADERS["Content-Security-Policy"]
+    assert b"<script" not in page("/dashboard", _reader(1))[1]
+    assert curve_svg([]) .startswith("<p")
+    assert money("1234567.005") == "1,234,567.00" and money("x<") == "x&lt;"
