@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck bench kafka-start kafka-stop clean
+.PHONY: help install demo test test-unit test-integration lint typecheck bench soak kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ typecheck: $(STAMP) ## mypy (disallow_untyped_defs on streams/ and sinks/)
 
 bench: $(STAMP) ## benchmarks, printed as JSON
 	$(PY) bench/run.py
+
+soak: $(STAMP) ## soak: 200k year-old events, 1k accounts, a broker restart; live state = fold, verify (not in `make test`)
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 kafka-start: $(STAMP) ## start the local Kafka broker (KRaft, loopback)
 	ops/kafka/kafka.sh start
