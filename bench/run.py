@@ -11,6 +11,15 @@ a shared machine drift:
   account per batch) and ``raw_consume_events_per_s``: an aiokafka consume loop over the same
   encoded events; ``r_fold_vs_consume`` (goal >= 2);
 - ``sink_rows_per_s`` vs ``raw_insert_rows_per_s`` of the same rows into the same engine.
+
+Each phase has its own timeout (``--timeout-*``) and prints one JSON line with its
+figures the moment it has them (``bench/phases.py``), then the whole document is
+printed at the end. A phase that runs past its timeout, or an end-to-end run whose
+committed offsets stop moving for ``--stall-seconds``, is reported by name (with the
+worker's ``/progress`` and log tails) and the bench exits 2 instead of hanging.
+Progress is read from Kafka (the sink group's committed offsets on the snapshot
+topic: the sink commits only after ClickHouse acknowledged the rows) and never
+from ClickHouse, so watching does not load the system measured.
 """
 
 from __future__ import annotations
@@ -29,8 +38,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.phases import Phases, PhaseTimeout, emit  # noqa: E402
 from streams.codec import Codec, fold_dict_to_venue_record  # noqa: E402
 from streams.ledger.synth import generate_events  # noqa: E402
+
+#: child processes of the running phase, stopped by the watchdog if a phase blocks
+_RUNNING: dict[str, Any] = {}
 
 
 def _bootstrap() -> tuple[str, bool]:
@@ -139,30 +152,117 @@ async def raw_passthrough(bootstrap: str, records: list[tuple[bytes, bytes]],
         await asyncio.gather(forward_in.stop(), out.stop(), counter.stop())
 
 
-def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any]]) -> float:
-    """produce -> worker -> sink -> every snapshot row in ClickHouse, events/s."""
+class OffsetWatch:
+    """Sum of one consumer group's committed offsets on some topics, asked of the broker.
+
+    One OffsetFetch request per look (the group coordinator answers from memory):
+    no ClickHouse query, no group join, nothing the measured pipeline waits on.
+    """
+
+    def __init__(self, bootstrap: str, group: str, topics: list[str]) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from streams.infra.kafka_admin import client_config_from_env
+
+        conf: dict[str, Any] = client_config_from_env()
+        conf.update({"bootstrap.servers": bootstrap, "group.id": group,
+                     "enable.auto.commit": False})
+        self._consumer = Consumer(conf)
+        meta = self._consumer.list_topics(timeout=30)
+        self._tps = [TopicPartition(t, p) for t in topics for p in sorted(meta.topics[t].partitions)]
+
+    def committed(self) -> int:
+        got = self._consumer.committed(self._tps, timeout=10)
+        return sum(max(tp.offset, 0) for tp in got)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def wait_committed(watch: OffsetWatch, target: int, phases: Phases, pipeline: Any,
+                   stall_seconds: float, what: str) -> None:
+    """Until ``watch`` reaches ``target``; a stall (no move for ``stall_seconds``) raises."""
+    last, last_move, last_print = -1, time.monotonic(), time.monotonic()
+    while True:
+        now = time.monotonic()
+        got = watch.committed()
+        if got >= target:
+            return
+        if got != last:
+            last, last_move = got, now
+        for child in (pipeline.worker, pipeline.sink):
+            if child is not None and not child.alive():
+                raise PhaseTimeout(phases.current or what, f"{child.command[0]} exited with "
+                                   f"{child.proc.returncode} waiting for {what}")
+        if now - last_move > stall_seconds:
+            raise PhaseTimeout(phases.current or what, f"{what}: the sink's committed offsets "
+                               f"stayed at {got} of {target} for {stall_seconds:.0f} s")
+        phases.check()
+        if now - last_print >= 10:
+            last_print = now
+            emit({"phase": phases.current, "waiting_for": what, "committed": got,
+                  "target": target, "worker": worker_progress(pipeline)})
+        time.sleep(0.2)
+
+
+def worker_progress(pipeline: Any) -> Any:
+    import urllib.request
+
+    url = f"http://127.0.0.1:{pipeline.settings.worker_web_port}/progress"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback child
+            return json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        return f"no answer: {type(exc).__name__}"
+
+
+def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any]],
+        phases: Phases, stall_seconds: float) -> float:
+    """produce -> worker -> sink -> every snapshot row in ClickHouse, events/s.
+
+    "In ClickHouse" is read from the sink group's committed offsets on the
+    snapshot topic (one snapshot per event), never from a ClickHouse query.
+    """
     from tests.integration.pipeline import Pipeline
 
     with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
         p = Pipeline(bootstrap, Path(tmp), name="bench")
+        _RUNNING["pipeline"] = p
         p.create_topics()
+        watch = None
         try:
             p.start_sink()
             p.start_worker()
+            watch = OffsetWatch(bootstrap, p.settings.sink_group,
+                                [p.settings.topic("ledger.snapshots")])
             p.produce(warmup)
-            p.wait_for({"account_snapshots": len(warmup)}, timeout=300)
-            base = p.counts()["account_snapshots"]["count"]
+            wait_committed(watch, len(warmup), phases, p, stall_seconds, "the warm-up rows")
+            base = watch.committed()
             start = time.perf_counter()
             p.produce(events)
-            target = base + len(events)
-            while p.counts()["account_snapshots"]["count"] < target:
-                time.sleep(0.2)
+            wait_committed(watch, base + len(events), phases, p, stall_seconds,
+                           "every snapshot row")
             return len(events) / (time.perf_counter() - start)
+        except PhaseTimeout as exc:
+            emit({"stalled_phase": exc.phase, "why": exc.why, **diagnose(p)})
+            raise
         finally:
+            if watch is not None:
+                watch.close()
             p.stop()
+            _RUNNING.pop("pipeline", None)
 
 
-def sink_bench(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+def diagnose(p: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"worker_progress": worker_progress(p)}
+    for child in (p.worker, p.sink):
+        if child is not None:
+            doc[f"{child.command[0]}_alive"] = child.alive()
+            doc[f"{child.command[0]}_log_tail"] = child.log_tail(30)
+    return doc
+
+
+def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
     """The sink (consume, map, dedup, existence filter, insert, commit) on snapshot records,
     against a raw insert of the same rows into the same engine, in fresh chDB directories."""
     from sinks.backend import ClickHouseBackend, chdb_url
@@ -198,7 +298,7 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, Any]:
             runner = SinkRunner(settings, backend, codec, topics={topic: "account_snapshots"})
             idle = 1.0
             start = time.perf_counter()
-            runner.run_until_idle(idle_seconds=idle, timeout=600)
+            runner.run_until_idle(idle_seconds=idle, timeout=max(timeout, 30.0))
             sink_seconds = time.perf_counter() - start - idle
             runner.close()
             (count,), = backend.query("SELECT count() FROM account_snapshots")
@@ -223,20 +323,55 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]]) -> dict[str, Any]:
             "sink_note": "sink time includes the consumer group join; raw insert is rows prebuilt"}
 
 
+def _async(coro: Any, phases: Phases) -> Any:
+    """Run a coroutine within what is left of the current phase."""
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout=max(phases.left(), 1.0))
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError:
+        raise PhaseTimeout(phases.current or "?", "timed out") from None
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--accounts", type=int, default=500)
     parser.add_argument("--fold-events", type=int, default=1_000_000)
     parser.add_argument("--fold-accounts", type=int, default=1_000)
     parser.add_argument("--sink-events", type=int, default=20_000)
+    parser.add_argument("--timeout-passthrough", type=float, default=300.0)
+    parser.add_argument("--timeout-e2e", type=float, default=900.0)
+    parser.add_argument("--timeout-consume", type=float, default=300.0)
+    parser.add_argument("--timeout-fold", type=float, default=900.0)
+    parser.add_argument("--timeout-sink", type=float, default=600.0)
+    parser.add_argument("--stall-seconds", type=float, default=120.0,
+                        help="end-to-end: no committed offset moving this long is a stall")
     args = parser.parse_args()
 
     from bench.fold_bench import run as fold_run
 
     result: dict[str, Any] = {"events": args.events, "accounts": args.accounts}
-    bootstrap, started = _bootstrap()
+    started = [False]
+
+    def hard_stall(phase: str) -> None:
+        doc: dict[str, Any] = {"stalled_phase": phase, "why": "blocked past its timeout"}
+        pipeline = _RUNNING.get("pipeline")
+        if pipeline is not None:
+            doc.update(diagnose(pipeline))
+            pipeline.stop()
+        emit(doc)
+        result.update(stalled_phase=phase, why=doc["why"])
+        print(json.dumps(result, indent=2), flush=True)
+
+    phases = Phases(hard_stall)
+    status = 0
     try:
+        with phases.phase("broker", 600) as fig:
+            bootstrap, started[0] = _bootstrap()
+            fig["bootstrap"] = bootstrap
         all_events = [e for e in generate_events(args.events + 1_200, args.accounts, seed=1)
                       if e["kind"] != "mark"]
         warmup = [dict(e, event_id=f"warm-{e['event_id']}", account_id=f"warm-{e['account_id']}")
@@ -244,43 +379,52 @@ def main() -> int:
         events = all_events[: args.events]
         records = encode_events(events)
         partitions = 6
-        result["raw_passthrough_events_per_s"] = round(
-            asyncio.run(raw_passthrough(bootstrap, records, partitions)))
-        result["e2e_events_per_s"] = round(e2e(bootstrap, events, warmup))
-        result["r_e2e"] = round(result["e2e_events_per_s"] / result["raw_passthrough_events_per_s"], 3)
+        with phases.phase("raw_passthrough", args.timeout_passthrough) as fig:
+            fig["raw_passthrough_events_per_s"] = round(
+                _async(raw_passthrough(bootstrap, records, partitions), phases))
+            result.update(fig)
+        with phases.phase("e2e", args.timeout_e2e) as fig:
+            fig["e2e_events_per_s"] = round(e2e(bootstrap, events, warmup, phases,
+                                                args.stall_seconds))
+            fig["r_e2e"] = round(fig["e2e_events_per_s"] / result["raw_passthrough_events_per_s"],
+                                 3)
+            result.update(fig)
 
-        # Raw consume of the same encoded events vs the fold alone.
-        tag = uuid.uuid4().hex[:6]
-        from streams.infra.kafka_admin import ensure_topics
+        with phases.phase("raw_consume", args.timeout_consume) as fig:
+            # Raw consume of the same encoded events, the baseline of the fold alone.
+            tag = uuid.uuid4().hex[:6]
+            from streams.infra.kafka_admin import ensure_topics
 
-        topic = f"bench-consume-{tag}"
-        ensure_topics(bootstrap, {topic: partitions})
-        asyncio.run(_produce(bootstrap, topic, records))
-        result["raw_consume_events_per_s"] = round(asyncio.run(raw_consume(bootstrap, topic, len(records))))
-        fold = fold_run(args.fold_events, args.fold_accounts)
-        result["fold"] = fold
-        # issue 10: fold vs parse-only and the state's size, from bench/fold_bench.py
-        from bench.fold_bench import state_bytes
-
-        result["fold_vs_parse"] = fold.get("fold_vs_parse")
-        result["state_rss_mb_per_1000_accounts"] = fold.get("state_rss_mb_per_1000_accounts")
-        result["encoded_state_bytes_per_account_1000_events"] = (
-            state_bytes()["encoded_state_bytes_per_account"])
-        fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
-        result["fold_events_per_s"] = fold_rate
-        if fold_rate:
-            result["r_fold_vs_consume"] = round(fold_rate / result["raw_consume_events_per_s"], 3)
-        result.update(sink_bench(bootstrap, events[: args.sink_events]))
-        if result["raw_insert_rows_per_s"]:
-            result["r_sink_vs_raw_insert"] = round(
-                result["sink_rows_per_s"] / result["raw_insert_rows_per_s"], 3)
+            topic = f"bench-consume-{tag}"
+            ensure_topics(bootstrap, {topic: partitions})
+            _async(_produce(bootstrap, topic, records), phases)
+            fig["raw_consume_events_per_s"] = round(
+                _async(raw_consume(bootstrap, topic, len(records)), phases))
+            result.update(fig)
+        with phases.phase("fold", args.timeout_fold) as fig:
+            fold = fold_run(args.fold_events, args.fold_accounts)
+            fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
+            fig.update(fold=fold, fold_events_per_s=fold_rate)
+            if fold_rate:
+                fig["r_fold_vs_consume"] = round(fold_rate / result["raw_consume_events_per_s"], 3)
+            result.update(fig)
+        with phases.phase("sink", args.timeout_sink) as fig:
+            fig.update(sink_bench(bootstrap, events[: args.sink_events], phases.left()))
+            if fig["raw_insert_rows_per_s"]:
+                fig["r_sink_vs_raw_insert"] = round(
+                    fig["sink_rows_per_s"] / fig["raw_insert_rows_per_s"], 3)
+            result.update(fig)
+    except PhaseTimeout as exc:
+        result.update(stalled_phase=exc.phase, why=exc.why)
+        status = 2
     finally:
-        if started:
+        if started[0]:
             from streams.infra.kafka_local import stop_local_kafka
 
             stop_local_kafka()
-    print(json.dumps(result, indent=2))
-    return 0
+    result["phase_seconds"] = phases.seconds
+    print(json.dumps(result, indent=2), flush=True)
+    return status
 
 
 if __name__ == "__main__":

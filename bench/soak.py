@@ -37,8 +37,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,73 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.phases import Phases, PhaseTimeout, emit  # noqa: E402
+
 KAFKA_SH = ROOT / "ops" / "kafka" / "kafka.sh"
-
-
-def emit(doc: dict[str, Any]) -> None:
-    """One JSON line on stdout, flushed at once (the log of a run is its stdout)."""
-    print(json.dumps(doc, default=str), flush=True)
-
-
-class PhaseTimeout(Exception):
-    """A phase ran past its timeout or stopped progressing."""
-
-    def __init__(self, phase: str, why: str) -> None:
-        super().__init__(f"{phase}: {why}")
-        self.phase = phase
-        self.why = why
-
-
-class Phases:
-    """Named phases with timeouts, and a watchdog thread for a phase blocked in a call.
-
-    Loops call :meth:`check`, which raises :class:`PhaseTimeout` past the deadline.
-    A phase stuck in a blocking call cannot check: ``hard_grace`` seconds after
-    its deadline the watchdog calls ``on_hard_stall`` (diagnose, clean up) and
-    ends the process with exit status 3, so the run never hangs.
-    """
-
-    def __init__(self, on_hard_stall: Callable[[str], None], hard_grace: float = 60.0) -> None:
-        self.current: str | None = None
-        #: the last phase that ended by an exception
-        self.failed: str | None = None
-        self.deadline: float | None = None
-        self.seconds: dict[str, float] = {}
-        self.on_hard_stall = on_hard_stall
-        self.hard_grace = hard_grace
-        threading.Thread(target=self._watch, name="soak-watchdog", daemon=True).start()
-
-    @contextmanager
-    def phase(self, name: str, timeout: float) -> Iterator[None]:
-        self.current, self.deadline = name, time.monotonic() + timeout
-        start = time.monotonic()
-        emit({"phase": name, "event": "start", "timeout_s": round(timeout)})
-        ok = False
-        try:
-            yield
-            ok = True
-        except BaseException:
-            self.failed = name
-            raise
-        finally:
-            took = time.monotonic() - start
-            self.seconds[name] = round(took, 1)
-            self.current = self.deadline = None
-            emit({"phase": name, "event": "end", "ok": ok, "seconds": round(took, 1)})
-
-    def check(self) -> None:
-        if self.current and self.deadline and time.monotonic() > self.deadline:
-            raise PhaseTimeout(self.current, "timed out")
-
-    def _watch(self) -> None:
-        while True:
-            time.sleep(1.0)
-            phase, deadline = self.current, self.deadline
-            if phase and deadline and time.monotonic() > deadline + self.hard_grace:
-                try:
-                    self.on_hard_stall(phase)
-                finally:
-                    os._exit(3)
 
 
 class OwnBroker:
