@@ -255,9 +255,8 @@ def account_page(read: Read, account: str) -> tuple[int, bytes]:
                    money(t.get("trade_realized_pnl")), money(t.get("trade_total_fees"))]
                   for t in trades]
     rec_rows = [[when(r.get("ts")), esc(r.get("previous_status")) + " &rarr; "
-                 + status_html(r.get("status"), r.get("capital_frozen")),
-                 "<br>".join(esc(x) for x in (r.get("explanations") or [])[:3])
-                 or '<span class="muted">-</span>'] for r in recs]
+                 + status_html(r.get("status"), r.get("capital_frozen")), _why(r)]
+                for r in recs]
     more = (f'<p class="muted">the curve shows the latest {CURVE_POINTS} snapshots</p>'
             if curve.get("truncated") else "")
     body = (
@@ -276,6 +275,20 @@ def account_page(read: Read, account: str) -> tuple[int, bytes]:
         + f"<h2>Reconcile timeline (latest {RECENT_RECONCILES})</h2>"
         + _table(["time", "status", "why"], rec_rows, set(), "no reconcile event"))
     return 200, _page(f"{account} - twinledger", body)
+
+
+def _why(rec: Mapping[str, Any]) -> str:
+    """The rules of a reconcile event that were not OK: rule, code, field and delta."""
+    lines = []
+    for r in _positions(rec.get("results")):
+        if str(r.get("status", "OK")) == "OK":
+            continue
+        delta = r.get("delta")
+        lines.append(f"{esc(r.get('rule'))} {esc(r.get('code'))}: {esc(r.get('field'))}"
+                     + (f" off by {qty(delta)}" if delta not in (None, "") else ""))
+    if not lines:
+        lines = [esc(x) for x in (rec.get("explanations") or [])]
+    return "<br>".join(lines[:4]) or '<span class="muted">all rules OK</span>'
 
 
 def _side(p: Mapping[str, Any]) -> str:

@@ -6,8 +6,9 @@ Owns: ``GET /health``, ``GET /metrics``, ``GET /counts`` (the
 ``{"name": ..., "params": {...}}``), their JSON shapes, the read-only HTML
 dashboard ``GET /dashboard[/<account>]`` (rendered by ``sinks.dashboard`` from
 the same named queries, same token), and the hygiene of the server itself.
-Must not touch: the consumer or the write path. It exists because chDB lets one process own its data directory: reports, tests and
-``twinledger verify`` read through here while the sink runs.
+Must not touch: the consumer or the write path. It exists because chDB lets
+one process own its data directory: reports, tests and ``twinledger verify``
+read through here while the sink runs.
 
 **There is no free SQL.** A request names a query of
 ``sinks.readqueries`` and gives parameter values, which are checked there

@@ -37,7 +37,10 @@ def _reader(snapshots: int) -> Any:
         if name == "recent_reconciles":
             return {"rows": [{"ts": "2024-05-06T09:02:00+00:00", "status": "ERROR",
                               "previous_status": "OK", "capital_frozen": True,
-                              "explanations": ["R2 <wallet> differs by 494"]}]}
+                              "explanations": ["R2 <wallet> differs by 494"],
+                              "results": '[{"rule": "R1", "status": "ERROR", "code": '
+                                         '"CAPITAL_MISMATCH", "field": "<capital>", '
+                                         '"delta": "494"}, {"rule": "R3", "status": "OK"}]'}]}
         raise AssertionError(name)
 
     read.calls = calls  # type: ignore[attr-defined]
@@ -57,7 +60,8 @@ def test_values_from_topics_are_escaped_everywhere() -> None:
     assert status == 200
     for raw in ("<img", "<b>X</b>", "<script>x", "<wallet>"):
         assert raw not in text, raw
-    assert "&lt;script&gt;x&lt;/script&gt;" in text and "R2 &lt;wallet&gt; differs" in text
+    assert "&lt;script&gt;x&lt;/script&gt;" in text
+    assert "R1 CAPITAL_MISMATCH: &lt;capital&gt; off by 494" in text and "R3" not in text
     # Every read is a named query with an account and a limit.
     assert {n for n, _ in read.calls} == {"accounts", "equity_curve", "recent_trades",
                                            "recent_reconciles"}
