@@ -93,3 +93,51 @@ def test_unknown_account_is_a_404_page_and_nothing_runs() -> None:
     assert b"<script" not in page("/dashboard", _reader(1))[1]
     assert curve_svg([]) .startswith("<p")
     assert money("1234567.005") == "1,234,567.00" and money("x<") == "x&lt;"
+
+
+class _NoRows:
+    """A backend whose every read answers no rows (the HTTP layer is what is tested)."""
+
+    kind = "chdb"
+    database = "tl"
+
+    def reader(self, limits: Any = None) -> _NoRows:
+        return self
+
+    def query_with_names(self, sql: str, params: Any = None) -> tuple[list[str], list[Any]]:
+        return [], []
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_a_token_the_dashboard_wants_the_bearer_header_and_never_a_url_token() -> None:
+    import urllib.error
+    import urllib.request
+
+    from sinks.http import SinkHTTPServer
+
+    token = "dashboard-token-0123456789"
+    server = SinkHTTPServer(_NoRows(), "127.0.0.1", 0, token=token).start()  # type: ignore[arg-type]
+    try:
+        def get(path: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+            req = urllib.request.Request(server.url + path, headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    return resp.status, resp.headers, resp.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.headers, exc.read()
+
+        for path in ("/dashboard", "/dashboard/acc-1", f"/dashboard?token={token}"):
+            assert get(path, {})[0] == 401, path
+        status, headers, body = get("/dashboard", {"Authorization": f"Bearer {token}"})
+        assert status == 200 and body.startswith(b"<!doctype html>")
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert headers["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "DENY"
+        status, _, body = get("/dashboard/acc-1", {"Authorization": f"Bearer {token}"})
+        assert status == 404 and b"no snapshot of this account" in body
+        status, _, body = get("/dashboard/" + "a" * 200, {"Authorization": f"Bearer {token}"})
+        assert status == 400 and b"account must be" in body
+    finally:
+        server.stop()
