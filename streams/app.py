@@ -61,6 +61,7 @@ from streams.ledger import (
     parse_event,
 )
 from streams.ledger.grammar import MAX_ID_CHARS
+from streams.ledger.numbers import MarkPrice
 from streams.liveness import Gap, OffsetTracker, Watchdog
 from streams.topology import Topology, load_topology
 
@@ -121,7 +122,8 @@ class MarksView(Mapping[str, Decimal]):
         if raw not in self._cache:
             try:
                 _, rec = self._codec.decode(raw)
-                self._cache[raw] = rec["price"]
+                # a mark knows its event time: the fold flags one older than max_mark_age
+                self._cache[raw] = MarkPrice(rec["price"], rec.get("ts"))
             except (DecodeError, KeyError):
                 self._cache[raw] = None
             if len(self._cache) > 100_000:

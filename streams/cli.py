@@ -118,6 +118,8 @@ def _portfolio_parser() -> argparse.ArgumentParser:
         "fees": "fees by asset, by pair and in total (--include-manual)",
         "cash-flows": "recent cash flows and the net total (--limit)",
         "snapshots": "recent portfolio snapshots (--limit)",
+        "performance": "win rate, profit factor, average win and loss, return net of cash "
+                       "flows and max drawdown from the account's history",
     }
     for name in QUERIES:
         q = sub.add_parser(name, parents=[common], help=helps[name],
@@ -128,13 +130,27 @@ def _portfolio_parser() -> argparse.ArgumentParser:
             q.add_argument("symbol", help="symbol (XBT/USD, XBT-USD) or asset (XBT)")
         if name == "trades":
             q.add_argument("--pair", help="only this symbol")
-        if name in ("trades", "fees"):
+        if name in ("trades", "fees", "performance"):
             q.add_argument("--include-manual", action=argparse.BooleanOptionalAction,
                            default=None, help="count manual (untagged) trades "
                            "(default: the ledger config's track_manual_trades)")
         if name in ("trades", "cash-flows", "snapshots"):
             q.add_argument("--limit", type=_non_negative, help="only the most recent N")
+        if name in ("equity", "positions", "position", "exposure"):
+            q.add_argument("--as-of", dest="as_of", type=_iso_time, metavar="TIME",
+                           help="count mark ages to this ISO-8601 time (default: the newest "
+                                "mark's own time)")
     return parser
+
+
+def _iso_time(text: str) -> Any:
+    from streams.exceptions import QueryError
+    from streams.queries import parse_time
+
+    try:
+        return parse_time("time", text)
+    except QueryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _non_negative(text: str) -> int:
@@ -264,7 +280,8 @@ def worker_path(query: str, account: str, params: dict[str, Any]) -> str:
     quote = urllib.parse.quote
     page = PAGES[query].replace("{symbol}", quote(str(params.get("symbol", "")),
                                                             safe=""))
-    query_params = {k: (str(v).lower() if isinstance(v, bool) else str(v))
+    query_params = {k: (str(v).lower() if isinstance(v, bool) else
+                        v.isoformat() if hasattr(v, "isoformat") else str(v))
                     for k, v in params.items() if k != "symbol"}
     qs = f"?{urllib.parse.urlencode(query_params)}" if query_params else ""
     return f"/accounts/{quote(account, safe='')}{page}{qs}"
@@ -280,6 +297,7 @@ _EXAMPLE_ARGS = {
     "fees": "fees kraken-spot-1 --file examples/spot_kraken.jsonl",
     "cash-flows": "cash-flows kraken-1 --limit 10",
     "snapshots": "snapshots kraken-1 --limit 5 --table",
+    "performance": "performance kraken-1 --table",
 }
 
 _HANDLERS: dict[str, Callable[[list[str]], int]] = {

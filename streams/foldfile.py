@@ -28,6 +28,7 @@ from streams.ledger import (
     parse_event,
 )
 from streams.ledger.events import Mark
+from streams.ledger.numbers import MarkPrice
 
 
 def loads_line(line: str | bytes) -> Any:
@@ -77,7 +78,7 @@ def run_fold(lines: Iterable[str | bytes], config: LedgerConfig) -> FoldRun:
         try:
             event = parse_event(loads_line(line))
             if isinstance(event, Mark):
-                run.marks[event.symbol] = event.price
+                run.marks[event.symbol] = MarkPrice(event.price, event.ts)  # its age counts
                 continue
             result = apply_event(run.states.get(event.account_id), event, run.marks, cfg)
         except (ValueError, InvalidEvent) as exc:

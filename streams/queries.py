@@ -36,25 +36,27 @@ fold keeps everything. ClickHouse keeps every row of all three.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
 from streams.exceptions import AccountNotFound, PositionNotFound, QueryError
 from streams.ledger import AccountState, LedgerConfig, spot
 from streams.ledger.fold import position_marks
-from streams.ledger.numbers import D0, LEDGER_CONTEXT, plain, q18
+from streams.ledger.numbers import D0, LEDGER_CONTEXT, mark_ts, plain, q18
 from streams.ledger.reconcile import explain
 
 #: query name -> the parameters it takes (beyond the account)
 PARAMS: dict[str, tuple[str, ...]] = {
-    "equity": (),
-    "positions": (),
-    "position": ("symbol",),
-    "exposure": (),
+    "equity": ("as_of",),
+    "positions": ("as_of",),
+    "position": ("symbol", "as_of"),
+    "exposure": ("as_of",),
     "trades": ("pair", "limit", "include_manual"),
     "fees": ("include_manual",),
     "cash-flows": ("limit",),
     "snapshots": ("limit",),
+    "performance": ("include_manual",),
 }
 QUERIES = tuple(PARAMS)
 #: query -> its worker page under ``/accounts/{account}`` (served by ``streams.app``)
@@ -67,6 +69,7 @@ PAGES = {
     "fees": "/fees",
     "cash-flows": "/cash-flows",
     "snapshots": "/snapshots",
+    "performance": "/performance",
 }
 
 FLOW_FIELDS = ("event_id", "ts", "flow", "asset", "amount", "value", "currency", "price")
@@ -98,11 +101,53 @@ def _head(st: AccountState, config: LedgerConfig) -> dict[str, Any]:
             "base_currency": config.base_currency}
 
 
+def reference_time(marks: Mapping[str, Decimal], as_of: datetime | None) -> datetime | None:
+    """The time a mark's age is counted to: ``as_of``, else the newest mark's own ts.
+
+    The queries read no clock: without ``as_of`` a mark's age is how far it
+    lags the newest market data the caller holds (the worker's marks table,
+    the file's last marks). None when no mark carries a time.
+    """
+    if as_of is not None:
+        return as_of
+    newest = None
+    for sym in list(marks):
+        ts = mark_ts(marks.get(sym))
+        if ts is not None and (newest is None or ts > newest):
+            newest = ts
+    return newest
+
+
+class _Ages:
+    """Mark ages at the reference time and which are stale (``max_mark_age``)."""
+
+    def __init__(self, marks: Mapping[str, Decimal], config: LedgerConfig,
+                 as_of: datetime | None) -> None:
+        self.at = reference_time(marks, as_of)
+        self.limit = config.max_mark_age
+
+    def of(self, price: Decimal | None) -> int | None:
+        ts = mark_ts(price)
+        if ts is None or self.at is None:
+            return None
+        return max(int((self.at - ts).total_seconds()), 0)
+
+    def stale(self, age: int | None) -> bool:
+        return age is not None and self.limit is not None and age > self.limit
+
+    def fields(self, price: Decimal | None) -> dict[str, Any]:
+        age = self.of(price)
+        return {"mark_age_seconds": age, "mark_stale": self.stale(age)}
+
+
 class _Valuation:
     """The account valued at ``marks``: equity and unrealized exactly as the account view."""
 
     def __init__(self, st: AccountState, marks: Mapping[str, Decimal],
-                 config: LedgerConfig) -> None:
+                 config: LedgerConfig, as_of: datetime | None = None) -> None:
+        self.ages = ages = _Ages(marks, config, as_of)
+        #: valuation symbol -> age in seconds of every stale mark used
+        self.stale: dict[str, int] = {}
         futures_unreal = D0
         self.futures: list[dict[str, Any]] = []
         for pos in st.positions.values():
@@ -117,11 +162,26 @@ class _Valuation:
                 "unrealized_pnl": upnl, "leverage": pos.leverage, "used_margin": margin,
                 "entry_basis_missing": pos.basis_missing,
                 "notional": q18(pos.qty * mark) if known is not None else None,
+                **ages.fields(known),
             })
+            if pos.qty and self.futures[-1]["mark_stale"]:
+                self.stale[pos.symbol] = self.futures[-1]["mark_age_seconds"]
         self.valued = spot.valued(st, marks, config) if st.book.spot else []
         self.unrealized = futures_unreal + sum((v.unrealized for v in self.valued), D0)
         self.equity = spot.equity(st, self.valued, futures_unreal)
         self.unvalued = [v.asset for v in self.valued if v.unvalued and v.total]
+        for v in self.valued:
+            if v.total and v.asset != config.base_currency:
+                age = ages.of(spot.price_of(v.asset, marks, config))
+                if age is not None and ages.stale(age):
+                    self.stale[config.valuation_symbol(v.asset)] = age
+        self.stale = dict(sorted(self.stale.items()))
+
+    def head(self) -> dict[str, Any]:
+        """``as_of``, ``max_mark_age`` and ``stale_marks`` (symbol -> age in seconds)."""
+        at = self.ages.at
+        return {"as_of": None if at is None else at.astimezone(UTC).isoformat(),
+                "max_mark_age": self.ages.limit, "stale_marks": self.stale}
 
 
 def _position_row(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +189,7 @@ def _position_row(p: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _pair_row(symbol: str, st: AccountState, marks: Mapping[str, Decimal],
-              config: LedgerConfig) -> dict[str, Any]:
+              config: LedgerConfig, ages: _Ages | None = None) -> dict[str, Any]:
     rec = dict(spot.pair_record(symbol, st, marks, config))
     pair = spot.split_symbol(symbol)
     assert pair is not None  # book.pairs holds BASE/QUOTE symbols only
@@ -137,17 +197,23 @@ def _pair_row(symbol: str, st: AccountState, marks: Mapping[str, Decimal],
     order = ("symbol", "market", "position_side", "qty", "avg_entry_price", "mark_price",
              "realized_pnl", "fees", "funding", "unrealized_pnl", "leverage", "used_margin",
              "entry_basis_missing")
-    return _jsonable({k: rec[k] for k in order})
+    row = {k: rec[k] for k in order}
+    if ages is not None:
+        row.update(ages.fields(rec["mark_price"]))
+    return _jsonable(row)
 
 
 def _balance_row(st: AccountState, v: spot.Valued, marks: Mapping[str, Decimal],
-                 config: LedgerConfig) -> dict[str, Any]:
+                 config: LedgerConfig, ages: _Ages | None = None) -> dict[str, Any]:
+    price = spot.price_of(v.asset, marks, config)
     return _jsonable({
         "asset": v.asset, "free": v.free, "locked": v.locked, "total": v.total,
         "avg_cost": v.avg, "cost_basis": st.book.assets[v.asset].cost,
-        "mark_price": spot.price_of(v.asset, marks, config), "value": v.value,
+        "mark_price": price, "value": v.value,
         "unrealized_pnl": v.unrealized, "unvalued": v.unvalued,
         "drift": v.asset in st.book.drift,
+        **(ages.fields(price) if ages is not None and v.asset != config.base_currency
+           else {"mark_age_seconds": None, "mark_stale": False}),
     })
 
 
@@ -183,7 +249,7 @@ def resolve_symbol(key: str, known: set[str]) -> str:
 
 
 def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
-           ) -> dict[str, Any]:
+           as_of: datetime | None = None) -> dict[str, Any]:
     """Equity and its parts (B6), the drift flag with per-asset details (B8), unvalued assets.
 
     ``equity`` is the holdings' value (plus futures unrealized) for a spot
@@ -191,11 +257,15 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
     ``cash_flows`` is K's net cash flows (OVERSELL adjustments included).
     ``drift_assets``: asset -> derived / exchange totals, their delta and its
     value (``null`` when the asset has no mark), while a drift is active.
+    ``stale_marks``: symbol -> age in seconds of every mark the valuation
+    used that is older than ``max_mark_age`` at ``as_of`` (``reference_time``):
+    the equity is still computed at them, and says so.
     """
     with localcontext(LEDGER_CONTEXT):
-        val = _Valuation(st, marks, config)
+        val = _Valuation(st, marks, config, as_of)
         return {
             **_head(st, config),
+            **val.head(),
             "equity": _n(val.equity),
             "realized_pnl": _n(st.k_realized),
             "fees": _n(st.k_fees),
@@ -219,29 +289,32 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
 
 
 def positions(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
-              ) -> dict[str, Any]:
+              as_of: datetime | None = None) -> dict[str, Any]:
     """Every position and every asset balance.
 
     ``positions``: futures positions (``market`` as booked), then one per spot
     pair (``market: spot``: the base asset's holding and the pair's realized
     PnL and fees; two pairs with one base asset show the same holding), each
     group by symbol. ``balances``: asset -> free/locked/total, average cost,
-    cost basis, mark, value, unrealized PnL, unvalued and drift flags.
+    cost basis, mark, value, unrealized PnL, unvalued and drift flags. Every
+    row has ``mark_age_seconds`` and ``mark_stale`` (``max_mark_age``).
     """
     with localcontext(LEDGER_CONTEXT):
-        val = _Valuation(st, marks, config)
+        val = _Valuation(st, marks, config, as_of)
         rows = [_position_row(p) for p in sorted(
             val.futures, key=lambda p: (p["symbol"], p["position_side"]))]
-        rows.extend(_pair_row(s, st, marks, config) for s in sorted(st.book.pairs))
+        rows.extend(_pair_row(s, st, marks, config, val.ages) for s in sorted(st.book.pairs))
         return {
             **_head(st, config),
+            **val.head(),
             "positions": rows,
-            "balances": {v.asset: _balance_row(st, v, marks, config) for v in val.valued},
+            "balances": {v.asset: _balance_row(st, v, marks, config, val.ages)
+                         for v in val.valued},
         }
 
 
 def position(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
-             symbol: str) -> dict[str, Any]:
+             symbol: str, as_of: datetime | None = None) -> dict[str, Any]:
     """One position by symbol (``XBT/USD``, or ``XBT-USD``) or one asset's balance (``XBT``).
 
     A symbol answers ``{"kind": "position", "symbol", "positions": [...]}``
@@ -254,23 +327,24 @@ def position(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfi
     key = resolve_symbol(symbol, known)
     with localcontext(LEDGER_CONTEXT):
         if key in known:
-            val = _Valuation(st, marks, config)
+            val = _Valuation(st, marks, config, as_of)
             rows = [_position_row(p) for p in sorted(
                 (p for p in val.futures if p["symbol"] == key),
                 key=lambda p: p["position_side"])]
             if key in st.book.pairs:
-                rows.append(_pair_row(key, st, marks, config))
+                rows.append(_pair_row(key, st, marks, config, val.ages))
             return {**_head(st, config), "kind": "position", "symbol": key,
                     "positions": rows}
         if symbol in st.book.assets:
             v = next(v for v in spot.valued(st, marks, config) if v.asset == symbol)
             return {**_head(st, config), "kind": "balance", "asset": symbol,
-                    "balance": _balance_row(st, v, marks, config)}
+                    "balance": _balance_row(st, v, marks, config,
+                                            _Ages(marks, config, as_of))}
     raise PositionNotFound(st.account_id, symbol)
 
 
 def exposure(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
-             ) -> dict[str, Any]:
+             as_of: datetime | None = None) -> dict[str, Any]:
     """Each held asset's value and its share of equity; futures notionals likewise.
 
     ``share`` = value / equity, computed exactly and rounded once to 18
@@ -284,7 +358,7 @@ def exposure(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfi
     signed qty x mark (``null`` without a mark).
     """
     with localcontext(LEDGER_CONTEXT):
-        val = _Valuation(st, marks, config)
+        val = _Valuation(st, marks, config, as_of)
         eq = val.equity
         defined = eq > 0
 
@@ -310,7 +384,8 @@ def exposure(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfi
             "share": share(p["notional"]),
         } for p in sorted(val.futures, key=lambda p: (p["symbol"], p["position_side"]))
             if p["qty"]]
-        return {**_head(st, config), "equity": _n(eq), "shares_defined": defined,
+        return {**_head(st, config), **val.head(), "equity": _n(eq),
+                "shares_defined": defined,
                 "assets": [a[2] for a in assets], "unvalued": unvalued, "positions": futures}
 
 
@@ -420,9 +495,103 @@ def snapshots(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConf
             "limit": limit, "count": len(rows), "snapshots": rows}
 
 
+def _drawdown(points: list[Decimal]) -> tuple[Decimal, Decimal]:
+    """(largest fall from a running peak, that peak) over a curve; (0, first) when none."""
+    peak = points[0]
+    worst = D0
+    worst_peak = peak
+    for x in points:
+        if x > peak:
+            peak = x
+        if peak - x > worst:
+            worst = peak - x
+            worst_peak = peak
+    return worst, worst_peak
+
+
+def performance(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
+                include_manual: bool | None = None) -> dict[str, Any]:
+    """Basic performance statistics of the account from the history its state keeps.
+
+    - Counted trades: closed futures trades, and spot trades that realized
+      something (a sale, or a purchase paid in another asset that realized a
+      gain or loss); a purchase for the base currency realizes nothing, it is
+      not a round trip (its fee stays in ``net_pnl``). ``manual`` trades are
+      left out unless ``include_manual`` (default ``track_manual_trades``).
+    - A trade's result is its net PnL (realized - its fees): a win above 0, a
+      loss below. ``win_rate`` = wins / counted trades; ``profit_factor`` =
+      sum of wins / |sum of losses| (``null`` without a loss);
+      ``average_win`` / ``average_loss`` (``null`` without one).
+    - ``net_pnl`` = realized - fees - funding + unrealized (every trade: K's
+      sums); ``capital_in`` = the starting capital + net cash flows (what was
+      put in); ``return`` = net_pnl / capital_in (``null`` when capital_in
+      <= 0): a return net of cash flows, not time-weighted.
+    - ``max_drawdown``: the largest fall of the PnL curve net of cash flows
+      from a running peak. The curve is the portfolio snapshots' equity -
+      cash flows (spot) or the cumulative net PnL after each counted trade
+      (futures), starting at 0, then the current net_pnl;
+      ``max_drawdown_share`` = that fall / (capital_in + the peak).
+    - ``complete`` is false when the state no longer holds every trade the
+      account made (the live worker keeps ``max_closed_trades``):
+      ``trades_in_state`` of ``trade_count``; ClickHouse holds them all.
+
+    Fractions are exact (rounded once to 18 places).
+    """
+    if include_manual is None:
+        include_manual = config.track_manual_trades
+    with localcontext(LEDGER_CONTEXT):
+        val = _Valuation(st, marks, config)
+        kept = st.trades()
+        results: list[Decimal] = []
+        for t in kept:
+            if not t.closed:
+                continue
+            if spot.tag_of(t.strategy_tag) == spot.MANUAL and not include_manual:
+                continue
+            if t.market == "spot" and t.side != "SELL" and not t.realized:
+                continue
+            results.append(t.realized - t.fees)
+        wins = [x for x in results if x > 0]
+        losses = [x for x in results if x < 0]
+        won = sum(wins, D0)
+        lost = sum(losses, D0)
+        net = st.k_realized - st.k_fees - st.k_funding + val.unrealized
+        capital_in = st.seed + st.k_cash
+        if st.book.snaps:
+            curve = [D0] + [Decimal(r[3]) - Decimal(r[7]) for r in st.book.snaps]
+        else:
+            curve = [D0]
+            for x in results:
+                curve.append(curve[-1] + x)
+        curve.append(net)
+        dd, peak = _drawdown(curve)
+
+        def frac(a: Decimal, b: Decimal) -> str | None:
+            return _n(q18(a / b)) if b > 0 else None
+
+        return {
+            **_head(st, config),
+            "include_manual": include_manual,
+            "complete": len(kept) == st.trade_count,
+            "trades_in_state": len(kept), "trade_count": st.trade_count,
+            "trades_counted": len(results), "wins": len(wins), "losses": len(losses),
+            "win_rate": frac(Decimal(len(wins)), Decimal(len(results))),
+            "profit_factor": frac(won, -lost),
+            "average_win": _n(q18(won / len(wins))) if wins else None,
+            "average_loss": _n(q18(lost / len(losses))) if losses else None,
+            "gross_wins": _n(won), "gross_losses": _n(lost),
+            "net_pnl": _n(net), "capital_in": _n(capital_in),
+            "return": frac(net, capital_in),
+            "max_drawdown": _n(dd),
+            "max_drawdown_share": frac(dd, capital_in + peak) if dd else
+            ("0" if capital_in + peak > 0 else None),
+        }
+
+
 _FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "equity": equity, "positions": positions, "position": position, "exposure": exposure,
     "trades": trades, "fees": fees, "cash-flows": cash_flows, "snapshots": snapshots,
+    "performance": performance,
 }
 
 
@@ -453,11 +622,25 @@ MAX_PARAM_CHARS = 256
 MAX_QUERY_LIMIT = 100_000
 
 
+def parse_time(key: str, value: str) -> datetime:
+    """An ISO-8601 time parameter (``Z`` or an offset; a naive one is UTC) -> aware UTC."""
+    if not 1 <= len(value) <= 40:
+        raise QueryError(f"{key} must be an ISO-8601 time of at most 40 characters")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"{key} is not an ISO-8601 time, got {value[:40]!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC)
+
+
 def parse_params(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
     """Typed parameters of query ``name`` from text (an HTTP query string).
 
     ``limit``: an integer >= 0; ``include_manual``: true/false (also 1/0,
-    yes/no, on/off); ``pair``: a symbol. An unknown, malformed or repeated
+    yes/no, on/off); ``pair``: a symbol; ``as_of``, ``since``, ``until``:
+    ISO-8601 times (``parse_time``). An unknown, malformed or repeated
     parameter is a ``QueryError`` (HTTP 400).
     """
     allowed = set(PARAMS.get(name, ())) - {"symbol"}
@@ -477,6 +660,8 @@ def parse_params(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
             if int(value) > MAX_QUERY_LIMIT:
                 raise QueryError(f"limit must be at most {MAX_QUERY_LIMIT}")
             out[key] = int(value)
+        elif key in ("as_of", "since", "until"):
+            out[key] = parse_time(key, value)
         elif key == "include_manual":
             low = value.lower()
             if low not in _TRUE | _FALSE:

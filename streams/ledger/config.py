@@ -121,6 +121,25 @@ class LedgerConfig:
     - ``max_cash_flows`` (50) and ``max_portfolio_snapshots`` (48): recent cash
       flows and portfolio snapshots kept in state for the live queries (B10);
       every one is still emitted, and ClickHouse keeps them all.
+    - ``include_assets`` ([]: every asset) and ``exclude_assets`` ([]): the
+      assets a spot portfolio tracks; an asset is tracked when the include
+      list is empty or names it, and the exclude list does not (dust,
+      airdrops, a venue's fee token kept apart). The base currency is always
+      tracked. A spot fill on a pair with an untracked asset and a cash flow
+      of one book nothing and raise ``ASSET_EXCLUDED`` (INFO); a fee paid in
+      one is not taken from the balances and is booked at value 0 (the same
+      anomaly); balance frames ignore untracked assets (no drift).
+    - ``max_mark_age`` (null: off; seconds): a mark older than this at an
+      event (event ts - the mark's own ts; marks without a ts have no known
+      age) is stale. Valuations still use it, but never silently: every event
+      whose snapshot valued a position or holding at a stale mark raises
+      ``STALE_MARK`` (WARN) naming each symbol and its age, and the queries
+      list it under ``stale_marks`` with ``mark_age_seconds``.
+    - ``external_activity_share`` (null: off; a fraction, e.g. 0.1): a manual
+      (untagged) spot trade whose value, or a cash flow whose value, is more
+      than this share of the account's equity before it raises
+      ``EXTERNAL_ACTIVITY`` (WARN) with the share. An account whose equity
+      before was 0 or less has no share to compare (its first deposit).
     """
 
     r1_epsilon: Decimal = Decimal("0.01")
@@ -150,6 +169,10 @@ class LedgerConfig:
     snapshot_interval_seconds: int = 3600
     max_cash_flows: int | None = 50
     max_portfolio_snapshots: int | None = 48
+    include_assets: tuple[str, ...] = ()
+    exclude_assets: tuple[str, ...] = ()
+    max_mark_age: int | None = None
+    external_activity_share: Decimal | None = None
 
     def __post_init__(self) -> None:
         for name in _DECIMAL_FIELDS:
@@ -188,6 +211,23 @@ class LedgerConfig:
         for asset, sym in self.valuation_pairs.items():
             if not isinstance(asset, str) or not isinstance(sym, str) or not sym:
                 raise ConfigError("ledger config valuation_pairs: expected asset -> mark symbol")
+        for name in ("include_assets", "exclude_assets"):
+            assets = getattr(self, name)
+            if not isinstance(assets, tuple) or not all(
+                    isinstance(a, str) and a for a in assets):
+                raise ConfigError(f"ledger config {name}: expected a list of asset codes")
+        if self.base_currency in self.exclude_assets:
+            raise ConfigError("ledger config exclude_assets: the base currency "
+                              f"{self.base_currency} is always tracked")
+        age = self.max_mark_age
+        if age is not None and (isinstance(age, bool) or not isinstance(age, int) or age < 0):
+            raise ConfigError("ledger config max_mark_age: must be an integer >= 0 (seconds) "
+                              "or null")
+        share = self.external_activity_share
+        if share is not None and (not isinstance(share, Decimal) or not share.is_finite()
+                                  or share <= 0):
+            raise ConfigError("ledger config external_activity_share: must be a decimal > 0 "
+                              "or null")
         if not self.quote_assets or not all(
                 isinstance(q, str) and q.isalnum() and q.isascii() for q in self.quote_assets):
             raise ConfigError("ledger config quote_assets: expected a list of asset codes")
@@ -198,6 +238,14 @@ class LedgerConfig:
         ``spot.price_of`` also finds it under the pair's other spellings.
         """
         return self.valuation_pairs.get(asset, f"{asset}/{self.base_currency}")
+
+    def tracks(self, asset: str) -> bool:
+        """Whether a spot portfolio books ``asset`` (``include_assets``/``exclude_assets``)."""
+        if asset == self.base_currency:
+            return True
+        if self.include_assets and asset not in self.include_assets:
+            return False
+        return asset not in self.exclude_assets
 
     def lot_step(self, symbol: str) -> Decimal:
         """The R3 tolerance for ``symbol``."""
@@ -263,6 +311,12 @@ def config_from_mapping(data: Mapping[str, Any]) -> LedgerConfig:
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError("ledger config spot_venues: expected a list of venue names")
             kwargs[name] = tuple(value)
+        elif name in ("include_assets", "exclude_assets"):
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"ledger config {name}: expected a list of asset codes")
+            kwargs[name] = tuple(value)
+        elif name == "external_activity_share":
+            kwargs[name] = None if value is None else _to_decimal(name, value)
         elif name == "quote_assets":
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError("ledger config quote_assets: expected a list of asset codes")

@@ -566,6 +566,7 @@ def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
             if sym in pairs or (base is not None and base[0] in book.assets
                                 and book.assets[base[0]].qty):
                 plist.append(spot.pair_record(sym, st, marks, step.cfg))
+    spot.flag_stale_marks(step)  # a valuation at a stale mark is flagged, never silent
     # Only a touched position can have a new quantity (R3/R6 inputs).
     status, results = reconcile(st, step.cfg, marks, used, step.r2, bool(touched))
     previous = st.status

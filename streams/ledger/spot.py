@@ -56,6 +56,17 @@ The accounting, so that B6 holds exactly (Decimal, at every event):
   ``UNSUPPORTED_SYMBOL``. Balances do not know open orders: ``locked`` is
   the exchange's last reported locked amount (capped at the total) and
   ``free = total - locked``.
+- Tracked assets (``LedgerConfig.include_assets``/``exclude_assets``): a
+  fill on a pair with an untracked asset and a cash flow of one book
+  nothing (``ASSET_EXCLUDED``, INFO); a fee in one is not taken from the
+  balances and is valued 0; balance frames ignore untracked assets.
+- Stale marks (``LedgerConfig.max_mark_age``): a mark whose age at the event
+  (event ts - the mark's ts, ``numbers.MarkPrice``) exceeds the bound is
+  still used, and every event that valued a holding or position at one
+  raises ``STALE_MARK`` naming each symbol and its age (``stale_marks``).
+- External activity (``LedgerConfig.external_activity_share``): a manual
+  trade or a cash flow worth more than that share of the equity before it
+  raises ``EXTERNAL_ACTIVITY`` with the share (``check_external``).
 """
 
 from __future__ import annotations
@@ -70,7 +81,7 @@ from typing import TYPE_CHECKING, Any
 from .config import LedgerConfig
 from .events import Balance, CashFlow, Fill
 from .grammar import TS_MIN
-from .numbers import D0, D1, plain, q18
+from .numbers import D0, D1, mark_ts, plain, q18
 from .state import AccountState, Holding, Leg, Output, Record, SpotBook, Trade
 
 if TYPE_CHECKING:  # the fold passes its step; importing fold here would be a cycle
@@ -233,9 +244,16 @@ def book_fill(step: _Step, ev: Fill) -> None:
                      f"spot fill of {plain(ev.qty)} {symbol} has no execution price;"
                      " nothing booked (drift shows the balances it moved)")
         return
+    untracked = [a for a in pair if not cfg.tracks(a)]
+    if untracked:
+        step.anomaly("ASSET_EXCLUDED", "INFO",
+                     f"{ev.side} {plain(ev.qty)} {symbol}: {', '.join(untracked)} not tracked "
+                     "(include_assets/exclude_assets); nothing booked")
+        return
     book = st.book
     base, quote = pair
     manual = tag_of(ev.strategy_tag) == MANUAL
+    before = equity_before(st, marks, cfg) if manual and cfg.external_activity_share else None
     notional = q18(ev.qty * ev.price)
     pq = price_of(quote, marks, cfg)
     pb = price_of(base, marks, cfg)
@@ -249,6 +267,8 @@ def book_fill(step: _Step, ev: Fill) -> None:
                      f"neither {base} nor {quote} has a mark in {cfg.base_currency}: "
                      f"{symbol} booked at value 0")
     what = f"{ev.side} {plain(ev.qty)} {symbol}"
+    if before is not None:
+        check_external(step, f"manual trade {what}", value, before)
     if ev.side == "BUY":
         realized = value - _dispose(step, quote, notional, value, what)
         _acquire(book, cfg, base, ev.qty, value)
@@ -256,8 +276,14 @@ def book_fill(step: _Step, ev: Fill) -> None:
         realized = value - _dispose(step, base, ev.qty, value, what)
         _acquire(book, cfg, quote, notional, value)
     fee = D0
-    if ev.fee:
-        fee_asset = ev.fee_asset or quote
+    fee_asset = ev.fee_asset or quote
+    if ev.fee and not cfg.tracks(fee_asset):
+        step.anomaly("ASSET_EXCLUDED", "INFO",
+                     f"fee of {plain(ev.fee)} {fee_asset} of {what}: {fee_asset} not tracked; "
+                     "not taken from the balances, booked at value 0")
+        for by_asset in (book.fees, book.manual_fees) if manual else (book.fees,):
+            by_asset.setdefault(fee_asset, [D0, D0])[0] += ev.fee
+    elif ev.fee:
         pf = price_of(fee_asset, marks, cfg)
         if pf is not None:
             fee = q18(ev.fee * pf)
@@ -323,7 +349,22 @@ def book_cash_flow(step: _Step, ev: CashFlow) -> None:
     """B5: a cash flow into or out of the book; K cash and capital move by its value."""
     st = step.st
     cfg = step.cfg
+    if not cfg.tracks(ev.asset):
+        step.anomaly("ASSET_EXCLUDED", "INFO",
+                     f"{ev.flow} of {plain(ev.amount)} {ev.asset}: {ev.asset} not tracked "
+                     "(include_assets/exclude_assets); nothing booked")
+        return
     p = price_of(ev.asset, step.marks, cfg)
+    before = equity_before(st, step.marks, cfg) if cfg.external_activity_share else None
+    if before is not None and ev.amount:
+        size = -ev.amount if ev.amount < 0 else ev.amount
+        value_at_mark = None if p is None else q18(size * p)
+        if value_at_mark is None and ev.amount < 0:
+            h = st.book.assets.get(ev.asset)
+            value_at_mark = q18(h.cost * size / h.qty) if h is not None and h.qty else None
+        if value_at_mark is not None:
+            check_external(step, f"{ev.flow} of {plain(ev.amount)} {ev.asset}",
+                           value_at_mark, before)
     if ev.amount > 0:
         value = D0 if p is None else q18(ev.amount * p)
         _acquire(st.book, cfg, ev.asset, ev.amount, value)
@@ -383,7 +424,7 @@ def check_drift(step: _Step, ev: Balance) -> None:
     st = step.st
     cfg = step.cfg
     book = st.book
-    reported = {a: f + lk for a, f, lk in ev.assets}
+    reported = {a: f + lk for a, f, lk in ev.assets if cfg.tracks(a)}
     drift: dict[str, list[str | None]] = {}
     for asset in sorted(set(reported) | set(book.assets)):
         h = book.assets.get(asset)
@@ -407,6 +448,92 @@ def check_drift(step: _Step, ev: Balance) -> None:
     elif book.drift:
         step.anomaly("DRIFT_CLEARED", "INFO", "exchange balances match the derived ones again")
     book.drift = drift
+
+
+# ------------------------------------------------------- external activity and stale marks
+
+
+def equity_before(st: AccountState, marks: Mapping[str, Decimal], cfg: LedgerConfig,
+                  ) -> Decimal:
+    """The spot holdings' value at ``marks`` before the event is booked (B4, no futures)."""
+    total = D0
+    for asset, h in st.book.assets.items():
+        if h.qty:
+            p = price_of(asset, marks, cfg)
+            if p is not None:
+                total += q18(h.qty * p)
+    return total
+
+
+def check_external(step: _Step, what: str, value: Decimal, before: Decimal) -> None:
+    """``EXTERNAL_ACTIVITY`` when ``value`` is more than the configured share of ``before``.
+
+    The share is |value| / equity before, rounded once to 18 places; an
+    account whose equity before was 0 or less has none (nothing is raised).
+    """
+    limit = step.cfg.external_activity_share
+    if limit is None or before <= 0:
+        return
+    share = q18(abs(value) / before)
+    if share > limit:
+        pct = (share * 100).quantize(Decimal("0.01"))
+        step.anomaly("EXTERNAL_ACTIVITY", "WARN",
+                     f"{what} worth {plain(abs(value))} {step.cfg.base_currency} is "
+                     f"{plain(share)} ({pct}%) of the equity before it "
+                     f"({plain(before)}), more than external_activity_share "
+                     f"{plain(limit)}")
+
+
+def _age(ts: Any, now: datetime) -> int | None:
+    if ts is None:
+        return None
+    return max(int((now - ts).total_seconds()), 0)
+
+
+def mark_ages(st: AccountState, marks: Mapping[str, Decimal], cfg: LedgerConfig,
+              now: datetime) -> dict[str, int]:
+    """symbol -> age in seconds at ``now`` of every mark a valuation of the account uses.
+
+    Futures positions with a quantity use the mark of their symbol; spot
+    holdings with a quantity (not the base currency) the mark of their
+    valuation pair (``LedgerConfig.valuation_symbol``). Marks without a ts
+    (no known age) and symbols without a mark are left out.
+    """
+    ages: dict[str, int] = {}
+    for pos in st.positions.values():
+        if pos.qty:
+            age = _age(mark_ts(marks.get(pos.symbol)), now)
+            if age is not None:
+                ages[pos.symbol] = age
+    if st.book.spot:
+        for asset, h in st.book.assets.items():
+            if h.qty and asset != cfg.base_currency:
+                age = _age(mark_ts(price_of(asset, marks, cfg)), now)
+                if age is not None:
+                    ages[cfg.valuation_symbol(asset)] = age
+    return ages
+
+
+def stale_marks(st: AccountState, marks: Mapping[str, Decimal], cfg: LedgerConfig,
+                now: datetime) -> dict[str, int]:
+    """The marks of ``mark_ages`` older than ``max_mark_age`` (none when it is off)."""
+    limit = cfg.max_mark_age
+    if limit is None:
+        return {}
+    return {s: a for s, a in sorted(mark_ages(st, marks, cfg, now).items()) if a > limit}
+
+
+def flag_stale_marks(step: _Step) -> None:
+    """``STALE_MARK`` (WARN) when this event's snapshot values anything at a stale mark."""
+    cfg = step.cfg
+    if cfg.max_mark_age is None:
+        return
+    stale = stale_marks(step.st, step.marks, cfg, step.ev.ts)
+    if stale:
+        step.anomaly("STALE_MARK", "WARN",
+                     "valued at marks older than max_mark_age "
+                     f"{cfg.max_mark_age}s: " + ", ".join(
+                         f"{sym} {age}s old" for sym, age in stale.items()))
 
 
 # ------------------------------------------------------------------------------- views
