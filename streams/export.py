@@ -30,6 +30,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -312,13 +313,23 @@ def export_main(argv: list[str], client: Any = None) -> int:
     kind = KINDS[args.kind]
     account = None if args.account == "all" else args.account
     batches = pages(client, kind, account, args.since, args.until, PAGE_ROWS)
-    if args.format == "parquet":
-        n = write_parquet(kind, batches, Path(args.out))
-    elif args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as fh:
-            n = (write_csv if args.format == "csv" else write_jsonl)(kind, batches, fh)
+    write_text = write_csv if args.format == "csv" else write_jsonl
+    if not args.out:
+        n = write_text(kind, batches, sys.stdout)
     else:
-        n = (write_csv if args.format == "csv" else write_jsonl)(kind, batches, sys.stdout)
+        # Written next to the target and renamed at the end: a failed export (the sink
+        # stopped, a refused parameter) leaves no half file under the name asked for.
+        out = Path(args.out)
+        part = out.with_name(f".{out.name}.partial")
+        try:
+            if args.format == "parquet":
+                n = write_parquet(kind, batches, part)
+            else:
+                with open(part, "w", encoding="utf-8", newline="") as fh:
+                    n = write_text(kind, batches, fh)
+            os.replace(part, out)
+        finally:
+            part.unlink(missing_ok=True)
     where = args.out or "standard output"
     print(f"twinledger export: {n} {kind.name} rows to {where}", file=sys.stderr)
     return 0
