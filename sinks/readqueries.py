@@ -277,6 +277,13 @@ QUERIES: dict[str, ReadQuery] = {q.name: q for q in (
         f" FROM $db.anomaly_events WHERE code IN ('DRIFT', 'DRIFT_CLEARED') AND {RANGE}"
         f" GROUP BY account_id ORDER BY account_id {LIMIT}"),
     ReadQuery(
+        "stale_marks", "the latest STALE_MARK anomaly per account (symbols valued at a mark "
+                       "older than max_mark_age, with their age) and its event_seq",
+        "SELECT account_id, max(event_seq) AS stale_event_seq,"
+        " argMax(detail, (event_seq, event_id)) AS stale_detail"
+        f" FROM $db.anomaly_events WHERE code = 'STALE_MARK' AND {RANGE}"
+        f" GROUP BY account_id ORDER BY account_id {LIMIT}"),
+    ReadQuery(
         "reconciles", "reconcile events in a time range",
         "SELECT account_id, event_id, event_seq, ts, status, previous_status, capital_frozen,"
         f" results, explanations FROM $db.reconcile_events WHERE {RANGE}"

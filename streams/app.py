@@ -30,6 +30,7 @@ sent again. Nothing is lost, nothing is booked twice.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import socket
@@ -718,13 +719,16 @@ def _portfolio_pages(app: faust.App, worker: Worker, router: AccountRouter) -> N
     for an unknown or malformed query parameter.
     """
     from streams.exceptions import NotFound, PositionNotFound, QueryError
-    from streams.queries import PAGES, parse_params, run_query
+    from streams.queries import PAGES, PARAMS, parse_params, run_query
 
     def make(query: str) -> Callable[..., Any]:
         async def page(web: Any, request: Any, account: str, **match: str) -> Any:
             try:
                 params = parse_params(query, request.query)
                 params.update(match)
+                if "as_of" in PARAMS[query] and "as_of" not in params:
+                    # a live answer counts mark ages to now (the fold counts to event time)
+                    params["as_of"] = datetime.datetime.now(datetime.UTC)
                 doc = run_query(query, worker.account_state(account), account,
                                 worker.marks or {}, worker.ledger_config, **params)
             except QueryError as exc:

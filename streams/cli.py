@@ -200,7 +200,7 @@ def _portfolio_from_file(query: str, account: str, params: dict[str, Any], path:
     from streams.exceptions import ConfigError
     from streams.foldfile import run_fold
     from streams.ledger import load_ledger_config
-    from streams.queries import run_query
+    from streams.queries import PARAMS, run_query
 
     try:
         config = load_ledger_config(config_path)
@@ -217,6 +217,8 @@ def _portfolio_from_file(query: str, account: str, params: dict[str, Any], path:
         first = run.rejected[0]
         print(f"twinledger portfolio: {len(run.rejected)} line(s) of {path} rejected "
               f"(line {first['line']}: {first['reason']})", file=sys.stderr)
+    if "as_of" in PARAMS[query] and "as_of" not in params and run.last_ts is not None:
+        params = {**params, "as_of": run.last_ts}  # mark ages count to the file's last event
     return run_query(query, run.states.get(account), account, run.marks, run.config,
                      **params)
 

@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,8 @@ class FoldRun:
     marks: dict[str, Decimal] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: the latest event time in the file (marks included): what mark ages count to
+    last_ts: datetime | None = None
 
     def document(self, include_manual: bool | None = None) -> dict[str, Any]:
         """The FOLD_FORMAT output document.
@@ -77,6 +80,8 @@ def run_fold(lines: Iterable[str | bytes], config: LedgerConfig) -> FoldRun:
             continue
         try:
             event = parse_event(loads_line(line))
+            if run.last_ts is None or event.ts > run.last_ts:
+                run.last_ts = event.ts
             if isinstance(event, Mark):
                 run.marks[event.symbol] = MarkPrice(event.price, event.ts)  # its age counts
                 continue

@@ -170,10 +170,12 @@ def report(client: SinkClient, account: str | None = None, since: str | None = N
     fees, net, duration; see ``streams.reporttext.trades_from_legs``).
     Spot accounts also get ``asset_balances`` (``balances FINAL``: the latest
     row per asset with the exchange's total and the drift flag),
-    ``cash_flows`` (the list) and ``portfolio_snapshots``. ``since``/``until``
+    ``cash_flows`` (the list) and ``portfolio_snapshots``. ``stale_marks``:
+    symbol -> age in seconds of the marks the last snapshot was valued at that
+    were older than ``max_mark_age`` (its ``STALE_MARK`` anomaly); ``since``/``until``
     (ISO-8601) bound the event time of every table read.
     """
-    from streams.reporttext import json_list, trades_from_legs
+    from streams.reporttext import json_list, stale_ages, trades_from_legs
 
     params: dict[str, Any] = {"account": account, "since": since, "until": until,
                               "limit": REPORT_LIMIT}
@@ -182,6 +184,7 @@ def report(client: SinkClient, account: str | None = None, since: str | None = N
     reconciles = {r["account_id"]: _strip(r, "last_")
                   for r in client.read("reconcile_latest", **params)}
     drift = {r["account_id"]: r for r in client.read("drift", **params)}
+    stale = {r["account_id"]: r for r in client.read("stale_marks", **params)}
     spot = {name: _by_account(client.read(query, **params))
             for name, query in (("asset_balances", "balances"), ("cash_flows", "cash_flows"),
                                 ("portfolio_snapshots", "portfolio_snapshots"))}
@@ -196,6 +199,10 @@ def report(client: SinkClient, account: str | None = None, since: str | None = N
         a["reconcile"] = None if rec is None else {
             "status": rec.get("status"), "event_seq": rec.get("event_seq"),
             "ts": rec.get("ts"), "results": json_list(rec.get("results"))}
+        flagged = stale.get(a["account_id"])
+        # the snapshot of the account's last event valued at stale marks: symbol -> age
+        a["stale_marks"] = stale_ages(flagged["stale_detail"]) if flagged is not None and int(
+            flagged["stale_event_seq"]) == int(a["event_seq"]) else {}
         d = drift.get(a["account_id"])
         a["drift"] = None if d is None else {"active": d["drift_code"] == "DRIFT",
                                               "detail": d["drift_detail"]}

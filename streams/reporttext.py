@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
@@ -122,6 +123,14 @@ def json_list(x: Any) -> list[Any]:
             return []
         return value if isinstance(value, list) else []
     return []
+
+
+_STALE = re.compile(r"(\S+) (\d+)s old")
+
+
+def stale_ages(detail: str) -> dict[str, int]:
+    """symbol -> age in seconds from a ``STALE_MARK`` anomaly's detail."""
+    return {sym: int(age) for sym, age in _STALE.findall(detail or "")}
 
 
 # ------------------------------------------------------------------------------- trades
@@ -303,11 +312,12 @@ def _is_spot(a: Mapping[str, Any]) -> bool:
         p.get("market") == "spot" for p in json_list(a.get("positions")))
 
 
-def _stale_note(p: Mapping[str, Any]) -> str:
-    age = p.get("mark_age_seconds")
-    if truthy(p.get("mark_stale")):
-        return f"STALE mark, {duration(int(dec(age)))} old"
-    return ""
+def _stale_note(symbol: str, stale: Mapping[str, Any]) -> str:
+    """``STALE mark, 1h 00m 02s old`` when ``symbol`` (or an asset's pair) was valued stale."""
+    age = stale.get(symbol)
+    if age is None:
+        age = next((a for s, a in stale.items() if s.split("/")[0] == symbol), None)
+    return "" if age is None else f"STALE mark, {duration(int(dec(age)))} old"
 
 
 def _equity_lines(a: Mapping[str, Any], spot: bool) -> list[str]:
@@ -376,7 +386,8 @@ def _position_lines(a: Mapping[str, Any]) -> list[str]:
             money(p.get("unrealized_pnl"), True),
             "-" if spot else f"{num(p.get('leverage'))}x",
             "-" if spot else money(p.get("used_margin")),
-            money(p.get("realized_pnl"), True), _stale_note(p),
+            money(p.get("realized_pnl"), True),
+            _stale_note(str(p.get("symbol")), a.get("stale_marks") or {}),
         ])
     if not rows:
         return ["  positions: none open"]
@@ -399,8 +410,9 @@ def _balance_lines(a: Mapping[str, Any]) -> list[str]:
             note.append("UNVALUED (no mark)")
         if truthy(b.get("drift")):
             note.append(f"DRIFT: exchange {num(exch)}")
-        if truthy(b.get("mark_stale")):
-            note.append("STALE mark")
+        stale = _stale_note(str(b.get("asset")), a.get("stale_marks") or {})
+        if stale:
+            note.append(stale)
         rows.append([str(b.get("asset")), num(b.get("total")), num(b.get("avg_cost")),
                      money(value), money(value - dec(b.get("cost_basis")), True),
                      pct(value, eq), "-" if exch is None else num(exch), ", ".join(note)])

@@ -21,7 +21,7 @@ import pytest
 from streams.cli import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE, main, worker_path
 from streams.foldfile import run_fold
 from streams.ledger import load_ledger_config
-from streams.queries import QUERIES, run_query
+from streams.queries import PARAMS, QUERIES, run_query
 from tests.unit.test_queries import ACCOUNT, spot_stream
 
 
@@ -50,7 +50,9 @@ def test_file_answers_every_query_like_the_query_functions(events: Path, capsys)
         extra = ["XBT-USD"] if name == "position" else []
         code, out, err = cli(capsys, name, ACCOUNT, *extra, "--file", str(events))
         assert (code, err) == (0, ""), name
-        params = {"symbol": "XBT-USD"} if name == "position" else {}
+        params: dict[str, Any] = {"symbol": "XBT-USD"} if name == "position" else {}
+        if "as_of" in PARAMS[name]:
+            params["as_of"] = run.last_ts  # mark ages count to the file's last event
         assert json.loads(out) == run_query(name, run.states[ACCOUNT], ACCOUNT, run.marks,
                                             run.config, **params), name
 

@@ -6,7 +6,14 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from streams.reporttext import explain_result, format_accounts, money, pct, trades_from_legs
+from streams.reporttext import (
+    explain_result,
+    format_accounts,
+    money,
+    pct,
+    stale_ages,
+    trades_from_legs,
+)
 
 
 def leg(trade: str, seq: int, ts: str, action: str, qty: str, price: str, cum: str, fees: str,
@@ -99,3 +106,13 @@ def test_money_and_percent_rounding():
     assert money("10204.8651") == "10,204.87" and money("-0.001") == "0.00"
     assert money("242.7312", sign=True) == "+242.73"
     assert pct("23267", "50947") == "45.67%" and pct("1", "0") == "-"
+
+
+def test_stale_marks_are_flagged_with_their_age_on_the_positions_valued_at_them():
+    accounts = _accounts()
+    accounts[1]["stale_marks"] = stale_ages(
+        "valued at marks older than max_mark_age 3600s: XBT/USD 10800s old")
+    text = format_accounts(accounts)
+    assert "STALE marks (valued, but older than max_mark_age): XBT/USD 3h 00m 00s old" in text
+    xbt = next(line for line in text.splitlines() if line.strip().startswith("XBT/USD"))
+    assert xbt.endswith("STALE mark, 3h 00m 00s old")

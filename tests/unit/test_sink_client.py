@@ -88,6 +88,7 @@ def test_report_reads_only_named_queries(monkeypatch: pytest.MonkeyPatch) -> Non
     (acc,) = report(SinkClient(load_settings({})), "acc-1", since="2024-05-01T00:00:00Z")
     assert acc["event_seq"] == 3 and acc["drift"] == {"active": True, "detail": "XBT"}
     assert [n for n, _ in asked] == ["accounts", "trade_legs", "reconcile_latest", "drift",
-                                     "balances", "cash_flows", "portfolio_snapshots"]
+                                     "stale_marks", "balances", "cash_flows",
+                                     "portfolio_snapshots"]
     assert all(p["account"] == "acc-1" and p["since"] == "2024-05-01T00:00:00Z"
                for _, p in asked)
