@@ -51,6 +51,11 @@ kafka-start: $(STAMP) ## start the local Kafka broker (KRaft, loopback)
 kafka-stop: ## stop the local Kafka broker this checkout started
 	ops/kafka/kafka.sh stop
 
+.PHONY: kafka-compat
+kafka-compat: $(STAMP) ## check the installed Kafka clients against the pinned broker and 3.9.2, each on its own port
+	$(PY) ops/kafka/client_compat.py --kafka-version $$(sed -n 's:.*<kafka.version>\([^<]*\)</kafka.version>.*:\1:p' ops/kafka/pom.xml)
+	$(PY) ops/kafka/client_compat.py --kafka-version 3.9.2
+
 clean: ## remove runtime data (.data) and caches, keep .venv and downloaded jars
 	-ops/kafka/kafka.sh stop
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

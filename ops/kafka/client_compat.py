@@ -10,16 +10,25 @@ Owns nothing but this check. Runs, against BOOTSTRAP (default 127.0.0.1:39092):
   topic creation (changelog, leader topic), its consumer group and its producer run.
 
 Every step is reported; any exception or ERROR-level client log fails the check.
+The client versions under test are printed first (the faust worker's own are
+checked to be the same).
 
     .venv/bin/python ops/kafka/client_compat.py [BOOTSTRAP]
+    .venv/bin/python ops/kafka/client_compat.py --kafka-version 3.9.2 [--port 39692]
 
-To compare versions: start another version on another port and data dir, e.g.
-``TWINLEDGER_KAFKA_VERSION=4.3.1 TWINLEDGER_KAFKA_PORT=39192
-TWINLEDGER_DATA_DIR=/tmp/k4 ops/kafka/kafka.sh start`` and pass 127.0.0.1:39192.
+With ``--kafka-version`` the check starts its own broker of that version
+(``ops/kafka/kafka.sh``, fetched if needed) on ``--port`` with a temporary data
+directory, runs against it and stops it: nothing shared is touched. ``make
+kafka-compat`` checks the pinned version and 3.9.2, the last 3.x, this way.
+To check older clients, install them into a directory and put it first on
+PYTHONPATH (the faust worker subprocess inherits it), e.g.
+``pip install --no-deps --target /tmp/low aiokafka==0.13.0 faust-streaming==0.12.0
+confluent-kafka==2.6.0`` then ``PYTHONPATH=/tmp/low .venv/bin/python ...``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -162,7 +171,9 @@ def check_confluent(bootstrap: str) -> None:
 FAUST_APP = '''
 import os, signal
 import faust
+import aiokafka
 
+print("COMPAT-FAUST-VERSIONS", faust.__version__, aiokafka.__version__, flush=True)
 app = faust.App(
     os.environ["COMPAT_APP_ID"],
     broker="kafka://" + os.environ["COMPAT_BOOTSTRAP"],
@@ -210,7 +221,9 @@ def check_faust(bootstrap: str) -> None:
             COMPAT_APP_ID=f"compat-faust-{uuid.uuid4().hex[:8]}",
             COMPAT_TOPIC=source,
             COMPAT_N=str(N),
-            PYTHONPATH=tmp,
+            # The app's directory first, then whatever the caller put on the path
+            # (older clients under test), so the worker runs the same clients.
+            PYTHONPATH=os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p),
         )
         proc = subprocess.run(  # noqa: S603 - our interpreter, fixed argv
             [sys.executable, "-m", "faust", "-A", "compat_faust_app", "--datadir", tmp,
@@ -221,6 +234,11 @@ def check_faust(bootstrap: str) -> None:
     bad = [ln for ln in out.splitlines()
            if ("ERROR" in ln or "Traceback" in ln or "Exception" in ln)
            and "DeprecationWarning" not in ln]
+    expected = f"COMPAT-FAUST-VERSIONS {_versions()['faust-streaming']} {_versions()['aiokafka']}"
+    if expected not in out:
+        raise RuntimeError(f"the faust worker ran other clients than this process ({expected}): "
+                           + next((ln for ln in out.splitlines() if "COMPAT-FAUST-VERSIONS" in ln),
+                                  "no version line"))
     if "COMPAT-FAUST-DONE" not in out or bad:
         tail = "\n".join(out.splitlines()[-40:])
         raise RuntimeError(f"faust worker failed (rc={proc.returncode}):\n"
@@ -242,8 +260,57 @@ def _step(name: str, fn: Callable[[], None], collector: _ErrorCollector) -> bool
     return True
 
 
+def _versions() -> dict[str, str]:
+    import aiokafka
+    import confluent_kafka
+    import faust
+
+    ck = confluent_kafka.version()  # (str, int) in 2.6; newer releases may differ
+    return {"aiokafka": aiokafka.__version__,
+            "confluent-kafka": getattr(confluent_kafka, "__version__", None)
+            or (ck[0] if isinstance(ck, tuple) else str(ck)),
+            "librdkafka": confluent_kafka.libversion()[0], "faust-streaming": faust.__version__}
+
+
+def _kafka_sh(action: str, version: str, port: int, data_dir: str) -> subprocess.CompletedProcess[str]:
+    script = Path(__file__).resolve().parent / "kafka.sh"
+    env = {**os.environ, "TWINLEDGER_KAFKA_VERSION": version, "TWINLEDGER_KAFKA_PORT": str(port),
+           "TWINLEDGER_DATA_DIR": data_dir}
+    return subprocess.run(["bash", str(script), action], env=env, text=True,  # noqa: S603, S607
+                          stdout=subprocess.PIPE, timeout=900, check=False)
+
+
 def main() -> int:
-    bootstrap = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:39092"
+    parser = argparse.ArgumentParser(
+        description="Check that the installed Kafka clients (aiokafka, confluent-kafka, "
+                    "faust-streaming) work against a broker.",
+        epilog="examples:\n  client_compat.py 127.0.0.1:39092\n"
+               "  client_compat.py --kafka-version 3.9.2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bootstrap", nargs="?", default="127.0.0.1:39092",
+                        help="a running broker (default 127.0.0.1:39092)")
+    parser.add_argument("--kafka-version", metavar="VERSION",
+                        help="start a broker of this version for the check, then stop it")
+    parser.add_argument("--port", type=int, default=39692,
+                        help="client port of that broker (default 39692; controller +1)")
+    args = parser.parse_args()
+    print("clients: " + ", ".join(f"{k} {v}" for k, v in _versions().items()), flush=True)
+    if not args.kafka_version:
+        return _check(args.bootstrap)
+    with tempfile.TemporaryDirectory(prefix="kafka-compat-") as data_dir:
+        started = _kafka_sh("start", args.kafka_version, args.port, data_dir)
+        try:
+            if started.returncode != 0:
+                print(f"FAIL could not start Kafka {args.kafka_version} on port {args.port} "
+                      "(kafka.sh's reason is above)")
+                return 1
+            print(f"broker: Kafka {args.kafka_version} at 127.0.0.1:{args.port}", flush=True)
+            return _check(f"127.0.0.1:{args.port}")
+        finally:
+            _kafka_sh("stop", args.kafka_version, args.port, data_dir)
+
+
+def _check(bootstrap: str) -> int:
     collector = _ErrorCollector()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().addHandler(collector)

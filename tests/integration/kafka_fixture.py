@@ -28,8 +28,8 @@ from streams.infra.kafka_local import (
     wait_for_broker,
 )
 
-# Confluent Platform 7.9 ships Apache Kafka 3.9, the version ops/kafka pins;
-# testcontainers' KafkaContainer is written for the cp-kafka image.
+# Confluent Platform 7.9 ships Apache Kafka 3.9, a supported broker (ops/kafka pins
+# 4.x, the other); testcontainers' KafkaContainer is written for the cp-kafka image.
 DOCKER_IMAGE = os.environ.get("TWINLEDGER_KAFKA_IMAGE", "confluentinc/cp-kafka:7.9.0")
 
 

@@ -25,21 +25,25 @@
 #   TWINLEDGER_KAFKA_VERSION          try another version than the pinned one
 #
 # Version pin (ops/kafka/pom.xml <kafka.version>, the only place it is set):
-# Apache Kafka 3.9.2. Checked with ops/kafka/client_compat.py (aiokafka
-# producer + consumer group with commits + admin create_topics, confluent-kafka
-# Producer/Consumer/AdminClient, a faust-streaming worker with agent and table):
-#   3.9.2 + aiokafka 0.14 / confluent-kafka 2.16 / faust 0.15.3   all pass
-#   3.9.2 + aiokafka 0.12 / confluent-kafka 2.6  / faust 0.11.3   all pass
+# Apache Kafka 4.3.1, the current release Maven Central resolves whole (4.4.0
+# cannot be resolved: kafka-tools-api-4.4.0.jar is missing there). Checked with
+# ops/kafka/client_compat.py (aiokafka producer + consumer group with commits +
+# admin create_topics, confluent-kafka Producer/Consumer/AdminClient, a
+# faust-streaming worker with agent and table; `make kafka-compat`):
 #   4.3.1 + aiokafka 0.14 / confluent-kafka 2.16 / faust 0.15.3   all pass
+#   4.3.1 + aiokafka 0.13 / confluent-kafka 2.6  / faust 0.12.0   all pass
+#   3.9.2 + aiokafka 0.14 / confluent-kafka 2.16 / faust 0.15.3   all pass
+#   3.9.2 + aiokafka 0.13 / confluent-kafka 2.6  / faust 0.12.0   all pass
 #   4.3.1 + aiokafka 0.12 / faust 0.11.3: the faust worker dies at start,
 #     "KafkaConnectionError: Connection ... closed"; broker log: "Received request
 #     for api with key 19 (CreateTopics) and unsupported version 1". Kafka 4.0
 #     removed old protocol versions (KIP-896) and faust (also 0.15.3) sends a
 #     hard-coded CreateTopics v1 whenever aiokafka < 0.13 is installed.
-# pyproject.toml allows aiokafka>=0.12 and faust-streaming>=0.11.3, so 3.9.2 is
-# the version every allowed client combination speaks to. Moving to 4.x needs
-# aiokafka>=0.13 as a floor first. (4.4.0 cannot be resolved from Maven Central
-# at all: kafka-tools-api-4.4.0.jar is missing there.)
+#   aiokafka 0.13 + faust 0.11.3 (any broker): the faust worker dies at start,
+#     "AIOKafkaProducer.__init__() got an unexpected keyword argument
+#     'api_version'"; faust 0.12.0 is the first that speaks aiokafka 0.13.
+# Hence the floors of pyproject.toml: aiokafka>=0.13, faust-streaming>=0.12,
+# confluent-kafka>=2.6; with them the supported brokers are 3.9.x and 4.x.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
