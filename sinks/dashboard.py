@@ -178,7 +178,7 @@ def curve_svg(points: Sequence[Mapping[str, Any]], width: int = 900, height: int
     lo, hi = min(equity + capital), max(equity + capital)
     if hi == lo:
         lo, hi = lo - 1, hi + 1
-    left, right, top, bottom = 90, 16, 16, 34
+    left, right, top, bottom = 90, 16, 28, 34
     w, h = width - left - right, height - top - bottom
     n = len(points)
 
@@ -207,7 +207,7 @@ def curve_svg(points: Sequence[Mapping[str, Any]], width: int = 900, height: int
         f'<text x="{left}" y="{height - 10}" font-size="11" fill="#6a737d">{when(first)}</text>'
         f'<text x="{left + w}" y="{height - 10}" font-size="11" fill="#6a737d" '
         f'text-anchor="end">{when(last)}</text>'
-        f'<text x="{left + w}" y="{top + 10}" font-size="11" text-anchor="end">'
+        f'<text x="{left + w}" y="14" font-size="11" text-anchor="end">'
         '<tspan fill="#0b5cad">&#9473; equity</tspan>  '
         '<tspan fill="#6a737d">&#9476; capital</tspan></text>'
         "</svg>")
