@@ -114,10 +114,10 @@ def _portfolio_parser() -> argparse.ArgumentParser:
         "positions": "every position (futures and spot pairs) and every asset balance",
         "position": "one position by symbol (XBT/USD or XBT-USD) or one asset's balance",
         "exposure": "each asset's value as a share of equity",
-        "trades": "trade history (--pair, --limit, --include-manual)",
+        "trades": "trade history (--pair, --limit, --include-manual, --since, --until)",
         "fees": "fees by asset, by pair and in total (--include-manual)",
-        "cash-flows": "recent cash flows and the net total (--limit)",
-        "snapshots": "recent portfolio snapshots (--limit)",
+        "cash-flows": "recent cash flows and the net total (--limit, --since, --until)",
+        "snapshots": "recent portfolio snapshots (--limit, --since, --until)",
         "performance": "win rate, profit factor, average win and loss, return net of cash "
                        "flows and max drawdown from the account's history",
     }
@@ -136,6 +136,11 @@ def _portfolio_parser() -> argparse.ArgumentParser:
                            "(default: the ledger config's track_manual_trades)")
         if name in ("trades", "cash-flows", "snapshots"):
             q.add_argument("--limit", type=_non_negative, help="only the most recent N")
+            q.add_argument("--since", type=_iso_time, metavar="TIME",
+                           help="ISO-8601 event time, inclusive; when the worker's history does "
+                                "not reach back this far, it is read from ClickHouse (the sink)")
+            q.add_argument("--until", type=_iso_time, metavar="TIME",
+                           help="ISO-8601 event time, exclusive")
         if name in ("equity", "positions", "position", "exposure"):
             q.add_argument("--as-of", dest="as_of", type=_iso_time, metavar="TIME",
                            help="count mark ages to this ISO-8601 time (default: the newest "
@@ -184,6 +189,13 @@ def _portfolio(argv: list[str]) -> int:
     except (QueryError, _UsageError) as exc:
         print(f"twinledger portfolio: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.file is None and params.get("since") is not None and doc.get("complete") is False:
+        try:
+            doc = history_from_sink(args.query, args.account, params, doc)
+        except TwinledgerError as exc:
+            print(f"twinledger portfolio: the worker's history starts at "
+                  f"{doc.get('history_from')} and the sink could not be read for older: {exc}",
+                  file=sys.stderr)
     if args.table:
         sys.stdout.write(render_table(doc))
     else:
@@ -221,6 +233,75 @@ def _portfolio_from_file(query: str, account: str, params: dict[str, Any], path:
         params = {**params, "as_of": run.last_ts}  # mark ages count to the file's last event
     return run_query(query, run.states.get(account), account, run.marks, run.config,
                      **params)
+
+
+#: query -> (named read query of the sink, the answer's list key)
+_SINK_HISTORY = {"trades": ("trade_legs", "trades"), "cash-flows": ("cash_flows", "flows"),
+                 "snapshots": ("portfolio_snapshots", "snapshots")}
+
+
+def history_from_sink(query: str, account: str, params: dict[str, Any],
+                      live: dict[str, Any], client: Any = None) -> dict[str, Any]:
+    """``query`` answered from ClickHouse when the worker's history does not reach ``since``.
+
+    The worker keeps only recent trades, cash flows and snapshots; the sink's
+    named read queries (``trade_legs``, ``cash_flows``, ``portfolio_snapshots``)
+    have them all. Trades are rebuilt from their legs
+    (``streams.reporttext.trades_from_legs``); ``pair``, ``include_manual`` and
+    ``limit`` filter as on the worker. ``source`` says where the rows came from;
+    ``complete`` is false only when the sink cut the read at its row limit.
+    """
+    from streams.ops import REPORT_LIMIT, SinkClient
+
+    if client is None:
+        from streams.config import load_settings
+
+        client = SinkClient(load_settings())
+    name, key = _SINK_HISTORY[query]
+    rows: list[dict[str, Any]] = client.read(
+        name, account=account, since=params.get("since"), until=params.get("until"),
+        limit=REPORT_LIMIT)
+    if query == "trades":
+        from streams.reporttext import trades_from_legs
+
+        rows = trades_from_legs(rows).get(account, [])
+        pair = params.get("pair")
+        if pair is not None:
+            from streams.queries import resolve_symbol
+
+            pair = resolve_symbol(pair, {str(t["symbol"]) for t in rows})
+            rows = [t for t in rows if t["symbol"] == pair]
+        manual = params.get("include_manual", live.get("include_manual", True))
+        if not manual:
+            rows = [t for t in rows if t.get("strategy_tag") not in ("", "manual")]
+    else:
+        rows = [{k: v for k, v in r.items() if k != "account_id"} for r in rows]
+    limit = params.get("limit")
+    if limit is not None:
+        rows = rows[len(rows) - limit:] if limit else []
+    return {
+        "account_id": account, "event_seq": live.get("event_seq"),
+        "base_currency": live.get("base_currency"),
+        "source": "clickhouse: the worker's history starts at "
+                  f"{live.get('history_from')}, after --since",
+        "since": _iso_text(params.get("since")), "until": _iso_text(params.get("until")),
+        "complete": name not in client.truncated,
+        "count": len(rows), key: [_json_row(r) for r in rows],
+    }
+
+
+def _iso_text(t: Any) -> Any:
+    return t.isoformat() if hasattr(t, "isoformat") else t
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Decimals as plain strings, times as ISO-8601, for a JSON answer."""
+    from decimal import Decimal
+
+    from streams.ledger.numbers import plain
+
+    return {k: (plain(v.normalize()) if isinstance(v, Decimal) else _iso_text(v))
+            for k, v in row.items()}
 
 
 def query_worker(query: str, account: str, params: dict[str, Any],

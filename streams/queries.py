@@ -36,7 +36,7 @@ fold keeps everything. ClickHouse keeps every row of all three.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -52,10 +52,10 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "positions": ("as_of",),
     "position": ("symbol", "as_of"),
     "exposure": ("as_of",),
-    "trades": ("pair", "limit", "include_manual"),
+    "trades": ("pair", "limit", "include_manual", "since", "until"),
     "fees": ("include_manual",),
-    "cash-flows": ("limit",),
-    "snapshots": ("limit",),
+    "cash-flows": ("limit", "since", "until"),
+    "snapshots": ("limit", "since", "until"),
     "performance": ("include_manual",),
 }
 QUERIES = tuple(PARAMS)
@@ -389,9 +389,40 @@ def exposure(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfi
                 "assets": [a[2] for a in assets], "unvalued": unvalued, "positions": futures}
 
 
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat()
+
+
+def _in_range(start: datetime, end: datetime | None, since: datetime | None,
+              until: datetime | None) -> bool:
+    """Whether [start, end] (end None: still open) meets [since, until)."""
+    if until is not None and start >= until:
+        return False
+    return since is None or end is None or end >= since
+
+
+def _history(kept_from: datetime | None, dropped: bool, since: datetime | None,
+             ) -> dict[str, Any]:
+    """``complete`` / ``history_from`` of a history the live state keeps only the tail of.
+
+    ``complete`` is true when nothing was dropped, or when ``since`` is at or
+    after the oldest item kept (``history_from``). When it is false, older
+    items are in ClickHouse: ``twinledger portfolio ... --since`` reads them
+    from there, as do ``twinledger report`` and ``export``.
+    """
+    complete = not dropped or (since is not None and kept_from is not None
+                               and since >= kept_from)
+    out: dict[str, Any] = {"complete": complete, "history_from": _iso(kept_from)}
+    if not complete:
+        out["older_history"] = ("in ClickHouse: the live state keeps only the most recent; "
+                                "twinledger portfolio ... --since reads it from the sink")
+    return out
+
+
 def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
            pair: str | None = None, limit: int | None = None,
-           include_manual: bool | None = None) -> dict[str, Any]:
+           include_manual: bool | None = None, since: datetime | None = None,
+           until: datetime | None = None) -> dict[str, Any]:
     """Trade history in opening order: optionally one symbol, the most recent ``limit``.
 
     ``include_manual`` (default ``config.track_manual_trades``, LEDGER B7)
@@ -399,6 +430,12 @@ def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
     after the filters. A spot trade is one fill (``market: spot``, side
     ``BUY``/``SELL``); a futures trade is a lifecycle from flat to flat.
     ``pair`` may be spelled ``XBT-USD``; a pair never traded gives no rows.
+    ``since``/``until``: only trades open at some time in ``[since, until)``
+    (opened before ``until``, closed at or after ``since`` or still open).
+    Each row has its ``opened_at``, ``closed_at``, ``holding_seconds``,
+    entry and exit quantity and average price (of its priced legs).
+    ``complete``/``history_from``: see ``_history`` (the live state keeps the
+    last ``max_closed_trades`` closed trades).
     """
     if include_manual is None:
         include_manual = config.track_manual_trades
@@ -412,6 +449,8 @@ def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
             continue
         if pair is not None and t.symbol != pair:
             continue
+        if not _in_range(t.open_ts, _closed_at(t), since, until):
+            continue
         chosen.append((t, tag))
     chosen = _limit(chosen, limit)
     with localcontext(LEDGER_CONTEXT):
@@ -419,6 +458,9 @@ def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
             "trade_id": t.trade_id, "symbol": t.symbol, "market": t.market, "side": t.side,
             "status": "CLOSED" if t.closed else "OPEN", "strategy_tag": tag,
             "manual": tag == spot.MANUAL, "opened_at": t.open_ts.isoformat(),
+            "closed_at": _iso(_closed_at(t)),
+            "holding_seconds": t.legs[-1].hold if t.closed and t.legs else None,
+            **_entry_exit(t),
             "opened_by": t.open_event_id, "realized_pnl": _n(t.realized),
             "fees": _n(t.fees), "net_pnl": _n(t.realized - t.fees),
             "legs": [{"event_id": leg.event_id, "action": leg.action, "qty": _n(leg.qty),
@@ -426,8 +468,40 @@ def trades(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
                       "fee_leg": _n(leg.fee), "pnl_source": leg.source}
                      for leg in t.legs],
         } for t, tag in chosen]
+    dropped = st.trade_count > len(all_trades)
     return {**_head(st, config), "pair": pair, "limit": limit,
-            "include_manual": include_manual, "count": len(rows), "trades": rows}
+            "include_manual": include_manual, "since": _iso(since), "until": _iso(until),
+            **_history(all_trades[0].open_ts if all_trades else None, dropped, since),
+            "count": len(rows), "trades": rows}
+
+
+def _closed_at(t: Any) -> datetime | None:
+    """When a closed trade closed: its opening time + its last leg's holding seconds."""
+    if not t.closed:
+        return None
+    if not t.legs:
+        return t.open_ts
+    return t.open_ts + timedelta(seconds=t.legs[-1].hold)
+
+
+_ENTRY = frozenset({"open", "increase"})
+_EXIT = frozenset({"reduce", "close", "flip"})
+
+
+def _entry_exit(t: Any) -> dict[str, str | None]:
+    """Entry and exit quantity and average price (quantity-weighted over priced legs)."""
+    out: dict[str, str | None] = {}
+    for part, actions in (("entry", _ENTRY | {"buy"}), ("exit", _EXIT | {"sell"})):
+        qty = value = priced = D0
+        for leg in t.legs:
+            if leg.action in actions:
+                qty += leg.qty
+                if leg.price:
+                    value += leg.qty * leg.price
+                    priced += leg.qty
+        out[f"{part}_qty"] = _n(qty)
+        out[f"{part}_price"] = _n(q18(value / priced)) if priced else None
+    return out
 
 
 def fees(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
@@ -471,28 +545,52 @@ def _without(total: Mapping[str, list[Decimal]], part: Mapping[str, list[Decimal
     return out
 
 
+def _ts_in(text: str, since: datetime | None, until: datetime | None) -> bool:
+    t = datetime.fromisoformat(text)
+    return (since is None or t >= since) and (until is None or t < until)
+
+
+def _kept(rows: list[list[Any]], cap: int | None, ts_at: int, since: datetime | None,
+          ) -> dict[str, Any]:
+    """``_history`` of a capped list in state: full at its cap = older rows may be gone."""
+    first = datetime.fromisoformat(rows[0][ts_at]) if rows else None
+    return _history(first, cap is not None and len(rows) >= cap, since)
+
+
 def cash_flows(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
-               limit: int | None = None) -> dict[str, Any]:
+               limit: int | None = None, since: datetime | None = None,
+               until: datetime | None = None) -> dict[str, Any]:
     """Recent cash flows (B5), oldest first, and ``net``: K's net cash flows in total.
 
     ``value`` is the base-currency value booked (an inflow at its mark then,
     an outflow at its cost basis); ``price`` the mark an inflow was valued at
-    (``null`` for outflows and for assets without a mark).
+    (``null`` for outflows and for assets without a mark). ``since``/``until``:
+    event time in ``[since, until)``. ``complete``/``history_from``: see
+    ``_history`` (the live state keeps the last ``max_cash_flows``).
     """
+    flows = st.book.flows
     rows = _limit([_amounts(dict(zip(FLOW_FIELDS, r, strict=True)), _FLOW_AMOUNTS)
-                   for r in st.book.flows], limit)
+                   for r in flows if _ts_in(r[1], since, until)], limit)
     return {**_head(st, config), "net": _n(st.k_cash), "limit": limit,
+            "since": _iso(since), "until": _iso(until),
+            **_kept(flows, config.max_cash_flows, 1, since),
             "count": len(rows), "flows": rows}
 
 
 def snapshots(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
-              limit: int | None = None) -> dict[str, Any]:
+              limit: int | None = None, since: datetime | None = None,
+              until: datetime | None = None) -> dict[str, Any]:
     """Recent portfolio snapshots (B9), oldest first: the state after the first event of
-    each ``interval_seconds`` event-time interval."""
+    each ``interval_seconds`` event-time interval. ``since``/``until``: the interval
+    start in ``[since, until)``. ``complete``/``history_from``: see ``_history``
+    (the live state keeps the last ``max_portfolio_snapshots``)."""
+    snaps = st.book.snaps
     rows = _limit([_amounts(dict(zip(SNAPSHOT_FIELDS, r, strict=True)), _SNAPSHOT_AMOUNTS)
-                   for r in st.book.snaps], limit)
+                   for r in snaps if _ts_in(r[1], since, until)], limit)
     return {**_head(st, config), "interval_seconds": config.snapshot_interval_seconds,
-            "limit": limit, "count": len(rows), "snapshots": rows}
+            "limit": limit, "since": _iso(since), "until": _iso(until),
+            **_kept(snaps, config.max_portfolio_snapshots, 1, since),
+            "count": len(rows), "snapshots": rows}
 
 
 def _drawdown(points: list[Decimal]) -> tuple[Decimal, Decimal]:

@@ -191,3 +191,41 @@ def test_top_level_help_lists_portfolio(capsys):
     assert "portfolio" in capsys.readouterr().out
     assert main(["portfolio", "--help"]) == 0
     assert "exit status" in capsys.readouterr().out
+
+
+def test_since_beyond_the_workers_history_reads_the_sink(capsys, monkeypatch):
+    """Issue 11: history the live state no longer keeps comes from ClickHouse, not a cut."""
+    asked: list[tuple[str, dict[str, Any]]] = []
+    live = {"account_id": "acc", "event_seq": 9, "base_currency": "USD",
+            "include_manual": True, "complete": False,
+            "history_from": "2024-05-06T12:00:00+00:00", "count": 0, "trades": []}
+    monkeypatch.setattr("streams.cli.query_worker", lambda *a, **k: live)
+
+    class Sink:
+        truncated: set[str] = set()
+
+        def __init__(self, *a: Any, **k: Any) -> None:
+            pass
+
+        def read(self, name: str, **params: Any) -> list[dict[str, Any]]:
+            asked.append((name, params))
+            return [{"account_id": "acc", "trade_id": "t1", "event_seq": 1,
+                     "ts": "2024-05-06T09:01:00Z", "symbol": "FET-USDT", "side": "SHORT",
+                     "position_side": "BOTH", "market": "futures", "action": "open",
+                     "qty": "10", "price": "0.2", "cumulative_pnl": "0", "trade_fees": "1",
+                     "holding_seconds": 0, "flags": [], "strategy_tag": "grid"}]
+
+    monkeypatch.setattr("streams.ops.SinkClient", Sink)
+    code, out, _ = cli(capsys, "trades", "acc", "--since", "2024-05-06T09:00:00Z")
+    doc = json.loads(out)
+    assert code == 0 and doc["source"].startswith("clickhouse")
+    assert [t["trade_id"] for t in doc["trades"]] == ["t1"] and doc["complete"] is True
+    assert doc["trades"][0]["entry_price"] == "0.2"
+    ((name, params),) = asked
+    assert name == "trade_legs" and params["account"] == "acc"
+    assert params["since"].isoformat() == "2024-05-06T09:00:00+00:00"
+    # a worker whose history reaches back answers alone
+    asked.clear()
+    live["complete"] = True
+    code, out, _ = cli(capsys, "trades", "acc", "--since", "2024-05-06T13:00:00Z")
+    assert code == 0 and "source" not in json.loads(out) and not asked

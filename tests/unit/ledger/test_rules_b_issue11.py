@@ -234,3 +234,58 @@ def test_performance_says_when_the_state_no_longer_holds_every_trade():
         r(e.fill("BUY", 1, 1), e.fill("SELL", 1, 2))
     doc = q.run_query("performance", r.state(), "acc-1", r.marks, r.config)
     assert doc["complete"] is False and doc["trades_in_state"] == 1 and doc["trade_count"] == 2
+
+
+# ----------------------------------------------------------------- history by time range
+
+
+def _flows_run(cap: int | None) -> Run:
+    e, r = spot(LedgerConfig(max_cash_flows=cap))
+    for amount in (100, 200, 300, 400):
+        r(deposit(e, "USD", amount))  # at T0+1s .. T0+4s
+    return r
+
+
+def test_cash_flows_by_time_range_and_whether_the_state_reaches_back():
+    r = _flows_run(None)
+    doc = q.run_query("cash-flows", r.state(), "acc-1", r.marks, r.config,
+                      since=T0 + timedelta(seconds=2), until=T0 + timedelta(seconds=4))
+    assert [f["amount"] for f in doc["flows"]] == ["200", "300"]
+    assert doc["complete"] is True and doc["since"] == "2026-01-05T09:00:02+00:00"
+    capped = _flows_run(2)  # the live worker keeps the last 2: 300 and 400
+    doc = q.run_query("cash-flows", capped.state(), "acc-1", capped.marks, capped.config,
+                      since=T0)
+    assert doc["complete"] is False and doc["history_from"] == "2026-01-05T09:00:03+00:00"
+    assert "ClickHouse" in doc["older_history"]
+    doc = q.run_query("cash-flows", capped.state(), "acc-1", capped.marks, capped.config,
+                      since=T0 + timedelta(seconds=3))
+    assert doc["complete"] is True and [f["amount"] for f in doc["flows"]] == ["300", "400"]
+
+
+def test_trades_by_time_range_with_open_and_close_times():
+    r = Run(LedgerConfig(max_closed_trades=1))
+    e = Events()
+    r.marks["FET-USDT"] = D(1)
+    r(e.fill("BUY", 1, 1), e.fill("SELL", 1, 2))  # T0+1s .. T0+2s
+    r(e.fill("BUY", 2, 1), e.fill("BUY", 2, 3), e.fill("SELL", 4, 4))  # T0+3s .. T0+5s
+    doc = q.run_query("trades", r.state(), "acc-1", r.marks, r.config,
+                      since=T0 + timedelta(seconds=4))
+    (t,) = doc["trades"]
+    assert t["opened_at"] == "2026-01-05T09:00:03+00:00"
+    assert t["closed_at"] == "2026-01-05T09:00:05+00:00" and t["holding_seconds"] == 2
+    assert (t["entry_qty"], t["entry_price"], t["exit_qty"], t["exit_price"]) == \
+        ("4", "2", "4", "4")
+    assert doc["complete"] is True  # the dropped trade closed before since
+    doc = q.run_query("trades", r.state(), "acc-1", r.marks, r.config, since=T0)
+    assert doc["complete"] is False and doc["history_from"] == "2026-01-05T09:00:03+00:00"
+    assert q.run_query("trades", r.state(), "acc-1", r.marks, r.config,
+                       until=T0 + timedelta(seconds=3))["count"] == 0
+
+
+def test_since_and_until_are_validated_iso_times():
+    assert q.parse_params("snapshots", {"since": "2026-01-05T09:00:00"})["since"] == T0
+    for bad in ("2026-13-01", "", "x" * 41):
+        with pytest.raises(q.QueryError):
+            q.parse_params("trades", {"until": bad})
+    with pytest.raises(q.QueryError, match="unknown parameter"):
+        q.parse_params("equity", {"since": "2026-01-05"})
