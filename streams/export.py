@@ -12,6 +12,9 @@ scale; only an average or a notional of more than 18 places is rounded) and
 written as plain decimals in CSV (``1234.5``, never ``1.2345E+3``), as
 strings in JSON lines and as ``decimal128(38, 18)`` in Parquet. Times are
 ISO-8601 UTC (``2024-05-06T09:01:00Z``), ``timestamp[us, UTC]`` in Parquet.
+In CSV a text cell that a spreadsheet would run as a formula (it starts with
+``= + - @``, a tab or a carriage return; ids come from topics) gets a leading
+apostrophe; numbers are never touched.
 
 A trade row is a PnL report line (``trade_pnl``): one row per trade with its
 whole history, chosen by its opening time. ``cost_basis`` is the exact sum
@@ -235,12 +238,21 @@ def write_csv(kind: Kind, batches: Iterator[list[Row]], out: IO[str]) -> int:
     return n
 
 
+#: First characters that make a spreadsheet read a cell as a formula (CSV injection).
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any, typ: str) -> str:
     if value is None:
         return ""
     if typ == BOOL:
         return "true" if value else "false"
-    return str(_text(value, typ))
+    text = str(_text(value, typ))
+    if typ == TEXT and text.startswith(_FORMULA):
+        # An id or tag comes from a topic: one that would run as a formula when the
+        # file is opened is written as text (a leading apostrophe), as OWASP advises.
+        return "'" + text
+    return text
 
 
 def write_jsonl(kind: Kind, batches: Iterator[list[Row]], out: IO[str]) -> int:

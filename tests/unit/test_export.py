@@ -141,3 +141,18 @@ def test_a_trade_row_is_a_pnl_line() -> None:
                                                  "exit_qty": "0", "exit_notional": "0"})
     assert still_open["status"] == "open" and still_open["closed_at"] is None
     assert still_open["avg_exit_price"] is None
+
+
+def test_csv_text_that_a_spreadsheet_would_run_is_written_as_text(tmp_path: Path) -> None:
+    evil = {**flow(1, "-5"), "account_id": "=HYPERLINK(\"http://x\")", "event_id": "@SUM(A1)",
+            "flow": "+1", "asset": "-2"}
+    out = tmp_path / "f.csv"
+    assert export.export_main(["cash-flows", "--out", str(out)], client=FakeSink([evil])) == 0
+    row = next(csv.DictReader(io.StringIO(out.read_text())))
+    assert row["account_id"] == "'=HYPERLINK(\"http://x\")" and row["event_id"] == "'@SUM(A1)"
+    assert row["flow"] == "'+1" and row["asset"] == "'-2"
+    assert row["amount"] == "-5"  # a negative amount is a number, not a formula
+    jl = tmp_path / "f.jsonl"
+    assert export.export_main(["cash-flows", "--format", "jsonl", "--out", str(jl)],
+                              client=FakeSink([evil])) == 0
+    assert json.loads(jl.read_text())["account_id"] == "=HYPERLINK(\"http://x\")"
