@@ -161,13 +161,14 @@ def demo_main(argv: list[str]) -> int:
 
 
 def _live_queries(settings: Settings, spot_accounts: list[str]) -> None:
-    """B10 from the worker's live state: equity with the drift flag, exposure, fees."""
+    """B10 from the worker's live state: equity with the drift flag, exposure, fees and
+    performance statistics."""
     from streams.cli import query_worker
     from streams.queries import render_table
 
     base = f"http://127.0.0.1:{settings.worker_web_port}"
     for account in spot_accounts:
-        for query in ("equity", "exposure", "fees"):
+        for query in ("equity", "exposure", "fees", "performance"):
             print(f"\n$ twinledger portfolio {query} {account} --table   (worker {base})")
             print(render_table(query_worker(query, account, {}, base, 10.0)), end="")
 

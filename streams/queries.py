@@ -45,6 +45,7 @@ from streams.ledger import AccountState, LedgerConfig, spot
 from streams.ledger.fold import position_marks
 from streams.ledger.numbers import D0, LEDGER_CONTEXT, mark_ts, plain, q18
 from streams.ledger.reconcile import explain
+from streams.reporttext import explain_result
 
 #: query name -> the parameters it takes (beyond the account)
 PARAMS: dict[str, tuple[str, ...]] = {
@@ -257,6 +258,8 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
     ``cash_flows`` is K's net cash flows (OVERSELL adjustments included).
     ``drift_assets``: asset -> derived / exchange totals, their delta and its
     value (``null`` when the asset has no mark), while a drift is active.
+    ``reconcile.why``: each rule that is not OK as a sentence (rule, code,
+    delta and what it means), beside the terse ``explanations``.
     ``stale_marks``: symbol -> age in seconds of every mark the valuation
     used that is older than ``max_mark_age`` at ``as_of`` (``reference_time``):
     the equity is still computed at them, and says so.
@@ -284,6 +287,8 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
                 "capital_frozen": st.status == "ERROR",
                 "deltas": {r[3]: _n(r[4]) for r in st.results},
                 "explanations": [explain(r) for r in st.results],
+                "why": [explain_result({"rule": r[0], "code": r[2], "field": r[3],
+                                        "delta": r[4]}) for r in st.results],
             },
         }
 
@@ -782,8 +787,9 @@ def render_table(doc: Mapping[str, Any]) -> str:
     lines (``reconcile.deltas.capital  494``); a list of rows or a mapping of
     name -> row becomes a titled, aligned table (numbers right-aligned, nested
     lists summarised by their length); ``null`` prints as ``-``. A ``share``
-    (of equity) prints as a percentage with two decimals (the JSON keeps the
-    exact fraction). The exposure answer's ``positions`` (futures notionals)
+    (of equity), a win rate, a return or a drawdown share prints as a
+    percentage with two decimals, a profit factor with two decimals (the JSON
+    keeps the exact fraction). The exposure answer's ``positions`` (futures notionals)
     is titled ``futures positions``, so a spot account does not read as
     holding none.
     """
@@ -815,15 +821,28 @@ def render_table(doc: Mapping[str, Any]) -> str:
         elif isinstance(value, list):
             pairs.append((title, ", ".join(_cell(v) for v in value) or "(none)"))
         else:
-            pairs.append((title, _cell(value)))
+            pairs.append((title, _cell(_rounded(key, value))))
     width = max((len(k) for k, _ in pairs), default=0)
     out = [f"{k:<{width}}  {v}" for k, v in pairs]
     for title, rows in tables:
         out.append("")
         out.append(f"{title} ({len(rows)})")
-        out.extend(_grid([{k: (_percent(v) if k == "share" else v) for k, v in r.items()}
-                          for r in rows]))
+        out.extend(_grid([{k: _rounded(k, v) for k, v in r.items()} for r in rows]))
     return "\n".join(out) + "\n"
+
+
+#: fractions a table shows as percentages, ratios it rounds to 2 places (exact in JSON)
+_PERCENTS = frozenset({"share", "win_rate", "return", "max_drawdown_share"})
+_RATIOS = frozenset({"profit_factor"})
+
+
+def _rounded(key: str, v: Any) -> Any:
+    if key in _PERCENTS:
+        return _percent(v)
+    if key in _RATIOS and isinstance(v, str):
+        with localcontext(LEDGER_CONTEXT):
+            return f"{Decimal(v).quantize(Decimal('0.01')):f}"
+    return v
 
 
 def _percent(v: Any) -> Any:

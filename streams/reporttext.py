@@ -363,6 +363,8 @@ def _reconcile_lines(a: Mapping[str, Any]) -> list[str]:
         head += " - capital FROZEN (trading on this account should stop until it clears)"
     elif status == "OK":
         head += " - the ledger agrees with everything the exchange reported"
+    elif status == "WARN":
+        head += " - capital not frozen: a difference within its tolerance band, or a drift"
     lines = [head]
     if status != "OK" and not results:
         lines.append("    (no reconcile results in the range read; widen --since)")

@@ -477,3 +477,11 @@ def test_an_overlong_parameter_is_refused():
 
     with pytest.raises(QueryError, match="longer than"):
         parse_params("trades", {"pair": "X" * 1000})
+
+
+def test_render_table_rounds_fractions_for_reading_and_json_stays_exact():
+    doc = {"win_rate": "0.666666666666666667", "return": "0.007", "profit_factor": "2.1666",
+           "max_drawdown_share": None}
+    lines = [line.split() for line in q.render_table(doc).splitlines()]
+    assert lines == [["win_rate", "66.67%"], ["return", "0.70%"], ["profit_factor", "2.17"],
+                     ["max_drawdown_share", "-"]]
