@@ -207,6 +207,9 @@ class Soak:
 
     def cleanup(self, keep: bool) -> None:
         if self.pipeline is not None:
+            # Let go of the producer first: it would log every refused reconnect
+            # once the broker is stopped.
+            self.pipeline._producer = None
             for child in (self.pipeline.worker, self.pipeline.sink):
                 if child is not None:
                     try:
@@ -256,8 +259,10 @@ class Soak:
         from tests.integration.pipeline import Pipeline
 
         ph = self.phases
-        with ph.phase("broker_start", a.timeout_broker):
+        with ph.phase("broker_start", a.timeout_broker) as fig:
             self.broker.start(timeout=a.timeout_broker)
+            fig["kafka_version"] = self.result["kafka_version"] = \
+                self.broker.env.get("TWINLEDGER_KAFKA_VERSION")
         with ph.phase("generate", 120 + a.events / 1_000):
             events = make_events(a.events, a.accounts, a.spot_accounts, a.seed, a.days_back)
             accounts = {e["account_id"] for e in events}
