@@ -22,6 +22,7 @@ end up in logs and history.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import urllib.parse
@@ -33,6 +34,8 @@ Read = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
 
 #: Snapshots drawn on an account's curve (the most recent ones).
 CURVE_POINTS = 2_000
+#: Up to this many snapshots each gets a dot (with its time and equity as a tooltip).
+MARKED_POINTS = 200
 RECENT_TRADES = 25
 RECENT_RECONCILES = 25
 ACCOUNTS = 1_000
@@ -168,8 +171,8 @@ def curve_svg(points: Sequence[Mapping[str, Any]], width: int = 900, height: int
               ) -> str:
     """The equity (and capital) curve of snapshots in time order: one polyline point each.
 
-    x is the snapshot's index (snapshots are events, not a clock: an idle hour
-    takes no width), y its value; the axis labels give the range and times.
+    x is the snapshot's time (its index when every snapshot has the same time or
+    a time is unreadable), y its value; the axis labels give the range and times.
     """
     if not points:
         return '<p class="muted">no snapshots yet</p>'
@@ -182,12 +185,24 @@ def curve_svg(points: Sequence[Mapping[str, Any]], width: int = 900, height: int
     w, h = width - left - right, height - top - bottom
     n = len(points)
 
+    times = [_epoch(p.get("ts")) for p in points]
+    known = [t for t in times if t is not None]
+    t0, t1 = (min(known), max(known)) if len(known) == n else (0.0, 0.0)
+
     def xy(i: int, v: Decimal) -> str:
-        x = left + (w * i / (n - 1) if n > 1 else w / 2)
+        if t1 > t0:
+            x = left + w * ((times[i] or t0) - t0) / (t1 - t0)
+        else:
+            x = left + (w * i / (n - 1) if n > 1 else w / 2)
         y = top + h - float((v - lo) / (hi - lo)) * h
         return f"{x:.1f},{y:.1f}"
 
     eq = " ".join(xy(i, v) for i, v in enumerate(equity))
+    # A dot per snapshot while they are few enough to tell apart.
+    dots = "".join(
+        f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="2.5" fill="#0b5cad">'
+        f"<title>{when(p.get('ts'))}  equity {money(p.get('equity'))}</title></circle>"
+        for c, p in zip(eq.split(), points, strict=True)) if n <= MARKED_POINTS else ""
     cap = " ".join(xy(i, v) for i, v in enumerate(capital))
     first, last = points[0].get("ts"), points[-1].get("ts")
     grid = "".join(
@@ -204,6 +219,7 @@ def curve_svg(points: Sequence[Mapping[str, Any]], width: int = 900, height: int
         f'stroke-width="1.5" stroke-dasharray="4 3" points="{cap}"/>'
         f'<polyline class="equity" data-points="{n}" fill="none" stroke="#0b5cad" '
         f'stroke-width="2" points="{eq}"/>'
+        f"{dots}"
         f'<text x="{left}" y="{height - 10}" font-size="11" fill="#6a737d">{when(first)}</text>'
         f'<text x="{left + w}" y="{height - 10}" font-size="11" fill="#6a737d" '
         f'text-anchor="end">{when(last)}</text>'
@@ -211,6 +227,13 @@ def curve_svg(points: Sequence[Mapping[str, Any]], width: int = 900, height: int
         '<tspan fill="#0b5cad">&#9473; equity</tspan>  '
         '<tspan fill="#6a737d">&#9476; capital</tspan></text>'
         "</svg>")
+
+
+def _epoch(value: Any) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _positions(raw: Any) -> list[dict[str, Any]]:

@@ -80,6 +80,10 @@ def test_the_curve_has_one_point_per_snapshot_in_time_order() -> None:
     # equity rises with time here, so y (downwards) falls
     assert [y for _, y in xy] == sorted((y for _, y in xy), reverse=True)
     assert "2024-05-06 09:48:00" in text and "2024-05-06 09:59:00" in text
+    # x follows time: equally spaced snapshots, equally spaced points; a dot on each
+    gaps = {round(b[0] - a[0], 1) for a, b in zip(xy, xy[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= 0.2
+    assert text.count("<circle ") == 12
 
 
 def test_unknown_account_is_a_404_page_and_nothing_runs() -> None:
