@@ -249,9 +249,11 @@ examples:
     "portfolio": Help(
         "portfolio queries (equity, positions, trades...) on a worker or a file",
         "Answer a portfolio query on one account as JSON (or a table): equity,\n"
-        "positions, one position, exposure, trades, fees, cash flows or portfolio\n"
-        "snapshots. From a running worker's live state, or from an events file folded\n"
-        "offline with the same code.",
+        "positions, one position, exposure, trades, fees, cash flows, portfolio\n"
+        "snapshots or performance statistics. From a running worker's live state, or\n"
+        "from an events file folded offline with the same code. Trades, cash flows and\n"
+        "snapshots take --since/--until; history older than the worker keeps is read\n"
+        "from ClickHouse through the sink.",
         """sources:
   --worker URL     ask a running worker (default: the local worker,
                    http://127.0.0.1:$TWINLEDGER_WORKER_WEB_PORT); live state and marks
@@ -266,6 +268,8 @@ examples:
   twinledger portfolio position kraken-1 XBT/USD --table
   twinledger portfolio trades kraken-1 --pair XBT/USD --limit 20 --no-include-manual
   twinledger portfolio fees kraken-spot-1 --file examples/spot_kraken.jsonl
+  twinledger portfolio cash-flows kraken-1 --since 2024-05-01T00:00:00Z
+  twinledger portfolio performance kraken-1 --table
 """),
 }
 

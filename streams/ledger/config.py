@@ -241,6 +241,8 @@ class LedgerConfig:
 
     def tracks(self, asset: str) -> bool:
         """Whether a spot portfolio books ``asset`` (``include_assets``/``exclude_assets``)."""
+        if not self.include_assets and not self.exclude_assets:
+            return True  # the default: every asset, decided without a lookup
         if asset == self.base_currency:
             return True
         if self.include_assets and asset not in self.include_assets:
