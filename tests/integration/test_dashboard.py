@@ -77,6 +77,9 @@ def test_dashboard_draws_each_demo_account_in_chromium(pipeline: Pipeline,
         href = "/dashboard/" + urllib.parse.quote(account, safe="")
         assert f'href="{href}"' in index.replace("&amp;", "&"), account
     assert "<img" not in index and "&lt;img src=x" in index and "<script" not in index
+    drift_row = re.search(r"<tr>(?:(?!</tr>).)*acct-eth-drift(?:(?!</tr>).)*</tr>", index, re.S)
+    assert drift_row is not None and "ERROR" in drift_row.group(0)
+    assert "frozen" in drift_row.group(0)
 
     for account, n in sorted(snapshots.items()):
         dom = _chromium(tmp_path, "--dump-dom",
@@ -87,6 +90,8 @@ def test_dashboard_draws_each_demo_account_in_chromium(pipeline: Pipeline,
         assert len(points) == n, (account, len(points), n)
         assert all(re.fullmatch(r"-?\d+(\.\d+)?,-?\d+(\.\d+)?", pt) for pt in points)
         assert "<img" not in dom and "<script" not in dom
+        if account == "acct-eth-drift":  # the demo's frozen account says why
+            assert "CAPITAL_MISMATCH: capital off by 494" in dom
 
     shots = {}
     for name, path in (("index", "/dashboard"), ("account", "/dashboard/acct-eth-drift")):
