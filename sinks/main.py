@@ -22,7 +22,7 @@ from sinks import metrics as sink_metrics
 from sinks.backend import Backend, open_backend
 from sinks.ddl import TABLES, apply_ddl
 from sinks.http import SinkHTTPServer
-from sinks.runner import SinkRunner, count_events, verdict
+from sinks.runner import SinkRunner, consumer_config, count_events, verdict
 from streams.codec import Codec
 from streams.config import Settings, load_settings
 from streams.exceptions import TwinledgerError
@@ -103,9 +103,12 @@ def sink_main(argv: list[str]) -> int:
         apply_ddl(backend, settings.clickhouse_database, settings.clickhouse_cluster,
                   settings.snapshot_retention_days)
         codec = Codec.load(settings.schema_registry_url)
-        runner = SinkRunner(settings, backend, codec)
-        sink_metrics.LAG.source = lambda: sink_metrics.consumer_lag(
-            getattr(runner, "_consumer", None), runner.assigned)
+        from confluent_kafka import Consumer
+
+        # The consumer measures the lag per partition between its polls (sinks.metrics).
+        consumer = sink_metrics.LagTrackingConsumer(Consumer(consumer_config(settings)),
+                                                    partitions=lambda: runner.assigned)
+        runner = SinkRunner(settings, backend, codec, consumer=consumer)
         if not args.no_http:
             port = settings.sink_http_port if args.http_port is None else args.http_port
             http = SinkHTTPServer(backend, settings.sink_http_host, port, health=lambda: {

@@ -8,6 +8,8 @@ touch: what is counted (the runner decides) or how it is served
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -43,40 +45,49 @@ INSERT_SECONDS = Histogram(
 
 
 class ConsumerLagCollector:
-    """``twinledger_sink_lag_records{topic, partition}``: records not yet taken, per partition.
+    """``twinledger_sink_lag_records{topic, partition}`` and when it was last measured.
 
-    Read at each scrape from the sink consumer's own view (no broker request):
-    its position on each assigned partition against the high watermark of
-    that partition's last fetch. A partition the sink does not hold has no
-    sample. ``source`` is set by the sink at start (``sinks.main``).
+    The lag of a partition is its high watermark (as of the consumer's last
+    fetch) minus the sink consumer's position. It is measured on the thread
+    that polls (:class:`LagTrackingConsumer`): the Kafka consumer may not be
+    called from the HTTP thread while it polls (a call waits for the poll to
+    end). ``twinledger_sink_lag_measured_timestamp_seconds`` tells when: a sink
+    stuck retrying an insert does not poll, and its lag stops being measured.
     """
 
     name = "twinledger_sink_lag_records"
     documentation = ("records on a sinked topic partition after the sink consumer's position "
                      "(high watermark - position)")
+    stamp_name = "twinledger_sink_lag_measured_timestamp_seconds"
+    stamp_documentation = "Unix time the sink last measured its lag (0 = never)"
 
     def __init__(self) -> None:
-        self.source: Callable[[], Mapping[tuple[str, int], int]] | None = None
+        self.lags: dict[tuple[str, int], int] = {}
+        self.measured_at = 0.0
+
+    def update(self, lags: Mapping[tuple[str, int], int]) -> None:
+        self.lags = dict(lags)  # replaced whole: a scrape sees one measurement
+        self.measured_at = time.time()
 
     def describe(self) -> list[Metric]:
-        return [GaugeMetricFamily(self.name, self.documentation, labels=["topic", "partition"])]
+        return [GaugeMetricFamily(self.name, self.documentation, labels=["topic", "partition"]),
+                GaugeMetricFamily(self.stamp_name, self.stamp_documentation)]
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self.name, self.documentation, labels=["topic", "partition"])
-        try:
-            lags = dict(self.source()) if self.source is not None else {}
-        except Exception:  # noqa: BLE001 - a closing consumer must not break the scrape
-            lags = {}
-        for (topic, partition), lag in sorted(lags.items()):
+        for (topic, partition), lag in sorted(self.lags.items()):
             family.add_metric([topic, str(partition)], lag)
         yield family
+        yield GaugeMetricFamily(self.stamp_name, self.stamp_documentation,
+                                value=self.measured_at)
 
 
 def consumer_lag(consumer: Any, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
     """High watermark minus position per partition, from the consumer's cached offsets.
 
     Partitions without a position yet (nothing fetched since the assignment)
-    or without a known high watermark are left out rather than guessed.
+    or without a known high watermark are left out rather than guessed. Call
+    it on the thread that polls ``consumer``.
     """
     from confluent_kafka import TopicPartition
 
@@ -92,6 +103,36 @@ def consumer_lag(consumer: Any, partitions: Iterable[tuple[str, int]]) -> dict[t
             continue
         out[(tp.topic, tp.partition)] = max(0, int(high) - int(tp.offset))
     return out
+
+
+class LagTrackingConsumer:
+    """A Kafka consumer whose ``consume`` also measures the lag, every ``every`` seconds.
+
+    Everything else is the wrapped consumer's. ``partitions`` names the
+    partitions held (the runner's assignment), read on the polling thread too.
+    """
+
+    def __init__(self, consumer: Any, partitions: Callable[[], Iterable[tuple[str, int]]],
+                 every: float = 5.0, collector: ConsumerLagCollector | None = None) -> None:
+        self._consumer = consumer
+        self._partitions = partitions
+        self._every = every
+        self._collector = collector if collector is not None else LAG
+        self._next = 0.0
+
+    def consume(self, *args: Any, **kwargs: Any) -> Any:
+        messages = self._consumer.consume(*args, **kwargs)
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._every
+            try:
+                self._collector.update(consumer_lag(self._consumer, self._partitions()))
+            except Exception as exc:  # noqa: BLE001 - a metric must never stop the sink
+                logging.getLogger("twinledger.sink").debug("lag not measured: %s", exc)
+        return messages
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
 
 
 LAG = ConsumerLagCollector()

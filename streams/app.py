@@ -649,7 +649,9 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     async def metrics_page(web: Any, request: Any) -> Any:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        # The full type with the exposition format's version, as the sink's /metrics
+        # serves it; aiohttp takes parameters only in the header, not in content_type.
+        return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/progress")
     async def progress_page(web: Any, request: Any) -> Any:
