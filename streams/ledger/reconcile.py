@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from .config import LedgerConfig
+from .events import ExchangePosition
 from .numbers import D0, plain, q18
 from .state import AccountState
 
@@ -75,20 +76,38 @@ def position_rules(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Deci
                    positions_changed: bool = True) -> list[Result]:
     """R3, R4 and R6 against the exchange's positions snapshot (``st.e_positions``).
 
-    Their inputs are K's quantities, the snapshot, the marks of its symbols and
-    the config. The last results are kept with those inputs (``st.rules_memo``,
-    never encoded): an event that changed none of them (a funding, a wallet
-    frame, a mark of another symbol) reuses them instead of walking every
-    position again. Same inputs, same results: the memo only saves the work.
+    R3 (quantities) and R6 (open counts) read K's quantities, the snapshot and
+    the config; R4 (notional at K's mark vs the exchange's) reads one snapshot
+    entry and the mark of its symbol. Their last results are kept with those
+    inputs (``st.rules_memo``, never encoded): R3 and R6 are evaluated again
+    only when a quantity, the snapshot or the config changed, R4 for an entry
+    only when its mark changed. Same inputs, same results, in the same order:
+    the memo only saves the work (``tests/unit/ledger/test_incremental.py``).
     """
     eps = st.e_positions
     assert eps is not None
-    kmarks = tuple([marks.get(key[0]) for key in eps])
     memo = st.rules_memo
-    if (not positions_changed and memo is not None and memo[0] is eps and memo[1] is cfg
-            and memo[2] == kmarks):
-        return memo[3]
-    out: list[Result] = []
+    if positions_changed or memo is None or memo[0] is not eps or memo[1] is not cfg:
+        memo = st.rules_memo = (eps, cfg, *_quantity_rules(st, eps, cfg), {})
+    _, _, k_r3, held, r6, r4_memo = memo
+    out = list(k_r3)
+    for key, ep, r3 in held:
+        out.extend(r3)
+        kmark = marks.get(key[0])
+        seen = r4_memo.get(key)
+        if seen is None or not _same(seen[0], kmark):
+            seen = r4_memo[key] = (kmark, _r4(key, ep, kmark, cfg))
+        out.extend(seen[1])
+    out.extend(r6)
+    return out
+
+
+def _quantity_rules(st: AccountState, eps: Mapping[tuple[str, str], ExchangePosition],
+                    cfg: LedgerConfig,
+                    ) -> tuple[list[Result], list[tuple[tuple[str, str], ExchangePosition,
+                                                        list[Result]]], list[Result]]:
+    """R3 for K's open positions; each open snapshot entry with its R3; R6."""
+    k_r3: list[Result] = []
     k_open = 0
     for key, kp in st.positions.items():
         if not kp.qty:
@@ -97,26 +116,41 @@ def position_rules(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Deci
         ep = eps.get(key)
         delta = kp.qty - (ep.qty if ep is not None else D0)
         if delta and abs(delta) > cfg.lot_step(key[0]):
-            out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH", f"{key[0]}:{key[1]}.qty",
-                        delta))
-    e_open = 0
-    for (key, ep), kmark in zip(eps.items(), kmarks, strict=True):
+            k_r3.append(("R3", "ERROR", "POSITION_QTY_MISMATCH", f"{key[0]}:{key[1]}.qty",
+                         delta))
+    held: list[tuple[tuple[str, str], ExchangePosition, list[Result]]] = []
+    for key, ep in eps.items():
         if not ep.qty:
             continue
-        e_open += 1
-        held = st.positions.get(key)
-        if held is None or not held.qty:
-            if abs(ep.qty) > cfg.lot_step(key[0]):
-                out.append(("R3", "ERROR", "POSITION_QTY_MISMATCH",
-                            f"{key[0]}:{key[1]}.qty", -ep.qty))
-        if ep.mark_price and kmark and kmark != ep.mark_price:
-            # Notional of the exchange quantity at K's mark vs at the exchange's mark.
-            size = abs(ep.qty)
-            _banded(out, "R4", f"{key[0]}:{key[1]}.notional", size * (kmark - ep.mark_price),
-                    cfg.r4_epsilon, cfg.r4_staleness_band * size * ep.mark_price,
-                    "MARK_PRICE_STALENESS", "MARK_MISMATCH")
-    if k_open != e_open:
-        out.append(("R6", "ERROR", "POSITION_COUNT_MISMATCH", "open_positions",
-                    Decimal(k_open - e_open)))
-    st.rules_memo = (eps, cfg, kmarks, out)
+        r3: list[Result] = []
+        mine = st.positions.get(key)
+        if (mine is None or not mine.qty) and abs(ep.qty) > cfg.lot_step(key[0]):
+            r3.append(("R3", "ERROR", "POSITION_QTY_MISMATCH", f"{key[0]}:{key[1]}.qty",
+                       -ep.qty))
+        held.append((key, ep, r3))
+    r6: list[Result] = []
+    if k_open != len(held):
+        r6.append(("R6", "ERROR", "POSITION_COUNT_MISMATCH", "open_positions",
+                   Decimal(k_open - len(held))))
+    return k_r3, held, r6
+
+
+def _r4(key: tuple[str, str], ep: ExchangePosition, kmark: Decimal | None,
+        cfg: LedgerConfig) -> list[Result]:
+    """R4: notional of the exchange quantity at K's mark vs at the exchange's mark."""
+    out: list[Result] = []
+    if ep.mark_price and kmark and kmark != ep.mark_price:
+        size = abs(ep.qty)
+        _banded(out, "R4", f"{key[0]}:{key[1]}.notional", size * (kmark - ep.mark_price),
+                cfg.r4_epsilon, cfg.r4_staleness_band * size * ep.mark_price,
+                "MARK_PRICE_STALENESS", "MARK_MISMATCH")
     return out
+
+
+def _same(a: Decimal | None, b: Decimal | None) -> bool:
+    """The same mark: the same object, or equal with the same exponent (``2`` is not ``2.0``)."""
+    if a is b:
+        return True
+    if a is None or b is None or a != b:
+        return False
+    return a.as_tuple().exponent == b.as_tuple().exponent
