@@ -39,6 +39,8 @@ def _get(pipeline: Pipeline, path: str) -> tuple[int, dict[str, Any]]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, ConnectionError):  # not listening yet
+        return 0, {}
 
 
 def _progress(pipeline: Pipeline) -> dict[str, Any]:
