@@ -54,14 +54,12 @@ class Output(NamedTuple):
 
 
 class Record(dict[str, Any]):
-    """An output sub-record that remembers its encoded outbox form once computed.
+    """An output sub-record (a position of a snapshot); read-only once emitted.
 
-    Records are read-only once emitted; the fold reuses an unchanged one in
-    the next snapshot, so it is encoded once however many snapshots hold it.
+    The fold reuses an unchanged one in the next snapshot (``fold.position_record``).
     """
 
-    __slots__ = ("json",)  # unset until encoded (read with getattr(..., None))
-    json: str
+    __slots__ = ()
 
 
 class Leg:
@@ -584,181 +582,15 @@ def decode_state(data: bytes) -> AccountState:
         raise StateDecodeError(f"malformed encoded account state: {exc}") from None
 
 
-# ------------------------------------------------------------------- outbox blob codec
+# ------------------------------------------------------------------------ output kinds
 
-# Records travel in the outbox as positional arrays in the field order of
-# their Avro schema (no field names: the outbox is most of a state's bytes).
-# Decimals are their own strings and timestamps ISO strings; the decoder
-# restores both, so a re-sent record equals the original field for field.
-FIELDS = {
-    "snapshot": (
-        "event_id", "account_id", "event_seq", "event_kind", "ts", "capital",
-        "capital_source", "k_capital", "equity", "peak_capital", "unrealized_pnl",
-        "realized_pnl", "fees", "funding", "cash_flows", "wallet_balance", "available_margin",
-        "used_margin", "maint_margin", "k_used_margin", "reconcile_status", "capital_frozen",
-        "positions", "balances"),
-    "trade": (
-        "event_id", "account_id", "trade_id", "source_event_id", "event_seq", "ts", "symbol",
-        "position_side", "side", "action", "market", "qty", "price", "position_qty",
-        "avg_entry_price", "pnl_leg", "fee_leg", "cumulative_pnl", "trade_fees", "pnl_source",
-        "exchange_realized_pnl", "holding_seconds", "flags", "strategy_tag"),
-    "reconcile": (
-        "event_id", "account_id", "source_event_id", "event_seq", "ts", "status",
-        "previous_status", "capital_frozen", "results", "explanations"),
-    "anomaly": (
-        "event_id", "account_id", "source_event_id", "event_seq", "ts", "code", "severity",
-        "detail"),
-    "cashflow": (
-        "event_id", "account_id", "source_event_id", "event_seq", "ts", "flow", "asset",
-        "amount", "value", "currency", "price", "unvalued", "balance_after"),
-    "balance": (
-        "event_id", "account_id", "source_event_id", "event_seq", "version", "ts", "asset",
-        "free", "locked", "total", "avg_cost", "cost_basis", "value", "unvalued",
-        "exchange_total", "drift"),
-    "portfolio": (
-        "event_id", "account_id", "source_event_id", "event_seq", "ts", "bucket_start",
-        "interval_seconds", "base_currency", "equity", "realized_pnl", "fees",
-        "unrealized_pnl", "cash_flows", "drift", "drift_assets", "unvalued_assets",
-        "balances"),
-}
 #: The Avro record (schemas/avro/<name>.avsc) of each output kind.
 OUTPUT_RECORDS = {
     "snapshot": "AccountSnapshot", "trade": "TradeEvent", "reconcile": "ReconcileEvent",
     "anomaly": "Anomaly", "cashflow": "CashFlowEvent", "balance": "BalanceChange",
     "portfolio": "PortfolioSnapshot",
 }
-POSITION_FIELDS = (
-    "symbol", "position_side", "qty", "avg_entry_price", "realized_pnl", "fees", "funding",
-    "unrealized_pnl", "mark_price", "leverage", "used_margin", "entry_basis_missing", "market")
-BALANCE_FIELDS = ("asset", "free", "locked", "total", "avg_cost", "value", "unvalued")
-RESULT_FIELDS = ("rule", "status", "code", "field", "delta", "explanation")
-_NESTED = {"positions": POSITION_FIELDS, "balances": BALANCE_FIELDS, "results": RESULT_FIELDS}
 
 
 def _opt(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
-
-
-def _enc_position(p: dict[str, Any]) -> str:
-    js: str | None = getattr(p, "json", None)
-    if js is None:
-        js = _dumps([p["symbol"], p["position_side"], str(p["qty"]), str(p["avg_entry_price"]),
-                     str(p["realized_pnl"]), str(p["fees"]), str(p["funding"]),
-                     str(p["unrealized_pnl"]), str(p["mark_price"]), str(p["leverage"]),
-                     str(p["used_margin"]), p["entry_basis_missing"], p["market"]])
-        if isinstance(p, Record):
-            p.json = js
-    return js
-
-
-def _enc_balance(b: dict[str, Any]) -> str:
-    return _dumps([b["asset"], str(b["free"]), str(b["locked"]), str(b["total"]),
-                   str(b["avg_cost"]), str(b["value"]), b["unvalued"]])
-
-
-# Hand-written per kind (in FIELDS order): this runs once per emitted record and
-# a generic field loop costs several times more.
-def _enc_snapshot(r: dict[str, Any]) -> str:
-    head = _dumps([
-        r["event_id"], r["account_id"], r["event_seq"], r["event_kind"], r["ts"].isoformat(),
-        str(r["capital"]), r["capital_source"], str(r["k_capital"]), str(r["equity"]),
-        str(r["peak_capital"]), str(r["unrealized_pnl"]), str(r["realized_pnl"]),
-        str(r["fees"]), str(r["funding"]), str(r["cash_flows"]), _opt(r["wallet_balance"]),
-        str(r["available_margin"]), str(r["used_margin"]), str(r["maint_margin"]),
-        str(r["k_used_margin"]), r["reconcile_status"], r["capital_frozen"]])
-    pos = ",".join([_enc_position(p) for p in r["positions"]])
-    bal = ",".join([_enc_balance(b) for b in r["balances"]])
-    return f"{head[:-1]},[{pos}],[{bal}]]"
-
-
-def _enc_trade(r: dict[str, Any]) -> str:
-    return _dumps([
-        r["event_id"], r["account_id"], r["trade_id"], r["source_event_id"], r["event_seq"],
-        r["ts"].isoformat(), r["symbol"], r["position_side"], r["side"], r["action"],
-        r["market"], str(r["qty"]), str(r["price"]), str(r["position_qty"]),
-        str(r["avg_entry_price"]), str(r["pnl_leg"]), str(r["fee_leg"]),
-        str(r["cumulative_pnl"]), str(r["trade_fees"]), r["pnl_source"],
-        _opt(r["exchange_realized_pnl"]), r["holding_seconds"], r["flags"],
-        r["strategy_tag"]])
-
-
-def _enc_reconcile(r: dict[str, Any]) -> str:
-    return _dumps([
-        r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
-        r["ts"].isoformat(), r["status"], r["previous_status"], r["capital_frozen"],
-        [[x["rule"], x["status"], x["code"], x["field"], str(x["delta"]), x["explanation"]]
-         for x in r["results"]],
-        r["explanations"]])
-
-
-def _enc_anomaly(r: dict[str, Any]) -> str:
-    return _dumps([r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
-                   r["ts"].isoformat(), r["code"], r["severity"], r["detail"]])
-
-
-def _enc_cashflow(r: dict[str, Any]) -> str:
-    return _dumps([r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
-                   r["ts"].isoformat(), r["flow"], r["asset"], str(r["amount"]),
-                   str(r["value"]), r["currency"], _opt(r["price"]), r["unvalued"],
-                   _opt(r["balance_after"])])
-
-
-def _enc_balance_change(r: dict[str, Any]) -> str:
-    return _dumps([r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
-                   r["version"], r["ts"].isoformat(), r["asset"], str(r["free"]),
-                   str(r["locked"]), str(r["total"]), str(r["avg_cost"]), str(r["cost_basis"]),
-                   str(r["value"]), r["unvalued"], _opt(r["exchange_total"]), r["drift"]])
-
-
-def _enc_portfolio(r: dict[str, Any]) -> str:
-    head = _dumps([
-        r["event_id"], r["account_id"], r["source_event_id"], r["event_seq"],
-        r["ts"].isoformat(), r["bucket_start"].isoformat(), r["interval_seconds"],
-        r["base_currency"], str(r["equity"]), str(r["realized_pnl"]), str(r["fees"]),
-        str(r["unrealized_pnl"]), str(r["cash_flows"]), r["drift"], r["drift_assets"],
-        r["unvalued_assets"]])
-    bal = ",".join([_enc_balance(b) for b in r["balances"]])
-    return f"{head[:-1]},[{bal}]]"
-
-
-_ENCODERS = {"snapshot": _enc_snapshot, "trade": _enc_trade, "reconcile": _enc_reconcile,
-             "anomaly": _enc_anomaly, "cashflow": _enc_cashflow, "balance": _enc_balance_change,
-             "portfolio": _enc_portfolio}
-
-
-def _encode_output(o: Output) -> str:
-    return f'["{o.kind}",{_dumps(o.key)},{_ENCODERS[o.kind](o.record)}]'  # kinds are plain
-
-
-def _encode_outputs(outputs: list[Output]) -> bytes:
-    return ("[" + ",".join([_encode_output(o) for o in outputs]) + "]").encode()
-
-
-_DEC = frozenset({
-    "capital", "k_capital", "equity", "peak_capital", "unrealized_pnl", "realized_pnl", "fees",
-    "funding", "cash_flows", "wallet_balance", "available_margin", "used_margin",
-    "maint_margin", "k_used_margin", "qty", "price", "position_qty", "avg_entry_price",
-    "pnl_leg", "fee_leg", "cumulative_pnl", "trade_fees", "exchange_realized_pnl",
-    "mark_price", "leverage", "free", "locked", "total", "avg_cost", "value", "delta",
-    "amount", "cost_basis", "exchange_total", "balance_after"})
-_TIMES = frozenset({"ts", "bucket_start"})
-
-
-def _dec_record(names: tuple[str, ...], values: list[Any]) -> dict[str, Any]:
-    rec: dict[str, Any] = {}
-    for name, v in zip(names, values, strict=True):
-        if v is None:
-            pass
-        elif name in _NESTED:
-            v = [_dec_record(_NESTED[name], x) for x in v]
-        elif name in _DEC:
-            v = Decimal(v)
-        elif name in _TIMES:
-            v = datetime.fromisoformat(v)
-        rec[name] = v
-    return rec
-
-
-def _decode_outputs(blob: bytes) -> list[Output]:
-    return [Output(kind, key, _dec_record(FIELDS[kind], values))
-            for kind, key, values in json.loads(blob)]

@@ -76,16 +76,3 @@ def test_synthetic_stream_outputs_round_trip_through_avro():
 @given(streams)
 def test_property_stream_outputs_round_trip_through_avro(steps):
     check(Fold().feed(build(steps), 0).outputs)
-
-
-def test_outbox_codec_field_order_is_the_schema_field_order():
-    from streams.ledger.state import BALANCE_FIELDS, FIELDS, POSITION_FIELDS, RESULT_FIELDS
-
-    def names(full: str) -> tuple[str, ...]:
-        return tuple(f["name"] for f in SCHEMAS[full]["fields"])
-
-    for kind, full in OUTPUT_SCHEMA.items():
-        assert FIELDS[kind] == names(full), kind
-    assert POSITION_FIELDS == names("twinledger.v1.PositionState")
-    assert BALANCE_FIELDS == names("twinledger.v1.BalanceState")
-    assert RESULT_FIELDS == names("twinledger.v1.RuleResult")
