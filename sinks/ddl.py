@@ -359,7 +359,7 @@ RANGES_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 #: Records the sink read but did not insert because their (account_id, event_id) was
-#: already earlier in the batch or in the table (a re-sent outbox, a gateway re-send).
+#: already earlier in the batch or in the table (a batch the worker replayed after a crash, a gateway re-send).
 #: With the rows and the dead letters they account for every offset the sink
 #: consumed, which is what ``twinledger verify`` checks (``sinks.conservation``).
 DUPLICATES_TABLE = "sink_duplicates"
