@@ -96,12 +96,15 @@ def test_the_wheel_holds_every_runtime_file(installed: dict[str, object]) -> Non
 
 def test_the_installed_package_is_not_the_source_tree(installed: dict[str, object]) -> None:
     out = _run([str(installed["py"]), "-c",
-                "import streams, streams.resources as r, sys;"
+                "import json, streams, streams.resources as r, sys;"
                 "print(streams.__file__); print(r.default_topology());"
-                "print(any('/work/main' in p or p == '' for p in sys.path[1:]))"],
+                "print(json.dumps(sys.path))"],
                installed["work"], installed["env"])  # type: ignore[arg-type]
     assert out.returncode == 0, out.stderr
-    pkg, topo, _ = out.stdout.splitlines()
+    pkg, topo, path = out.stdout.splitlines()
+    on_path = [p for p in json.loads(path) if p and Path(p).resolve().is_relative_to(PROJECT_ROOT)
+               and not Path(p).resolve().is_relative_to(PROJECT_ROOT / ".venv")]
+    assert not on_path, f"the checkout is importable: {on_path}"
     assert not Path(pkg).is_relative_to(PROJECT_ROOT), pkg
     assert str(installed["bin"].parent) in pkg  # type: ignore[attr-defined]
     assert Path(topo).is_file() and not Path(topo).is_relative_to(PROJECT_ROOT)
