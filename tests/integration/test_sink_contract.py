@@ -142,7 +142,8 @@ def test_existence_filter_finds_exact_keys(backend: Backend) -> None:
     probe = [Candidate("venue_events", a, e, (), 0)
              for a, e in [("acc-1", "e-1"), ("acc-1", "e-9"), ("acc-2", "e-1"), ("acc-2", "e-9"),
                           ("acc-3", "x'); DROP TABLE venue_events; --")]]
-    assert runner.existing_keys("venue_events", probe) == {("acc-1", "e-1"), ("acc-2", "e-9")}
+    assert set(runner.existing_keys("venue_events", probe)) == {("acc-1", "e-1"),
+                                                                ("acc-2", "e-9")}
     assert runner.read_states() == {}
 
 
@@ -339,8 +340,8 @@ def test_cash_flows_exact_and_found_by_the_existence_filter(backend: Backend) ->
                         topics={"ledger.cashflows": "cash_flows"})
     probe = [Candidate("cash_flows", "acc-k", e, (), 0)
              for e in ("d-1:cashflow", "w-1:cashflow", "x:cashflow")]
-    assert runner.existing_keys("cash_flows", probe) == {("acc-k", "d-1:cashflow"),
-                                                         ("acc-k", "w-1:cashflow")}
+    assert set(runner.existing_keys("cash_flows", probe)) == {("acc-k", "d-1:cashflow"),
+                                                              ("acc-k", "w-1:cashflow")}
     assert verify(backend)["tables"]["cash_flows"] == {"count": 2, "uniq": 2, "match": True}
 
 
@@ -381,8 +382,8 @@ def test_balances_final_is_the_highest_version_per_asset(backend: Backend) -> No
     # The existence filter still answers by (account_id, event_id) on this table.
     probe = [Candidate("balances", "acc-k", e, (), 0)
              for e in ("e2:balance:XBT", "e9:balance:USD", "e3:balance:XBT")]
-    assert runner.existing_keys("balances", probe) == {("acc-k", "e2:balance:XBT"),
-                                                       ("acc-k", "e9:balance:USD")}
+    assert set(runner.existing_keys("balances", probe)) == {("acc-k", "e2:balance:XBT"),
+                                                            ("acc-k", "e9:balance:USD")}
     verdict = verify(backend)["tables"]["balances"]
     assert verdict["final"] == verdict["keys"] == 3 and verdict["match"] is True
     assert verdict["count"] == verdict["uniq"] == verdict["versions"] >= 3
