@@ -64,16 +64,6 @@ class Producer:
             "linger.ms": 20,
             "batch.num.messages": 10000,
             "enable.idempotence": True,
-            # One request in flight per broker: records keep their send order even when
-            # the broker has forgotten this producer. A broker expires a producer's
-            # sequence state producer.id.expiration.ms (1 day) after the TIMESTAMP of its
-            # last record, and it drops expired state when it restarts; venue.events
-            # carries event time, so a backfill's producer is forgotten at every broker
-            # restart, and the broker then accepts any sequence number. With 5 requests
-            # in flight, a batch that failed during the restart was appended after the
-            # batches sent behind it (make soak saw an account's anchor land after its
-            # later events), and the fold is order-sensitive per account.
-            "max.in.flight.requests.per.connection": 1,
             "acks": "all",
             "compression.type": "lz4",
         }
