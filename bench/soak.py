@@ -405,12 +405,17 @@ class Soak:
         """All events, as fast as the producer goes; the broker restarts when half are sent."""
         a, p = self.args, self.pipeline
         box: dict[str, Any] = {}
+        # Made here, before the sender thread exists: Pipeline.producer is created on
+        # first use, and two threads using it first at once made two producers; the
+        # first records, sent through the one that lost, landed after later ones
+        # (two producer ids in venue.events, the older events at the higher offsets).
+        producer = p.producer
 
         def send_all() -> None:
             try:
                 for e in events:
                     p.send_event(e)
-                p.producer.flush(timeout=a.timeout_produce)
+                producer.flush(timeout=a.timeout_produce)
             except BaseException as exc:  # noqa: BLE001 - reported by the main thread
                 box["error"] = exc
 
@@ -422,10 +427,10 @@ class Soak:
         last = 0.0
         while sender.is_alive():
             self.phases.check()
-            if not restarted and p.producer.sent >= restart_at:
+            if not restarted and producer.sent >= restart_at:
                 restarted = True
                 r0 = time.monotonic()
-                emit({"broker": "stopping", "produced": p.producer.sent,
+                emit({"broker": "stopping", "produced": producer.sent,
                       "worker_progress": self.progress()})
                 self.broker.stop()
                 stopped = time.monotonic()
@@ -437,7 +442,7 @@ class Soak:
                 emit({"broker": "started", **self.result["broker_restart"]})
             if time.monotonic() - last >= a.progress_every:
                 last = time.monotonic()
-                emit({"produced": p.producer.sent, "elapsed_s": round(last - t0, 1),
+                emit({"produced": producer.sent, "elapsed_s": round(last - t0, 1),
                       "worker": self.progress()})
             time.sleep(0.2)
         if "error" in box:
@@ -445,7 +450,7 @@ class Soak:
         took = time.monotonic() - t0
         self.result["produce_seconds"] = round(took, 1)
         self.result["produce_events_per_s"] = round(len(events) / took)
-        emit({"produced": p.producer.sent, "seconds": round(took, 1),
+        emit({"produced": producer.sent, "seconds": round(took, 1),
               "events_per_s": round(len(events) / took)})
 
     def _drain(self, n: int) -> None:
