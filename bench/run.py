@@ -377,6 +377,7 @@ def main() -> int:
         warmup = [dict(e, event_id=f"warm-{e['event_id']}", account_id=f"warm-{e['account_id']}")
                   for e in all_events[:200]]
         events = all_events[: args.events]
+        result["events"] = len(events)  # marks are left out: a few short of --events
         records = encode_events(events)
         partitions = 6
         with phases.phase("raw_passthrough", args.timeout_passthrough) as fig:

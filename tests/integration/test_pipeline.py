@@ -99,22 +99,12 @@ def assert_exactly_once(counts: dict[str, dict[str, int]], expected: dict[str, i
 
 def assert_state_equals_offline(p: Pipeline, states: dict[str, Any]) -> None:
     """The last snapshot of every account equals what `twinledger fold` says of the same events."""
-    import json
+    from tests.integration.live_state import offline_reference, sink_state_mismatches
 
-    from streams.foldfile import fold_lines
-
-    lines = [json.dumps(e) for e in p.produced]
-    doc = fold_lines(lines, load_ledger_config(None))
-    assert not doc["rejected"]
-    rows = {r["account_id"]: r for r in p.read("accounts", limit=10_000)}
-    assert set(rows) == set(doc["accounts"]) == set(states)
-    for account, summary in doc["accounts"].items():
-        row = rows[account]
-        assert int(row["last_event_seq"]) == summary["event_seq"], account
-        assert Decimal(str(row["last_capital"])) == Decimal(summary["capital"]), account
-        assert Decimal(str(row["last_k_capital"])) == Decimal(summary["k_capital"]), account
-        assert row["last_capital_source"] == summary["capital_source"], account
-        assert row["last_reconcile_status"] == summary["reconcile"]["status"], account
+    ref = offline_reference(p.produced)
+    assert not ref.doc["rejected"]
+    assert set(ref.doc["accounts"]) == set(states)
+    assert sink_state_mismatches(ref, p.read("accounts", limit=10_000)) == []
 
 
 def assert_spot_tables(p: Pipeline, ref: Reference, timeout: float = 180.0) -> None:
