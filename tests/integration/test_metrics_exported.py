@@ -144,8 +144,8 @@ def test_every_metric_the_dashboard_and_alerts_query_is_exported(pipeline: Pipel
         # partition, a dead letter was counted, the sink consumer has positions.
         return ("partition" in worker.get("twinledger_worker_partition_lag_records", set())
                 and "error_type" in worker.get("twinledger_worker_dead_letters_total", set())
-                and "topic" in worker.get("twinledger_faust_messages_received_per_topic_total",
-                                          set())
+                and "topic" in worker.get("twinledger_faust_messages_received_total", set())
+                and "kind" in worker.get("twinledger_faust_offset", set())
                 and "partition" in sink.get("twinledger_sink_lag_records", set())
                 and "table" in sink.get("twinledger_sink_rows_inserted_total", set()))
 
