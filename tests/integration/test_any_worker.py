@@ -122,8 +122,11 @@ def test_two_workers_answer_every_account_and_a_survivor_after_a_stop(pipeline: 
 
         # Every account through both workers: 200 and the same answer (once folded).
         pages = [f"/accounts/{a}" for a in accounts]
-        pages += [f"/accounts/{a}/positions" for a in spot[:1]]
-        pages += [f"/accounts/{a}/equity" for a in spot[:1]]
+        # A fixed as_of (mark ages count to it, not to each worker's clock); the query
+        # string travels with the forwarded request.
+        pages += [f"/accounts/{a}/positions?as_of=2027-01-01T00:00:00Z" for a in spot[:1]]
+        pages += [f"/accounts/{a}/equity?as_of=2027-01-01T00:00:00Z" for a in spot[:1]]
+        pages += [f"/accounts/{a}/trades?limit=3" for a in spot[:1]]
         wanted: dict[str, Any] = {}
 
         def all_answered() -> bool:
@@ -136,7 +139,14 @@ def test_two_workers_answer_every_account_and_a_survivor_after_a_stop(pipeline: 
                 wanted[path] = docs[0]
             return True
 
-        wait_until(all_answered, 180, interval=1.0, what="every account through both workers")
+        try:
+            wait_until(all_answered, 180, interval=1.0,
+                       what="every account through both workers")
+        except TimeoutError:
+            pending = [p for p in pages if p not in wanted]
+            seen = {p: [_get(port, p) for port in ports.values()] for p in pending[:3]}
+            raise AssertionError(f"{len(pending)} pages unanswered, e.g. {seen}; "
+                                 f"partitions {assigned()}") from None
         # Settled: the last event of every account is folded; ask once more, all at once.
         time.sleep(2.0)
         wanted.clear()
@@ -168,7 +178,16 @@ def test_two_workers_answer_every_account_and_a_survivor_after_a_stop(pipeline: 
             assert workers["a"].alive(), workers["a"].log_tail(60)
             return all(answers(ports["a"], path) == wanted[path] for path in pages)
 
-        wait_until(survivor_answers_all, 120, interval=0.5, what="the survivor answering all")
+        try:
+            wait_until(survivor_answers_all, 120, interval=0.5,
+                       what="the survivor answering all")
+        except TimeoutError:
+            wrong = {p: _get(ports["a"], p) for p in pages
+                     if answers(ports["a"], p) != wanted[p]}
+            raise AssertionError(f"the survivor answers {len(wrong)} pages otherwise: "
+                                 f"{dict(list(wrong.items())[:2])} wanted "
+                                 f"{[wanted[p] for p in list(wrong)[:2]]}; "
+                                 f"partitions {assigned()}") from None
         took = time.monotonic() - stopped_at
         wait_until(lambda: assigned()["a"] == list(range(PARTITIONS)), 30,
                    what="the survivor holding every partition")
