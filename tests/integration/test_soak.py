@@ -50,9 +50,11 @@ def test_short_soak_year_old_backfill_across_a_broker_restart(tmp_path: Path,
     status = soak.run()
     result = soak.result
     out = capsys.readouterr().out
+    verify = result.get("verify")
+    problems = verify.get("problems") if isinstance(verify, dict) else verify
     assert status == 0 and result["verdict"] == "pass", (
         json.dumps({k: v for k, v in result.items() if k != "verify"}, default=str)[:4000]
-        + "\n" + out[-6000:])
+        + f"\nverify problems: {str(problems)[:2000]}\n" + out[-6000:])
     assert result["broker_restart"]["down_s"] > 0
     assert result["log_order"]["records"] == 20_000
     assert result["accounts_compared"] == 202  # 200 futures + 2 Kraken spot accounts
