@@ -14,6 +14,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,23 @@ def test_portfolio_pages_and_cli_answer_like_the_offline_fold(
     assert not run.rejected
     state = run.states[ACCOUNT]
 
+    # Live pages count mark ages to the wall clock, the file to its last event: ask the
+    # pages for the file's reference time so both answers are comparable to the byte.
+    assert run.last_ts is not None
+    as_of = run.last_ts.isoformat().replace("+00:00", "Z")
     for path, query, params in PAGES:
-        status, body = get(acct + path)
+        url, expected = acct + path, dict(params)
+        if query in ("equity", "positions", "position", "exposure"):
+            url += ("&" if "?" in url else "?") + "as_of=" + as_of
+            expected["as_of"] = run.last_ts
+        status, body = get(url)
         assert status == 200, (path, body)
-        assert body == run_query(query, state, ACCOUNT, run.marks, run.config, **params), path
+        assert body == run_query(query, state, ACCOUNT, run.marks, run.config,
+                                 **expected), path
+    # Without as_of, a live page values at now.
+    _, live = get(f"{acct}/equity")
+    live_at = datetime.fromisoformat(live["as_of"])
+    assert abs((datetime.now(UTC) - live_at).total_seconds()) < 120
     # a few figures, so that agreement is not agreement on nothing
     _, eq = get(f"{acct}/equity")
     assert (D(eq["equity"]), eq["drift"], eq["unvalued"]) == (D("9360.5"), True, ["FOO"])
@@ -155,6 +169,8 @@ def test_portfolio_pages_and_cli_answer_like_the_offline_fold(
                          ("trades", ["--no-include-manual"]), ("cash-flows", ["--limit", "3"]),
                          ("snapshots", [])]:
         argv = [query, ACCOUNT, *extra]
+        if query in ("equity", "positions", "position", "exposure"):
+            argv += ["--as-of", as_of]  # the file's reference time, as for the pages
         code_w, out_w, err_w = cli(*argv, "--worker", web)
         code_f, out_f, _ = cli(*argv, "--file", str(events_file))
         code_d, out_d, _ = cli(*argv)  # the default: the local worker of the settings
@@ -162,8 +178,9 @@ def test_portfolio_pages_and_cli_answer_like_the_offline_fold(
         assert out_w == out_f == out_d, argv
         assert cli(*argv, "--worker", web, "--table")[1] == \
             cli(*argv, "--file", str(events_file), "--table")[1], argv
-    _, http_equity = get(f"{acct}/equity")
-    assert cli("equity", ACCOUNT, "--worker", web)[1] == json.dumps(http_equity, indent=2) + "\n"
+    _, http_equity = get(f"{acct}/equity?as_of={as_of}")
+    assert cli("equity", ACCOUNT, "--worker", web, "--as-of", as_of)[1] == \
+        json.dumps(http_equity, indent=2) + "\n"
 
     code, out, err = cli("position", ACCOUNT, "SOL/USD", "--worker", web)
     assert (code, out) == (3, "") and "SOL/USD" in err
