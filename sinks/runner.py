@@ -12,7 +12,7 @@ neither earlier in its batch nor already in the table.** Read without
 ``FINAL``, every table then has ``count() = uniqExact(event_id)`` = the
 number of logical events, after any crash, restart, rebalance or replay.
 The same logical record may legitimately sit on a topic twice at different
-offsets (the worker re-sends its outbox after a crash, gateways re-send
+offsets (a batch the worker replays after a crash, gateways re-send
 frames); the insert token alone would only cover an identical retried
 batch, hence the existence filter.
 

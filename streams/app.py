@@ -23,8 +23,13 @@ and flushes are the known way to make Faust slow):
 A crash before 4 replays the batch against the old state and re-emits the
 same outputs (ids are deterministic; the sink drops the copies). A crash
 after 4 replays events the state has already applied: the fold answers
-"duplicate" and returns the outputs kept in the state's outbox, which are
-sent again. Nothing is lost, nothing is booked twice.
+"duplicate" and sends nothing, since step 3 put their outputs on the broker
+before the state was stored. Nothing is lost, nothing is booked twice.
+
+Liveness (``streams.liveness``): after each batch the source offsets are
+tracked, so offsets deleted under the worker are reported as gaps; a timer
+compares the agent's progress with the lag of its partitions and fails
+``/ready`` and ``/live``, then exits with code 70, when the agent stalls.
 """
 
 from __future__ import annotations
