@@ -6,7 +6,8 @@ timestamp shifted ``--days-back`` (400) days into the past so a time retention
 would delete them, as fast as the producer goes, through a real worker and a
 real sink (child processes, their own topic prefix, groups, ports and data
 dir), on a broker this script starts itself on its own port and data dir
-(``--port``, default 39292; never the shared one). When half the events are
+(``--port``, default a free pair below the OS's ephemeral port range, so nothing
+else can take it while the broker is down; never the shared one). When half the events are
 sent, that broker is stopped and started again (``ops/kafka/kafka.sh``).
 
 It ends when the worker's and the sink's committed offsets reach the end of
@@ -101,6 +102,46 @@ class OwnBroker:
                 continue
             out.append(f"--- {path.name} ---\n" + "\n".join(text))
         return "\n".join(out)
+
+
+def ephemeral_low() -> int:
+    """First port of the OS's ephemeral range (Linux: 32768), which bind(0) and
+    outgoing connections take from."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(low: int = 20_000) -> int:
+    """A free client port whose controller port (+1) is free too, BELOW the ephemeral range.
+
+    While the soak's broker is down for its restart its ports are free, and a port
+    in the ephemeral range can be taken by any process on the machine (a client's
+    outgoing connection, a test's bind(0)); the broker then cannot come back
+    ("Address already in use", seen in a soak run). Ports below the range are never
+    handed out by the OS.
+    """
+    import random
+
+    high = min(ephemeral_low(), 65_535) - 2
+    rng = random.Random()  # noqa: S311 - picking a port, not a secret
+    for _ in range(500):
+        port = rng.randrange(low, high)
+        if port != 39092 and _bindable(port) and _bindable(port + 1):
+            return port
+    raise RuntimeError(f"no free port pair in {low}..{high}")
 
 
 def make_events(n: int, accounts: int, spot: int, seed: int, days_back: float
@@ -506,8 +547,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=_env_int("TL_SOAK_SEED", 14))
     ap.add_argument("--days-back", type=float, default=400.0,
                     help="shift every event time this many days into the past")
-    ap.add_argument("--port", type=int, default=_env_int("TL_SOAK_KAFKA_PORT", 39292),
-                    help="client port of the soak's own broker (never the shared 39092)")
+    ap.add_argument("--port", type=int, default=_env_int("TL_SOAK_KAFKA_PORT", 0),
+                    help="client port of the soak's own broker (never the shared 39092); "
+                         "default: a free pair below the ephemeral port range")
     ap.add_argument("--restart-at", type=float, default=0.5,
                     help="restart the broker when this share of the events is sent")
     ap.add_argument("--broker-down-seconds", type=float, default=5.0,
@@ -532,6 +574,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.timeout_drain = 600 + args.events / 100
     if args.port == 39092:
         ap.error("--port 39092 is the shared broker; the soak stops and starts its own")
+    if args.port == 0:
+        args.port = free_port_pair()
     return args
 
 

@@ -12,7 +12,6 @@ counts match the offline fold and ``twinledger verify`` exits 0.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,28 +21,10 @@ from bench.soak import Soak, parse_args
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _free_port_pair() -> int:
-    """A client port whose controller port (port + 1) is free as well."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port == 39092 or port + 1 > 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
 @pytest.mark.timeout(420)
 def test_short_soak_year_old_backfill_across_a_broker_restart(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]):
-    args = parse_args(["--events", "20000", "--accounts", "200", "--port",
-                       str(_free_port_pair()), "--workdir", str(tmp_path),
+    args = parse_args(["--events", "20000", "--accounts", "200", "--workdir", str(tmp_path),
                        "--progress-every", "15", "--stall-seconds", "90",
                        "--timeout-drain", "240"])
     soak = Soak(args)
