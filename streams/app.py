@@ -500,14 +500,14 @@ class Worker:
                           "partitions %s; exiting in %.0f s unless it resumes "
                           "(TWINLEDGER_WORKER_STALL_SECONDS / _GRACE_SECONDS)", idle, self.lag,
                           sorted(tp.partition for tp in tps), self.watchdog.grace)
-                _dump_tasks()
+                dump_tasks()
             self.status = "stalled"
             if verdict == "exit":
                 self.status = "exiting"
                 log.critical("STALLED for %.0f s with %d records waiting: exiting with code %d "
                              "so the supervisor restarts the worker", idle, self.lag,
                              STALL_EXIT_CODE)
-                _dump_tasks()
+                dump_tasks()
                 logging.shutdown()
                 os._exit(STALL_EXIT_CODE)
         READY.set(1 if self.readiness()["ready"] else 0)
@@ -1088,12 +1088,16 @@ async def _hang_forever(msg: Any) -> None:
     await asyncio.Event().wait()
 
 
-def _dump_tasks() -> None:
-    """Every asyncio task's stack on stderr: where a stalled worker waits."""
+def dump_tasks() -> None:
+    """Every asyncio task's stack on stderr: where a stalled worker waits.
+
+    Called by the watchdog from a coroutine and by the SIGUSR1 handler of
+    ``twinledger worker`` between two steps of the running loop.
+    """
     import sys
 
     try:
-        tasks = asyncio.all_tasks()
+        tasks = asyncio.all_tasks(asyncio.get_event_loop())
     except RuntimeError:
         return
     for task in tasks:

@@ -13,19 +13,11 @@ from streams.config import load_settings
 
 def _dump_tasks_on_sigusr1() -> None:
     """``kill -USR1 <pid>`` prints every asyncio task's stack: where a stalled worker waits."""
-    import asyncio
     import signal
-    import sys
 
-    def dump(signum: int, frame: object) -> None:
-        try:
-            tasks = asyncio.all_tasks(asyncio.get_event_loop())
-        except RuntimeError:
-            return
-        for task in tasks:
-            task.print_stack(limit=12, file=sys.stderr)
+    from streams.app import dump_tasks
 
-    signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: dump_tasks())
 
 
 def worker_main(argv: list[str]) -> int:
