@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -219,50 +220,50 @@ def delete_records_before(bootstrap: str, offsets: Mapping[tuple[str, int], int]
             raise KafkaAdminError(f"delete records {tp.topic}[{tp.partition}]: {exc}") from None
 
 
-def watermarks(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
-    """{(topic, partition): (log start offset, end offset)} of every partition of ``topics``."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    conf: dict[str, Any] = client_config_from_env()
-    conf.update({"bootstrap.servers": bootstrap, "group.id": "twinledger-watermarks",
-                 "enable.auto.commit": False})
-    consumer = Consumer(conf)
-    try:
-        meta = consumer.list_topics(timeout=_TIMEOUT_S)
-        out: dict[tuple[str, int], tuple[int, int]] = {}
-        for topic in topics:
-            t = meta.topics.get(topic)
-            if t is None or t.error is not None:
-                continue
-            for p in sorted(t.partitions):
-                lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p),
-                                                        timeout=_TIMEOUT_S)
-                out[(topic, p)] = (int(lo), int(hi))
-        return out
-    finally:
-        consumer.close()
-
-
-def committed_offsets(bootstrap: str, group: str, topics: Iterable[str]
-                      ) -> dict[tuple[str, int], int | None]:
-    """{(topic, partition): committed offset or None} of ``group`` on every partition."""
-    from confluent_kafka import Consumer, TopicPartition
+@contextmanager
+def _offsets_consumer(bootstrap: str, group: str) -> Iterator[Any]:
+    """A consumer that never subscribes: it only reads offsets, as ``group``."""
+    from confluent_kafka import Consumer
 
     conf: dict[str, Any] = client_config_from_env()
     conf.update({"bootstrap.servers": bootstrap, "group.id": group,
                  "enable.auto.commit": False})
     consumer = Consumer(conf)
     try:
-        meta = consumer.list_topics(timeout=_TIMEOUT_S)
-        tps = [TopicPartition(t, p) for t in topics
-               if t in meta.topics and meta.topics[t].error is None
-               for p in sorted(meta.topics[t].partitions)]
+        yield consumer
+    finally:
+        consumer.close()
+
+
+def _topic_partitions(consumer: Any, topics: Iterable[str]) -> list[Any]:
+    """Every partition of the named topics that exist, in (topic, partition) order."""
+    from confluent_kafka import TopicPartition
+
+    meta = consumer.list_topics(timeout=_TIMEOUT_S)
+    return [TopicPartition(t, p) for t in topics
+            if t in meta.topics and meta.topics[t].error is None
+            for p in sorted(meta.topics[t].partitions)]
+
+
+def watermarks(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (log start offset, end offset)} of every partition of ``topics``."""
+    with _offsets_consumer(bootstrap, "twinledger-watermarks") as consumer:
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+        for tp in _topic_partitions(consumer, topics):
+            lo, hi = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+            out[(tp.topic, tp.partition)] = (int(lo), int(hi))
+        return out
+
+
+def committed_offsets(bootstrap: str, group: str, topics: Iterable[str]
+                      ) -> dict[tuple[str, int], int | None]:
+    """{(topic, partition): committed offset or None} of ``group`` on every partition."""
+    with _offsets_consumer(bootstrap, group) as consumer:
+        tps = _topic_partitions(consumer, topics)
         if not tps:
             return {}
         got = consumer.committed(tps, timeout=_TIMEOUT_S)
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in got}
-    finally:
-        consumer.close()
 
 
 def describe_partitions(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
