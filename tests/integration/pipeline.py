@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from streams.config import Settings, load_settings
+from streams.infra.kafka_admin import delete_records_before, watermarks
+from streams.ledger.synth import generate_events
 from streams.ops import SinkClient, create_topics
 from streams.procs import Child, wait_until
 from streams.produce import Producer
@@ -28,6 +30,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def synth_venue_events(n: int, accounts: int, seed: int) -> list[dict[str, Any]]:
+    """Synthetic events of accounts only (no marks): what lands on venue.events."""
+    return [e for e in generate_events(n, accounts, seed=seed) if e["account_id"]]
 
 
 class Pipeline:
@@ -106,6 +113,30 @@ class Pipeline:
     def send_event(self, event: dict[str, Any]) -> None:
         self.producer.send_event(event)
         self.produced.append(event)
+
+    def source_marks(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """(log start, end) of every venue.events partition."""
+        return watermarks(self.settings.kafka_bootstrap, [self.settings.topic("venue.events")])
+
+    def produce_then_delete_unread(self, events: list[dict[str, Any]], keep: int,
+                                   pause: float = 0.0
+                                   ) -> tuple[dict[tuple[str, int], tuple[int, int]],
+                                              dict[tuple[str, int], int]]:
+        """Produce ``events``, then delete all but the last ``keep`` records of every
+        venue.events partition that got records past its end before: records a
+        stopped consumer has not read, deleted as a time retention would.
+
+        Waits ``pause`` seconds between producing and deleting. Returns the
+        watermarks before producing and the delete-before offset per partition.
+        """
+        before = self.source_marks()
+        self.produce(events)
+        after = self.source_marks()
+        cut = {tp: hi - keep for tp, (_, hi) in after.items() if hi - keep > before[tp][1]}
+        assert cut, "no partition got enough new records to delete some"
+        time.sleep(pause)
+        delete_records_before(self.settings.kafka_bootstrap, cut)
+        return before, cut
 
     def produce_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.producer.send_raw(topic, key, value, None)

@@ -21,13 +21,11 @@ import pytest
 
 from streams.infra.kafka_admin import (
     align_topic_configs,
-    delete_records_before,
     describe_topic_configs,
     watermarks,
 )
-from streams.ledger.synth import generate_events
 from streams.ops import create_topics
-from tests.integration.pipeline import Pipeline
+from tests.integration.pipeline import Pipeline, synth_venue_events
 
 pytestmark = pytest.mark.integration
 
@@ -61,12 +59,8 @@ def _wait(pred: Any, timeout: float, what: str, pipeline: Pipeline) -> float:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{pipeline.logs()}")
 
 
-def _venue(n: int, accounts: int, seed: int) -> list[dict[str, Any]]:
-    return [e for e in generate_events(n, accounts, seed=seed) if e["account_id"]]
-
-
 def test_records_deleted_under_the_worker_are_reported_and_folding_goes_on(pipeline: Pipeline):
-    first = _venue(400, 10, seed=1)
+    first = synth_venue_events(400, 10, seed=1)
     pipeline.start_worker()
     pipeline.produce(first)
     _wait(lambda: _progress(pipeline).get("events_processed", 0) >= len(first), 120,
@@ -76,16 +70,9 @@ def test_records_deleted_under_the_worker_are_reported_and_folding_goes_on(pipel
     assert pipeline.worker is not None
     pipeline.worker.stop()
     source = pipeline.settings.topic("venue.events")
-    folded = watermarks(pipeline.settings.kafka_bootstrap, [source])
-    second = _venue(600, 10, seed=2)
-    pipeline.produce(second)
-    marks = watermarks(pipeline.settings.kafka_bootstrap, [source])
-    # Delete all but the last 5 records of every partition that got records the
-    # worker has not read yet.
-    cut = {tp: hi - 5 for tp, (lo, hi) in marks.items() if hi - 5 > folded[tp][1]}
-    assert cut
-    delete_records_before(pipeline.settings.kafka_bootstrap, cut)
-    third = _venue(300, 10, seed=3)
+    # All but the last 5 records of every partition with records the worker has not read.
+    folded, cut = pipeline.produce_then_delete_unread(synth_venue_events(600, 10, seed=2), keep=5)
+    third = synth_venue_events(300, 10, seed=3)
     pipeline.start_worker()
     pipeline.produce(third)
 
@@ -118,7 +105,7 @@ def test_a_hung_agent_fails_readiness_then_exits_for_its_supervisor(pipeline: Pi
     pipeline.env.update({"TWINLEDGER_FAULT_HANG_ON": "hang-here",
                          "TWINLEDGER_WORKER_STALL_SECONDS": "4",
                          "TWINLEDGER_WORKER_STALL_GRACE_SECONDS": "8"})
-    events = _venue(200, 5, seed=4)
+    events = synth_venue_events(200, 5, seed=4)
     events[100] = dict(events[100], event_id="hang-here-1")
     pipeline.start_worker()
     pipeline.produce(events)
@@ -142,7 +129,7 @@ def test_a_hung_agent_fails_readiness_then_exits_for_its_supervisor(pipeline: Pi
 
 
 def test_killed_worker_folds_again_within_15_seconds_of_its_restart(pipeline: Pipeline):
-    first = _venue(300, 12, seed=5)
+    first = synth_venue_events(300, 12, seed=5)
     pipeline.start_worker()
     pipeline.produce(first)
     _wait(lambda: _progress(pipeline).get("events_processed", 0) >= len(first), 120,
@@ -150,7 +137,7 @@ def test_killed_worker_folds_again_within_15_seconds_of_its_restart(pipeline: Pi
     time.sleep(3)  # let a commit land, as in production between crashes
     assert pipeline.worker is not None
     pipeline.worker.kill()
-    second = _venue(300, 12, seed=6)
+    second = synth_venue_events(300, 12, seed=6)
     pipeline.produce(second)
     pipeline.start_worker()
     started = time.monotonic()

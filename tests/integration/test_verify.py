@@ -17,16 +17,10 @@ from typing import Any
 import pytest
 
 from sinks.backend import open_backend
-from streams.infra.kafka_admin import delete_records_before, watermarks
-from streams.ledger.synth import generate_events
 from streams.ops import verify_pipeline
-from tests.integration.pipeline import Pipeline
+from tests.integration.pipeline import Pipeline, synth_venue_events
 
 pytestmark = pytest.mark.integration
-
-
-def _venue(n: int, accounts: int, seed: int) -> list[dict[str, Any]]:
-    return [e for e in generate_events(n, accounts, seed=seed) if e["account_id"]]
 
 
 def _settled(pipeline: Pipeline, timeout: float = 180) -> dict[str, Any]:
@@ -45,7 +39,7 @@ def _settled(pipeline: Pipeline, timeout: float = 180) -> dict[str, Any]:
 
 
 def test_an_intact_pipeline_verifies_and_compares_every_account(pipeline: Pipeline):
-    events = _venue(800, 20, seed=11)
+    events = synth_venue_events(800, 20, seed=11)
     events.append(dict(events[10]))  # a gateway re-send: same event, second offset
     pipeline.start_sink()
     pipeline.start_worker()
@@ -60,7 +54,7 @@ def test_an_intact_pipeline_verifies_and_compares_every_account(pipeline: Pipeli
 
 
 def test_rows_deleted_from_tables_fail_verify_naming_them(pipeline: Pipeline):
-    events = _venue(600, 10, seed=12)
+    events = synth_venue_events(600, 10, seed=12)
     pipeline.start_sink()
     pipeline.start_worker()
     pipeline.produce(events)
@@ -94,22 +88,16 @@ def test_rows_deleted_from_tables_fail_verify_naming_them(pipeline: Pipeline):
 
 def test_records_deleted_from_the_topic_before_the_sink_read_them_fail_verify(
         pipeline: Pipeline):
-    first = _venue(300, 8, seed=13)
+    first = synth_venue_events(300, 8, seed=13)
     pipeline.start_sink()
     pipeline.start_worker()
     pipeline.produce(first)
     assert _settled(pipeline)["ok"]
     assert pipeline.sink is not None
     pipeline.sink.stop()
-    source = pipeline.settings.topic("venue.events")
-    read = watermarks(pipeline.settings.kafka_bootstrap, [source])
-    second = _venue(300, 8, seed=14)
-    pipeline.produce(second)
-    marks = watermarks(pipeline.settings.kafka_bootstrap, [source])
-    cut = {tp: hi - 3 for tp, (_, hi) in marks.items() if hi - 3 > read[tp][1]}
-    assert cut
-    time.sleep(3)  # the worker (still running) folds them; the sink never sees them
-    delete_records_before(pipeline.settings.kafka_bootstrap, cut)
+    # The worker (still running) folds them within the pause; the sink never sees them.
+    read, cut = pipeline.produce_then_delete_unread(synth_venue_events(300, 8, seed=14),
+                                                    keep=3, pause=3)
     pipeline.start_sink()
     doc = _settled(pipeline)
     assert not doc["ok"]
