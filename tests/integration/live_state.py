@@ -55,19 +55,26 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def fold_as_worker(events: Iterable[dict[str, Any]], config: Any
+                   ) -> tuple[dict[str, Any], list[Any]]:
+    """The worker's fold of ``events`` in order, with no marks: final states and outputs."""
+    states: dict[str, Any] = {}
+    emitted: list[Any] = []
+    for d in events:
+        ev = parse_event(d)
+        res = apply_event(states.get(ev.account_id), ev, {}, config)
+        states[ev.account_id] = res.state
+        emitted.extend(res.outputs)
+    return states, emitted
+
+
 def offline_reference(events: Iterable[dict[str, Any]]) -> Reference:
     """Fold the events twice offline: as `twinledger fold` does, and as the worker does."""
     events = list(events)
     config = load_ledger_config(None)
     doc = fold_lines([json.dumps(e) for e in events], config)
-    states: dict[str, Any] = {}
-    outputs: Counter[str] = Counter()
-    for d in events:
-        ev = parse_event(d)
-        res = apply_event(states.get(ev.account_id), ev, {}, config)
-        states[ev.account_id] = res.state
-        for out in res.outputs:
-            outputs[out.kind] += 1
+    states, emitted = fold_as_worker(events, config)
+    outputs = Counter(out.kind for out in emitted)
     bounded = {a: jsonable(account_summary(s, {}, config)) for a, s in states.items()}
     return Reference(doc=doc, bounded=bounded, outputs=outputs,
                      event_ids=len({e["event_id"] for e in events}))

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from streams.codec import Codec, dec_str, fold_dict_to_venue_record
-from streams.ledger import apply_event, load_ledger_config, parse_event
+from streams.ledger import load_ledger_config
 from streams.ledger.synth import generate_events
 from streams.ops import format_report, report
+from tests.integration.live_state import fold_as_worker
 from tests.integration.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -58,24 +59,19 @@ def offline_fold_spot(events: list[dict[str, Any]]
                       ) -> tuple[dict[str, Any], Counter[str], Reference]:
     """:func:`offline_fold` and the spot figures of the same run."""
     ref = Reference()
-    config = load_ledger_config(None)
-    states: dict[str, Any] = {}
+    states, emitted = fold_as_worker(events, load_ledger_config(None))
     outputs: Counter[str] = Counter()
-    for d in events:
-        ev = parse_event(d)
-        res = apply_event(states.get(ev.account_id), ev, {}, config)
-        states[ev.account_id] = res.state
-        for out in res.outputs:
-            outputs[out.kind] += 1
-            rec = out.record
-            ref.per_account[rec["account_id"], out.kind] += 1
-            if out.kind == "balance":
-                ref.balances[rec["account_id"], rec["asset"]] = rec
-            elif out.kind == "trade" and rec.get("market") == "spot":
-                ref.spot_trades += 1
-            elif out.kind == "reconcile" and any(
-                    r["rule"] == "B8" and r["code"] == "DRIFT" for r in rec["results"]):
-                ref.drift_reconciles += 1
+    for out in emitted:
+        outputs[out.kind] += 1
+        rec = out.record
+        ref.per_account[rec["account_id"], out.kind] += 1
+        if out.kind == "balance":
+            ref.balances[rec["account_id"], rec["asset"]] = rec
+        elif out.kind == "trade" and rec.get("market") == "spot":
+            ref.spot_trades += 1
+        elif out.kind == "reconcile" and any(
+                r["rule"] == "B8" and r["code"] == "DRIFT" for r in rec["results"]):
+            ref.drift_reconciles += 1
     return states, outputs, ref
 
 
