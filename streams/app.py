@@ -480,8 +480,8 @@ class Worker:
             gap = self.offsets.check_log_start(partition, start)
             if gap is not None:
                 self.report_gap(source, gap)
-        known = getattr(app.consumer, "_committed_offset", {})
-        committed = {tp.partition: known.get(tp) for tp in tps}
+        committed: dict[int, int | None] = {tp.partition: self.committed_offset(tp)
+                                            for tp in tps}
         end_offsets = {tp.partition: int(ends[tp]) for tp in tps if tp in ends}
         self.lag = self.offsets.lag(end_offsets, committed, log_starts)
         LAG.set(self.lag)
