@@ -69,6 +69,7 @@ from streams.ledger import (
 from streams.ledger.grammar import MAX_ID_CHARS
 from streams.ledger.numbers import MarkPrice
 from streams.liveness import Gap, OffsetTracker, Watchdog
+from streams.marks import MarksReader
 from streams.topology import Topology, load_topology
 
 log = logging.getLogger("twinledger.worker")
@@ -160,7 +161,7 @@ class Worker:
     ledger_config: LedgerConfig
     app: faust.App
     ledger_table: Any = None
-    marks_table: Any = None
+    marks_reader: MarksReader | None = None
     marks: MarksView | None = None
     applied: int = 0
     #: account -> (state bytes as stored, decoded state); decoding is a large part
@@ -440,7 +441,10 @@ class Worker:
                 "status": self.status, "lag": self.lag}
 
     def _recovering(self) -> bool:
+        """Faust restoring tables, or the marks still being read: work, not a stall."""
         app = self.app
+        if self.marks_reader is not None and not self.marks_reader.caught_up:
+            return True
         return bool(getattr(app, "rebalancing", False)) or bool(
             getattr(getattr(app.tables, "recovery", None), "in_recovery", False))
 
@@ -550,7 +554,6 @@ def changelog_topics(settings: Settings, topology: Topology) -> dict[str, int]:
     app_id = settings.app_id
     return {
         f"{app_id}-account_to_ledger-changelog": topology.partitions("venue.events"),
-        f"{app_id}-symbol_to_mark-changelog": topology.partitions("market.marks"),
         f"{app_id}-__assignor-__leader": 1,
     }
 
@@ -607,28 +610,23 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     # our own deterministic encoding, and keys are account ids as UTF-8.
     worker.ledger_table = app.Table("account_to_ledger", default=None, key_type=bytes,
                                     value_type=bytes, partitions=partitions)
-    marks_topic = app.topic(settings.topic("market.marks"), key_serializer="raw",
-                            value_serializer="raw",
-                            partitions=topology.partitions("market.marks"))
-    # Every worker needs every mark: a global table (replicated to all workers
-    # through its changelog) fed by a small agent over market.marks.
-    # In memory: marks are few and small, a lookup per event must be cheap, and the
-    # changelog restores them at start.
-    worker.marks_table = app.GlobalTable("symbol_to_mark", default=None, key_type=bytes,
-                                         value_type=bytes, store="memory://",
-                                         partitions=topology.partitions("market.marks"))
+    # Every worker needs every mark: each reads the whole compacted market.marks
+    # itself, outside the consumer group, so a rebalance cannot take marks away
+    # (streams/marks.py). The fold waits for it to catch up before its first event.
+    marks_reader = MarksReader(bootstrap, settings.topic("market.marks"),
+                               _aiokafka_auth(settings))
+    worker.marks_reader = marks_reader
+    worker.marks = MarksView(marks_reader.prices, codec)
 
-    @app.agent(marks_topic, name="track_marks")
-    async def track_marks(stream: Any) -> None:
-        async for event in stream.events():
-            key, value = event.message.key, event.message.value
-            if isinstance(key, bytes) and isinstance(value, bytes):
-                worker.marks_table[key] = value
-
-    worker.marks = MarksView(worker.marks_table, codec)
+    @app.task
+    async def read_marks() -> None:
+        await marks_reader.run()
 
     @app.agent(source, name="fold_account_events")
     async def fold_account_events(stream: Any) -> None:
+        # Positions are valued at the marks present when the worker started, as a
+        # restart must not fold the next events against an empty price table.
+        await marks_reader.wait_caught_up()
         async for events in stream.take_events(max_=settings.worker_batch,
                                                within=settings.worker_batch_seconds):
             with BATCH_SECONDS.time():
@@ -660,8 +658,9 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
 
     @app.page("/progress")
     async def progress_page(web: Any, request: Any) -> Any:
+        marks = worker.marks_reader.status() if worker.marks_reader is not None else None
         return web.json({"events_processed": worker.applied, "status": worker.status,
-                         "lag": worker.lag, "gaps": worker.gaps})
+                         "lag": worker.lag, "gaps": worker.gaps, "marks": marks})
 
     @app.page("/ready")
     async def ready_page(web: Any, request: Any) -> Any:
@@ -1135,6 +1134,13 @@ def _faust_credentials(settings: Settings) -> Any:
     if proto == "SSL":
         return faust.SSLCredentials(_ssl_context(sec))
     return None
+
+
+def _aiokafka_auth(settings: Settings) -> dict[str, Any]:
+    """The same credentials as the worker's own clients, for the marks reader."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    return dict(credentials_to_aiokafka_auth(_faust_credentials(settings)))
 
 
 def _ssl_context(sec: Mapping[str, str]) -> Any:

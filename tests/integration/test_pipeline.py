@@ -32,7 +32,7 @@ N_SPOT = 5
 
 
 def venue_only(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Marks reach the worker through a global table at their own pace, so a streamed
+    """Marks reach the worker through their own topic at their own pace, so a streamed
     unrealized PnL depends on timing; the exactly-once assertions use venue events only."""
     return [e for e in events if e["kind"] != "mark"]
 
@@ -255,7 +255,7 @@ def test_one_percent_malformed_records_go_to_dead_letters(pipeline: Pipeline):
 
 
 def test_worker_serves_live_state_valued_at_the_marks_topic(pipeline: Pipeline):
-    """Marks flow through the global table into the fold; the worker serves live state."""
+    """Marks flow from market.marks into the fold; the worker serves live state."""
     import json
     import urllib.error
     import urllib.request
@@ -281,8 +281,8 @@ def test_worker_serves_live_state_valued_at_the_marks_topic(pipeline: Pipeline):
     deadline = time.monotonic() + 120
     n = 0
     while True:
-        # A fill per round until the worker has seen the mark: the global table
-        # fills at its own pace, so the first fills may be valued without it.
+        # A fill per round until the worker has seen the mark: the marks reader
+        # reads at its own pace, so the first fills may be valued without it.
         n += 1
         pipeline.produce([{**fill, "kind": "fill", "event_id": f"f{n}", "symbol": "BTCUSDT",
                            "side": "BUY", "qty": "0.5", "price": "60000"}])
