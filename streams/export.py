@@ -20,8 +20,13 @@ A trade row is a PnL report line (``trade_pnl``): one row per trade with its
 whole history, chosen by its opening time. ``cost_basis`` is the exact sum
 of qty x price over the legs that open or add to it (a spot BUY fill), so
 ``avg_entry_price`` = cost_basis / entry_qty; ``proceeds`` likewise over the
-legs that reduce, close or flip it (a spot SELL fill). ``realized_pnl`` and
-``fees`` are the ledger's, ``net_pnl`` = realized_pnl - fees. ``avg_cost``
+legs that reduce, close or flip it (a spot SELL fill). A spot SELL is a trade
+of its own with no entry leg: its ``cost_basis`` is the cost of the units it
+sold (proceeds - realized_pnl, i.e. their weighted-average or FIFO cost as the
+ledger held it) and ``avg_entry_price`` that cost per unit sold, so the row
+reads proceeds - cost_basis = realized_pnl as a capital-gains line does.
+``realized_pnl`` (before fees) and ``fees`` are the ledger's, ``net_pnl`` =
+realized_pnl - fees. ``avg_cost``
 is the average entry (futures) or the average cost per unit of the holding
 (spot) as the ledger held it after the trade's last leg. A futures trade is
 closed when its position is flat; a spot fill is a closed trade of its own.
@@ -141,7 +146,12 @@ def _trade(raw: Row) -> Row:
     closed = spot or (exact(raw["last_position_qty"]) or Decimal(0)) == 0
     with localcontext() as ctx:
         ctx.prec = 100
-        avg_in = (cost / entry_qty).quantize(_Q18, ROUND_HALF_EVEN) if entry_qty else None
+        if spot and not entry_qty and exit_qty:
+            # a spot sale: the cost of the units sold is what the ledger's gain leaves
+            cost = proceeds - realized
+            avg_in = (cost / exit_qty).quantize(_Q18, ROUND_HALF_EVEN)
+        else:
+            avg_in = (cost / entry_qty).quantize(_Q18, ROUND_HALF_EVEN) if entry_qty else None
         avg_out = (proceeds / exit_qty).quantize(_Q18, ROUND_HALF_EVEN) if exit_qty else None
         net = realized - fees
     return {

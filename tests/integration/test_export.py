@@ -76,6 +76,12 @@ def _reference(events: list[dict[str, Any]]) -> dict[str, Any]:
                              if r["action"] in EXIT), Decimal(0)),
             "legs": len(rows), "opened_at": min(_as_time(r["ts"]) for r in rows),
         }
+        t = trades[key]
+        if rows[0]["market"] == "spot" and not t["entry_qty"] and t["exit_qty"]:
+            # a spot sale: the units sold cost qty x (price - pnl per unit) at the ledger's
+            # average before the sale, leg by leg
+            t["cost_basis"] = sum((Decimal(r["qty"]) * Decimal(r["price"])
+                                   - Decimal(r["pnl_leg"]) for r in rows), Decimal(0))
     ref["trades"] = trades
     ref["fills"] = {(e["account_id"], e["event_id"]): (Decimal(e["qty"]), Decimal(e["price"]),
                                                         Decimal(e.get("fee") or "0"))
@@ -170,9 +176,10 @@ def test_export_round_trips_csv_parquet_jsonl_against_the_fold(
                 assert _dec(row[name]) == want[name], (fmt, key, name, row[name], want[name])
             assert int(row["legs"]) == want["legs"], (fmt, key)
             assert _time(row["opened_at"]) == want["opened_at"], (fmt, key)
-            if want["entry_qty"]:
+            units_in = want["entry_qty"] or want["exit_qty"]
+            if units_in and (want["entry_qty"] or row["market"] == "spot"):
                 assert _dec(row["avg_entry_price"]) == (
-                    want["cost_basis"] / want["entry_qty"]).quantize(Decimal("1E-18"))
+                    want["cost_basis"] / units_in).quantize(Decimal("1E-18"))
 
         flows = _export(p, tmp_path, "cash-flows", fmt)
         got_flows = {(r["account_id"], r["event_id"]): r for r in flows}

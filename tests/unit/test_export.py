@@ -143,6 +143,32 @@ def test_a_trade_row_is_a_pnl_line() -> None:
     assert still_open["avg_exit_price"] is None
 
 
+def test_a_spot_sale_carries_the_cost_of_the_units_it_sold() -> None:
+    # The demo's Kraken sale: 0.2 XBT at 61000, bought at an average of 60000.
+    raw = {"account_id": "acct-spot", "trade_id": "t3", "trade_market": "spot",
+           "trade_symbol": "XBT/USD", "trade_side": "SELL", "trade_position_side": "BOTH",
+           "trade_strategy_tag": "grid", "opened_at": "2024-05-06T09:03:00+00:00",
+           "last_at": "2024-05-06T09:03:00+00:00", "last_action": "sell", "legs": 1,
+           "entry_qty": "0", "entry_notional": "0", "exit_qty": "0.2",
+           "exit_notional": "12200.0", "last_avg_entry_price": "60000",
+           "last_position_qty": "0.3", "trade_realized_pnl": "200.0000",
+           "trade_total_fees": "6.0000", "trade_holding_seconds": 0,
+           "pnl_sources": "kernel_estimate"}
+    row = export.KINDS["trades"].convert(raw)
+    assert row["status"] == "closed"
+    assert (row["proceeds"], row["cost_basis"]) == (Decimal("12200"), Decimal("12000"))
+    assert row["avg_entry_price"] == Decimal("60000")
+    assert row["proceeds"] - row["cost_basis"] == row["realized_pnl"] == Decimal("200")
+    assert row["net_pnl"] == Decimal("194")
+    # A spot purchase keeps the cost of what it bought.
+    buy = export.KINDS["trades"].convert({
+        **raw, "trade_side": "BUY", "last_action": "buy", "entry_qty": "0.5",
+        "entry_notional": "30000", "exit_qty": "0", "exit_notional": "0",
+        "trade_realized_pnl": "0", "trade_total_fees": "30"})
+    assert (buy["cost_basis"], buy["avg_entry_price"], buy["proceeds"]) == (
+        Decimal("30000"), Decimal("60000"), Decimal("0"))
+
+
 def test_csv_text_that_a_spreadsheet_would_run_is_written_as_text(tmp_path: Path) -> None:
     evil = {**flow(1, "-5"), "account_id": "=HYPERLINK(\"http://x\")", "event_id": "@SUM(A1)",
             "flow": "+1", "asset": "-2"}
