@@ -68,6 +68,7 @@ from .state import (
     encode_state,
     hash_event_id,
 )
+from .step import Step
 
 SKIP_NO_PRICE = "realized_skipped_no_price"
 SKIP_NO_BASIS = "realized_skipped_no_basis"
@@ -95,86 +96,10 @@ def trade_id_for(account_id: str, symbol: str, position_side: str, side: str,
     return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
 
 
-class _Step:
-    """Collects the outputs of one event while it is booked."""
-
-    __slots__ = ("st", "ev", "cfg", "marks", "outputs", "codes", "r2", "touched", "spot_pairs")
-
-    def __init__(self, st: AccountState, ev: Event, cfg: LedgerConfig,
-                 marks: Mapping[str, Decimal] | None = None) -> None:
-        self.st = st
-        self.ev = ev
-        self.cfg = cfg
-        self.marks: Mapping[str, Decimal] = {} if marks is None else marks
-        # spot pairs this event booked (listed in the snapshot)
-        self.spot_pairs: list[str] = []
-        self.outputs: list[Output] = []
-        self.codes: dict[str, int] = {}
-        # R2 inputs of this event: (field, kernel estimate, exchange figure)
-        self.r2: list[tuple[str, Decimal, Decimal]] = []
-        # positions this event changed (listed in the snapshot even when flat)
-        self.touched: list[Position] = []
-
-    def anomaly(self, code: str, severity: str, detail: str) -> None:
-        n = self.codes.get(code, 0) + 1
-        self.codes[code] = n
-        ev = self.ev
-        st = self.st
-        eid = f"{ev.event_id}:{code}" if n == 1 else f"{ev.event_id}:{code}:{n}"
-        self.outputs.append(Output("anomaly", st.account_id, {
-            "event_id": eid, "account_id": st.account_id, "source_event_id": ev.event_id,
-            "event_seq": st.event_seq, "ts": ev.ts, "code": code, "severity": severity,
-            "detail": detail,
-        }))
-        st.anomalies.append({"event_id": ev.event_id, "code": code, "detail": detail})
-        st.cold = None
-        limit = self.cfg.max_anomalies
-        if limit is not None and len(st.anomalies) > limit:
-            del st.anomalies[: len(st.anomalies) - limit]
-
-    def hold(self, trade: Trade) -> int:
-        """A13: holding seconds >= 0; negative clock skew is clamped and reported."""
-        secs = (self.ev.ts - trade.open_ts).total_seconds()
-        if secs < 0:
-            self.anomaly("CLOCK_SKEW", "WARN",
-                         f"trade {trade.trade_id}: event ts is {-secs}s before the trade opened;"
-                         " holding_seconds clamped to 0")
-            return 0
-        return int(secs)
-
-    def trade_event(self, trade: Trade, pos: Position, action: str, qty: Decimal,
-                    price: Decimal, pnl: Decimal, fee: Decimal, source: str,
-                    exch: Decimal | None, hold: int, flags: list[str]) -> None:
-        ev = self.ev
-        st = self.st
-        self.outputs.append(Output("trade", st.account_id, {
-            "event_id": f"{trade.trade_id}:{ev.event_id}:{action}",
-            "account_id": st.account_id, "trade_id": trade.trade_id,
-            "source_event_id": ev.event_id, "event_seq": st.event_seq, "ts": ev.ts,
-            "symbol": trade.symbol, "position_side": trade.position_side, "side": trade.side,
-            "action": action, "market": trade.market, "qty": qty, "price": price,
-            "position_qty": pos.qty if pos.trade is trade else D0,
-            "avg_entry_price": pos.avg, "pnl_leg": pnl, "fee_leg": fee,
-            "cumulative_pnl": trade.realized, "trade_fees": trade.fees, "pnl_source": source,
-            "exchange_realized_pnl": exch, "holding_seconds": hold, "flags": list(flags),
-            "strategy_tag": trade.strategy_tag,
-        }))
-
-    def book(self, realized: Decimal, cost: Decimal) -> None:
-        """Move K and bridge published capital by realized - cost (A10/A11)."""
-        st = self.st
-        if realized:
-            st.k_realized += realized
-        delta = realized - cost
-        if delta:
-            st.capital += delta
-            st.capital_source = "k_bridged"
-
-
 # ----------------------------------------------------------------------------- fills
 
 
-def _add_leg(step: _Step, trade: Trade, leg: Leg) -> None:
+def _add_leg(step: Step, trade: Trade, leg: Leg) -> None:
     trade.json = None  # every fill that changes a trade adds a leg: encode it afresh
     trade.legs.append(leg)
     limit = step.cfg.max_trade_legs
@@ -184,7 +109,7 @@ def _add_leg(step: _Step, trade: Trade, leg: Leg) -> None:
         trade.dropped_legs += drop
 
 
-def _open(step: _Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal, flip: bool) -> None:
+def _open(step: Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal, flip: bool) -> None:
     st = step.st
     side = "LONG" if ev.side == "BUY" else "SHORT"
     st.trade_count += 1
@@ -212,7 +137,7 @@ def _open(step: _Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal, flip
                      flags)
 
 
-def _increase(step: _Step, pos: Position, ev: Fill, fee: Decimal) -> None:
+def _increase(step: Step, pos: Position, ev: Fill, fee: Decimal) -> None:
     trade = pos.trade
     assert trade is not None
     qty = ev.qty
@@ -241,7 +166,7 @@ def _increase(step: _Step, pos: Position, ev: Fill, fee: Decimal) -> None:
                      hold, flags)
 
 
-def _reduce(step: _Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal,
+def _reduce(step: Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal,
             flip: bool) -> None:
     trade = pos.trade
     assert trade is not None
@@ -284,7 +209,7 @@ def _reduce(step: _Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal,
             del st.closed_trades[: len(st.closed_trades) - limit]
 
 
-def _fill(step: _Step, ev: Fill) -> None:
+def _fill(step: Step, ev: Fill) -> None:
     st = step.st
     if ev.market == "spot":
         st.book.spot = True
@@ -330,7 +255,7 @@ def _split(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
     return shares
 
 
-def _settle(step: _Step, ev: FillSettled) -> None:
+def _settle(step: Step, ev: FillSettled) -> None:
     st = step.st
     # Only what the stream keeps is reachable (settle_bounds): the offline fold keeps
     # more history for its listing, but must settle exactly what the stream can.
@@ -435,7 +360,7 @@ def _recount(trade: Trade) -> None:
 # --------------------------------------------------------------------- other events
 
 
-def _funding(step: _Step, ev: Funding) -> None:
+def _funding(step: Step, ev: Funding) -> None:
     st = step.st
     st.k_funding += ev.amount
     step.book(D0, ev.amount)  # A6: paid reduces capital, received increases it
@@ -450,7 +375,7 @@ def _funding(step: _Step, ev: Funding) -> None:
         step.touched.append(pos)
 
 
-def _balance(step: _Step, ev: Balance) -> None:
+def _balance(step: Step, ev: Balance) -> None:
     st = step.st
     if ev.assets:
         st.e_assets = [[a, str(f), str(lk)] for a, f, lk in ev.assets]
@@ -479,12 +404,12 @@ def _balance(step: _Step, ev: Balance) -> None:
                      f"no anchor before the first wallet balance; K seeded so K capital = {wb}")
 
 
-def _positions(step: _Step, ev: Positions) -> None:
+def _positions(step: Step, ev: Positions) -> None:
     step.st.e_positions = {(p.symbol, p.position_side): p for p in ev.positions}
     step.st.cold = None
 
 
-def _cash_flow(step: _Step, ev: CashFlow) -> None:
+def _cash_flow(step: Step, ev: CashFlow) -> None:
     # Cash flows move K and the bridged capital, never realized PnL (A11, B5).
     st = step.st
     if st.book.spot:
@@ -498,7 +423,7 @@ def _cash_flow(step: _Step, ev: CashFlow) -> None:
                           ev.amount, ev.asset, None, False, None)
 
 
-def _anchor(step: _Step, ev: Anchor) -> None:
+def _anchor(step: Step, ev: Anchor) -> None:
     st = step.st
     # Re-seeding keeps the sums and moves the base, so K capital = the anchor exactly.
     st.seed = ev.capital - (st.k_realized - st.k_fees - st.k_funding + st.k_cash)
@@ -538,7 +463,7 @@ def position_record(pos: Position, marks: Mapping[str, Decimal]) -> Record:
     return rec
 
 
-def _snapshot(step: _Step, marks: Mapping[str, Decimal]) -> None:
+def _snapshot(step: Step, marks: Mapping[str, Decimal]) -> None:
     st = step.st
     ev = step.ev
     plist = []
@@ -662,7 +587,7 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
                 st.offsets[source[0]] = source[1]
             if seen == digest:
                 return FoldResult(st, [], "duplicate")
-            step = _Step(st, event, config, marks)
+            step = Step(st, event, config, marks)
             step.anomaly("EVENT_ID_CONFLICT", "ERROR",
                          f"event_id {event.event_id} was applied with a different payload;"
                          " this one is not booked")
@@ -676,7 +601,7 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
             st.venue = event.venue
         if not st.book.spot and st.venue in config.spot_venues:
             st.book.spot = True
-        step = _Step(st, event, config, marks)
+        step = Step(st, event, config, marks)
         _HANDLERS[type(event)](step, event)
         for pos in step.touched:
             pos.json = None  # what changed is encoded afresh by the next encode_state
@@ -743,7 +668,7 @@ def _out_of_range(st: AccountState, event: Event, marks: Mapping[str, Decimal],
     ``OUT_OF_RANGE`` anomaly says which figure would have left decimal(38,18).
     Offline and in the stream alike; the sink never sees such a figure.
     """
-    step = _Step(st, event, config, marks)
+    step = Step(st, event, config, marks)
     step.anomaly("OUT_OF_RANGE", "ERROR",
                  f"{bad} would not fit decimal(38,18); the event is not booked")
     if source is not None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .events import Balance, CashFlow, Event, Fill, Funding, Positions
 from .grammar import fits_wire
+from .spot import price_of
 from .state import AccountState, Output
 
 if TYPE_CHECKING:
@@ -55,8 +56,6 @@ def _inv(x: Decimal) -> int:
 
 
 def _price(asset: str, marks: Mapping[str, Decimal], cfg: LedgerConfig) -> int:
-    from .spot import price_of  # spot imports fold, which imports this module
-
     p = price_of(asset, marks, cfg)
     return _d(p) if p is not None else 0
 

@@ -76,16 +76,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import LedgerConfig
 from .events import Balance, CashFlow, Fill
 from .grammar import TS_MIN
 from .numbers import D0, D1, mark_ts, plain, q18
 from .state import AccountState, Holding, Leg, Output, Record, SpotBook, Trade
-
-if TYPE_CHECKING:  # the fold passes its step; importing fold here would be a cycle
-    from .fold import _Step
+from .step import Step
 
 MANUAL = "manual"
 
@@ -198,7 +196,7 @@ def _remove_cost(h: Holding, qty: Decimal, fifo: bool) -> Decimal:
     return removed
 
 
-def _dispose(step: _Step, asset: str, qty: Decimal, proceeds: Decimal, what: str) -> Decimal:
+def _dispose(step: Step, asset: str, qty: Decimal, proceeds: Decimal, what: str) -> Decimal:
     """Take ``qty`` of ``asset`` out of the book; returns the cost basis removed."""
     cfg = step.cfg
     st = step.st
@@ -226,7 +224,7 @@ def _dispose(step: _Step, asset: str, qty: Decimal, proceeds: Decimal, what: str
     return removed
 
 
-def book_fill(step: _Step, ev: Fill) -> None:
+def book_fill(step: Step, ev: Fill) -> None:
     """B1-B3, B7: one spot fill; a trade of its own (one leg) in ``trades``."""
     st = step.st
     cfg = step.cfg
@@ -329,7 +327,7 @@ def book_fill(step: _Step, ev: Fill) -> None:
     step.outputs.append(_trade_output(step, trade, action, ev, held, realized, fee))
 
 
-def _trade_output(step: _Step, trade: Trade, action: str, ev: Fill, held: Holding,
+def _trade_output(step: Step, trade: Trade, action: str, ev: Fill, held: Holding,
                   realized: Decimal, fee: Decimal) -> Output:
     st = step.st
     return Output("trade", st.account_id, {
@@ -345,7 +343,7 @@ def _trade_output(step: _Step, trade: Trade, action: str, ev: Fill, held: Holdin
     })
 
 
-def book_cash_flow(step: _Step, ev: CashFlow) -> None:
+def book_cash_flow(step: Step, ev: CashFlow) -> None:
     """B5: a cash flow into or out of the book; K cash and capital move by its value."""
     st = step.st
     cfg = step.cfg
@@ -384,7 +382,7 @@ def book_cash_flow(step: _Step, ev: CashFlow) -> None:
                      st.book.holding(ev.asset).qty)
 
 
-def cash_flow_output(step: _Step, event_id: str, flow: str, asset: str, amount: Decimal,
+def cash_flow_output(step: Step, event_id: str, flow: str, asset: str, amount: Decimal,
                      value: Decimal, currency: str, price: Decimal | None, unvalued: bool,
                      after: Decimal | None) -> None:
     """The ``cashflow`` output of a booked cash flow, remembered for the B10 query.
@@ -412,7 +410,7 @@ def cash_flow_output(step: _Step, event_id: str, flow: str, asset: str, amount: 
 # ------------------------------------------------------------------------------- drift
 
 
-def check_drift(step: _Step, ev: Balance) -> None:
+def check_drift(step: Step, ev: Balance) -> None:
     """B8: exchange-reported totals vs derived ones, at every balance frame with assets.
 
     The frame is taken as complete: a derived asset it does not list is
@@ -465,7 +463,7 @@ def equity_before(st: AccountState, marks: Mapping[str, Decimal], cfg: LedgerCon
     return total
 
 
-def check_external(step: _Step, what: str, value: Decimal, before: Decimal) -> None:
+def check_external(step: Step, what: str, value: Decimal, before: Decimal) -> None:
     """``EXTERNAL_ACTIVITY`` when ``value`` is more than the configured share of ``before``.
 
     The share is |value| / equity before, rounded once to 18 places; an
@@ -523,7 +521,7 @@ def stale_marks(st: AccountState, marks: Mapping[str, Decimal], cfg: LedgerConfi
     return {s: a for s, a in sorted(mark_ages(st, marks, cfg, now).items()) if a > limit}
 
 
-def flag_stale_marks(step: _Step) -> None:
+def flag_stale_marks(step: Step) -> None:
     """``STALE_MARK`` (WARN) when this event's snapshot values anything at a stale mark."""
     cfg = step.cfg
     if cfg.max_mark_age is None:
@@ -608,7 +606,7 @@ def pair_record(symbol: str, st: Any, marks: Mapping[str, Decimal], cfg: LedgerC
 # --------------------------------------------------------------- balance and portfolio outputs
 
 
-def balance_outputs(step: _Step, vals: list[Valued]) -> None:
+def balance_outputs(step: Step, vals: list[Valued]) -> None:
     """A ``balance`` output per asset whose figures changed since the last one emitted.
 
     Figures: total, locked, cost basis, the exchange's last reported total and
@@ -640,7 +638,7 @@ def balance_outputs(step: _Step, vals: list[Valued]) -> None:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def portfolio_output(step: _Step, vals: list[Valued], balances: list[dict[str, Any]],
+def portfolio_output(step: Step, vals: list[Valued], balances: list[dict[str, Any]],
                      equity: Decimal, unrealized: Decimal) -> None:
     """B9: a ``portfolio`` output at the first event of each event-time interval.
 
