@@ -32,7 +32,6 @@ reconcile bounds live in ``LedgerConfig`` and the classifier in ``reconcile``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -68,7 +67,7 @@ from .state import (
     encode_state,
     hash_event_id,
 )
-from .step import Step
+from .step import Step, trade_id_for
 
 SKIP_NO_PRICE = "realized_skipped_no_price"
 SKIP_NO_BASIS = "realized_skipped_no_basis"
@@ -87,13 +86,6 @@ class FoldResult:
     state: AccountState
     outputs: list[Output]
     status: str
-
-
-def trade_id_for(account_id: str, symbol: str, position_side: str, side: str,
-                 opening_event_id: str) -> str:
-    """A13: the trade id derives from account, symbol, side and the opening event."""
-    raw = "\x1f".join((account_id, symbol, position_side, side, opening_event_id))
-    return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
 
 
 # ----------------------------------------------------------------------------- fills

@@ -83,7 +83,7 @@ from .events import Balance, CashFlow, Fill
 from .grammar import TS_MIN
 from .numbers import D0, D1, mark_ts, plain, q18
 from .state import AccountState, Holding, Leg, Output, Record, SpotBook, Trade
-from .step import Step
+from .step import Step, trade_id_for
 
 MANUAL = "manual"
 
@@ -309,8 +309,6 @@ def book_fill(step: Step, ev: Fill) -> None:
         stats[1] += fee
     step.spot_pairs.append(symbol)
     # B7: every spot fill is one trade, tagged; balances include it whatever the tag.
-    from .fold import trade_id_for  # at call time: fold imports this module
-
     st.trade_count += 1
     tag = tag_of(ev.strategy_tag)
     action = ev.side.lower()

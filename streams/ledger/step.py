@@ -2,13 +2,14 @@
 
 Owns: the per-event collector the booking rules write through (anomalies with
 their numbered ids, trade legs' records, holding time, the K/capital bridge of
-a realized amount). Must not touch: the booking rules themselves (``fold``
+a realized amount) and the id of a trade (A13). Must not touch: the booking rules themselves (``fold``
 for futures, ``spot`` for spot portfolios) — both book through a ``Step``, and
 it lives apart from both so that neither imports the other back.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -16,6 +17,13 @@ from .config import LedgerConfig
 from .events import Event
 from .numbers import D0
 from .state import AccountState, Output, Position, Trade
+
+
+def trade_id_for(account_id: str, symbol: str, position_side: str, side: str,
+                 opening_event_id: str) -> str:
+    """A13: the trade id derives from account, symbol, side and the opening event."""
+    raw = "\x1f".join((account_id, symbol, position_side, side, opening_event_id))
+    return hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()
 
 
 class Step:
