@@ -266,7 +266,7 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> 
     """The sink (consume, map, dedup, existence filter, insert, commit) on snapshot records,
     against a raw insert of the same rows into the same engine, in fresh chDB directories."""
     from sinks.backend import ClickHouseBackend, chdb_url
-    from sinks.ddl import apply_ddl
+    from sinks.migrate import apply_ddl
     from sinks.rows import build_row
     from sinks.runner import SinkRunner
     from streams.config import load_settings

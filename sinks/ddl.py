@@ -3,7 +3,8 @@
 Owns: table names, column names, column types and engines — the single source
 of truth that ``sinks.rows`` (row shapes) and ``sinks.runner`` (inserts and
 the existence filter) read. Must not touch: values (rows are built in
-``sinks.rows``) or any connection (statements are executed by a ``Backend``).
+``sinks.rows``) or any connection: ``sinks.migrate`` runs these statements
+through a ``Backend``, so this module imports neither.
 
 Conventions:
 
@@ -25,7 +26,7 @@ Conventions:
 - ``portfolio_snapshots`` expire: ``TTL toDateTime(ts) + toIntervalDay(N)``
   with N = ``TWINLEDGER_SNAPSHOT_RETENTION_DAYS`` (0 = kept forever). The
   sink brings an existing table's TTL in line with the setting at start
-  (:func:`sync_ttl`: ``MODIFY TTL`` or ``REMOVE TTL``), since
+  (:func:`sinks.migrate.sync_ttl`: ``MODIFY TTL`` or ``REMOVE TTL``), since
   ``CREATE ... IF NOT EXISTS`` would keep the old one;
 - nested records (positions, balances, rule results) are JSON strings with
   decimals as strings, read with ``JSONExtract*``; string lists are
@@ -42,23 +43,16 @@ With ``TWINLEDGER_CLICKHOUSE_CLUSTER`` set, every statement gets
 ``{shard}``/``{replica}`` macros (deduplication then uses the replicated
 window). That path is documented, not tested here (no cluster in CI).
 
-DDL is idempotent (``IF NOT EXISTS``) and applied by the sink at start.
+DDL is idempotent (``IF NOT EXISTS``) and applied by the sink at start
+(:func:`sinks.migrate.apply_ddl`).
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sinks.exceptions import DDLError
-
-if TYPE_CHECKING:
-    from sinks.backend import Backend
-
-log = logging.getLogger("twinledger.sink")
 
 MONEY = "Decimal(38, 18)"
 NMONEY = "Nullable(Decimal(38, 18))"
@@ -413,81 +407,3 @@ def create_statements(database: str, cluster: str = "",
         f" = {DEDUP_WINDOW}"
     )
     return stmts
-
-
-def apply_ddl(backend: Backend, database: str, cluster: str = "",
-              retention_days: int = DEFAULT_RETENTION_DAYS) -> list[str]:
-    """Create what is missing, check existing tables, make ``database`` the default.
-
-    The default database lets endpoint readers write ``FROM account_snapshots``.
-    Returns the ``ALTER`` statements :func:`sync_ttl` ran (empty when none).
-    """
-    for stmt in create_statements(database, cluster, retention_days):
-        backend.command(stmt)
-    check_columns(backend, database)
-    altered = sync_ttl(backend, database, cluster, retention_days)
-    backend.use_database()
-    return altered
-
-
-_TTL_CLAUSE = re.compile(r"\sTTL\s+(.*?)(?:\s+SETTINGS\s|$)", re.S)
-
-
-def current_ttl(backend: Backend, database: str, table: str) -> str:
-    """The table TTL expression as ClickHouse shows it (``engine_full``); "" when none."""
-    rows = backend.query(
-        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-        {"db": database, "t": table})
-    if not rows:
-        raise DDLError(f"table {database}.{table} does not exist")
-    m = _TTL_CLAUSE.search(str(rows[0][0]))
-    return " ".join(m.group(1).split()) if m else ""
-
-
-def sync_ttl(backend: Backend, database: str, cluster: str = "",
-             retention_days: int = DEFAULT_RETENTION_DAYS) -> list[str]:
-    """Bring the TTL of every expiring table in line with ``retention_days``.
-
-    ``CREATE TABLE IF NOT EXISTS`` keeps an existing table's TTL, so a changed
-    ``TWINLEDGER_SNAPSHOT_RETENTION_DAYS`` is applied here: ``MODIFY TTL`` to
-    the new expression (ClickHouse applies it to the rows already there), or
-    ``REMOVE TTL`` for 0. Each change is logged; returns the statements run.
-    """
-    db = ident(database)
-    on = f" ON CLUSTER {ident(cluster)}" if cluster else ""
-    done: list[str] = []
-    for table in TABLES.values():
-        if not table.ttl:
-            continue
-        want = table.ttl_expression(retention_days)
-        have = current_ttl(backend, database, table.name)
-        if have == want:
-            continue
-        if want:
-            stmt = f"ALTER TABLE {db}.{ident(table.name)}{on} MODIFY TTL {want}"
-        else:
-            stmt = f"ALTER TABLE {db}.{ident(table.name)}{on} REMOVE TTL"
-        log.warning("sink: %s.%s TTL was %r, setting %s: %s", database, table.name,
-                    have or "none", f"{retention_days} days" if want else "none", stmt)
-        backend.command(stmt)
-        done.append(stmt)
-    return done
-
-
-def check_columns(backend: Backend, database: str, tables: Sequence[Table] | None = None
-                  ) -> None:
-    """Refuse to run against a table created by an older layout with missing columns.
-
-    ``CREATE ... IF NOT EXISTS`` keeps an existing table as it is; inserting
-    into it would fail batch after batch, so say which column is missing now.
-    """
-    for table in tables or list(TABLES.values()):
-        rows = backend.query(
-            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
-            {"db": database, "t": table.name},
-        )
-        have = {r[0] for r in rows}
-        missing = [c for c in table.insert_columns if c not in have]
-        if missing:
-            raise DDLError(f"table {database}.{table.name} lacks columns {missing}; "
-                           "migrate it or drop it so the sink recreates it")

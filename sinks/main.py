@@ -20,8 +20,9 @@ from typing import Any
 
 from sinks import metrics as sink_metrics
 from sinks.backend import Backend, open_backend
-from sinks.ddl import TABLES, apply_ddl
+from sinks.ddl import TABLES
 from sinks.http import SinkHTTPServer
+from sinks.migrate import apply_ddl
 from sinks.runner import SinkRunner, consumer_config, count_events, verdict
 from streams.codec import Codec
 from streams.config import Settings, load_settings

@@ -33,9 +33,10 @@ from typing import Any
 import pytest
 
 from sinks.backend import READ_LIMITS, Backend, ClickHouseBackend, chdb_url
-from sinks.ddl import VENUE_EVENTS, apply_ddl
+from sinks.ddl import VENUE_EVENTS
 from sinks.exceptions import BackendError
 from sinks.http import MAX_BODY, SinkHTTPServer
+from sinks.migrate import apply_ddl
 from sinks.rows import venue_event_row
 from sinks.runner import SinkRunner
 from streams.config import PROJECT_ROOT, load_settings

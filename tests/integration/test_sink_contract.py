@@ -37,12 +37,11 @@ from sinks.ddl import (
     PORTFOLIO_SNAPSHOTS,
     TABLES,
     VENUE_EVENTS,
-    apply_ddl,
-    current_ttl,
 )
 from sinks.exceptions import BackendError, BackendUnavailable
 from sinks.http import ReadService, SinkHTTPServer
 from sinks.main import verify
+from sinks.migrate import apply_ddl, current_ttl
 from sinks.runner import SinkRunner
 from streams.config import load_settings
 from tests.unit.sinks import samples

@@ -30,8 +30,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from sinks.backend import ClickHouseBackend, chdb_url
 from sinks.batching import Batch
-from sinks.ddl import apply_ddl
 from sinks.main import verify
+from sinks.migrate import apply_ddl
 from sinks.runner import SinkRunner, sink_topics
 from streams.config import PROJECT_ROOT, Settings, load_settings
 from tests.unit.sinks import samples

@@ -19,11 +19,10 @@ from sinks.ddl import (
     TABLES,
     Table,
     create_statements,
-    current_ttl,
-    sync_ttl,
 )
 from sinks.exceptions import DDLError, RowRejected
 from sinks.main import verify_http
+from sinks.migrate import current_ttl, sync_ttl
 from sinks.rows import build_row
 from sinks.runner import count_events, table_matches, verdict
 from streams.config import load_settings
