@@ -168,6 +168,7 @@ def _portfolio(argv: list[str]) -> int:
     """``twinledger portfolio QUERY ACCOUNT [...]``: see ``streams.helptext``."""
     from streams.exceptions import NotFound, QueryError
     from streams.queries import PARAMS, render_table
+    from streams.workerclient import query_worker
 
     parser = _portfolio_parser()
     try:
@@ -181,8 +182,7 @@ def _portfolio(argv: list[str]) -> int:
             doc = _portfolio_from_file(args.query, args.account, params, args.file,
                                        args.config)
         else:
-            doc = query_worker(args.query, args.account, params, args.worker,
-                                         args.timeout)
+            doc = query_worker(args.query, args.account, params, args.worker, args.timeout)
     except NotFound as exc:
         print(f"twinledger portfolio: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -302,72 +302,6 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
 
     return {k: (plain(v.normalize()) if isinstance(v, Decimal) else _iso_text(v))
             for k, v in row.items()}
-
-
-def query_worker(query: str, account: str, params: dict[str, Any],
-                 base: str | None, timeout: float) -> dict[str, Any]:
-    """One portfolio query answered by a worker's page (``base`` None: the local worker)."""
-    import urllib.error
-    import urllib.request
-
-    from streams.exceptions import AccountNotFound, PositionNotFound, QueryError
-
-    if base is None:
-        from streams.config import load_settings
-
-        settings = load_settings()
-        host = settings.worker_web_host
-        if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a wildcard bind, reached on loopback
-            host = "127.0.0.1"
-        base = f"http://{host}:{settings.worker_web_port}"
-    path = worker_path(query, account, params)
-    url = base.rstrip("/") + path
-    if not url.startswith(("http://", "https://")):
-        raise _UsageError(f"--worker must be an http(s) URL, got {base!r}")
-    from streams.config import load_settings
-    from streams.httpsec import bearer_header
-
-    req = urllib.request.Request(url, headers=bearer_header(load_settings().http_token))  # noqa: S310
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) checked
-            return dict(json.loads(resp.read()))
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read())
-        except ValueError:
-            body = {}
-        message = body.get("message") or f"HTTP {exc.code} from {url}"
-        if exc.code == 404 and body.get("error") == "position_not_found":
-            raise PositionNotFound(body.get("account_id", account),
-                                   body.get("position", "")) from None
-        if exc.code == 404 and body.get("error") == "account_not_found":
-            raise AccountNotFound(body.get("account_id", account)) from None
-        if exc.code == 400:
-            raise QueryError(message) from None
-        raise TwinledgerError(f"worker answered {exc.code} for {url}: {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TwinledgerError(f"cannot reach the worker at {base}: {reason}") from None
-
-
-def worker_path(query: str, account: str, params: dict[str, Any]) -> str:
-    """The worker page of a query: ``/accounts/<account>/<query>[/<symbol>]?<params>``.
-
-    The account and the symbol are percent-encoded whole (``XBT/USD`` ->
-    ``XBT%2FUSD``), which the worker decodes.
-    """
-    import urllib.parse
-
-    from streams.queries import PAGES
-
-    quote = urllib.parse.quote
-    page = PAGES[query].replace("{symbol}", quote(str(params.get("symbol", "")),
-                                                            safe=""))
-    query_params = {k: (str(v).lower() if isinstance(v, bool) else
-                        v.isoformat() if hasattr(v, "isoformat") else str(v))
-                    for k, v in params.items() if k != "symbol"}
-    qs = f"?{urllib.parse.urlencode(query_params)}" if query_params else ""
-    return f"/accounts/{quote(account, safe='')}{page}{qs}"
 
 
 #: An example argument list of each portfolio query (its --help shows it).

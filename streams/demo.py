@@ -24,7 +24,9 @@ from streams.exceptions import TwinledgerError
 from streams.ops import SinkClient, create_topics, format_report, report
 from streams.procs import Child, wait_until
 from streams.produce import produce_events, read_fold_lines
+from streams.queries import render_table
 from streams.resources import demo_sample
+from streams.workerclient import query_worker
 
 SAMPLE = demo_sample()
 DEMO_PREFIX = "demo."
@@ -163,9 +165,6 @@ def demo_main(argv: list[str]) -> int:
 def _live_queries(settings: Settings, spot_accounts: list[str]) -> None:
     """B10 from the worker's live state: equity with the drift flag, exposure, fees and
     performance statistics."""
-    from streams.cli import query_worker
-    from streams.queries import render_table
-
     base = f"http://127.0.0.1:{settings.worker_web_port}"
     for account in spot_accounts:
         for query in ("equity", "exposure", "fees", "performance"):

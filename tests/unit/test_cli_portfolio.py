@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from streams.cli import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE, main, worker_path
+from streams.cli import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE, main
 from streams.foldfile import run_fold
 from streams.ledger import load_ledger_config
 from streams.queries import PARAMS, QUERIES, run_query
+from streams.workerclient import worker_path
 from tests.unit.test_queries import ACCOUNT, spot_stream
 
 
@@ -199,7 +200,7 @@ def test_since_beyond_the_workers_history_reads_the_sink(capsys, monkeypatch):
     live = {"account_id": "acc", "event_seq": 9, "base_currency": "USD",
             "include_manual": True, "complete": False,
             "history_from": "2024-05-06T12:00:00+00:00", "count": 0, "trades": []}
-    monkeypatch.setattr("streams.cli.query_worker", lambda *a, **k: live)
+    monkeypatch.setattr("streams.workerclient.query_worker", lambda *a, **k: live)
 
     class Sink:
         truncated: set[str] = set()
