@@ -146,12 +146,13 @@ def _trade(raw: Row) -> Row:
     closed = spot or (exact(raw["last_position_qty"]) or Decimal(0)) == 0
     with localcontext() as ctx:
         ctx.prec = 100
+        avg_in: Decimal | None = None
         if spot and not entry_qty and exit_qty:
             # a spot sale: the cost of the units sold is what the ledger's gain leaves
             cost = proceeds - realized
             avg_in = (cost / exit_qty).quantize(_Q18, ROUND_HALF_EVEN)
-        else:
-            avg_in = (cost / entry_qty).quantize(_Q18, ROUND_HALF_EVEN) if entry_qty else None
+        elif entry_qty:
+            avg_in = (cost / entry_qty).quantize(_Q18, ROUND_HALF_EVEN)
         avg_out = (proceeds / exit_qty).quantize(_Q18, ROUND_HALF_EVEN) if exit_qty else None
         net = realized - fees
     return {
