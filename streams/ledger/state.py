@@ -18,6 +18,24 @@ settlement, the account view). States written while the state kept an outbox
 list its entries in header slot 21 and their blobs after the closed trades;
 the decoder skips them (a duplicate re-sends nothing, see ``fold.apply_event``)
 and the encoder writes slot 21 empty.
+
+Hot and cold (``encode_split``): what the store writes after every batch is
+the *hot* part, the layout above without the closed trades and with only the
+newest slots of the dedup ring (at most ``RING_TAIL`` of them). The closed
+trades and the older ring slots are history: they go to a separate *archive*
+blob, written only when it changes (a trade closes, a closed trade is
+settled, or the ring tail has grown past ``RING_TAIL``)::
+
+    b"TLA1 " <version> b" " <closed trades> b" " <ring bytes> b"\n"
+        <ring bytes> (<closed trade JSON> b"\n")*
+
+The hot header (slots 26 to 28) names the archive version it goes with and
+how many of the archived ring slots have been evicted since. Versions
+alternate between two store slots (``version % 2``, see ``encode_split``):
+the store writes the new archive before the hot part that names it, so a
+crash between the two writes leaves the previous hot part with its archive
+intact, and the replay writes the same archive again. ``encode_state`` is
+the whole state inline in one blob (no archive), as before.
 """
 
 from __future__ import annotations
@@ -38,7 +56,10 @@ from .events import ExchangePosition
 from .numbers import D0
 
 MAGIC = b"TLS1\n"
+ARCHIVE_MAGIC = b"TLA1 "
 _SLOT = 16  # 8-byte event-id hash + 8-byte payload digest
+#: Ring slots kept in the hot part before the ring is moved to the archive (``encode_split``).
+RING_TAIL = 64
 
 
 class StateDecodeError(TwinledgerError):
@@ -312,6 +333,7 @@ class AccountState:
         "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
         "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
+        "archive_version", "archived_slots", "archive_skip", "archived_closed",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -354,6 +376,14 @@ class AccountState:
         # The last R3/R4/R6 results with their inputs (``reconcile.position_rules``);
         # not encoded: None after a decode, the next evaluation fills it.
         self.rules_memo: tuple[Any, ...] | None = None
+        # The archive (``encode_split``): its version (encoded), how many of the
+        # oldest ``ring`` slots it holds and how many of its ring slots were evicted
+        # since it was written (both encoded in the hot header), and the encoded
+        # closed trades it holds (not encoded: None = unknown, write it afresh).
+        self.archive_version = 0
+        self.archived_slots = 0
+        self.archive_skip = 0
+        self.archived_closed: list[bytes | memoryview] | None = None
 
     # -- K ---------------------------------------------------------------------------
     @property
@@ -386,6 +416,9 @@ class AccountState:
         while len(self.ring) > window * _SLOT:
             ids.discard(int.from_bytes(self.ring[:8], sys.byteorder))
             del self.ring[:_SLOT]
+            if self.archived_slots:  # the oldest slot was one the archive holds
+                self.archived_slots -= 1
+                self.archive_skip += 1
 
     def _closed_at(self, i: int) -> Trade:
         t = self.closed_trades[i]
@@ -459,6 +492,17 @@ _dumps = _make_dumps()
 
 
 def hash_event_id(event_id: str) -> bytes:
+    """The 8-byte (64-bit) blake2b hash of an event id the dedup ring remembers.
+
+    Deterministic across processes (never Python's ``hash()``). Two distinct
+    ids of one account's window share a hash with probability about
+    n**2 / 2**65 for n remembered ids (n = ``dedup_window``, 1024 by default:
+    ~3e-14 per full window); a new id matches one of them with about
+    n / 2**64 (~6e-17 per event). Such a match is never booked silently: with
+    a different payload digest it is an ``EVENT_ID_CONFLICT`` (not booked,
+    reported); only a payload digest colliding too (another 2**-64) would
+    make it a silent duplicate.
+    """
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
@@ -478,14 +522,8 @@ def _cold_json(s: AccountState) -> bytes:
     return s.cold
 
 
-def encode_state(state: AccountState) -> bytes:
-    """Serialize a state: deterministic bytes; ``decode_state`` restores it exactly.
-
-    As a side effect closed trades are kept as their bytes afterwards (see
-    ``AccountState.compact``): nothing the fold computes changes.
-    """
-    s = state
-    header = [
+def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes:
+    return MAGIC + _dumps([
         _VERSION, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
         str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
@@ -493,19 +531,85 @@ def encode_state(state: AccountState) -> bytes:
         [[r[0], r[1], r[2], r[3], str(r[4])] for r in s.results],
         [[p, o] for p, o in s.offsets.items()],
         [],  # once the outbox (see the module docstring)
-        len(s.positions), len(s.closed_trades), len(s.ring),
+        len(s.positions), n_closed, ring_len,
         s.book.encode(),
-    ]
-    parts: list[bytes | memoryview] = [MAGIC + _dumps(header).encode(), _cold_json(s)]
-    parts.extend([p.to_json() for p in s.positions.values()])
+        # the archive: its version, whether this blob leaves the closed trades and the
+        # older ring slots to it, and how many of its ring slots were evicted since
+        s.archive_version, 1 if split else 0, s.archive_skip if split else 0,
+    ]).encode()
+
+
+def encode_state(state: AccountState) -> bytes:
+    """Serialize a state: deterministic bytes; ``decode_state`` restores it exactly.
+
+    The whole state in one blob (closed trades and the whole ring inline). As a
+    side effect closed trades are kept as their bytes afterwards (see
+    ``AccountState.compact``): nothing the fold computes changes.
+    """
+    s = state
     s.compact()
+    parts: list[bytes | memoryview] = [
+        _header(s, len(s.closed_trades), len(s.ring), False), _cold_json(s)]
+    parts.extend([p.to_json() for p in s.positions.values()])
     parts.extend(s.closed_trades)  # type: ignore[arg-type]  # all bytes after compact()
     parts.append(bytes(s.ring))
     return b"\n".join(parts)
 
 
-def decode_state(data: bytes) -> AccountState:
-    """Restore a state from ``encode_state`` bytes; raises ``StateDecodeError`` on bad input."""
+def encode_split(state: AccountState) -> tuple[bytes, tuple[int, bytes] | None]:
+    """The state as its hot part and, when it changed, its archive: ``(hot, (slot, archive))``.
+
+    The hot part is what the store writes every time; the archive (closed
+    trades, older dedup ring slots) is None when the one already stored for
+    ``hot`` still holds. Store the archive under ``slot`` (0 or 1) *before*
+    ``hot``. ``decode_state(hot, archive_of)`` restores the state exactly.
+    """
+    s = state
+    s.compact()
+    closed: list[bytes | memoryview] = s.closed_trades  # type: ignore[assignment]  # compact()
+    tail = len(s.ring) - s.archived_slots * _SLOT
+    archive: tuple[int, bytes] | None = None
+    if not s.archive_version and not closed:
+        s.archived_closed = []  # version 0: the empty archive, never stored
+    kept = s.archived_closed
+    # an unchanged closed trade is the same object (or, read since, the same bytes)
+    if (kept is None or len(kept) != len(closed)
+            or not all(a is b or a == b for a, b in zip(kept, closed, strict=True))
+            or tail > RING_TAIL * _SLOT):
+        # write a new archive: the closed trades as they are, and the whole ring
+        body = b"\n".join(closed)
+        s.archive_version += 1
+        s.archived_closed = list(closed)
+        s.archived_slots = len(s.ring) // _SLOT
+        s.archive_skip = 0
+        tail = 0
+        ring = bytes(s.ring)
+        head = b"%s%d %d %d\n" % (ARCHIVE_MAGIC, s.archive_version, len(s.closed_trades),
+                                   len(ring))
+        archive = (s.archive_version % 2, b"".join((head, ring, body)))
+    parts: list[bytes | memoryview] = [_header(s, len(s.closed_trades), tail, True),
+                                       _cold_json(s)]
+    parts.extend([p.to_json() for p in s.positions.values()])
+    parts.append(bytes(s.ring[len(s.ring) - tail:]))
+    return b"\n".join(parts), archive
+
+
+def archive_slot(data: bytes) -> int | None:
+    """The store slot of the archive that hot state bytes go with; None if they need none."""
+    try:
+        h = json.loads(data[len(MAGIC):data.index(b"\n", len(MAGIC))])
+        return int(h[26]) % 2 if len(h) > 27 and h[27] else None
+    except (ValueError, IndexError, TypeError) as exc:
+        raise StateDecodeError(f"malformed encoded account state: {exc}") from None
+
+
+def decode_state(data: bytes,
+                 archive_of: Callable[[int], bytes | None] | None = None) -> AccountState:
+    """Restore a state from ``encode_state`` or ``encode_split`` bytes.
+
+    ``archive_of(slot)``: the stored archive bytes of a slot (hot bytes of
+    ``encode_split`` need their archive). Raises ``StateDecodeError`` on bad input.
+    """
     if not data.startswith(MAGIC):
         raise StateDecodeError("not an encoded twinledger account state (bad magic)")
     try:
@@ -514,8 +618,9 @@ def decode_state(data: bytes) -> AccountState:
         if h[0] != _VERSION:
             raise StateDecodeError(f"unsupported state version {h[0]!r}")
         n_pos, n_closed, ring_len = h[22], h[23], h[24]
+        split = len(h) > 27 and bool(h[27])
         n_out = len(h[21])
-        n_lines = 1 + n_pos + n_closed + n_out
+        n_lines = 1 + n_pos + (0 if split else n_closed + n_out)
         # Find the lines without copying them: closed trades stay slices of
         # ``data`` until read, and are written back as they are.
         view = memoryview(data)
@@ -554,6 +659,8 @@ def decode_state(data: bytes) -> AccountState:
         s.offsets = {int(p): int(o) for p, o in h[20]}
         if len(h) > 25:  # states written before the spot book have none
             s.book = SpotBook.decode(h[25])
+        if len(h) > 26:  # states written before the archive have none
+            s.archive_version = h[26]
         cold = bytes(lines[0])
         e_assets, e_positions, anomalies = json.loads(cold)
         s.e_assets = e_assets
@@ -570,8 +677,11 @@ def decode_state(data: bytes) -> AccountState:
             p = Position.decode(json.loads(raw))
             p.json = raw
             s.positions[(p.symbol, p.position_side)] = p
-        s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])
-        # the lines after them, if any, are an old state's outbox: not read
+        if split:
+            ring = _read_archive(s, archive_of, n_closed, h[28]) + ring
+        else:
+            s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])
+            # the lines after them, if any, are an old state's outbox: not read
         s.ring = bytearray(ring)
         if len(s.ring) % _SLOT:
             raise StateDecodeError("dedup ring length is not a whole number of slots")
@@ -580,6 +690,42 @@ def decode_state(data: bytes) -> AccountState:
         raise
     except (ValueError, IndexError, TypeError, KeyError, ArithmeticError) as exc:
         raise StateDecodeError(f"malformed encoded account state: {exc}") from None
+
+
+def _read_archive(s: AccountState, archive_of: Callable[[int], bytes | None] | None,
+                  n_closed: int, skip: int) -> bytes:
+    """Fill ``s`` from the archive its hot header names; return the archived ring still live."""
+    version = s.archive_version
+    if not version and not n_closed and not skip:
+        s.archived_closed = []
+        return b""  # version 0: the empty archive, never stored
+    data = None if archive_of is None else archive_of(version % 2)
+    if not data:
+        raise StateDecodeError(f"the archive (version {version}) of the state is missing")
+    nl = data.index(b"\n")
+    magic, ver, n, ring_len = data[:nl].split(b" ")
+    if magic + b" " != ARCHIVE_MAGIC or int(ver) != version or int(n) != n_closed:
+        raise StateDecodeError(f"the stored archive is not version {version} of the state")
+    ring_end = nl + 1 + int(ring_len)
+    if ring_end > len(data) or int(ring_len) % _SLOT or skip * _SLOT > int(ring_len):
+        raise StateDecodeError("the stored archive is truncated")
+    view = memoryview(data)
+    body = view[ring_end:]
+    closed: list[bytes | memoryview] = []
+    start = ring_end
+    for i in range(n_closed):
+        stop = data.find(b"\n", start) if i < n_closed - 1 else len(data)
+        if stop == -1:
+            raise StateDecodeError("the stored archive is truncated")
+        closed.append(view[start:stop])
+        start = stop + 1
+    if n_closed and start != len(data) + 1 or not n_closed and body:
+        raise StateDecodeError("the stored archive has trailing bytes")
+    s.closed_trades = closed  # type: ignore[assignment]
+    s.archived_closed = list(closed)
+    s.archived_slots = int(ring_len) // _SLOT - skip
+    s.archive_skip = skip
+    return data[nl + 1 + skip * _SLOT:ring_end]
 
 
 # ------------------------------------------------------------------------ output kinds
