@@ -17,14 +17,19 @@ and flushes are the known way to make Faust slow):
    source (partition, offset) so a redelivered event is recognised;
 3. send every output (snapshot, trades, reconcile, anomalies, dead letters),
    then flush the producer: outputs are on the broker before anything else;
-4. store each account's new state once (table -> RocksDB + changelog);
+4. store each account's new state once (table -> RocksDB + changelog): its
+   hot part under the account id, and before it, only when it changed, its
+   archive (closed trades, older dedup ring slots) under the account id +
+   ``\x00a0`` or ``\x00a1`` (``streams.ledger.state.encode_split``);
 5. the batch ends and Faust acks the offsets, which it commits later.
 
 A crash before 4 replays the batch against the old state and re-emits the
-same outputs (ids are deterministic; the sink drops the copies). A crash
-after 4 replays events the state has already applied: the fold answers
-"duplicate" and sends nothing, since step 3 put their outputs on the broker
-before the state was stored. Nothing is lost, nothing is booked twice.
+same outputs (ids are deterministic; the sink drops the copies); so does a
+crash between an archive and its hot part, whose stored hot part still names
+the other archive slot, untouched. A crash after 4 replays events the state
+has already applied: the fold answers "duplicate" and sends nothing, since
+step 3 put their outputs on the broker before the state was stored. Nothing
+is lost, nothing is booked twice.
 
 Liveness (``streams.liveness``): after each batch the source offsets are
 tracked, so offsets deleted under the worker are reported as gaps; a timer
@@ -62,12 +67,12 @@ from streams.ledger import (
     account_summary,
     apply_event,
     decode_state,
-    encode_state,
     load_ledger_config,
     parse_event,
 )
 from streams.ledger.grammar import MAX_ID_CHARS
 from streams.ledger.numbers import MarkPrice
+from streams.ledger.state import encode_split
 from streams.liveness import Gap, OffsetTracker, Watchdog
 from streams.marks import MarksReader
 from streams.topology import Topology, load_topology
@@ -286,7 +291,7 @@ class Worker:
             by_account.setdefault(event.account_id, []).append((ev, event))
 
         marks = self.marks if self.marks is not None else {}
-        new_states: dict[str, tuple[bytes, Any, Any]] = {}
+        new_states: dict[str, tuple[bytes, tuple[int, bytes] | None, Any, Any]] = {}
         for account, items in by_account.items():
             if set_current_event is not None:
                 # Faust's RocksDB store reads (and writes) the partition of the current event.
@@ -308,19 +313,22 @@ class Worker:
                     EVENTS.labels("fold_error").inc()
                     log.exception("fold failed on %s[%d]@%d", msg.topic, msg.partition,
                                   msg.offset, exc_info=failed.error)
-                    state = decode_state(raw_state) if raw_state else None
+                    state = self.decode_stored(account, raw_state) if raw_state else None
             sends.extend(outputs)
             if state is not None and changed:
-                new_states[account] = (encode_state(state), items[-1][0], state)
+                new_states[account] = (*encode_split(state), items[-1][0], state)
 
         for topic, key, value, ts in sends:
             await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
             OUTPUTS.labels(topic).inc()
         await producer.flush()
-        for account, (blob, source_event, state) in new_states.items():
+        for account, (blob, archive, source_event, state) in new_states.items():
             if set_current_event is not None:
                 set_current_event(source_event)
-            self.ledger_table[account.encode("utf-8")] = blob
+            key = account.encode("utf-8")
+            if archive is not None:  # before the hot part that names it (module docstring)
+                self.ledger_table[archive_key(key, archive[0])] = archive[1]
+            self.ledger_table[key] = blob
             self._remember_state(account, blob, state)
             self.note_status(source_event.message.partition, account, state.status)
         self.applied += len(events)
@@ -365,7 +373,12 @@ class Worker:
             return None
         if cached is not None and cached[0] == raw:
             return cached[1]
-        return decode_state(raw)
+        return self.decode_stored(account, raw)
+
+    def decode_stored(self, account: str, raw: bytes) -> AccountState:
+        """The state of ``account`` from its stored hot bytes and the archive they name."""
+        key = account.encode("utf-8")
+        return decode_state(raw, lambda slot: self.ledger_table.get(archive_key(key, slot)))
 
     def _remember_state(self, account: str, blob: bytes, state: Any) -> None:
         self.state_cache[account] = (blob, state)
@@ -415,7 +428,7 @@ class Worker:
         partitions = self.topology.partitions("venue.events")
         seen = 0
         for key, raw in self.ledger_table.items():
-            if not isinstance(raw, bytes | bytearray) or not raw:
+            if not isinstance(raw, bytes | bytearray) or not raw or is_archive_key(key):
                 continue
             account = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
             self.note_status(account_partition(account, partitions), account,
@@ -519,13 +532,14 @@ class Worker:
     def account_state(self, account: str) -> AccountState | None:
         """The account's state as stored in this worker's table partitions (None: not here)."""
         raw = self.ledger_table.get(account.encode("utf-8"))
-        return decode_state(raw) if raw else None
+        return self.decode_stored(account, raw) if raw else None
 
     def account_view(self, account: str) -> dict[str, Any] | None:
         raw = self.ledger_table.get(account.encode("utf-8"))
         if not raw:
             return None
-        return account_summary(decode_state(raw), self.marks or {}, self.ledger_config)
+        return account_summary(self.decode_stored(account, raw), self.marks or {},
+                               self.ledger_config)
 
 
 class _EventFailed(Exception):
@@ -867,6 +881,19 @@ class AccountRouter:
                         partition, owner, type(exc).__name__)
             return self.unavailable(web, partition, "the worker holding the account's "
                                     "partition did not answer; retry", owner)
+
+
+def archive_key(key: bytes, slot: int) -> bytes:
+    """The table key of an account's archive ``slot`` (0 or 1), next to its hot state.
+
+    An account id never holds a control character (``grammar.identifier``), so
+    ``\x00`` keeps the two kinds of key apart.
+    """
+    return b"%s\x00a%d" % (key, slot)
+
+
+def is_archive_key(key: Any) -> bool:
+    return isinstance(key, bytes) and b"\x00" in key
 
 
 def reconcile_status_of(raw: bytes) -> str:
