@@ -97,6 +97,10 @@ class Table:
     ``version`` the ReplacingMergeTree version column ("" = the last
     inserted row wins), ``partition`` :data:`MONTHLY` or "" (none), ``ttl``
     whether rows expire ``retention_days`` after their time column.
+    ``added`` names the columns a later layout added: a table an older sink
+    created gets them by ``ALTER TABLE ... ADD COLUMN`` at start (the rows
+    already there read the type's default), any other missing column stops
+    the sink (``sinks.migrate.check_columns``).
     """
 
     name: str
@@ -106,9 +110,12 @@ class Table:
     version: str = ""
     partition: str = MONTHLY
     ttl: bool = False
+    added: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [c for c, _ in self.columns]
+        if not set(self.added) <= set(names[2:]):
+            raise DDLError(f"{self.name}: added columns {self.added} must be its columns")
         if names[:2] != ["account_id", "event_id"]:
             raise DDLError(f"{self.name}: the first columns must be account_id, event_id")
         unknown = [c for c in (*self.order_by, self.version, self.time_column)
@@ -204,7 +211,8 @@ ACCOUNT_SNAPSHOTS = Table("account_snapshots", (
     ("capital_frozen", "Bool"),
     ("positions", "String"),          # JSON list of PositionState
     ("balances", "String"),           # JSON list of BalanceState
-))
+    ("stale_marks", "Map(String, UInt64)"),  # symbol -> age (s) of a mark older than allowed
+), added=("stale_marks",))
 
 TRADE_EVENTS = Table("trade_events", (
     ("account_id", "String"),

@@ -1,7 +1,8 @@
 """Brings a ClickHouse database in line with the tables of ``sinks.ddl``, at sink start.
 
-Owns: running the statements of :func:`sinks.ddl.create_statements`, refusing
-a table that an older layout left without some column, and setting the TTL of
+Owns: running the statements of :func:`sinks.ddl.create_statements`, adding
+the columns a later layout added to a table an older sink created, refusing a
+table that lacks any other column, and setting the TTL of
 expiring tables to the configured retention. Must not touch: table layouts
 (``sinks.ddl`` describes them) or the connection (``sinks.backend`` runs what
 this module asks). It sits above both, so neither of them imports the other
@@ -30,6 +31,7 @@ def apply_ddl(backend: Backend, database: str, cluster: str = "",
     """
     for stmt in create_statements(database, cluster, retention_days):
         backend.command(stmt)
+    add_columns(backend, database, cluster)
     check_columns(backend, database)
     altered = sync_ttl(backend, database, cluster, retention_days)
     backend.use_database()
@@ -80,6 +82,44 @@ def sync_ttl(backend: Backend, database: str, cluster: str = "",
     return done
 
 
+def _columns(backend: Backend, database: str, table: str) -> set[str]:
+    rows = backend.query(
+        "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+        {"db": database, "t": table},
+    )
+    return {r[0] for r in rows}
+
+
+def add_columns(backend: Backend, database: str, cluster: str = "",
+                tables: Sequence[Table] | None = None) -> list[str]:
+    """Give a table an older sink created the columns a later layout added (``Table.added``).
+
+    ``ADD COLUMN`` changes only metadata: the rows already there read the
+    column's default (an empty map, 0, ""). Each change is logged; returns
+    the statements run.
+    """
+    db = ident(database)
+    on = f" ON CLUSTER {ident(cluster)}" if cluster else ""
+    done: list[str] = []
+    for table in tables or list(TABLES.values()):
+        if not table.added:
+            continue
+        have = _columns(backend, database, table.name)
+        names = [c for c, _ in table.columns]
+        for name, typ in table.columns:
+            if name not in table.added or name in have:
+                continue
+            before = names[names.index(name) - 1]
+            stmt = (f"ALTER TABLE {db}.{ident(table.name)}{on} ADD COLUMN IF NOT EXISTS "
+                    f"{ident(name)} {typ} AFTER {ident(before)}")
+            log.warning("sink: %s.%s has no column %s (an older layout): %s", database,
+                        table.name, name, stmt)
+            backend.command(stmt)
+            done.append(stmt)
+            have.add(name)
+    return done
+
+
 def check_columns(backend: Backend, database: str, tables: Sequence[Table] | None = None
                   ) -> None:
     """Refuse to run against a table created by an older layout with missing columns.
@@ -88,11 +128,7 @@ def check_columns(backend: Backend, database: str, tables: Sequence[Table] | Non
     into it would fail batch after batch, so say which column is missing now.
     """
     for table in tables or list(TABLES.values()):
-        rows = backend.query(
-            "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String}",
-            {"db": database, "t": table.name},
-        )
-        have = {r[0] for r in rows}
+        have = _columns(backend, database, table.name)
         missing = [c for c in table.insert_columns if c not in have]
         if missing:
             raise DDLError(f"table {database}.{table.name} lacks columns {missing}; "

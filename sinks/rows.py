@@ -215,7 +215,21 @@ def account_snapshot_row(rec: Record) -> Row:
         bool(rec["capital_frozen"]),
         _nested(rec["positions"], "positions"),
         _nested(rec.get("balances", []), "balances"),
+        _stale_marks(rec.get("stale_marks", [])),
     ]
+
+
+def _stale_marks(items: Any) -> dict[str, int]:
+    """The snapshot's stale marks as symbol -> age in seconds (a UInt64 column)."""
+    if not isinstance(items, list):
+        raise RowRejected("stale_marks: not a list")
+    out: dict[str, int] = {}
+    for item in items:
+        age = item.get("age_seconds") if isinstance(item, Mapping) else None
+        if not isinstance(age, int) or isinstance(age, bool) or not 0 <= age < 2 ** 64:
+            raise RowRejected(f"stale_marks: bad age {age!r}")
+        out[text(item.get("symbol"), "stale_marks.symbol")] = age
+    return out
 
 
 def trade_event_row(rec: Record) -> Row:

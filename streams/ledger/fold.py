@@ -483,7 +483,7 @@ def _snapshot(step: Step, marks: Mapping[str, Decimal]) -> None:
             if sym in pairs or (base is not None and base[0] in book.assets
                                 and book.assets[base[0]].qty):
                 plist.append(spot.pair_record(sym, st, marks, step.cfg))
-    spot.flag_stale_marks(step)  # a valuation at a stale mark is flagged, never silent
+    stale = spot.flag_stale_marks(step)  # a valuation at a stale mark is flagged, never silent
     # Only a touched position can have a new quantity (R3/R6 inputs).
     status, results = reconcile(st, step.cfg, marks, used, step.r2, bool(touched))
     previous = st.status
@@ -518,6 +518,7 @@ def _snapshot(step: Step, marks: Mapping[str, Decimal]) -> None:
         "available_margin": st.e_available, "used_margin": st.e_used,
         "maint_margin": st.e_maint, "k_used_margin": used, "reconcile_status": status,
         "capital_frozen": frozen, "positions": plist, "balances": balances,
+        "stale_marks": stale,
     }))
 
 

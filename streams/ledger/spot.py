@@ -519,17 +519,21 @@ def stale_marks(st: AccountState, marks: Mapping[str, Decimal], cfg: LedgerConfi
     return {s: a for s, a in sorted(mark_ages(st, marks, cfg, now).items()) if a > limit}
 
 
-def flag_stale_marks(step: Step) -> None:
-    """``STALE_MARK`` (WARN) when this event's snapshot values anything at a stale mark."""
+def flag_stale_marks(step: Step) -> list[dict[str, Any]]:
+    """``STALE_MARK`` (WARN) when this event's snapshot values anything at a stale mark.
+
+    Returns the snapshot's ``stale_marks`` (symbol and age in seconds, by symbol).
+    """
     cfg = step.cfg
     if cfg.max_mark_age is None:
-        return
+        return []
     stale = stale_marks(step.st, step.marks, cfg, step.ev.ts)
     if stale:
         step.anomaly("STALE_MARK", "WARN",
                      "valued at marks older than max_mark_age "
                      f"{cfg.max_mark_age}s: " + ", ".join(
                          f"{sym} {age}s old" for sym, age in stale.items()))
+    return [{"symbol": sym, "age_seconds": age} for sym, age in stale.items()]
 
 
 # ------------------------------------------------------------------------------- views

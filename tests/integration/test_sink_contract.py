@@ -38,7 +38,7 @@ from sinks.ddl import (
     TABLES,
     VENUE_EVENTS,
 )
-from sinks.exceptions import BackendError, BackendUnavailable
+from sinks.exceptions import BackendError, BackendUnavailable, DDLError
 from sinks.http import ReadService, SinkHTTPServer
 from sinks.main import verify
 from sinks.migrate import apply_ddl, current_ttl
@@ -438,3 +438,43 @@ def test_portfolio_snapshots_ttl_expires_old_rows_and_follows_the_setting(
     assert ids() == ["acc-k:portfolio:new"]
     assert verify(backend)["tables"]["portfolio_snapshots"] == {
         "count": 1, "uniq": 1, "match": True}
+
+
+def test_stale_marks_map_round_trips_and_an_older_table_gets_the_column(backend: Backend
+                                                                        ) -> None:
+    from sinks.migrate import add_columns, check_columns
+    from sinks.rows import account_snapshot_row
+
+    db = backend.database
+    rec = samples.decoded("AccountSnapshot", {
+        **samples.snapshot("stale-1"),
+        "stale_marks": [{"symbol": "XBT/USD", "age_seconds": 3602},
+                        {"symbol": "ETH/USD", "age_seconds": 601}]})
+    backend.insert("account_snapshots", ACCOUNT_SNAPSHOTS.insert_columns,
+                   [[*account_snapshot_row(rec), "ledger.snapshots", 0, 0]],
+                   "ledger.snapshots-0-0-0")
+    assert backend.query(
+        f"SELECT stale_marks['XBT/USD'], stale_marks FROM {db}.account_snapshots") == [  # noqa: S608
+        (3602, {"XBT/USD": 3602, "ETH/USD": 601})]
+
+    # A table an older sink made, without the column: refused before, now extended in place.
+    backend.command(f"CREATE TABLE {db}.old_snapshots AS {db}.account_snapshots")
+    backend.command(f"ALTER TABLE {db}.old_snapshots DROP COLUMN stale_marks")
+    old = replace(ACCOUNT_SNAPSHOTS, name="old_snapshots")
+    with pytest.raises(DDLError, match="lacks columns \\['stale_marks'\\]"):
+        check_columns(backend, db, [old])
+    backend.insert("old_snapshots", [c for c in old.insert_columns if c != "stale_marks"],
+                   [[v for c, v in zip(old.insert_columns,
+                                       [*account_snapshot_row(samples.decoded(
+                                           "AccountSnapshot", samples.snapshot("before"))),
+                                        "ledger.snapshots", 0, 1], strict=True)
+                     if c != "stale_marks"]], "old-0")
+    (stmt,) = add_columns(backend, db, tables=[old])
+    assert "ADD COLUMN IF NOT EXISTS stale_marks Map(String, UInt64) AFTER balances" in stmt
+    assert add_columns(backend, db, tables=[old]) == []  # once
+    check_columns(backend, db, [old])
+    backend.insert("old_snapshots", old.insert_columns,
+                   [[*account_snapshot_row(rec), "ledger.snapshots", 0, 2]], "old-1")
+    got = dict(backend.query(
+        f"SELECT event_id, stale_marks FROM {db}.old_snapshots"))  # noqa: S608
+    assert got == {"before": {}, "stale-1": {"XBT/USD": 3602, "ETH/USD": 601}}

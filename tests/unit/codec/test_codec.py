@@ -141,6 +141,31 @@ def test_records_written_with_schema_v1_read_with_the_current_schema(codec, bin_
             assert got[key] == Decimal(value), key
 
 
+def test_a_snapshot_of_the_first_version_reads_as_the_current_one_with_no_stale_marks(codec):
+    """AccountSnapshot v2 added ``stale_marks`` (default []): v1 bytes keep id 3, history file."""
+    import io
+
+    import fastavro
+
+    from tests.unit.sinks import samples
+
+    v1 = json.loads((Path(__file__).resolve().parents[3] / "streams" / "resources" / "avro"
+                     / "history" / "AccountSnapshot.v1.avsc").read_text())
+    assert "stale_marks" not in [f["name"] for f in v1["fields"]]
+    assert codec.schema_id("AccountSnapshot") == 11  # the current version writes a new id
+    rec = {k: v for k, v in samples.snapshot("old-1").items() if k != "stale_marks"}
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, 3))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(v1), rec)
+    name, got = codec.decode(buf.getvalue())
+    assert name == "AccountSnapshot" and got["stale_marks"] == []
+    assert got["capital"] == rec["capital"] and got["positions"][0]["qty"] == Decimal("-202276")
+    # and the current version carries them
+    now = codec.decode(codec.encode("AccountSnapshot", {
+        **rec, "stale_marks": [{"symbol": "XBT/USD", "age_seconds": 3602}]}))[1]
+    assert now["stale_marks"] == [{"symbol": "XBT/USD", "age_seconds": 3602}]
+
+
 def test_schema_registry_ids_replace_the_checked_in_map():
     """With a registry (here confluent-kafka's in-memory one), ids come from it."""
     reg = Codec.load("mock://twinledger-test")

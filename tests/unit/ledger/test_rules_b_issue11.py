@@ -107,10 +107,15 @@ def test_a_mark_older_than_max_mark_age_is_flagged_with_its_age_at_every_valuati
     r(deposit(e, "USD", 100000), fill(e, "BUY", 1, 60000, strategy_tag="g"))
     (detail,) = anomalies(r, "STALE_MARK")  # the deposit valued nothing at a mark
     assert "XBT/USD 3602s old" in detail  # event ts T0+2s - mark ts T0-1h
+    # The snapshot of the same event carries it too, with the age; the deposit's none.
+    snaps = r.of("snapshot")
+    assert [s["stale_marks"] for s in snaps] == [
+        [], [{"symbol": "XBT/USD", "age_seconds": 3602}]]
     # a fresh mark: no flag
     r.marks[XBT] = MarkPrice(D(61000), T0 + timedelta(seconds=2))
     r(deposit(e, "USD", 1))
     assert len(anomalies(r, "STALE_MARK")) == 1
+    assert r.of("snapshot")[-1]["stale_marks"] == []
 
 
 def test_stale_marks_are_off_by_default_and_marks_without_a_time_have_no_age():
@@ -130,6 +135,7 @@ def test_futures_positions_are_flagged_too():
     r(e.fill("SELL", 100, "0.19", leverage="1"))
     assert anomalies(r, "STALE_MARK") == [
         "valued at marks older than max_mark_age 60s: FET-USDT 301s old"]
+    assert r.of("snapshot")[-1]["stale_marks"] == [{"symbol": "FET-USDT", "age_seconds": 301}]
 
 
 def test_queries_show_stale_marks_with_their_age_and_still_value_at_them():

@@ -62,7 +62,7 @@ def snapshot(event_id: str = "f-1", account_id: str = "acc-1") -> dict[str, Any]
             "funding": d("0"), "unrealized_pnl": d("0"), "mark_price": d("0.19"),
             "leverage": d("10"), "used_margin": d("3.8"), "entry_basis_missing": False,
             "market": "futures"}],
-        "balances": [],
+        "balances": [], "stale_marks": [],
     }
 
 
