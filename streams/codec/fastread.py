@@ -1,0 +1,458 @@
+"""A compiled Avro binary reader for the record shapes twinledger consumes.
+
+Owns: turning an Avro writer schema into a tree of small Python closures, each
+``read(data, pos) -> (value, new_pos)`` over one ``bytes`` body. Must not
+touch: framing, schema ids or error classes of the pipeline (``streams.codec.avro``
+wraps whatever a reader raises into ``DecodeError``), nor what records mean.
+
+Why: the sink decodes every consumed record, and fastavro's ``schemaless_reader``
+re-checks the schemas and dispatches on type names for every field of every
+record; a snapshot carries dozens of decimals. The closures are built
+once per writer schema and do only the byte work: each record type becomes one
+generated function reading its primitive fields inline, and decimals, most of
+a record, come from a small cache keyed by their wire bytes (measured by
+``bench/decode_bench.py``).
+
+Output is what ``fastavro.schemaless_reader`` returns for the same body with the
+writer schema as reader schema (a test compares them on every schema and on
+the synthetic streams): dicts for records, ``Decimal`` via fastavro's own rule
+(unscaled integer, ``scaleb(-scale)`` in a context of the declared precision,
+so the exponent is always ``-scale``), UTC-aware datetimes as ``epoch +
+timedelta``, and, with ``record_names=True``, the ``return_record_name`` +
+``return_record_name_override`` shapes (``(full name, record)`` for a branch of
+a union with several records, the bare record for ``[null, record]``).
+
+Malformed input raises (IndexError, ValueError, UnicodeDecodeError,
+OverflowError...): never a silent short read. Where fastavro accepts garbage
+this reader refuses it: a varint longer than 10 bytes or beyond 64 bits
+(fastavro wraps it around), a negative enum or union index (fastavro indexes
+from the end), a ``[null, T]`` index not written as one byte, a block count
+larger than the bytes left. Types not listed in :func:`compile_reader` (fixed,
+other logical types such as date or uuid, arrays of nulls) raise
+:class:`Unsupported` when compiling, so the caller keeps fastavro for that schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections.abc import Callable, Mapping
+from decimal import Context, Decimal
+from typing import Any
+
+from fastavro import parse_schema
+
+Reader = Callable[[bytes, int], tuple[Any, int]]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_timedelta = dt.timedelta
+_from_bytes = int.from_bytes
+_FLOAT = struct.Struct("<f").unpack_from
+_DOUBLE = struct.Struct("<d").unpack_from
+#: entries of one decimal cache before it starts over (a few hundred KiB)
+_DECIMAL_CACHE = 4096
+_PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
+# fastavro's AVRO_TYPES: a union branch named by anything else is a named-type reference.
+_AVRO_TYPES = frozenset({"boolean", "bytes", "double", "float", "int", "long", "null",
+                         "string", "fixed", "enum", "record", "error", "array", "map",
+                         "union", "request", "error_union"})
+
+
+class Unsupported(Exception):
+    """The schema uses something this reader does not compile."""
+
+
+class Malformed(ValueError):
+    """The body cannot be a datum of the schema (checks fastavro does not make)."""
+
+
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """Zig-zag varint (Avro int and long) at ``pos``: (value, position after it)."""
+    b = data[pos]
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos + 1
+    n = b & 0x7F
+    shift = 7
+    pos += 1
+    while True:
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise Malformed("varint longer than 10 bytes")
+    if n >> 64:
+        raise Malformed("varint beyond 64 bits")
+    return (n >> 1) ^ -(n & 1), pos
+
+
+def _r_null(data: bytes, pos: int) -> tuple[Any, int]:
+    return None, pos
+
+
+def _r_boolean(data: bytes, pos: int) -> tuple[Any, int]:
+    # fastavro reads any non-zero byte as True.
+    return data[pos] != 0, pos + 1
+
+
+def _r_float(data: bytes, pos: int) -> tuple[Any, int]:
+    return _FLOAT(data, pos)[0], pos + 4
+
+
+def _r_double(data: bytes, pos: int) -> tuple[Any, int]:
+    return _DOUBLE(data, pos)[0], pos + 8
+
+
+def _r_bytes(data: bytes, pos: int) -> tuple[Any, int]:
+    b = data[pos]
+    if b < 0x80:
+        n = b >> 1 if not b & 1 else -1
+        pos += 1
+    else:
+        n, pos = read_long(data, pos)
+    end = pos + n
+    if n < 0 or end > len(data):
+        raise Malformed(f"expected {n} bytes, {len(data) - pos} left")
+    return data[pos:end], end
+
+
+def _r_string(data: bytes, pos: int) -> tuple[Any, int]:
+    b = data[pos]
+    if b < 0x80:
+        n = b >> 1 if not b & 1 else -1
+        pos += 1
+    else:
+        n, pos = read_long(data, pos)
+    end = pos + n
+    if n < 0 or end > len(data):
+        raise Malformed(f"expected {n} bytes, {len(data) - pos} left")
+    return data[pos:end].decode("utf-8"), end
+
+
+def _timestamp_reader(unit: int) -> Reader:
+    def read_timestamp(data: bytes, pos: int) -> tuple[Any, int]:
+        n, pos = read_long(data, pos)
+        return _EPOCH + _timedelta(microseconds=n * unit), pos
+
+    return read_timestamp
+
+
+def _decimal_reader(precision: int, scale: int) -> Reader:
+    # fastavro: Context(prec=precision).create_decimal(unscaled).scaleb(-scale). For an
+    # unscaled value within the precision that is exact and equals Decimal(u).scaleb.
+    ctx = Context(prec=precision)
+    limit = 10**precision
+    exponent = -scale
+
+    def read_decimal(data: bytes, pos: int) -> tuple[Any, int]:
+        b = data[pos]
+        if b < 0x80:
+            n = b >> 1 if not b & 1 else -1
+            pos += 1
+        else:
+            n, pos = read_long(data, pos)
+        end = pos + n
+        if n < 0 or end > len(data):
+            raise Malformed(f"expected {n} bytes, {len(data) - pos} left")
+        unscaled = _from_bytes(data[pos:end], "big", signed=True)
+        if -limit < unscaled < limit:
+            return Decimal(unscaled).scaleb(exponent, ctx), end
+        # Beyond the precision fastavro rounds it to `precision` digits: do the same.
+        return ctx.create_decimal(unscaled).scaleb(exponent, ctx), end
+
+    return read_decimal
+
+
+class _Compiler:
+    def __init__(self, record_names: bool, sources: Mapping[str, Any]) -> None:
+        self.record_names = record_names
+        self.named: dict[str, Reader] = {}
+        self.named_schemas: dict[str, Any] = {}
+        # Named types a parsed schema references without defining them inline.
+        self.sources = sources
+        #: (precision, scale) -> wire bytes -> Decimal, shared by the fields of that type
+        self.decimals: dict[tuple[int, int], dict[bytes, Decimal]] = {}
+
+    def compile(self, schema: Any) -> Reader:
+        if isinstance(schema, str):
+            return self._primitive_or_named(schema)
+        if isinstance(schema, list):
+            return self._union(schema)
+        if not isinstance(schema, dict):
+            raise Unsupported(repr(schema))
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if logical is not None:
+            return self._logical(kind, logical, schema)
+        if kind == "record":
+            return self._record(schema)
+        if kind == "array":
+            return self._array(schema)
+        if kind == "map":
+            return self._map(schema)
+        if kind == "enum":
+            return self._enum(schema)
+        if isinstance(kind, str) and kind in _PRIMITIVES:
+            return self._primitive_or_named(kind)
+        raise Unsupported(str(kind))
+
+    def _primitive_or_named(self, name: str) -> Reader:
+        primitive = {"null": _r_null, "boolean": _r_boolean, "int": read_long,
+                     "long": read_long, "float": _r_float, "double": _r_double,
+                     "bytes": _r_bytes, "string": _r_string}
+        if name in primitive:
+            return primitive[name]
+        if name not in self.named and isinstance(self.sources.get(name), dict):
+            self.compile(self.sources[name])
+        if name in self.named:
+            named = self.named
+
+            def read_named(data: bytes, pos: int) -> tuple[Any, int]:
+                return named[name](data, pos)
+
+            return read_named
+        raise Unsupported(name)
+
+    def _logical(self, kind: Any, logical: str, schema: Mapping[str, Any]) -> Reader:
+        if kind == "bytes" and logical == "decimal":
+            return _decimal_reader(int(schema["precision"]), int(schema.get("scale", 0)))
+        if kind == "long" and logical == "timestamp-micros":
+            return _timestamp_reader(1)
+        if kind == "long" and logical == "timestamp-millis":
+            return _timestamp_reader(1000)
+        raise Unsupported(f"{kind}/{logical}")
+
+    def _record(self, schema: Mapping[str, Any]) -> Reader:
+        # One generated function per record type: its fields' primitives (strings,
+        # longs, decimals, timestamps, [null, T] of those) read inline, without a call
+        # and a tuple per field; any other field calls that field's reader.
+        name = schema["name"]
+        slot: list[Reader] = []
+
+        def read_later(data: bytes, pos: int) -> tuple[Any, int]:
+            return slot[0](data, pos)  # only a recursive reference reads before slot is set
+
+        self.named[name] = read_later
+        self.named_schemas[name] = schema
+        env: dict[str, Any] = {"read_long": read_long, "Decimal": Decimal, "EPOCH": _EPOCH,
+                               "timedelta": _timedelta, "from_bytes": _from_bytes,
+                               "short": _short, "bad_index": _bad_index}
+        body: list[str] = ["size = len(data)"]
+        for i, field in enumerate(schema["fields"]):
+            body += self._inline(field["type"], f"v{i}", i, env)
+        items = ", ".join(f"{f['name']!r}: v{i}" for i, f in enumerate(schema["fields"]))
+        body.append(f"return {{{items}}}, pos")
+        source = "def read_record(data, pos):\n" + "".join(f"    {line}\n" for line in body)
+        exec(compile(source, f"<fastread {name}>", "exec"), env)  # noqa: S102 - our own text
+        read_record: Reader = env["read_record"]
+        slot.append(read_record)
+        self.named[name] = read_record
+        return read_record
+
+    def _inline(self, schema: Any, var: str, i: int, env: dict[str, Any]) -> list[str]:
+        """Lines reading ``schema`` at ``pos`` into ``var`` (and moving ``pos``)."""
+        if (isinstance(schema, list) and len(schema) == 2 and schema[0] == "null"
+                and _kind(schema[1]) in _INLINE):
+            inner = self._inline(schema[1], var, i, env)
+            return ["b = data[pos]", "pos += 1", "if b == 0:", f"    {var} = None",
+                    "elif b == 2:", *(f"    {line}" for line in inner),
+                    "else:", "    raise bad_index(b)"]
+        kind, logical = _kind(schema)
+        if logical is None and kind in ("long", "int"):
+            return _varint(var)
+        if kind == "long" and logical in ("timestamp-micros", "timestamp-millis"):
+            unit = "" if logical == "timestamp-micros" else " * 1000"
+            return [*_varint(var), f"{var} = EPOCH + timedelta(microseconds={var}{unit})"]
+        if logical is None and kind == "boolean":
+            return [f"{var} = data[pos] != 0", "pos += 1"]
+        if logical is None and kind == "string":
+            return [*_sized(), f"{var} = data[pos:end].decode('utf-8')", "pos = end"]
+        if logical is None and kind == "bytes":
+            return [*_sized(), f"{var} = data[pos:end]", "pos = end"]
+        if kind == "bytes" and logical == "decimal":
+            assert isinstance(schema, dict)
+            precision, scale = int(schema["precision"]), int(schema.get("scale", 0))
+            env[f"C{i}"] = Context(prec=precision)
+            env[f"L{i}"] = 10**precision
+            env[f"K{i}"] = self.decimals.setdefault((precision, scale), {})
+            # fastavro: create_decimal(u) in a context of the precision (rounds beyond
+            # it), then scaleb(-scale); within the precision that is Decimal(u).scaleb.
+            # Decimals are immutable and records repeat values (zeros, prices, sizes):
+            # a bounded cache by wire bytes skips most of the construction.
+            return [*_sized(), "raw = data[pos:end]", "pos = end", f"{var} = K{i}.get(raw)",
+                    f"if {var} is None:",
+                    "    u = from_bytes(raw, 'big', signed=True)",
+                    f"    {var} = (Decimal(u).scaleb({-scale}, C{i}) if -L{i} < u < L{i}"
+                    f" else C{i}.create_decimal(u).scaleb({-scale}, C{i}))",
+                    f"    if len(K{i}) >= {_DECIMAL_CACHE}:",
+                    f"        K{i}.clear()",
+                    f"    K{i}[raw] = {var}"]
+        env[f"R{i}"] = self.compile(schema)
+        return [f"{var}, pos = R{i}(data, pos)"]
+
+    def _enum(self, schema: Mapping[str, Any]) -> Reader:
+        symbols = tuple(schema["symbols"])
+        count = len(symbols)
+
+        def read_enum(data: bytes, pos: int) -> tuple[Any, int]:
+            i, pos = read_long(data, pos)
+            if not 0 <= i < count:
+                raise Malformed(f"enum index {i} out of {count} symbols")
+            return symbols[i], pos
+
+        self.named[schema["name"]] = read_enum
+        self.named_schemas[schema["name"]] = schema
+        return read_enum
+
+    def _array(self, schema: Mapping[str, Any]) -> Reader:
+        if _zero_width(schema["items"]):
+            raise Unsupported("array of zero-width items")
+        item = self.compile(schema["items"])
+
+        def read_array(data: bytes, pos: int) -> tuple[Any, int]:
+            out: list[Any] = []
+            append = out.append
+            while True:
+                n, pos = read_long(data, pos)
+                if n == 0:
+                    return out, pos
+                if n < 0:  # a block with its size in bytes: not needed to read it
+                    n = -n
+                    _, pos = read_long(data, pos)
+                if n > len(data) - pos:
+                    raise Malformed(f"{n} items with {len(data) - pos} bytes left")
+                for _ in range(n):
+                    value, pos = item(data, pos)
+                    append(value)
+
+        return read_array
+
+    def _map(self, schema: Mapping[str, Any]) -> Reader:
+        values = self.compile(schema["values"])
+
+        def read_map(data: bytes, pos: int) -> tuple[Any, int]:
+            out: dict[str, Any] = {}
+            while True:
+                n, pos = read_long(data, pos)
+                if n == 0:
+                    return out, pos
+                if n < 0:
+                    n = -n
+                    _, pos = read_long(data, pos)
+                if n > len(data) - pos:
+                    raise Malformed(f"{n} entries with {len(data) - pos} bytes left")
+                for _ in range(n):
+                    key, pos = _r_string(data, pos)
+                    out[key], pos = values(data, pos)
+
+        return read_map
+
+    def _union(self, branches: list[Any]) -> Reader:
+        readers = [self.compile(b) for b in branches]
+        # fastavro's return_record_name(_override) rules, decided once per branch.
+        labels: list[str | None] = [None] * len(branches)
+        if self.record_names:
+            records = 0
+            for b in branches:
+                kind = b["type"] if isinstance(b, dict) else b
+                if kind == "record" or (isinstance(kind, str) and kind not in _AVRO_TYPES):
+                    records += 1
+            if records != 1:
+                for i, b in enumerate(branches):
+                    if isinstance(b, dict) and b["type"] == "record":
+                        labels[i] = b["name"]
+                    elif isinstance(b, str) and b not in _AVRO_TYPES:
+                        labels[i] = self.named_schemas[b]["name"]
+        count = len(branches)
+        if count == 2 and branches[0] == "null" and labels[1] is None:
+            other = readers[1]
+
+            def read_optional(data: bytes, pos: int) -> tuple[Any, int]:
+                b = data[pos]
+                if b == 0:
+                    return None, pos + 1
+                if b == 2:
+                    return other(data, pos + 1)
+                raise Malformed(f"union index byte {b} for [null, T]")
+
+            return read_optional
+
+        def read_union(data: bytes, pos: int) -> tuple[Any, int]:
+            i, pos = read_long(data, pos)
+            if not 0 <= i < count:
+                raise Malformed(f"union index {i} out of {count} branches")
+            value, pos = readers[i](data, pos)
+            label = labels[i]
+            return (value if label is None else (label, value)), pos
+
+        return read_union
+
+
+#: (type, logicalType) a generated record reader reads inline
+_INLINE = frozenset({("long", None), ("int", None), ("long", "timestamp-micros"),
+                     ("long", "timestamp-millis"), ("boolean", None), ("string", None),
+                     ("bytes", None), ("bytes", "decimal")})
+
+
+def _kind(schema: Any) -> tuple[Any, Any]:
+    if isinstance(schema, str):
+        return schema, None
+    if isinstance(schema, dict) and isinstance(schema.get("type"), str):
+        return schema["type"], schema.get("logicalType")
+    return None, None
+
+
+def _varint(var: str) -> list[str]:
+    return ["b = data[pos]", "if b < 0x80:", f"    {var} = (b >> 1) ^ -(b & 1)", "    pos += 1",
+            "else:", f"    {var}, pos = read_long(data, pos)"]
+
+
+def _sized() -> list[str]:
+    """Lines reading a length prefix and checking it: bytes from ``pos`` to ``end``."""
+    return ["b = data[pos]", "if b < 0x80:", "    n = b >> 1 if not b & 1 else -1",
+            "    pos += 1", "else:", "    n, pos = read_long(data, pos)", "end = pos + n",
+            "if n < 0 or end > size:", "    raise short(n, size - pos)"]
+
+
+def _short(n: int, left: int) -> Malformed:
+    return Malformed(f"expected {n} bytes, {left} left")
+
+
+def _bad_index(b: int) -> Malformed:
+    return Malformed(f"union index byte {b} for [null, T]")
+
+
+def _zero_width(schema: Any) -> bool:
+    if schema == "null":
+        return True
+    if isinstance(schema, dict):
+        if schema.get("type") == "null":
+            return True
+        if schema.get("type") == "record":
+            return all(_zero_width(f["type"]) for f in schema["fields"])
+    return False
+
+
+def compile_reader(schema: Any, record_names: bool = False) -> Callable[..., tuple[Any, int]]:
+    """``read(data, pos=0) -> (datum, end)`` for bodies written with ``schema``.
+
+    Reads records, named-type references, enums, arrays, maps, unions, null,
+    boolean, int, long, float, double, string, bytes, decimal (bytes) and
+    timestamp-micros/millis (long). ``schema`` is any schema fastavro parses
+    (named types resolved). With
+    ``record_names`` the output follows ``return_record_name=True,
+    return_record_name_override=True``. Raises :class:`Unsupported` for types
+    this module does not read; then use fastavro.
+    """
+    parsed = parse_schema(schema) if isinstance(schema, dict | list) else schema
+    sources = parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}
+    root = _Compiler(record_names, sources).compile(parsed)
+
+    def read(data: bytes | bytearray | memoryview, pos: int = 0) -> tuple[Any, int]:
+        if data.__class__ is not bytes:
+            data = bytes(data)
+        return root(data, pos)
+
+    return read
