@@ -22,6 +22,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import UnknownType, expand_schema, parse_schema
 
+from streams.codec.fastread import Unsupported, compile_reader
 from streams.codec.fastwrite import compile_writer
 from streams.exceptions import ConfigError, DecodeError, UnknownSchemaId
 from streams.ledger.grammar import canonical
@@ -79,6 +80,10 @@ class Codec:
         self._current = {name: parse_schema(s) for name, s in current.items()}
         self._by_id = {i: parse_schema(s) for i, s in schemas_by_id.items()}
         self._name_by_id = {i: s["name"].rsplit(".", 1)[-1] for i, s in schemas_by_id.items()}
+        # Compiled readers (same output as fastavro's) per writer schema id, where allowed.
+        self._readers: dict[int, Any] = {}
+        for sid in self._by_id:
+            self._compile_reader(sid)
         self._headers = {name: _HEADER.pack(MAGIC, i) for name, i in self._writer_ids.items()}
 
     @classmethod
@@ -123,9 +128,32 @@ class Codec:
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """Return (record name, record) read with the current schema as reader schema.
 
-        Raises :class:`DecodeError` (bad framing, bad body) or
-        :class:`UnknownSchemaId`; both keep the bytes.
+        Raises :class:`DecodeError` (bad framing, bad body, trailing bytes) or
+        :class:`UnknownSchemaId`; both keep the bytes. Bodies of a writer schema
+        equal to the current one are read by the compiled reader
+        (``streams.codec.fastread``), any other by fastavro, with the same output.
         """
+        if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 5:
+            raise DecodeError("record shorter than the 5-byte Confluent header", raw=_b(data))
+        magic, sid = _HEADER.unpack_from(data, 0)
+        if magic != MAGIC:
+            raise DecodeError(f"bad magic byte {magic} (expected 0)", raw=bytes(data))
+        read = self._readers.get(sid)
+        if read is None:
+            return self.decode_with_fastavro(data)
+        name = self._name_by_id[sid]
+        try:
+            record, end = read(data, 5)
+        except Exception as exc:  # IndexError, ValueError, UnicodeDecodeError... on garbage
+            raise DecodeError(f"undecodable {name} body: {type(exc).__name__}: {exc}",
+                              raw=bytes(data)) from exc
+        if end != len(data):
+            raise DecodeError(f"{len(data) - end} trailing bytes after {name} body",
+                              raw=bytes(data))
+        return name, self._finish(name, record)
+
+    def decode_with_fastavro(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """The reference decoding (and the path for schemas the compiled reader lacks)."""
         if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 5:
             raise DecodeError("record shorter than the 5-byte Confluent header", raw=_b(data))
         magic, sid = _HEADER.unpack_from(data, 0)
@@ -152,12 +180,27 @@ class Codec:
             raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after {name} body",
                               raw=bytes(data))
         assert isinstance(record, dict)
+        return name, self._finish(name, record)
+
+    @staticmethod
+    def _finish(name: str, record: dict[str, Any]) -> dict[str, Any]:
         if name == "Mark" and isinstance(record.get("price"), Decimal):
             # The wire's scale (0.190000000000000000) is not part of the price: the
             # worker's marks must read as a file's do, or their products print apart.
             record["price"] = canonical(record["price"])
-        return name, record
+        return record
 
+    def _compile_reader(self, sid: int) -> None:
+        """Compile the reader of writer schema ``sid`` when no schema resolution is needed
+        (writer == current reader, as fastavro decides it); else fastavro stays its reader."""
+        writer = self._by_id[sid]
+        reader = self._current.get(self._name_by_id[sid])
+        if reader is not None and reader != writer:
+            return
+        try:
+            self._readers[sid] = compile_reader(writer, record_names=True)
+        except Unsupported:
+            pass
 
     def _fetch(self, sid: int) -> Any:
         """A writer schema the registry knows and this process has not seen (another version)."""
@@ -167,6 +210,7 @@ class Codec:
             return None
         self._by_id[sid] = parse_schema(schema)
         self._name_by_id[sid] = schema["name"].rsplit(".", 1)[-1]
+        self._compile_reader(sid)
         return self._by_id[sid]
 
 
