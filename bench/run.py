@@ -10,7 +10,9 @@ a shared machine drift:
 - ``fold_events_per_s``: the pure fold alone (decode of fold dicts, apply, state encode per
   account per batch) and ``raw_consume_events_per_s``: an aiokafka consume loop over the same
   encoded events; ``r_fold_vs_consume`` (goal >= 2);
-- ``sink_rows_per_s`` vs ``raw_insert_rows_per_s`` of the same rows into the same engine.
+- ``sink_rows_per_s`` vs ``raw_insert_rows_per_s`` of the same rows into the same engine;
+- ``decode_compiled_vs_fastavro``: the codec's compiled Avro reader against fastavro's
+  ``schemaless_reader`` over the same mix of sink records (``bench/decode_bench.py``, no broker).
 
 Each phase has its own timeout (``--timeout-*``) and prints one JSON line with its
 figures the moment it has them (``bench/phases.py``), then the whole document is
@@ -347,10 +349,13 @@ def main() -> int:
     parser.add_argument("--timeout-consume", type=float, default=300.0)
     parser.add_argument("--timeout-fold", type=float, default=900.0)
     parser.add_argument("--timeout-sink", type=float, default=600.0)
+    parser.add_argument("--decode-events", type=int, default=5_000)
+    parser.add_argument("--timeout-decode", type=float, default=300.0)
     parser.add_argument("--stall-seconds", type=float, default=120.0,
                         help="end-to-end: no committed offset moving this long is a stall")
     args = parser.parse_args()
 
+    from bench.decode_bench import run as decode_run
     from bench.fold_bench import run as fold_run
 
     result: dict[str, Any] = {"events": args.events, "accounts": args.accounts}
@@ -414,6 +419,9 @@ def main() -> int:
             if fig["raw_insert_rows_per_s"]:
                 fig["r_sink_vs_raw_insert"] = round(
                     fig["sink_rows_per_s"] / fig["raw_insert_rows_per_s"], 3)
+            result.update(fig)
+        with phases.phase("decode", args.timeout_decode) as fig:
+            fig.update(decode_run(args.decode_events))
             result.update(fig)
     except PhaseTimeout as exc:
         result.update(stalled_phase=exc.phase, why=exc.why)
