@@ -45,6 +45,8 @@ class MarksReader:
         self.started_at: float | None = None
         self.caught_up_at: float | None = None
         self._caught_up: asyncio.Event | None = None
+        #: partition -> next offset to apply (kept across a replaced consumer)
+        self._next: dict[Any, int] = {}
 
     @property
     def caught_up(self) -> bool:
@@ -70,6 +72,17 @@ class MarksReader:
             self.prices.pop(key, None)
         elif isinstance(value, bytes):
             self.prices[key] = value
+
+    def _apply_batch(self, batch: Mapping[Any, list[Any]]) -> None:
+        """Records in offset order per partition; one already applied is skipped, so a
+        replaced consumer that reads a partition again never brings back an older price."""
+        for tp, records in batch.items():
+            done = self._next.get(tp, 0)
+            for rec in records:
+                if rec.offset >= done:
+                    self.apply(rec.key, rec.value)
+            if records:
+                self._next[tp] = max(done, records[-1].offset + 1)
 
     def status(self) -> dict[str, Any]:
         return {"caught_up": self.caught_up, "symbols": len(self.prices),
@@ -111,21 +124,21 @@ class MarksReader:
             tps: list[Any] = []
             waited = 0
             while not tps:
-                batch = await consumer.getmany(timeout_ms=self.poll_ms, max_records=10_000)
-                for records in batch.values():
-                    for rec in records:
-                        self.apply(rec.key, rec.value)
+                self._apply_batch(await consumer.getmany(timeout_ms=self.poll_ms,
+                                                         max_records=10_000))
                 tps = sorted(consumer.assignment())
                 waited += 1
                 if not tps and waited % 20 == 0:
                     log.warning("marks: topic %s has no partitions yet; waiting", self.topic)
+            for tp in tps:
+                if self._next.get(tp):
+                    # A replaced consumer goes on where the last one stopped.
+                    consumer.seek(tp, self._next[tp])
             target = await consumer.end_offsets(tps)
             empty_polls = 0
             while True:
                 batch = await consumer.getmany(timeout_ms=self.poll_ms, max_records=10_000)
-                for records in batch.values():
-                    for rec in records:
-                        self.apply(rec.key, rec.value)
+                self._apply_batch(batch)
                 if self.caught_up:
                     continue
                 empty_polls = 0 if batch else empty_polls + 1
