@@ -351,6 +351,12 @@ def main() -> int:
     parser.add_argument("--timeout-sink", type=float, default=600.0)
     parser.add_argument("--decode-events", type=int, default=5_000)
     parser.add_argument("--timeout-decode", type=float, default=300.0)
+    parser.add_argument("--replay-events", type=int, default=1_000_000,
+                        help="replay from offset 0 through worker and sink (0: skip)")
+    parser.add_argument("--timeout-replay", type=float, default=3600.0)
+    parser.add_argument("--scale-events", type=int, default=50_000,
+                        help="replay with 1 worker, then 2 workers in one group (0: skip)")
+    parser.add_argument("--timeout-scale", type=float, default=1800.0)
     parser.add_argument("--stall-seconds", type=float, default=120.0,
                         help="end-to-end: no committed offset moving this long is a stall")
     args = parser.parse_args()
@@ -423,6 +429,33 @@ def main() -> int:
         with phases.phase("decode", args.timeout_decode) as fig:
             fig.update(decode_run(args.decode_events))
             result.update(fig)
+        if args.replay_events or args.scale_events:
+            from bench.replay import replay
+
+            pool = [e for e in generate_events(max(args.replay_events, args.scale_events)
+                                               + 2_000, args.accounts, seed=7)
+                    if e["kind"] != "mark"]
+        if args.replay_events:
+            with phases.phase("replay", args.timeout_replay) as fig:
+                done = replay(bootstrap, pool[: args.replay_events], phases,
+                              args.stall_seconds)
+                fig.update(replay_events=done["events"], replay_seconds=done["seconds"],
+                           replay_events_per_s=done["events_per_s"])
+                result.update(fig)
+        if args.scale_events:
+            with phases.phase("scale", args.timeout_scale) as fig:
+                one = replay(bootstrap, pool[: args.scale_events], phases, args.stall_seconds)
+                two = replay(bootstrap, pool[: args.scale_events], phases, args.stall_seconds,
+                             workers=2)
+                fig.update(scale_events=one["events"],
+                           one_worker_events_per_s=one["events_per_s"],
+                           two_workers_events_per_s=two["events_per_s"],
+                           r_two_workers_vs_one=round(two["events_per_s"]
+                                                      / one["events_per_s"], 3),
+                           scale_note="same backlog replayed from offset 0 by 1, then 2 "
+                                      "workers in one group; 2 cores shared with the sink "
+                                      "and the broker")
+                result.update(fig)
     except PhaseTimeout as exc:
         result.update(stalled_phase=exc.phase, why=exc.why)
         status = 2

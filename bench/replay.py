@@ -1,0 +1,69 @@
+"""Replay from offset 0: events already on ``venue.events``, then worker(s) and sink start.
+
+What a user does after resetting offsets or backfilling history: the whole
+backlog is on the topic before anything folds it. Timed from the moment the
+processes start (their start-up and group join are part of a replay) until
+the sink group's committed offsets on ``ledger.snapshots`` cover one
+snapshot per event, read from Kafka (``OffsetWatch``), never from a
+ClickHouse query.
+
+``workers`` > 1 starts that many workers in one group on the same six
+partitions: the throughput of two workers against one says what a second
+process buys on this machine (with two cores, two workers, the sink and the
+broker share them).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def replay(bootstrap: str, events: list[dict[str, Any]], phases: Any, stall_seconds: float,
+           workers: int = 1) -> dict[str, Any]:
+    from bench.run import _RUNNING, OffsetWatch, PhaseTimeout, diagnose, emit, wait_committed
+    from streams.procs import Child
+    from tests.integration.pipeline import Pipeline, free_port
+
+    with tempfile.TemporaryDirectory(prefix="tl-bench-replay-") as tmp:
+        p = Pipeline(bootstrap, Path(tmp), name=f"replay{workers}")
+        _RUNNING["pipeline"] = p
+        p.create_topics()
+        extra: list[Child] = []
+        watch = None
+        try:
+            p.produce(events)  # the backlog: all of it before anything folds
+            start = time.perf_counter()
+            p.start_sink()
+            p.start_worker()
+            for n in range(2, workers + 1):
+                env = dict(p.env)
+                env.update({"TWINLEDGER_WORKER_WEB_PORT": str(free_port()),
+                            "TWINLEDGER_DATA_DIR": str(p.root / f"data-worker-{n}")})
+                extra.append(Child(["worker", "--loglevel",
+                                    os.environ.get("TL_WORKER_LOGLEVEL", "warning")],
+                                   env, p.root / "logs" / f"worker-extra-{n}.log"))
+            watch = OffsetWatch(bootstrap, p.settings.sink_group,
+                                [p.settings.topic("ledger.snapshots")])
+            wait_committed(watch, len(events), phases, p, stall_seconds,
+                           f"every snapshot row of the replay ({workers} worker(s))")
+            seconds = time.perf_counter() - start
+            for child in extra:
+                if not child.alive():
+                    raise PhaseTimeout(phases.current or "replay",
+                                       f"an extra worker exited: {child.log_tail(20)}")
+            return {"events": len(events), "workers": workers, "seconds": round(seconds, 1),
+                    "events_per_s": round(len(events) / seconds)}
+        except PhaseTimeout as exc:
+            emit({"stalled_phase": exc.phase, "why": exc.why, **diagnose(p)})
+            raise
+        finally:
+            if watch is not None:
+                watch.close()
+            for child in extra:
+                child.stop()
+            p.stop()
+            _RUNNING.pop("pipeline", None)
