@@ -29,8 +29,9 @@ settled, or the ring tail has grown past ``RING_TAIL``)::
     b"TLA1 " <version> b" " <closed trades> b" " <ring bytes> b"\n"
         <ring bytes> (<closed trade JSON> b"\n")*
 
-The hot header (slots 26 to 28) names the archive version it goes with and
-how many of the archived ring slots have been evicted since. Versions
+The hot header (version 2, so that a decoder older than the archive refuses
+it; slots 26 to 28) names the archive version it goes with and how many of
+the archived ring slots have been evicted since. Versions
 alternate between two store slots (``version % 2``, see ``encode_split``):
 the store writes the new archive before the hot part that names it, so a
 crash between the two writes leaves the previous hot part with its archive
@@ -507,6 +508,9 @@ def hash_event_id(event_id: str) -> bytes:
 
 
 _VERSION = 1
+#: The header version of a hot part (``encode_split``): a decoder that predates the
+#: archive refuses it ("unsupported state version") instead of misreading it.
+_SPLIT_VERSION = 2
 
 
 def _cold_json(s: AccountState) -> bytes:
@@ -524,7 +528,7 @@ def _cold_json(s: AccountState) -> bytes:
 
 def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes:
     return MAGIC + _dumps([
-        _VERSION, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
+        _SPLIT_VERSION if split else _VERSION, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
         str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
         str(s.e_maint), s.trade_count, s.status,
@@ -594,15 +598,6 @@ def encode_split(state: AccountState) -> tuple[bytes, tuple[int, bytes] | None]:
     return b"\n".join(parts), archive
 
 
-def archive_slot(data: bytes) -> int | None:
-    """The store slot of the archive that hot state bytes go with; None if they need none."""
-    try:
-        h = json.loads(data[len(MAGIC):data.index(b"\n", len(MAGIC))])
-        return int(h[26]) % 2 if len(h) > 27 and h[27] else None
-    except (ValueError, IndexError, TypeError) as exc:
-        raise StateDecodeError(f"malformed encoded account state: {exc}") from None
-
-
 def decode_state(data: bytes,
                  archive_of: Callable[[int], bytes | None] | None = None) -> AccountState:
     """Restore a state from ``encode_state`` or ``encode_split`` bytes.
@@ -615,10 +610,10 @@ def decode_state(data: bytes,
     try:
         nl = data.index(b"\n", len(MAGIC))
         h = json.loads(data[len(MAGIC):nl])
-        if h[0] != _VERSION:
+        if h[0] not in (_VERSION, _SPLIT_VERSION):
             raise StateDecodeError(f"unsupported state version {h[0]!r}")
         n_pos, n_closed, ring_len = h[22], h[23], h[24]
-        split = len(h) > 27 and bool(h[27])
+        split = h[0] == _SPLIT_VERSION
         n_out = len(h[21])
         n_lines = 1 + n_pos + (0 if split else n_closed + n_out)
         # Find the lines without copying them: closed trades stay slices of

@@ -148,3 +148,14 @@ def test_a_state_stored_whole_before_the_split_restores_and_is_split_on_its_next
     assert archive is not None
     assert encode_state(decode_state(hot, {archive[0]: archive[1]}.get)) == \
         encode_state(st)
+
+
+def test_a_hot_part_is_refused_by_a_decoder_that_predates_the_archive():
+    # Its header has version 2: an older decoder (version 1 only) says so instead of
+    # reading the positions' lines as closed trades.
+    run = Run()
+    e = Events()
+    run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
+    hot, _ = encode_split(run.state())
+    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 2
+    assert json.loads(encode_state(run.state())[5:].split(b"\n", 1)[0])[0] == 1
