@@ -4,12 +4,12 @@ Owns: ``run(n_events, n_accounts) -> dict``. For each 1,000-event batch it
 parses every line (JSON with Decimal numbers), groups events by account,
 applies them with ``apply_event`` and Kafka-like source coordinates, then
 stores ``encode_state`` once per account touched - the agent's loop without a
-broker (``encode_split``: the hot part, and the archive when it changed). Marks are fed into the global marks mapping. ``parse_only`` is the
+broker (``encode_split``: the hot part, and the history blobs that changed). Marks are fed into the global marks mapping. ``parse_only`` is the
 baseline of the same lines through ``json.loads`` with Decimal alone, timed
 batch by batch next to the fold in CPU seconds, so ``fold_vs_parse`` (parse
 CPU time over fold CPU time) holds on a loaded, shared machine. ``state_bytes`` folds 1,000
 events into each account and reports the hot state per account (what every
-store write carries) and what its parts weigh, and the archive beside it. ``measure`` returns all of it for ``bench/run.py``.
+store write carries) and what its parts weigh, and the history beside it. ``measure`` returns all of it for ``bench/run.py``.
 Must not touch: the fold (it only calls the public API). Run:
 ``python bench/fold_bench.py [measure] [n_events [n_accounts]]``; prints JSON.
 """
@@ -73,7 +73,7 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
     marks: dict[str, Decimal] = {}
     states: dict[str, Any] = {}
     stored: dict[str, bytes] = {}
-    archives: dict[tuple[str, int], bytes] = {}
+    archives: dict[tuple[str, bytes], bytes] = {}
     archive_writes = 0
     statuses: dict[str, int] = {}
     n_outputs = 0
@@ -96,7 +96,7 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
         for account, items in by_account.items():
             if decode_each_batch and account in stored:
                 state = decode_state(stored[account],
-                                     lambda slot, a=account: archives.get((a, slot)))
+                                     lambda name, a=account: archives.get((a, name)))
             else:
                 state = states.get(account)
             for ev, off in items:
@@ -105,16 +105,16 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
                 statuses[res.status] = statuses.get(res.status, 0) + 1
                 n_outputs += len(res.outputs)
             states[account] = state
-            stored[account], archive = encode_split(state)
-            if archive is not None:
-                archives[(account, archive[0])] = archive[1]
+            stored[account], history = encode_split(state)
+            for name, blob in history:
+                archives[(account, name)] = blob
                 archive_writes += 1
         fold_cpu += time.process_time() - c0
     elapsed = time.perf_counter() - t0 - parse_cpu
     gc.collect()
     rss_after = _rss_mb()
     state_bytes = sum(len(b) for b in stored.values())
-    archive_bytes = sum(len(b) for b in archives.values()) // 2  # two slots per account
+    archive_bytes = sum(len(b) for b in archives.values()) // 2  # two slots of each blob
     return {
         "n_events": n_events,
         "n_accounts": n_accounts,
@@ -131,8 +131,8 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
         "outputs": n_outputs,
         "statuses": statuses,
         "encoded_state_bytes_per_1000_accounts": round(state_bytes * 1000 / n_accounts),
-        "archive_bytes_per_1000_accounts": round(archive_bytes * 1000 / n_accounts),
-        "archive_writes": archive_writes,
+        "history_bytes_per_1000_accounts": round(archive_bytes * 1000 / n_accounts),
+        "history_writes": archive_writes,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         # decoded states in memory + their last encoded bytes, as an agent would hold them
         "state_rss_mb_per_1000_accounts": round(
@@ -147,16 +147,17 @@ def state_bytes(events_per_account: int = 1000, n_accounts: int = 20) -> dict[st
     its parts read from the encoded layout (``streams.ledger.state``): the
     header, the cold line (E facts, anomalies), positions with their open
     trades, closed trades and outbox blobs (none in a hot state) and the newest
-    dedup ring slots. ``archive`` is what the agent stores beside it only when
-    it changes (closed trades, older ring slots): its size at the end, and how
-    often it was written (per 1,000 events, the state stored after each event).
+    dedup ring slots. ``history`` is what the agent stores beside it only when
+    it changes (``streams.ledger.state``: the archive of closed trades and older
+    ring slots, the recent closed trades): its size at the end, and the bytes
+    written for it per event (the state stored after each event, the worst case).
     """
     config = LedgerConfig()
     events = generate_events(events_per_account * n_accounts, n_accounts, seed=1)
     marks: dict[str, Decimal] = {}
     states: dict[str, Any] = {}
-    archives: dict[tuple[str, int], bytes] = {}
-    applied = archive_writes = 0
+    archives: dict[tuple[str, bytes], bytes] = {}
+    applied = history_written = 0
     for off, e in enumerate(events, 1):
         ev = parse_event(json.loads(json.dumps(e), parse_float=Decimal))
         if isinstance(ev, Mark):
@@ -166,23 +167,25 @@ def state_bytes(events_per_account: int = 1000, n_accounts: int = 20) -> dict[st
                           source=(off % PARTITIONS, off))
         states[ev.account_id] = res.state
         applied += 1
-        archive = encode_split(res.state)[1]
-        if archive is not None:
-            archives[(ev.account_id, archive[0])] = archive[1]
-            archive_writes += 1
+        for name, blob in encode_split(res.state)[1]:
+            archives[(ev.account_id, name)] = blob
+            history_written += len(blob)
     totals: dict[str, int] = {}
     for account, st in states.items():
         for part, n in _parts(encode_split(st)[0]).items():
             totals[part] = totals.get(part, 0) + n
-        totals["archive"] = totals.get("archive", 0) + len(
-            archives[(account, st.archive_version % 2)] if st.archive_version else b"")
+        now = [b"a%d" % (st.archive_version % 2)] if st.archive_version else []
+        if st.recent:
+            now.append(b"r%d" % (st.recent_version % 2))
+        totals["history"] = totals.get("history", 0) + sum(
+            len(archives[(account, name)]) for name in now)
         totals["whole"] = totals.get("whole", 0) + len(encode_state(st))
     per = {k: round(v / len(states)) for k, v in totals.items()}
     return {"events_per_account": events_per_account, "n_accounts": len(states),
             # target <= 4096 (issue 10)
             "encoded_state_bytes_per_account": per.pop("total"), "parts": per,
-            "archive_bytes_per_account": per.pop("archive"),
-            "archive_writes_per_1000_events": round(archive_writes * 1000 / applied, 1),
+            "history_bytes_per_account": per.pop("history"),
+            "history_bytes_written_per_event": round(history_written / applied),
             # the whole state in one blob (``encode_state``), as stored before the split
             "whole_state_bytes_per_account": per.pop("whole")}
 
@@ -194,7 +197,7 @@ def _parts(blob: bytes) -> dict[str, int]:
     sizes = {"total": len(blob), "header": len(lines[1]), "cold": len(lines[2])}
     n_pos, n_closed, ring = header[22], header[23], header[24]
     n_out = len(header[21])
-    if len(header) > 27 and header[27]:  # a hot part: closed trades are in the archive
+    if header[0] == 2:  # a hot part: closed trades are in the history blobs
         n_closed = n_out = 0
     at = 3
     for part, n in (("positions", n_pos), ("closed_trades", n_closed), ("outbox", n_out)):

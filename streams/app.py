@@ -18,18 +18,19 @@ and flushes are the known way to make Faust slow):
 3. send every output (snapshot, trades, reconcile, anomalies, dead letters),
    then flush the producer: outputs are on the broker before anything else;
 4. store each account's new state once (table -> RocksDB + changelog): its
-   hot part under the account id, and before it, only when it changed, its
-   archive (closed trades, older dedup ring slots) under the account id +
-   ``\x00a0`` or ``\x00a1`` (``streams.ledger.state.encode_split``);
+   hot part under the account id, and before it, only those that changed, the
+   blobs of its history (closed trades, older dedup ring slots) under the
+   account id + ``\x00`` + ``a0``/``a1``/``r0``/``r1``
+   (``streams.ledger.state.encode_split``);
 5. the batch ends and Faust acks the offsets, which it commits later.
 
 A crash before 4 replays the batch against the old state and re-emits the
 same outputs (ids are deterministic; the sink drops the copies); so does a
-crash between an archive and its hot part, whose stored hot part still names
-the other archive slot, untouched. A crash after 4 replays events the state
-has already applied: the fold answers "duplicate" and sends nothing, since
-step 3 put their outputs on the broker before the state was stored. Nothing
-is lost, nothing is booked twice.
+crash between a history blob and its hot part, whose stored hot part still
+names the other slot of that blob, untouched. A crash after 4 replays events
+the state has already applied: the fold answers "duplicate" and sends
+nothing, since step 3 put their outputs on the broker before the state was
+stored. Nothing is lost, nothing is booked twice.
 
 Liveness (``streams.liveness``): after each batch the source offsets are
 tracked, so offsets deleted under the worker are reported as gaps; a timer
@@ -291,7 +292,7 @@ class Worker:
             by_account.setdefault(event.account_id, []).append((ev, event))
 
         marks = self.marks if self.marks is not None else {}
-        new_states: dict[str, tuple[bytes, tuple[int, bytes] | None, Any, Any]] = {}
+        new_states: dict[str, tuple[bytes, list[tuple[bytes, bytes]], Any, Any]] = {}
         for account, items in by_account.items():
             if set_current_event is not None:
                 # Faust's RocksDB store reads (and writes) the partition of the current event.
@@ -322,12 +323,12 @@ class Worker:
             await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
             OUTPUTS.labels(topic).inc()
         await producer.flush()
-        for account, (blob, archive, source_event, state) in new_states.items():
+        for account, (blob, history, source_event, state) in new_states.items():
             if set_current_event is not None:
                 set_current_event(source_event)
             key = account.encode("utf-8")
-            if archive is not None:  # before the hot part that names it (module docstring)
-                self.ledger_table[archive_key(key, archive[0])] = archive[1]
+            for name, value in history:  # before the hot part that names them (docstring)
+                self.ledger_table[archive_key(key, name)] = value
             self.ledger_table[key] = blob
             self._remember_state(account, blob, state)
             self.note_status(source_event.message.partition, account, state.status)
@@ -376,9 +377,9 @@ class Worker:
         return self.decode_stored(account, raw)
 
     def decode_stored(self, account: str, raw: bytes) -> AccountState:
-        """The state of ``account`` from its stored hot bytes and the archive they name."""
+        """The state of ``account`` from its stored hot bytes and the history blobs they name."""
         key = account.encode("utf-8")
-        return decode_state(raw, lambda slot: self.ledger_table.get(archive_key(key, slot)))
+        return decode_state(raw, lambda name: self.ledger_table.get(archive_key(key, name)))
 
     def _remember_state(self, account: str, blob: bytes, state: Any) -> None:
         self.state_cache[account] = (blob, state)
@@ -883,13 +884,13 @@ class AccountRouter:
                                     "partition did not answer; retry", owner)
 
 
-def archive_key(key: bytes, slot: int) -> bytes:
-    """The table key of an account's archive ``slot`` (0 or 1), next to its hot state.
+def archive_key(key: bytes, name: bytes) -> bytes:
+    """The table key of an account's history blob ``name`` (``a0``, ``r1``...), by its state.
 
     An account id never holds a control character (``grammar.identifier``), so
     ``\x00`` keeps the two kinds of key apart.
     """
-    return b"%s\x00a%d" % (key, slot)
+    return b"%s\x00%s" % (key, name)
 
 
 def is_archive_key(key: Any) -> bool:

@@ -22,21 +22,29 @@ and the encoder writes slot 21 empty.
 Hot and cold (``encode_split``): what the store writes after every batch is
 the *hot* part, the layout above without the closed trades and with only the
 newest slots of the dedup ring (at most ``RING_TAIL`` of them). The closed
-trades and the older ring slots are history: they go to a separate *archive*
-blob, written only when it changes (a trade closes, a closed trade is
-settled, or the ring tail has grown past ``RING_TAIL``)::
+trades and the older ring slots are history, kept in two blobs beside it:
+
+- the *archive*: the closed trades as they were when it was written and the
+  older ring slots; rewritten only when a trade it holds is settled, the
+  ring tail has grown past ``RING_TAIL`` or the recent blob past
+  ``RECENT_MAX`` trades::
 
     b"TLA1 " <version> b" " <closed trades> b" " <ring bytes> b"\n"
         <ring bytes> (<closed trade JSON> b"\n")*
 
+- the *recent* blob: the trades closed since (at most ``RECENT_MAX``),
+  rewritten when one more closes::
+
+    b"TLR1 " <version> b" " <closed trades> b"\n" (<closed trade JSON> b"\n")*
+
 The hot header (version 2, so that a decoder older than the archive refuses
-it; slots 26 to 28) names the archive version it goes with and how many of
-the archived ring slots have been evicted since. Versions
-alternate between two store slots (``version % 2``, see ``encode_split``):
-the store writes the new archive before the hot part that names it, so a
-crash between the two writes leaves the previous hot part with its archive
-intact, and the replay writes the same archive again. ``encode_state`` is
-the whole state inline in one blob (no archive), as before.
+it; slots 26 to 31) names the versions of both, how many of the archived ring
+slots and closed trades have been evicted since and how many recent trades
+there are. Each blob's versions alternate between two store slots
+(``a0``/``a1``, ``r0``/``r1``: ``version % 2``): the store writes them before
+the hot part that names them, so a crash in between leaves the previous hot
+part with its blobs intact, and the replay writes the same ones again.
+``encode_state`` is the whole state inline in one blob (no archive), as before.
 """
 
 from __future__ import annotations
@@ -58,9 +66,12 @@ from .numbers import D0
 
 MAGIC = b"TLS1\n"
 ARCHIVE_MAGIC = b"TLA1 "
+RECENT_MAGIC = b"TLR1 "
 _SLOT = 16  # 8-byte event-id hash + 8-byte payload digest
 #: Ring slots kept in the hot part before the ring is moved to the archive (``encode_split``).
 RING_TAIL = 64
+#: Closed trades kept in the recent blob before they are moved to the archive.
+RECENT_MAX = 16
 
 
 class StateDecodeError(TwinledgerError):
@@ -335,6 +346,7 @@ class AccountState:
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
         "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
         "archive_version", "archived_slots", "archive_skip", "archived_closed",
+        "closed_skip", "recent_version", "recent",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -385,6 +397,11 @@ class AccountState:
         self.archived_slots = 0
         self.archive_skip = 0
         self.archived_closed: list[bytes | memoryview] | None = None
+        # The archived closed trades evicted since it was written, the recent blob's
+        # version (encoded) and the encoded closed trades it holds (not encoded).
+        self.closed_skip = 0
+        self.recent_version = 0
+        self.recent: list[bytes | memoryview] = []
 
     # -- K ---------------------------------------------------------------------------
     @property
@@ -538,8 +555,10 @@ def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes
         len(s.positions), n_closed, ring_len,
         s.book.encode(),
         # the archive: its version, whether this blob leaves the closed trades and the
-        # older ring slots to it, and how many of its ring slots were evicted since
+        # older ring slots to it, and how many of its ring slots were evicted since;
+        # its closed trades evicted since, the recent blob's version and length
         s.archive_version, 1 if split else 0, s.archive_skip if split else 0,
+        s.closed_skip if split else 0, s.recent_version, len(s.recent) if split else 0,
     ]).encode()
 
 
@@ -560,50 +579,78 @@ def encode_state(state: AccountState) -> bytes:
     return b"\n".join(parts)
 
 
-def encode_split(state: AccountState) -> tuple[bytes, tuple[int, bytes] | None]:
-    """The state as its hot part and, when it changed, its archive: ``(hot, (slot, archive))``.
+def encode_split(state: AccountState) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The state as its hot part and the blobs beside it that changed: ``(hot, writes)``.
 
-    The hot part is what the store writes every time; the archive (closed
-    trades, older dedup ring slots) is None when the one already stored for
-    ``hot`` still holds. Store the archive under ``slot`` (0 or 1) *before*
-    ``hot``. ``decode_state(hot, archive_of)`` restores the state exactly.
+    The hot part is what the store writes every time; ``writes`` are the
+    archive and recent blobs (module docstring) that changed, as (name, bytes)
+    with name ``a0``/``a1`` or ``r0``/``r1``, to store *before* ``hot``.
+    ``decode_state(hot, blob_of)`` restores the state exactly.
     """
     s = state
     s.compact()
     closed: list[bytes | memoryview] = s.closed_trades  # type: ignore[assignment]  # compact()
     tail = len(s.ring) - s.archived_slots * _SLOT
-    archive: tuple[int, bytes] | None = None
-    if not s.archive_version and not closed:
+    writes: list[tuple[bytes, bytes]] = []
+    if not s.archive_version and not closed and not s.recent:
         s.archived_closed = []  # version 0: the empty archive, never stored
-    kept = s.archived_closed
-    # an unchanged closed trade is the same object (or, read since, the same bytes)
-    if (kept is None or len(kept) != len(closed)
-            or not all(a is b or a == b for a, b in zip(kept, closed, strict=True))
-            or tail > RING_TAIL * _SLOT):
-        # write a new archive: the closed trades as they are, and the whole ring
+    # Where the stored blobs' trades are in ``closed``: the fold only appends
+    # closed trades and evicts the oldest; an unchanged one is the same object
+    # (or, read since, the same bytes). Anything else: a new archive.
+    old = s.archived_closed
+    full = old is None or tail > RING_TAIL * _SLOT
+    if not full:
+        assert old is not None
+        live = old + s.recent
+        evicted = len(live)
+        if closed:
+            first = closed[0]
+            evicted = next((k for k, x in enumerate(live) if x is first or x == first), -1)
+        o_off = min(evicted, len(old))
+        o_keep = len(old) - o_off
+        new = closed[o_keep:]
+        if (evicted < 0 or o_keep > len(closed) or len(new) > RECENT_MAX
+                or not all(a is b or a == b
+                           for a, b in zip(old[o_off:], closed, strict=False))):
+            full = True
+        else:
+            s.closed_skip += o_off
+            s.archived_closed = old[o_off:]
+            r_off = evicted - o_off
+            if not new:
+                s.recent = []  # the hot header then names no recent blob
+            elif r_off or len(new) != len(s.recent) or not all(
+                    a is b or a == b for a, b in zip(s.recent, new, strict=True)):
+                s.recent_version += 1
+                s.recent = list(new)
+                head = b"%s%d %d\n" % (RECENT_MAGIC, s.recent_version, len(new))
+                writes.append((b"r%d" % (s.recent_version % 2), head + b"\n".join(new)))
+    if full:
+        # a new archive: every closed trade as it is, and the whole ring
         body = b"\n".join(closed)
         s.archive_version += 1
         s.archived_closed = list(closed)
         s.archived_slots = len(s.ring) // _SLOT
         s.archive_skip = 0
+        s.closed_skip = 0
+        s.recent = []
         tail = 0
         ring = bytes(s.ring)
-        head = b"%s%d %d %d\n" % (ARCHIVE_MAGIC, s.archive_version, len(s.closed_trades),
-                                   len(ring))
-        archive = (s.archive_version % 2, b"".join((head, ring, body)))
-    parts: list[bytes | memoryview] = [_header(s, len(s.closed_trades), tail, True),
-                                       _cold_json(s)]
+        head = b"%s%d %d %d\n" % (ARCHIVE_MAGIC, s.archive_version, len(closed), len(ring))
+        writes.append((b"a%d" % (s.archive_version % 2), b"".join((head, ring, body))))
+    parts: list[bytes | memoryview] = [_header(s, len(closed), tail, True), _cold_json(s)]
     parts.extend([p.to_json() for p in s.positions.values()])
     parts.append(bytes(s.ring[len(s.ring) - tail:]))
-    return b"\n".join(parts), archive
+    return b"\n".join(parts), writes
 
 
 def decode_state(data: bytes,
-                 archive_of: Callable[[int], bytes | None] | None = None) -> AccountState:
+                 blob_of: Callable[[bytes], bytes | None] | None = None) -> AccountState:
     """Restore a state from ``encode_state`` or ``encode_split`` bytes.
 
-    ``archive_of(slot)``: the stored archive bytes of a slot (hot bytes of
-    ``encode_split`` need their archive). Raises ``StateDecodeError`` on bad input.
+    ``blob_of(name)``: the stored blob of that name (``encode_split``; its hot
+    bytes need their archive and recent blobs). Raises ``StateDecodeError`` on
+    bad input.
     """
     if not data.startswith(MAGIC):
         raise StateDecodeError("not an encoded twinledger account state (bad magic)")
@@ -673,7 +720,10 @@ def decode_state(data: bytes,
             p.json = raw
             s.positions[(p.symbol, p.position_side)] = p
         if split:
-            ring = _read_archive(s, archive_of, n_closed, h[28]) + ring
+            ring = _read_archive(s, blob_of, n_closed - h[31], h[28], h[29]) + ring
+            s.recent_version = h[30]
+            s.recent = _read_recent(blob_of, h[30], h[31])
+            s.closed_trades.extend(s.recent)
         else:
             s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])
             # the lines after them, if any, are an old state's outbox: not read
@@ -687,40 +737,64 @@ def decode_state(data: bytes,
         raise StateDecodeError(f"malformed encoded account state: {exc}") from None
 
 
-def _read_archive(s: AccountState, archive_of: Callable[[int], bytes | None] | None,
-                  n_closed: int, skip: int) -> bytes:
-    """Fill ``s`` from the archive its hot header names; return the archived ring still live."""
+def _lines(data: bytes, start: int, n: int) -> list[bytes | memoryview]:
+    """``n`` newline-separated slices of ``data`` from ``start`` to its end, not copied."""
+    view = memoryview(data)
+    out: list[bytes | memoryview] = []
+    for i in range(n):
+        stop = data.find(b"\n", start) if i < n - 1 else len(data)
+        if stop == -1:
+            raise StateDecodeError("a stored archive is truncated")
+        out.append(view[start:stop])
+        start = stop + 1
+    if (start != len(data) + 1) if n else (start != len(data)):
+        raise StateDecodeError("a stored archive has trailing bytes")
+    return out
+
+
+def _read_archive(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None,
+                  n_closed: int, skip: int, closed_skip: int) -> bytes:
+    """Fill ``s`` from the archive its hot header names; return the archived ring still live.
+
+    ``n_closed``: the archive's closed trades still kept (``closed_skip`` were evicted).
+    """
     version = s.archive_version
-    if not version and not n_closed and not skip:
+    if not version and not n_closed and not skip and not closed_skip:
         s.archived_closed = []
         return b""  # version 0: the empty archive, never stored
-    data = None if archive_of is None else archive_of(version % 2)
+    data = None if blob_of is None else blob_of(b"a%d" % (version % 2))
     if not data:
         raise StateDecodeError(f"the archive (version {version}) of the state is missing")
     nl = data.index(b"\n")
     magic, ver, n, ring_len = data[:nl].split(b" ")
-    if magic + b" " != ARCHIVE_MAGIC or int(ver) != version or int(n) != n_closed:
+    if (magic + b" " != ARCHIVE_MAGIC or int(ver) != version
+            or int(n) != n_closed + closed_skip):
         raise StateDecodeError(f"the stored archive is not version {version} of the state")
     ring_end = nl + 1 + int(ring_len)
     if ring_end > len(data) or int(ring_len) % _SLOT or skip * _SLOT > int(ring_len):
         raise StateDecodeError("the stored archive is truncated")
-    view = memoryview(data)
-    body = view[ring_end:]
-    closed: list[bytes | memoryview] = []
-    start = ring_end
-    for i in range(n_closed):
-        stop = data.find(b"\n", start) if i < n_closed - 1 else len(data)
-        if stop == -1:
-            raise StateDecodeError("the stored archive is truncated")
-        closed.append(view[start:stop])
-        start = stop + 1
-    if n_closed and start != len(data) + 1 or not n_closed and body:
-        raise StateDecodeError("the stored archive has trailing bytes")
+    closed = _lines(data, ring_end, int(n))[closed_skip:]
     s.closed_trades = closed  # type: ignore[assignment]
     s.archived_closed = list(closed)
     s.archived_slots = int(ring_len) // _SLOT - skip
     s.archive_skip = skip
+    s.closed_skip = closed_skip
     return data[nl + 1 + skip * _SLOT:ring_end]
+
+
+def _read_recent(blob_of: Callable[[bytes], bytes | None] | None, version: int,
+                 n: int) -> list[bytes | memoryview]:
+    """The closed trades of the recent blob the hot header names (none when ``n`` is 0)."""
+    if not n:
+        return []
+    data = None if blob_of is None else blob_of(b"r%d" % (version % 2))
+    if not data:
+        raise StateDecodeError(f"the recent trades (version {version}) of the state are missing")
+    nl = data.index(b"\n")
+    magic, ver, count = data[:nl].split(b" ")
+    if magic + b" " != RECENT_MAGIC or int(ver) != version or int(count) != n:
+        raise StateDecodeError(f"the stored recent trades are not version {version} of the state")
+    return _lines(data, nl + 1, n)
 
 
 # ------------------------------------------------------------------------ output kinds

@@ -1,8 +1,9 @@
-"""Hot and cold state (``encode_split``): the hot part every write carries, the archive beside it.
+"""Hot and cold state (``encode_split``): the hot part every write carries, the history beside it.
 
-Whatever the split, the state decoded from a hot part and its archive is the
-state that was encoded, and the fold goes on from it exactly as from the
-state it never left (same outputs, same whole encoding).
+Whatever the split, the state decoded from a hot part and its history blobs
+(the archive, the recent trades) is the state that was encoded, and the fold
+goes on from it exactly as from the state it never left (same outputs, same
+whole encoding).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import pytest
 
 from streams.ledger import LedgerConfig, StateDecodeError, decode_state, encode_state
-from streams.ledger.state import RING_TAIL, encode_split
+from streams.ledger.state import RECENT_MAX, RING_TAIL, encode_split
 
 from ._helpers import Events, Run
 
@@ -20,14 +21,16 @@ SYM = "BTCUSDT"
 
 
 class Store(dict):
-    """An account's table keys: the hot part under 'hot', archive slots under 0 and 1."""
+    """An account's table keys: the hot part under 'hot', its history blobs by name."""
 
     writes = 0
+    archive_writes = 0
 
-    def put(self, hot: bytes, archive: tuple[int, bytes] | None) -> None:
-        if archive is not None:
-            self[archive[0]] = archive[1]
+    def put(self, hot: bytes, history: list[tuple[bytes, bytes]]) -> None:
+        for name, blob in history:
+            self[name] = blob
             self.writes += 1
+            self.archive_writes += name.startswith(b"a")
         self["hot"] = hot
 
     def load(self):
@@ -42,21 +45,25 @@ def _events(n: int) -> list[dict]:
         if i % 5 == 4:
             out.append(e("fill_settled", symbol=SYM, fill_event_id=out[-1]["event_id"],
                          realized_pnl="1"))
+        if i % 11 == 10:  # settles a trade closed a while ago (archived by now, or recent)
+            out.append(e("fill_settled", symbol=SYM, fill_event_id=out[-12]["event_id"],
+                         realized_pnl="2"))
     return out
 
 
 def _whole(state) -> bytes:
-    """``encode_state`` without the archive version (which only the split advances)."""
+    """``encode_state`` without the blob versions (which only the split advances)."""
     blob = encode_state(state)
     nl = blob.index(b"\n", 5)
     h = json.loads(blob[5:nl])
-    h[26] = 0
+    h[26] = h[30] = 0
     return json.dumps(h).encode() + blob[nl:]
 
 
-@pytest.mark.parametrize("window", [4, RING_TAIL, 1024])
-def test_a_state_restored_from_its_hot_part_and_archive_folds_on_exactly(window):
-    cfg = LedgerConfig(dedup_window=window, max_closed_trades=5)
+@pytest.mark.parametrize(("window", "kept"), [(4, 5), (RING_TAIL, 1), (1024, 40),
+                                              (1024, None)])
+def test_a_state_restored_from_its_hot_part_and_history_folds_on_exactly(window, kept):
+    cfg = LedgerConfig(dedup_window=window, max_closed_trades=kept)
     evs = _events(3 * RING_TAIL)
     reference = Run(cfg)
     split = Run(cfg)
@@ -67,6 +74,7 @@ def test_a_state_restored_from_its_hot_part_and_archive_folds_on_exactly(window)
         if i % 3 == 0:  # a worker restarted here: only what the table holds
             split.states["acc-1"] = store.load()
         assert _whole(store.load()) == _whole(reference.state())
+    assert split.statuses == reference.statuses
     for ev in evs[-window:]:  # the whole window is still remembered: all duplicates
         assert split(ev) == [] and split.statuses[-1] == "duplicate"
     assert len(store.load().ring) == min(window, len(evs)) * 16
@@ -77,10 +85,10 @@ def test_the_hot_part_carries_no_closed_trade_and_at_most_the_ring_tail():
     store = Store()
     for ev in _events(5 * RING_TAIL):
         run(ev)
-        hot, archive = encode_split(run.state())
-        store.put(hot, archive)
+        hot, history = encode_split(run.state())
+        store.put(hot, history)
         h = json.loads(hot[5:hot.index(b"\n", 5)])
-        assert h[27] == 1 and h[24] <= RING_TAIL * 16  # split; the ring's tail only
+        assert h[0] == 2 and h[24] <= RING_TAIL * 16  # split; the ring's tail only
         lines = hot[:len(hot) - h[24]].count(b"\n")
         assert lines == 3 + h[22]  # magic, header, cold line, positions: no trade lines
     st = run.state()
@@ -96,46 +104,87 @@ def test_without_a_closed_trade_the_archive_is_written_once_per_ring_tail():
     for _ in range(n):
         run(e.fill("BUY", 1, 100, SYM))  # one open trade growing: nothing closes
         store.put(*encode_split(run.state()))
-    assert store.writes == n // (RING_TAIL + 1)
+    assert store.writes == store.archive_writes == n // (RING_TAIL + 1)
     assert encode_state(store.load()) == encode_state(run.state())
 
 
-def test_an_unchanged_archive_is_not_written_again():
+def test_an_unchanged_history_is_not_written_again():
     run = Run()
     e = Events()
     run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
-    hot, archive = encode_split(run.state())
-    assert archive is not None and archive[0] == 1  # version 1 -> slot 1
+    hot, history = encode_split(run.state())
+    assert [name for name, _ in history] == [b"a1"]  # the first archive: version 1
     run(e.fill("BUY", 1, 100, SYM))  # opens a trade: nothing closed, ring tail not full
-    hot, archive = encode_split(run.state())
-    assert archive is None
+    hot, history = encode_split(run.state())
+    assert history == []
 
 
-def test_a_fresh_account_needs_no_archive_until_something_is_archived():
+def test_a_trade_that_closes_goes_to_the_recent_blob_until_it_is_full():
+    run = Run()
+    e = Events()
+    store = Store()
+    run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
+    store.put(*encode_split(run.state()))
+    names = []
+    for _ in range(RECENT_MAX + 1):
+        run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
+        hot, history = encode_split(run.state())
+        store.put(hot, history)
+        names.append([name for name, _ in history])
+        assert encode_state(store.load()) == encode_state(run.state())
+    # each close rewrites the small recent blob, alternating slots; one more than
+    # RECENT_MAX moves them all to a new archive
+    assert names == [[b"r1"], [b"r0"]] * (RECENT_MAX // 2) + [[b"a0"]]
+
+
+def test_settling_an_archived_trade_writes_a_new_archive_and_restores_exactly():
+    run = Run()
+    e = Events()
+    store = Store()
+    first = [e.fill("BUY", 2, 100, SYM), e.fill("SELL", 2, 0, SYM)]  # exit without price
+    run(*first)
+    store.put(*encode_split(run.state()))
+    run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
+    store.put(*encode_split(run.state()))
+    run(e("fill_settled", symbol=SYM, fill_event_id=first[1]["event_id"], realized_pnl="4"))
+    hot, history = encode_split(run.state())
+    store.put(hot, history)
+    assert [name for name, _ in history] == [b"a0"]
+    restored = store.load()
+    assert encode_state(restored) == encode_state(run.state())
+    assert [t.realized for t in restored.closed()] == [4, 1]
+
+
+def test_a_fresh_account_needs_no_history_until_something_is_archived():
     run = Run()
     e = Events()
     run(e.fill("BUY", 1, 100, SYM))
-    hot, archive = encode_split(run.state())
-    assert archive is None
+    hot, history = encode_split(run.state())
+    assert history == []
     assert encode_state(decode_state(hot)) == encode_state(run.state())
 
 
-def test_a_missing_or_other_archive_is_refused_not_read_as_empty():
+def test_a_missing_or_other_history_blob_is_refused_not_read_as_empty():
     run = Run()
     e = Events()
     run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
-    hot, archive = encode_split(run.state())
-    assert archive is not None
+    hot, [(name, archive)] = encode_split(run.state())
     with pytest.raises(StateDecodeError, match="missing"):
         decode_state(hot)
     with pytest.raises(StateDecodeError, match="missing"):
         decode_state(hot, {}.get)
-    other = archive[1].replace(b"TLA1 1 ", b"TLA1 3 ", 1)
+    other = archive.replace(b"TLA1 1 ", b"TLA1 3 ", 1)
     with pytest.raises(StateDecodeError, match="not version 1"):
-        decode_state(hot, {archive[0]: other}.get)
+        decode_state(hot, {name: other}.get)
     with pytest.raises(StateDecodeError):
-        decode_state(hot, {archive[0]: archive[1][:archive[1].index(b"\n") + 9]}.get)
-    assert decode_state(hot, {archive[0]: archive[1]}.get).closed()
+        decode_state(hot, {name: archive[:archive.index(b"\n") + 9]}.get)
+    assert decode_state(hot, {name: archive}.get).closed()
+    run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
+    hot, [(rname, recent)] = encode_split(run.state())
+    assert rname == b"r1"
+    with pytest.raises(StateDecodeError, match="recent trades .* missing"):
+        decode_state(hot, {name: archive}.get)
+    assert len(decode_state(hot, {name: archive, rname: recent}.get).closed()) == 2
 
 
 def test_a_state_stored_whole_before_the_split_restores_and_is_split_on_its_next_write():
@@ -144,10 +193,9 @@ def test_a_state_stored_whole_before_the_split_restores_and_is_split_on_its_next
     run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
     whole = encode_state(run.state())
     st = decode_state(whole)  # no archive needed: everything is inline
-    hot, archive = encode_split(st)
-    assert archive is not None
-    assert encode_state(decode_state(hot, {archive[0]: archive[1]}.get)) == \
-        encode_state(st)
+    hot, history = encode_split(st)
+    assert [name for name, _ in history] == [b"a1"]
+    assert encode_state(decode_state(hot, dict(history).get)) == encode_state(st)
 
 
 def test_a_hot_part_is_refused_by_a_decoder_that_predates_the_archive():
