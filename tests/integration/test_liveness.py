@@ -25,6 +25,7 @@ from streams.infra.kafka_admin import (
     watermarks,
 )
 from streams.ops import create_topics
+from streams.procs import wait_until
 from tests.integration.pipeline import Pipeline, synth_venue_events
 
 pytestmark = pytest.mark.integration
@@ -170,7 +171,14 @@ def test_topics_restores_a_retention_an_operator_changed(pipeline: Pipeline):
         ConfigEntry("retention.ms", "259200000", incremental_operation=AlterConfigOpType.SET)])
     for future in admin.incremental_alter_configs([change]).values():
         future.result(30)
+
+    def retention() -> str:
+        return describe_topic_configs(bootstrap, [source])[source]["retention.ms"]
+
+    # KRaft: the controller acknowledges the change before the broker's metadata
+    # (which answers DescribeConfigs) shows it.
+    wait_until(lambda: retention() == "259200000", 30, what="the broker to show the change")
     drift = align_topic_configs(bootstrap, {source: {"retention.ms": "-1"}}, fix=False)
     assert drift == {source: {"retention.ms": ("259200000", "-1")}}
     create_topics(pipeline.settings)  # what `twinledger topics` runs
-    assert describe_topic_configs(bootstrap, [source])[source]["retention.ms"] == "-1"
+    wait_until(lambda: retention() == "-1", 30, what="the retention restored")
