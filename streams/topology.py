@@ -1,6 +1,7 @@
 """topology.yaml: the description of topics, tables, sinks and the dead-letter topic.
 
-Owns: loading and validating the file into typed objects, and checking it
+Owns: loading and validating the file into typed objects (its ``sinks:`` and
+topic value schemas must agree with ``streams.catalogue``), and checking it
 against the partition counts a broker reports. Must not touch: wiring (the
 Faust app builds agents in code) or Kafka clients (callers pass what the
 broker said, so this module stays testable without one).
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from streams.catalogue import disagreements
 from streams.exceptions import PartitionsMismatch, TopologyError
 
 ROLES = ("input", "output")
@@ -126,9 +128,15 @@ def load_topology(path: Path | str, schema_names: set[str] | None = None) -> Top
         raise TopologyError(f"{path}: deadletter_topic {dlt!r} is not a declared topic")
     _require_forever(path, str(dlt), topics[str(dlt)].config)
     sinks = doc.get("sinks") or {}
+    if not isinstance(sinks, dict):
+        raise TopologyError(f"{path}: `sinks:` must map ClickHouse tables to topics")
     for table, topic in sinks.items():
         if topic not in topics:
             raise TopologyError(f"{path}: sink {table!r} reads undeclared topic {topic!r}")
+    wrong = disagreements(sinks, {n: t.value for n, t in topics.items()}, str(dlt))
+    if wrong:
+        raise TopologyError(f"{path} disagrees with the catalogue of outputs "
+                            f"(streams/catalogue.py): {'; '.join(wrong)}")
     return Topology(topics=topics, deadletter_topic=str(dlt), sinks=dict(sinks),
                     agents=doc.get("agents") or {}, tables=doc.get("tables") or {})
 
