@@ -24,10 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from streams.catalogue import RECORD_OF_KIND  # noqa: E402
 from streams.codec import Codec, fold_dict_to_venue_record  # noqa: E402
 from streams.foldfile import run_fold  # noqa: E402
 from streams.ledger import load_ledger_config  # noqa: E402
-from streams.ledger.state import OUTPUT_RECORDS  # noqa: E402
 from streams.ledger.synth import generate_events  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def sink_records(codec: Codec, n_events: int, n_accounts: int) -> tuple[list[byt
     mix: Counter[str] = Counter()
     wires = []
     for out in run.outputs:
-        name = OUTPUT_RECORDS[out.kind]
+        name = RECORD_OF_KIND[out.kind]
         wires.append(codec.encode(name, out.record))
         mix[name] += 1
     for e in events:

@@ -58,6 +58,7 @@ import faust
 from faust.types import TP
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+from streams.catalogue import TOPIC_OF_KIND
 from streams.codec import Codec, venue_record_to_fold_dict
 from streams.config import Settings
 from streams.exceptions import DecodeError, InvalidEvent, TwinledgerError
@@ -80,15 +81,8 @@ from streams.topology import Topology, load_topology
 
 log = logging.getLogger("twinledger.worker")
 
-OUTPUT_TOPIC = {
-    "snapshot": ("ledger.snapshots", "AccountSnapshot"),
-    "trade": ("ledger.trades", "TradeEvent"),
-    "reconcile": ("ledger.reconcile", "ReconcileEvent"),
-    "anomaly": ("ledger.anomalies", "Anomaly"),
-    "cashflow": ("ledger.cashflows", "CashFlowEvent"),
-    "balance": ("ledger.balances", "BalanceChange"),
-    "portfolio": ("ledger.portfolio", "PortfolioSnapshot"),
-}
+#: Output kind -> (logical topic, Avro record), from the catalogue of outputs.
+OUTPUT_TOPIC = TOPIC_OF_KIND
 
 EVENTS = Counter("twinledger_worker_events_total", "venue events by fold status",
                  ["status"])

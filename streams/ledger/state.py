@@ -797,15 +797,5 @@ def _read_recent(blob_of: Callable[[bytes], bytes | None] | None, version: int,
     return _lines(data, nl + 1, n)
 
 
-# ------------------------------------------------------------------------ output kinds
-
-#: The Avro record (schemas/avro/<name>.avsc) of each output kind.
-OUTPUT_RECORDS = {
-    "snapshot": "AccountSnapshot", "trade": "TradeEvent", "reconcile": "ReconcileEvent",
-    "anomaly": "Anomaly", "cashflow": "CashFlowEvent", "balance": "BalanceChange",
-    "portfolio": "PortfolioSnapshot",
-}
-
-
 def _opt(d: Decimal | None) -> str | None:
     return None if d is None else str(d)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.catalogue import RECORD_OF_KIND
 from streams.codec import Codec, fold_dict_to_venue_record
 from streams.codec.avro import load_named_schemas
 from streams.codec.fastread import Unsupported, compile_reader
@@ -21,7 +22,6 @@ from streams.codec.fastwrite import compile_writer
 from streams.exceptions import DecodeError
 from streams.foldfile import run_fold
 from streams.ledger import load_ledger_config
-from streams.ledger.state import OUTPUT_RECORDS
 from streams.ledger.synth import generate_events
 from tests.unit.sinks import samples
 
@@ -49,7 +49,7 @@ def _fold_wires() -> list[bytes]:
     half encoded by the compiled writer, half by fastavro."""
     events = generate_events(1_500, 25, seed=11)
     run = run_fold([json.dumps(e) for e in events], load_ledger_config(None))
-    named: list[tuple[str, dict[str, Any]]] = [(OUTPUT_RECORDS[o.kind], o.record)
+    named: list[tuple[str, dict[str, Any]]] = [(RECORD_OF_KIND[o.kind], o.record)
                                               for o in run.outputs]
     for e in events:
         if e["kind"] == "mark":

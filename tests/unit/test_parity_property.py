@@ -32,11 +32,11 @@ from hypothesis import strategies as st
 
 from sinks.rows import SPECS, build_row, check_bookable
 from streams import produce
+from streams.catalogue import RECORD_OF_KIND
 from streams.codec import Codec, fold_dict_to_venue_record, venue_record_to_fold_dict
 from streams.exceptions import InvalidEvent, TwinledgerError
 from streams.foldfile import run_fold
 from streams.ledger import LedgerConfig, account_summary, apply_event, grammar, parse_event
-from streams.ledger.state import OUTPUT_RECORDS
 
 CODEC = Codec.load()
 PRODUCER = object.__new__(produce.Producer)  # encoding only: no Kafka client
@@ -183,7 +183,7 @@ def stream_path(lines: list[bytes], direct: list[bool]) -> dict[str, Any]:
                              source=(0, offset))
         states[event.account_id] = result.state
         for out in result.outputs:
-            rec_name = OUTPUT_RECORDS[out.kind]
+            rec_name = RECORD_OF_KIND[out.kind]
             encoded = CODEC.encode(rec_name, out.record)
             _, decoded = CODEC.decode(encoded)
             build_row(TABLE_OF[rec_name], rec_name, decoded)  # RowRejected would fail here
@@ -205,7 +205,7 @@ def test_offline_fold_equals_the_stream_for_every_input(pairs: list[tuple[bytes,
     for account, state in offline.states.items():
         assert account_summary(state, offline.marks, cfg) == \
             account_summary(live["states"][account], live["marks"], cfg), account
-    encoded = [(o.kind, o.key, CODEC.encode(OUTPUT_RECORDS[o.kind], o.record))
+    encoded = [(o.kind, o.key, CODEC.encode(RECORD_OF_KIND[o.kind], o.record))
                for o in offline.outputs]
     assert encoded == live["outputs"]
     assert {k: v for k, v in offline.marks.items()} == live["marks"]
@@ -242,7 +242,7 @@ def test_the_examples_of_the_issue_are_among_the_generated_lines():
         live = stream_path(lines, [direct] * len(lines))
         assert [r["line"] for r in offline.rejected] == live["rejected"]
         assert live["rejected"] == [1, 2, 3, 4, 5, 6, 7, 12, 13, 15, 16]
-        assert [(o.kind, o.key, CODEC.encode(OUTPUT_RECORDS[o.kind], o.record))
+        assert [(o.kind, o.key, CODEC.encode(RECORD_OF_KIND[o.kind], o.record))
                 for o in offline.outputs] == live["outputs"]
     codes = [a["code"] for a in account_summary(offline.states["acc-a"], offline.marks,
                                                 offline.config)["anomalies"]]
@@ -261,7 +261,7 @@ def test_conflicts_and_a_later_duplicate_emit_alike_offline_and_in_the_stream():
     lines.append(json.dumps(base).encode())  # the first one again: a duplicate
     offline = run_fold(lines, CONFIG)
     live = stream_path(lines, [False] * len(lines))
-    assert [(o.kind, o.key, CODEC.encode(OUTPUT_RECORDS[o.kind], o.record))
+    assert [(o.kind, o.key, CODEC.encode(RECORD_OF_KIND[o.kind], o.record))
             for o in offline.outputs] == live["outputs"]
     kinds = [o.kind for o in offline.outputs]
     assert kinds.count("anomaly") == 8 and kinds.count("snapshot") == 1

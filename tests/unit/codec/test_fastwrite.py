@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.catalogue import RECORD_OF_KIND
 from streams.codec import Codec, fold_dict_to_venue_record
 from streams.codec.fastwrite import compile_writer
 from streams.ledger import apply_event, load_ledger_config, parse_event
-from streams.ledger.state import OUTPUT_RECORDS
 from streams.ledger.synth import generate_events
 
 CODEC = Codec.load()
-NAMES = OUTPUT_RECORDS
+NAMES = RECORD_OF_KIND
 DEC = {"type": "record", "name": "D", "fields": [
     {"name": "d", "type": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 18}},
     {"name": "o", "type": ["null", {"type": "bytes", "logicalType": "decimal",

@@ -12,6 +12,7 @@ from typing import Any
 
 import fastavro
 
+from streams.catalogue import RECORD_OF_KIND
 from streams.ledger import (
     AccountState,
     LedgerConfig,
@@ -20,11 +21,10 @@ from streams.ledger import (
     parse_event,
 )
 from streams.ledger.events import Mark
-from streams.ledger.state import OUTPUT_RECORDS
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "streams" / "resources" / "avro"
-OUTPUT_SCHEMA = {kind: f"twinledger.v1.{name}" for kind, name in OUTPUT_RECORDS.items()}
+OUTPUT_SCHEMA = {kind: f"twinledger.v1.{name}" for kind, name in RECORD_OF_KIND.items()}
 
 
 class Events:

@@ -16,15 +16,10 @@ from typing import Any
 import pytest
 
 from sinks.rows import build_row
+from streams.catalogue import RECORD_OF_KIND, TABLE_OF_KIND
 from streams.ledger import apply_event, load_ledger_config, parse_event
-from streams.ledger.state import OUTPUT_RECORDS
 from streams.ledger.synth import generate_events
 from tests.unit.sinks import samples
-
-#: Which table each output kind lands in (topology.yaml ``sinks:`` via the topics).
-TABLE_OF = {"snapshot": "account_snapshots", "trade": "trade_events",
-            "reconcile": "reconcile_events", "anomaly": "anomaly_events",
-            "cashflow": "cash_flows", "balance": "balances", "portfolio": "portfolio_snapshots"}
 
 
 def fold(events: list[dict[str, Any]], with_marks: bool) -> tuple[dict[str, Any], list[Any]]:
@@ -108,8 +103,8 @@ def test_every_fold_output_becomes_a_row(spot_events: list[dict[str, Any]]) -> N
     _, outputs = fold(spot_events, with_marks=True)
     built: Counter[str] = Counter()
     for out in outputs:
-        record = OUTPUT_RECORDS[out.kind]
-        table = TABLE_OF[out.kind]
+        record = RECORD_OF_KIND[out.kind]
+        table = TABLE_OF_KIND[out.kind]
         row = build_row(table, record, samples.decoded(record, out.record))
         assert row[0] == out.record["account_id"] and row[1] == out.record["event_id"]
         built[table] += 1
