@@ -26,19 +26,9 @@ from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any
 
-from sinks.ddl import (
-    ACCOUNT_SNAPSHOTS,
-    ANOMALY_EVENTS,
-    BALANCES,
-    CASH_FLOWS,
-    DEAD_LETTERS,
-    PORTFOLIO_SNAPSHOTS,
-    RECONCILE_EVENTS,
-    TRADE_EVENTS,
-    VENUE_EVENTS,
-    Table,
-)
+from sinks.ddl import TABLES, Table
 from sinks.exceptions import RowRejected
+from streams.catalogue import RECORD_OF_TABLE
 from streams.codec import dec_str, venue_record_to_fold_dict
 from streams.exceptions import DecodeError, InvalidEvent
 from streams.ledger import parse_event
@@ -405,18 +395,22 @@ class RowSpec:
     build: Callable[[Record], Row]
 
 
-SPECS: dict[str, RowSpec] = {
-    "venue_events": RowSpec(VENUE_EVENTS, "VenueEvent", venue_event_row),
-    "account_snapshots": RowSpec(ACCOUNT_SNAPSHOTS, "AccountSnapshot", account_snapshot_row),
-    "trade_events": RowSpec(TRADE_EVENTS, "TradeEvent", trade_event_row),
-    "reconcile_events": RowSpec(RECONCILE_EVENTS, "ReconcileEvent", reconcile_event_row),
-    "anomaly_events": RowSpec(ANOMALY_EVENTS, "Anomaly", anomaly_event_row),
-    "dead_letters": RowSpec(DEAD_LETTERS, "DeadLetter", dead_letter_row),
-    "cash_flows": RowSpec(CASH_FLOWS, "CashFlowEvent", cash_flow_row),
-    "balances": RowSpec(BALANCES, "BalanceChange", balance_change_row),
-    "portfolio_snapshots": RowSpec(PORTFOLIO_SNAPSHOTS, "PortfolioSnapshot",
-                                   portfolio_snapshot_row),
+#: The row builder of each sink table. The record a table takes is the catalogue's
+#: (``streams.catalogue``), its columns are ``sinks.ddl.TABLES``.
+BUILDERS: dict[str, Callable[[Record], Row]] = {
+    "venue_events": venue_event_row,
+    "account_snapshots": account_snapshot_row,
+    "trade_events": trade_event_row,
+    "reconcile_events": reconcile_event_row,
+    "anomaly_events": anomaly_event_row,
+    "dead_letters": dead_letter_row,
+    "cash_flows": cash_flow_row,
+    "balances": balance_change_row,
+    "portfolio_snapshots": portfolio_snapshot_row,
 }
+
+SPECS: dict[str, RowSpec] = {table: RowSpec(TABLES[table], RECORD_OF_TABLE[table], build)
+                             for table, build in BUILDERS.items()}
 
 
 def check_bookable(record_name: str, record: Record, key: bytes | None) -> None:

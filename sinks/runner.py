@@ -66,10 +66,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from sinks import metrics
 from sinks.backend import Backend
@@ -98,7 +95,8 @@ from sinks.exceptions import BackendError, RowRejected, SinkError
 from sinks.rows import build_row, check_bookable, dead_letter_for
 from streams.codec import Codec
 from streams.config import Settings
-from streams.exceptions import ConfigError, DecodeError, InvalidEvent
+from streams.exceptions import DecodeError, InvalidEvent
+from streams.topology import load_topology
 
 log = logging.getLogger("twinledger.sink")
 
@@ -111,22 +109,14 @@ STAGES = ("before_recorded", "inserted", "after_recorded", "committed")
 
 
 def sink_topics(settings: Settings) -> dict[str, str]:
-    """Broker topic name -> table, from topology.yaml ``sinks:`` (table -> topic)."""
-    path = Path(settings.topology_path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read topology {path}: {exc}") from exc
-    sinks = (doc or {}).get("sinks") or {}
-    if not isinstance(sinks, Mapping) or not sinks:
-        raise ConfigError(f"{path}: no `sinks:` mapping table -> topic")
-    out: dict[str, str] = {}
-    for table, topic in sinks.items():
-        if table not in TABLES:
-            raise ConfigError(f"{path}: sink table {table!r} is not one the sink knows "
-                              f"({', '.join(TABLES)})")
-        out[settings.topic(str(topic))] = table
-    return out
+    """Broker topic name -> table, from topology.yaml ``sinks:`` (table -> topic).
+
+    ``load_topology`` refuses a ``sinks:`` that disagrees with the catalogue
+    of outputs (``streams.catalogue``), which the unit tests hold to the
+    tables of ``sinks.ddl`` and the row builders of ``sinks.rows``.
+    """
+    topology = load_topology(settings.topology_path)
+    return {settings.topic(topic): table for table, topic in topology.sinks.items()}
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
