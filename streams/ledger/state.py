@@ -703,6 +703,8 @@ def decode_state(data: bytes,
             s.book = SpotBook.decode(h[25])
         if len(h) > 26:  # states written before the archive have none
             s.archive_version = h[26]
+        if len(h) > 30:  # nor those written before the recent trades
+            s.recent_version = h[30]
         cold = bytes(lines[0])
         e_assets, e_positions, anomalies = json.loads(cold)
         s.e_assets = e_assets
@@ -721,7 +723,6 @@ def decode_state(data: bytes,
             s.positions[(p.symbol, p.position_side)] = p
         if split:
             ring = _read_archive(s, blob_of, n_closed - h[31], h[28], h[29]) + ring
-            s.recent_version = h[30]
             s.recent = _read_recent(blob_of, h[30], h[31])
             s.closed_trades.extend(s.recent)
         else:
