@@ -71,8 +71,9 @@ class LedgerConfig:
       re-sending a frame, which happens within minutes, not thousands of events.
     - ``max_closed_trades`` (100): closed trades kept in state, for late
       settlements: a FillSettled for a trade that has left this window is
-      ``UNRESOLVED`` (LEDGER A7). Kept encoded: ~555 bytes each on the
-      synthetic stream, so 100 are ~55 KB of every state write.
+      ``UNRESOLVED`` (LEDGER A7). Kept encoded (~555 bytes each on the
+      synthetic stream) in the account's history beside its hot state, which
+      the worker writes only when it changes (``state.encode_split``).
     - ``max_trade_legs`` (500): legs kept per open trade; aggregates stay
       exact, a settlement for a dropped leg is ``UNRESOLVED``.
     - ``settle_reach`` (None): the (closed trades, legs per trade) a late
