@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from streams.catalogue import BY_TABLE
 from streams.config import Settings, load_settings
 from streams.infra.kafka_admin import delete_records_before, watermarks
 from streams.ledger.synth import generate_events
@@ -22,8 +23,8 @@ from streams.ops import SinkClient, create_topics
 from streams.procs import Child, wait_until
 from streams.produce import Producer
 
-TABLES = ("venue_events", "account_snapshots", "trade_events", "reconcile_events",
-          "anomaly_events", "dead_letters", "cash_flows", "portfolio_snapshots", "balances")
+#: Every table the sink fills (the catalogue of outputs).
+TABLES = tuple(BY_TABLE)
 
 
 def free_port() -> int:
