@@ -149,7 +149,8 @@ def state_bytes(events_per_account: int = 1000, n_accounts: int = 20) -> dict[st
     trades, closed trades and outbox blobs (none in a hot state) and the newest
     dedup ring slots. ``history`` is what the agent stores beside it only when
     it changes (``streams.ledger.state``: the archive of closed trades and older
-    ring slots, the recent closed trades): its size at the end, and the bytes
+    ring slots, the recent closed trades, the log of cash flows, portfolio
+    snapshots and anomalies): its size at the end, and the bytes
     written for it per event (the state stored after each event, the worst case).
     """
     config = LedgerConfig()
@@ -177,6 +178,8 @@ def state_bytes(events_per_account: int = 1000, n_accounts: int = 20) -> dict[st
         now = [b"a%d" % (st.archive_version % 2)] if st.archive_version else []
         if st.recent:
             now.append(b"r%d" % (st.recent_version % 2))
+        if st.log_version:
+            now.append(b"l%d" % (st.log_version % 2))
         totals["history"] = totals.get("history", 0) + sum(
             len(archives[(account, name)]) for name in now)
         totals["whole"] = totals.get("whole", 0) + len(encode_state(st))
@@ -197,7 +200,7 @@ def _parts(blob: bytes) -> dict[str, int]:
     sizes = {"total": len(blob), "header": len(lines[1]), "cold": len(lines[2])}
     n_pos, n_closed, ring = header[22], header[23], header[24]
     n_out = len(header[21])
-    if header[0] == 2:  # a hot part: closed trades are in the history blobs
+    if len(header) > 27 and header[27]:  # a hot part: closed trades are in the history blobs
         n_closed = n_out = 0
     at = 3
     for part, n in (("positions", n_pos), ("closed_trades", n_closed), ("outbox", n_out)):

@@ -19,8 +19,9 @@ and flushes are the known way to make Faust slow):
    then flush the producer: outputs are on the broker before anything else;
 4. store each account's new state once (table -> RocksDB + changelog): its
    hot part under the account id, and before it, only those that changed, the
-   blobs of its history (closed trades, older dedup ring slots) under the
-   account id + ``\x00`` + ``a0``/``a1``/``r0``/``r1``
+   blobs of its history (closed trades, older dedup ring slots; recent cash
+   flows, portfolio snapshots, anomalies) under the account id + ``\x00`` +
+   ``a0``/``a1``/``r0``/``r1``/``l0``/``l1``
    (``streams.ledger.state.encode_split``);
 5. the batch ends and Faust acks the offsets, which it commits later.
 

@@ -8,7 +8,7 @@ never evaluates anything it reads (no pickle). Must not touch: booking rules
 
 Layout of an encoded state::
 
-    b"TLS1\\n" <header JSON> b"\\n" <E facts + anomalies JSON> b"\\n"
+    b"TLS1\\n" <header JSON> b"\\n" <E facts (+ anomalies) JSON> b"\\n"
         (<position JSON> b"\\n")* (<closed trade JSON> b"\\n")* <dedup ring bytes>
 
 The header says how many positions and closed trades follow and how long the
@@ -37,14 +37,24 @@ trades and the older ring slots are history, kept in two blobs beside it:
 
     b"TLR1 " <version> b" " <closed trades> b"\n" (<closed trade JSON> b"\n")*
 
-The hot header (version 2, so that a decoder older than the archive refuses
-it; slots 26 to 31) names the versions of both, how many of the archived ring
-slots and closed trades have been evicted since and how many recent trades
-there are. Each blob's versions alternate between two store slots
-(``a0``/``a1``, ``r0``/``r1``: ``version % 2``): the store writes them before
-the hot part that names them, so a crash in between leaves the previous hot
-part with its blobs intact, and the replay writes the same ones again.
-``encode_state`` is the whole state inline in one blob (no archive), as before.
+- the *log*: the recent cash flows and portfolio snapshots (``SpotBook.flows``
+  and ``snaps``) and the recent anomalies. The fold only appends to them (and
+  drops the oldest); no event reads them, only queries of the decoded state
+  do. Rewritten when one of them changes (``_log_mark``); version 0 is the
+  empty log, never stored::
+
+    b"TLL1 " <version> b"\n" <JSON [flows, snaps, anomalies]>
+
+The hot header (version 3, so that a decoder older than the archive or the
+log refuses it; slots 26 to 32) names the versions of the three, how many of
+the archived ring slots and closed trades have been evicted since and how many
+recent trades there are; its book has no flows or snapshots and its cold line
+no anomalies. Each blob's versions alternate between two store slots
+(``a0``/``a1``, ``r0``/``r1``, ``l0``/``l1``: ``version % 2``): the store writes
+them before the hot part that names them, so a crash in between leaves the
+previous hot part with its blobs intact, and the replay writes the same ones
+again. ``encode_state`` is the whole state inline in one blob (no archive, no
+log), as before. Hot parts of version 2 (before the log) still decode.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ from .numbers import D0
 MAGIC = b"TLS1\n"
 ARCHIVE_MAGIC = b"TLA1 "
 RECENT_MAGIC = b"TLR1 "
+LOG_MAGIC = b"TLL1 "
 _SLOT = 16  # 8-byte event-id hash + 8-byte payload digest
 #: Ring slots kept in the hot part before the ring is moved to the archive (``encode_split``).
 RING_TAIL = 64
@@ -298,14 +309,17 @@ class SpotBook:
             h = self.assets[asset] = Holding()
         return h
 
-    def encode(self) -> list[Any]:
+    def encode(self, history: bool = True) -> list[Any]:
+        """The book as JSON data; ``history=False``: ``flows`` and ``snaps`` left empty
+        (a hot part keeps them in its log blob, see the module docstring)."""
         return [self.spot,
                 [[a, str(h.qty), str(h.cost), [[str(q), str(c)] for q, c in h.lots]]
                  for a, h in self.assets.items()],
                 [[s, str(r), str(f)] for s, (r, f) in self.pairs.items()],
                 [[a, *v] for a, v in self.drift.items()],
                 [[a, str(q), str(v)] for a, (q, v) in self.fees.items()],
-                self.flows, self.snaps, self.last_bucket,
+                self.flows if history else [], self.snaps if history else [],
+                self.last_bucket,
                 [[a, *v] for a, v in self.published.items()],
                 [[s, str(r), str(f)] for s, (r, f) in self.manual_pairs.items()],
                 [[a, str(q), str(v)] for a, (q, v) in self.manual_fees.items()]]
@@ -346,7 +360,7 @@ class AccountState:
         "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
         "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
         "archive_version", "archived_slots", "archive_skip", "archived_closed",
-        "closed_skip", "recent_version", "recent",
+        "closed_skip", "recent_version", "recent", "log_version", "log_mark",
     )
 
     def __init__(self, account_id: str, venue: str = "") -> None:
@@ -380,7 +394,8 @@ class AccountState:
         self.offsets: dict[int, int] = {}
         self.ring = bytearray()
         self._ids: set[int] | None = None
-        # encoded e_assets / e_positions / anomalies; whoever changes them clears it
+        # encoded e_assets / e_positions (``_cold_json``); whoever changes them or the
+        # anomalies clears it
         self.cold: bytes | None = None
         self.book = SpotBook()
         # An upper bound of the magnitudes the state holds (``headroom``); not encoded:
@@ -402,6 +417,10 @@ class AccountState:
         self.closed_skip = 0
         self.recent_version = 0
         self.recent: list[bytes | memoryview] = []
+        # The log blob (``encode_split``): its version (encoded) and what the lists it
+        # holds were when it was written (``_log_mark``; not encoded: None = unknown).
+        self.log_version = 0
+        self.log_mark: tuple[Any, ...] | None = None
 
     # -- K ---------------------------------------------------------------------------
     @property
@@ -525,27 +544,57 @@ def hash_event_id(event_id: str) -> bytes:
 
 
 _VERSION = 1
-#: The header version of a hot part (``encode_split``): a decoder that predates the
-#: archive refuses it ("unsupported state version") instead of misreading it.
+#: The header version of a hot part (``encode_split``) before the log blob: its book
+#: and cold line still hold the cash flows, portfolio snapshots and anomalies.
 _SPLIT_VERSION = 2
+#: The header version of a hot part since: they are in the log blob. A decoder that
+#: predates the archive or the log refuses it ("unsupported state version").
+_LOG_VERSION = 3
 
 
-def _cold_json(s: AccountState) -> bytes:
-    """E assets, E positions and recent anomalies: they change rarely, so encoded once."""
+def _cold_json(s: AccountState, anomalies: bool) -> bytes:
+    """The cold line: E assets, E positions and (``anomalies``: a whole state) the anomalies.
+
+    E facts change rarely, so they are encoded once (``s.cold``, without the
+    closing bracket); the anomalies of a hot part are in its log blob.
+    """
     if s.cold is None:
         s.cold = _dumps([
             s.e_assets,
             None if s.e_positions is None else [
                 [p.symbol, p.position_side, str(p.qty), str(p.entry_price), str(p.mark_price),
                  str(p.leverage)] for p in s.e_positions.values()],
-            s.anomalies,
-        ]).encode()
-    return s.cold
+        ]).encode()[:-1]
+    if anomalies:
+        return b"%s,%s]" % (s.cold, _dumps(s.anomalies).encode())
+    return s.cold + b"]"
+
+
+def _log_mark(s: AccountState) -> tuple[Any, ...]:
+    """What the log's lists are now: their lengths and newest records (the objects).
+
+    The fold only appends to them and drops their oldest records (never edits
+    one), so any change changes a length or a newest record's identity; the
+    mark holds those records, so no other object can take their ``id``.
+    """
+    b = s.book
+    return (len(b.flows), b.flows[-1] if b.flows else None, len(b.snaps),
+            b.snaps[-1] if b.snaps else None, len(s.anomalies),
+            s.anomalies[-1] if s.anomalies else None)
+
+
+def _same_mark(a: tuple[Any, ...] | None, b: tuple[Any, ...]) -> bool:
+    return a is not None and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _log_json(s: AccountState) -> bytes:
+    return _dumps([s.book.flows, s.book.snaps, s.anomalies]).encode()
 
 
 def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes:
     return MAGIC + _dumps([
-        _SPLIT_VERSION if split else _VERSION, s.account_id, s.venue, s.event_seq, s.seeded, str(s.seed), str(s.capital),
+        _LOG_VERSION if split else _VERSION, s.account_id, s.venue, s.event_seq, s.seeded,
+        str(s.seed), str(s.capital),
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
         str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
         str(s.e_maint), s.trade_count, s.status,
@@ -553,12 +602,14 @@ def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes
         [[p, o] for p, o in s.offsets.items()],
         [],  # once the outbox (see the module docstring)
         len(s.positions), n_closed, ring_len,
-        s.book.encode(),
+        s.book.encode(history=not split),
         # the archive: its version, whether this blob leaves the closed trades and the
         # older ring slots to it, and how many of its ring slots were evicted since;
         # its closed trades evicted since, the recent blob's version and length
         s.archive_version, 1 if split else 0, s.archive_skip if split else 0,
         s.closed_skip if split else 0, s.recent_version, len(s.recent) if split else 0,
+        # the log blob's version (0: the empty log, never stored)
+        s.log_version,
     ]).encode()
 
 
@@ -572,7 +623,7 @@ def encode_state(state: AccountState) -> bytes:
     s = state
     s.compact()
     parts: list[bytes | memoryview] = [
-        _header(s, len(s.closed_trades), len(s.ring), False), _cold_json(s)]
+        _header(s, len(s.closed_trades), len(s.ring), False), _cold_json(s, True)]
     parts.extend([p.to_json() for p in s.positions.values()])
     parts.extend(s.closed_trades)  # type: ignore[arg-type]  # all bytes after compact()
     parts.append(bytes(s.ring))
@@ -638,7 +689,15 @@ def encode_split(state: AccountState) -> tuple[bytes, list[tuple[bytes, bytes]]]
         ring = bytes(s.ring)
         head = b"%s%d %d %d\n" % (ARCHIVE_MAGIC, s.archive_version, len(closed), len(ring))
         writes.append((b"a%d" % (s.archive_version % 2), b"".join((head, ring, body))))
-    parts: list[bytes | memoryview] = [_header(s, len(closed), tail, True), _cold_json(s)]
+    mark = _log_mark(s)
+    if not _same_mark(s.log_mark, mark):
+        s.log_mark = mark
+        if s.log_version or mark != (0, None, 0, None, 0, None):
+            s.log_version += 1
+            head = b"%s%d\n" % (LOG_MAGIC, s.log_version)
+            writes.append((b"l%d" % (s.log_version % 2), head + _log_json(s)))
+    parts: list[bytes | memoryview] = [_header(s, len(closed), tail, True),
+                                       _cold_json(s, False)]
     parts.extend([p.to_json() for p in s.positions.values()])
     parts.append(bytes(s.ring[len(s.ring) - tail:]))
     return b"\n".join(parts), writes
@@ -657,10 +716,10 @@ def decode_state(data: bytes,
     try:
         nl = data.index(b"\n", len(MAGIC))
         h = json.loads(data[len(MAGIC):nl])
-        if h[0] not in (_VERSION, _SPLIT_VERSION):
+        if h[0] not in (_VERSION, _SPLIT_VERSION, _LOG_VERSION):
             raise StateDecodeError(f"unsupported state version {h[0]!r}")
         n_pos, n_closed, ring_len = h[22], h[23], h[24]
-        split = h[0] == _SPLIT_VERSION
+        split = h[0] != _VERSION
         n_out = len(h[21])
         n_lines = 1 + n_pos + (0 if split else n_closed + n_out)
         # Find the lines without copying them: closed trades stay slices of
@@ -705,17 +764,20 @@ def decode_state(data: bytes,
             s.archive_version = h[26]
         if len(h) > 30:  # nor those written before the recent trades
             s.recent_version = h[30]
+        if len(h) > 32:  # nor those written before the log
+            s.log_version = h[32]
         cold = bytes(lines[0])
-        e_assets, e_positions, anomalies = json.loads(cold)
+        e_assets, e_positions, *anomalies = json.loads(cold)
         s.e_assets = e_assets
-        s.anomalies = anomalies
+        s.anomalies = anomalies[0] if anomalies else []
         if e_positions is not None:
             s.e_positions = {}
             for a in e_positions:
                 ep = ExchangePosition(a[0], a[1], Decimal(a[2]), Decimal(a[3]), Decimal(a[4]),
                                       Decimal(a[5]))
                 s.e_positions[(ep.symbol, ep.position_side)] = ep
-        s.cold = cold
+        if not anomalies:  # the cold line as ``_cold_json`` keeps it
+            s.cold = cold[:-1]
         for line in lines[1:1 + n_pos]:
             raw = bytes(line)
             p = Position.decode(json.loads(raw))
@@ -725,6 +787,8 @@ def decode_state(data: bytes,
             ring = _read_archive(s, blob_of, n_closed - h[31], h[28], h[29]) + ring
             s.recent = _read_recent(blob_of, h[30], h[31])
             s.closed_trades.extend(s.recent)
+            if h[0] == _LOG_VERSION:
+                _read_log(s, blob_of)
         else:
             s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])
             # the lines after them, if any, are an old state's outbox: not read
@@ -796,6 +860,21 @@ def _read_recent(blob_of: Callable[[bytes], bytes | None] | None, version: int,
     if magic + b" " != RECENT_MAGIC or int(ver) != version or int(count) != n:
         raise StateDecodeError(f"the stored recent trades are not version {version} of the state")
     return _lines(data, nl + 1, n)
+
+
+def _read_log(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None) -> None:
+    """Fill ``s`` with the cash flows, portfolio snapshots and anomalies of its log blob."""
+    version = s.log_version
+    if version:  # version 0: the empty log, never stored
+        data = None if blob_of is None else blob_of(b"l%d" % (version % 2))
+        if not data:
+            raise StateDecodeError(f"the log (version {version}) of the state is missing")
+        nl = data.index(b"\n")
+        magic, ver = data[:nl].split(b" ")
+        if magic + b" " != LOG_MAGIC or int(ver) != version:
+            raise StateDecodeError(f"the stored log is not version {version} of the state")
+        s.book.flows, s.book.snaps, s.anomalies = json.loads(data[nl + 1:])
+    s.log_mark = _log_mark(s)
 
 
 def _opt(d: Decimal | None) -> str | None:

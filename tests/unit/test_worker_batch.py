@@ -239,14 +239,23 @@ def _closing_batches():
     return [[_event(1), _event(2, side="SELL"), _event(3)], [_event(4, side="SELL")]]
 
 
-@pytest.mark.parametrize("stores", [0, 1, 2])
-def test_a_crash_between_the_history_and_the_hot_state_write_loses_nothing(stores):
+def _skewed_batches():
+    # the second batch closes the trade before it opened: a CLOCK_SKEW anomaly too
+    first, _ = _closing_batches()
+    return [first, [_event(4, side="SELL", ts="2024-01-01T00:00:00Z")]]
+
+
+@pytest.mark.parametrize(("batches", "stores", "blobs"), [
+    *[(_closing_batches, n, [b"a1", b"r1"]) for n in (0, 1, 2)],
+    *[(_skewed_batches, n, [b"a1", b"l1", b"r1"]) for n in (0, 1, 2, 3)]])
+def test_a_crash_between_the_history_and_the_hot_state_write_loses_nothing(batches, stores,
+                                                                             blobs):
     """Closed trades go to the account's history blobs (the archive, then the recent
-    trades), written before the hot state that names them
+    trades), anomalies to its log, written before the hot state that names them
     (streams.ledger.state.encode_split), in the slot the stored hot state does not
-    name. A crash before either write, between them or after both: the replay ends
+    name. A crash before any write, between them or after all: the replay ends
     with every output of a crash-free run and the same table."""
-    first_batch, second_batch = _closing_batches()
+    first_batch, second_batch = batches()
     broker = Broker()
     table = CountingCrashTable(broker)
     w = _restarted(broker, table)
@@ -254,13 +263,14 @@ def test_a_crash_between_the_history_and_the_hot_state_write_loses_nothing(store
     assert broker.log == ["flush", "store", "store"]  # the archive, then the hot state
     asyncio.run(w.process_batch(second_batch))
     want_ids, want_table = _ids(broker.on_broker), dict(table)
-    assert sorted(want_table) == [b"a1", b"a1\x00a1", b"a1\x00r1"]  # + the recent trades
+    # the hot state, its archive, the recent trades (and the log)
+    assert sorted(want_table) == [b"a1", *[b"a1\x00" + name for name in blobs]]
 
     broker = Broker()
     table = CountingCrashTable(broker)
     asyncio.run(_restarted(broker, table).process_batch(first_batch))
     table.stores = stores
-    if stores < 2:
+    if stores < len(blobs):
         with pytest.raises(SystemExit):
             asyncio.run(_restarted(broker, table).process_batch(second_batch))
         assert _restarted(broker, table).account_state("a1").closed()  # still decodes
@@ -272,3 +282,5 @@ def test_a_crash_between_the_history_and_the_hot_state_write_loses_nothing(store
     assert _ids(broker.on_broker) == want_ids
     assert dict(table) == want_table
     assert [t.realized for t in again.account_state("a1").closed()] == [0, 0]
+    assert [a["code"] for a in again.account_state("a1").anomalies] == (
+        ["CLOCK_SKEW"] if b"l1" in blobs else [])

@@ -56,7 +56,7 @@ def _whole(state) -> bytes:
     blob = encode_state(state)
     nl = blob.index(b"\n", 5)
     h = json.loads(blob[5:nl])
-    h[26] = h[30] = 0
+    h[26] = h[30] = h[32] = 0
     return json.dumps(h).encode() + blob[nl:]
 
 
@@ -88,7 +88,7 @@ def test_the_hot_part_carries_no_closed_trade_and_at_most_the_ring_tail():
         hot, history = encode_split(run.state())
         store.put(hot, history)
         h = json.loads(hot[5:hot.index(b"\n", 5)])
-        assert h[0] == 2 and h[24] <= RING_TAIL * 16  # split; the ring's tail only
+        assert h[0] == 3 and h[24] <= RING_TAIL * 16  # split; the ring's tail only
         lines = hot[:len(hot) - h[24]].count(b"\n")
         assert lines == 3 + h[22]  # magic, header, cold line, positions: no trade lines
     st = run.state()
@@ -199,13 +199,13 @@ def test_a_state_stored_whole_before_the_split_restores_and_is_split_on_its_next
 
 
 def test_a_hot_part_is_refused_by_a_decoder_that_predates_the_archive():
-    # Its header has version 2: an older decoder (version 1 only) says so instead of
-    # reading the positions' lines as closed trades.
+    # Its header has version 3: an older decoder (version 1 only, or 2 before the log)
+    # says so instead of reading the positions' lines as closed trades, or no flows.
     run = Run()
     e = Events()
     run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
     hot, _ = encode_split(run.state())
-    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 2
+    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 3
     assert json.loads(encode_state(run.state())[5:].split(b"\n", 1)[0])[0] == 1
 
 
@@ -217,7 +217,104 @@ def test_the_blob_versions_survive_the_whole_encoding_too():
     for _ in range(3):
         run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
         encode_split(run.state())
+    run(e("fill_settled", symbol=SYM, fill_event_id="nowhere", realized_pnl="1"))
+    encode_split(run.state())  # an anomaly: the log's first version
     st = run.state()
     again = decode_state(encode_state(st))
-    assert (again.archive_version, again.recent_version) == (1, 2)
-    assert (st.archive_version, st.recent_version) == (1, 2)
+    assert (again.archive_version, again.recent_version, again.log_version) == (1, 2, 1)
+    assert (st.archive_version, st.recent_version, st.log_version) == (1, 2, 1)
+
+
+def _spot_events() -> list[dict]:
+    """Cash flows, portfolio snapshots and anomalies (oversells), and events adding none."""
+    e = Events(venue="kraken")
+    out = []
+    for i in range(12):
+        out.append(e("cash_flow", asset="USD", amount=5 + i, flow="deposit"))
+        out.append(e.fill("BUY", 1, 1, "XBT/USD", market="spot"))  # nothing for the log
+        if i % 3 == 2:  # takes more than is held: an anomaly and an adjustment flow
+            out.append(e.fill("SELL", 30, 1, "XBT/USD", market="spot"))
+        if i % 4 == 3:  # a later interval: a portfolio snapshot
+            e.n = iter(range(next(e.n) + 3600, 10**9))
+    return out
+
+
+def test_cash_flows_snapshots_and_anomalies_are_in_the_log_blob_written_when_they_change():
+    cfg = LedgerConfig(max_cash_flows=4, max_anomalies=2, max_portfolio_snapshots=2)
+    reference = Run(cfg)
+    split = Run(cfg)
+    store = Store()
+    names = []
+    seen = json.dumps([[], [], []])
+    for i, ev in enumerate(_spot_events()):
+        assert split(ev) == reference(ev)
+        hot, history = encode_split(split.state())
+        store.put(hot, history)
+        logs = [name for name, _ in history if name.startswith(b"l")]
+        names += logs
+        st = reference.state()
+        # the hot part carries none of them: not even the newest
+        assert b"cashflow" not in hot and b"OVERSELL" not in hot and b"portfolio" not in hot
+        if i % 2:  # a worker restarted here: only what the table holds
+            split.states["acc-1"] = store.load()
+        restored = store.load()
+        assert _whole(restored) == _whole(st)
+        assert (restored.book.flows, restored.book.snaps, restored.anomalies) == (
+            st.book.flows, st.book.snaps, st.anomalies)
+        now = json.dumps([st.book.flows, st.book.snaps, st.anomalies])
+        assert bool(logs) == (now != seen)  # written when, and only when, they changed
+        seen = now
+    st = reference.state()
+    assert st.book.flows and st.book.snaps and st.anomalies
+    assert names == [b"l%d" % (v % 2) for v in range(1, len(names) + 1)]  # alternating
+    assert len(names) < len(_spot_events())  # not every write: only when they change
+
+
+def test_an_unchanged_log_is_not_written_again():
+    e = Events(venue="kraken")
+    run = Run()
+
+    def logs():
+        return [name for name, _ in encode_split(run.state())[1] if name.startswith(b"l")]
+
+    run(e("cash_flow", asset="USD", amount=5, flow="deposit"))
+    assert logs() == [b"l1"]
+    assert logs() == []
+    run(e.fill("BUY", 1, 1, "XBT/USD", market="spot"))  # books no flow, no anomaly
+    assert logs() == []
+    run(e("cash_flow", asset="USD", amount=5, flow="deposit"))
+    assert logs() == [b"l0"]
+
+
+def test_a_hot_part_written_before_the_log_still_decodes_and_moves_them_to_a_log():
+    # A version 2 hot part kept flows, snapshots (book) and anomalies (cold line) inline:
+    # with nothing archived it is the whole encoding under header version 2, split.
+    e = Events(venue="kraken")
+    run = Run()
+    run(e("cash_flow", asset="USD", amount=5, flow="deposit"),
+        e("cash_flow", asset="USD", amount=-8, flow="withdrawal"))  # an oversell: an anomaly
+    st = run.state()
+    assert st.book.flows and st.book.snaps and st.anomalies and not st.closed_trades
+    whole = encode_state(st)
+    nl = whole.index(b"\n", 5)
+    h = json.loads(whole[5:nl])
+    h[0], h[27] = 2, 1
+    del h[32:]
+    old = whole[:5] + json.dumps(h, separators=(",", ":")).encode() + whole[nl:]
+    restored = decode_state(old)
+    assert encode_state(restored) == whole
+    hot, history = encode_split(restored)
+    assert [name for name, _ in history] == [b"l1"]
+    assert _whole(decode_state(hot, dict(history).get)) == _whole(st)
+
+
+def test_a_missing_or_other_log_blob_is_refused_not_read_as_empty():
+    e = Events(venue="kraken")
+    run = Run()
+    run(e("cash_flow", asset="USD", amount=5, flow="deposit"))
+    hot, [(name, log)] = encode_split(run.state())
+    with pytest.raises(StateDecodeError, match="log .* missing"):
+        decode_state(hot, {}.get)
+    with pytest.raises(StateDecodeError, match="not version 1"):
+        decode_state(hot, {name: log.replace(b"TLL1 1", b"TLL1 3", 1)}.get)
+    assert decode_state(hot, {name: log}.get).book.flows == run.state().book.flows
