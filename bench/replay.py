@@ -24,13 +24,14 @@ from typing import Any
 
 def replay(bootstrap: str, events: list[dict[str, Any]], phases: Any, stall_seconds: float,
            workers: int = 1) -> dict[str, Any]:
-    from bench.run import _RUNNING, OffsetWatch, PhaseTimeout, diagnose, emit, wait_committed
+    from bench.phases import PhaseTimeout, emit
+    from bench.watch import RUNNING, OffsetWatch, diagnose, wait_committed
     from streams.procs import Child
     from tests.integration.pipeline import Pipeline, free_port
 
     with tempfile.TemporaryDirectory(prefix="tl-bench-replay-") as tmp:
         p = Pipeline(bootstrap, Path(tmp), name=f"replay{workers}")
-        _RUNNING["pipeline"] = p
+        RUNNING["pipeline"] = p
         p.create_topics()
         extra: list[Child] = []
         watch = None
@@ -66,4 +67,4 @@ def replay(bootstrap: str, events: list[dict[str, Any]], phases: Any, stall_seco
             for child in extra:
                 child.stop()
             p.stop()
-            _RUNNING.pop("pipeline", None)
+            RUNNING.pop("pipeline", None)

@@ -41,11 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.phases import Phases, PhaseTimeout, emit  # noqa: E402
+from bench.watch import RUNNING as _RUNNING  # noqa: E402
+from bench.watch import OffsetWatch, diagnose, wait_committed  # noqa: E402
 from streams.codec import Codec, fold_dict_to_venue_record  # noqa: E402
 from streams.ledger.synth import generate_events  # noqa: E402
 
 #: child processes of the running phase, stopped by the watchdog if a phase blocks
-_RUNNING: dict[str, Any] = {}
 
 
 def _bootstrap() -> tuple[str, bool]:
@@ -154,70 +155,6 @@ async def raw_passthrough(bootstrap: str, records: list[tuple[bytes, bytes]],
         await asyncio.gather(forward_in.stop(), out.stop(), counter.stop())
 
 
-class OffsetWatch:
-    """Sum of one consumer group's committed offsets on some topics, asked of the broker.
-
-    One OffsetFetch request per look (the group coordinator answers from memory):
-    no ClickHouse query, no group join, nothing the measured pipeline waits on.
-    """
-
-    def __init__(self, bootstrap: str, group: str, topics: list[str]) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        from streams.infra.kafka_admin import client_config_from_env
-
-        conf: dict[str, Any] = client_config_from_env()
-        conf.update({"bootstrap.servers": bootstrap, "group.id": group,
-                     "enable.auto.commit": False})
-        self._consumer = Consumer(conf)
-        meta = self._consumer.list_topics(timeout=30)
-        self._tps = [TopicPartition(t, p) for t in topics for p in sorted(meta.topics[t].partitions)]
-
-    def committed(self) -> int:
-        got = self._consumer.committed(self._tps, timeout=10)
-        return sum(max(tp.offset, 0) for tp in got)
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-def wait_committed(watch: OffsetWatch, target: int, phases: Phases, pipeline: Any,
-                   stall_seconds: float, what: str) -> None:
-    """Until ``watch`` reaches ``target``; a stall (no move for ``stall_seconds``) raises."""
-    last, last_move, last_print = -1, time.monotonic(), time.monotonic()
-    while True:
-        now = time.monotonic()
-        got = watch.committed()
-        if got >= target:
-            return
-        if got != last:
-            last, last_move = got, now
-        for child in (pipeline.worker, pipeline.sink):
-            if child is not None and not child.alive():
-                raise PhaseTimeout(phases.current or what, f"{child.command[0]} exited with "
-                                   f"{child.proc.returncode} waiting for {what}")
-        if now - last_move > stall_seconds:
-            raise PhaseTimeout(phases.current or what, f"{what}: the sink's committed offsets "
-                               f"stayed at {got} of {target} for {stall_seconds:.0f} s")
-        phases.check()
-        if now - last_print >= 10:
-            last_print = now
-            emit({"phase": phases.current, "waiting_for": what, "committed": got,
-                  "target": target, "worker": worker_progress(pipeline)})
-        time.sleep(0.2)
-
-
-def worker_progress(pipeline: Any) -> Any:
-    import urllib.request
-
-    url = f"http://127.0.0.1:{pipeline.settings.worker_web_port}/progress"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback child
-            return json.loads(resp.read())
-    except (OSError, ValueError) as exc:
-        return f"no answer: {type(exc).__name__}"
-
-
 def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any]],
         phases: Phases, stall_seconds: float) -> float:
     """produce -> worker -> sink -> every snapshot row in ClickHouse, events/s.
@@ -253,15 +190,6 @@ def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any
                 watch.close()
             p.stop()
             _RUNNING.pop("pipeline", None)
-
-
-def diagnose(p: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"worker_progress": worker_progress(p)}
-    for child in (p.worker, p.sink):
-        if child is not None:
-            doc[f"{child.command[0]}_alive"] = child.alive()
-            doc[f"{child.command[0]}_log_tail"] = child.log_tail(30)
-    return doc
 
 
 def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
