@@ -326,7 +326,7 @@ def _settle(step: Step, ev: FillSettled) -> None:
         seen.append(trade)
         trade.json = None  # its legs changed: encode afresh
         for leg in trade.legs:
-            leg.json = None
+            leg.json = leg.hot = None
         legs = [leg for t, leg in matched if t is trade]
         owner = st.positions.get((trade.symbol, trade.position_side))
         if owner is None:  # pragma: no cover - a trade always has its position

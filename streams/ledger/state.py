@@ -45,16 +45,19 @@ trades and the older ring slots are history, kept in two blobs beside it:
 
     b"TLL1 " <version> b"\n" <JSON [flows, snaps, anomalies]>
 
-The hot header (version 3, so that a decoder older than the archive or the
-log refuses it; slots 26 to 32) names the versions of the three, how many of
-the archived ring slots and closed trades have been evicted since and how many
-recent trades there are; its book has no flows or snapshots and its cold line
+The hot header (version 4 with slot 27 set, so that a decoder older than the
+archive, the log or compact position lines refuses it; slots 26 to 32) names
+the versions of the three, how many of the archived ring slots and closed
+trades have been evicted since and how many recent trades there are; its book has no flows or snapshots and its cold line
 no anomalies. Each blob's versions alternate between two store slots
 (``a0``/``a1``, ``r0``/``r1``, ``l0``/``l1``: ``version % 2``): the store writes
 them before the hot part that names them, so a crash in between leaves the
 previous hot part with its blobs intact, and the replay writes the same ones
 again. ``encode_state`` is the whole state inline in one blob (no archive, no
-log), as before. Hot parts of version 2 (before the log) still decode.
+log), under header version 4 too (slot 27 unset). Hot parts of version 2
+(before the log) and 3, and whole states of version 1, still decode: their
+position lines list every field (``Position.decode``); since version 4 a
+position line leaves out fields at their defaults (``_position_line``).
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ class Leg:
     """One fill's part in a trade. ``pnl`` is booked realized; ``exch`` the exchange figure."""
 
     __slots__ = ("event_id", "order_id", "action", "qty", "price", "pnl", "fee", "cum",
-                 "source", "exch", "hold", "flags", "json")
+                 "source", "exch", "hold", "flags", "json", "hot")
 
     def __init__(self, event_id: str, order_id: str, action: str, qty: Decimal, price: Decimal,
                  pnl: Decimal, fee: Decimal, cum: Decimal, source: str, exch: Decimal | None,
@@ -128,6 +131,7 @@ class Leg:
         self.hold = hold
         self.flags = flags
         self.json: bytes | None = None  # encoded form; whoever changes the leg clears it
+        self.hot: bytes | None = None  # and its compact form (in a position line); likewise
 
     def encode(self) -> list[Any]:
         return [self.event_id, self.order_id, self.action, str(self.qty), str(self.price),
@@ -138,6 +142,12 @@ class Leg:
         if self.json is None:
             self.json = _dumps(self.encode()).encode()
         return self.json
+
+    def hot_json(self) -> bytes:
+        """This leg as a position line holds it (``_leg_hot``), cached like ``to_json``."""
+        if self.hot is None:
+            self.hot = _dumps(_leg_hot(self.encode())).encode()
+        return self.hot
 
     @classmethod
     def decode(cls, a: list[Any]) -> Leg:
@@ -238,17 +248,14 @@ class Position:
         self.json: bytes | None = None  # encoded form; the fold clears it when it changes
 
     def to_json(self) -> bytes:
+        """This position's line (header version 4, ``_position_line``), cached until it changes."""
         if self.json is None:
-            head = _dumps([self.symbol, self.position_side, self.market, str(self.qty),
-                           str(self.avg), str(self.basis_qty), self.basis_missing,
-                           str(self.realized), str(self.fees), str(self.funding),
-                           str(self.leverage)])
-            trade = b"null" if self.trade is None else self.trade.to_json()
-            self.json = b"%s,%s]" % (head[:-1].encode(), trade)
+            self.json = _position_line(self)
         return self.json
 
     @classmethod
     def decode(cls, a: list[Any]) -> Position:
+        """A position line of header version 1 to 3 (keys and every field in full)."""
         return cls(a[0], a[1], a[2], Decimal(a[3]), Decimal(a[4]), Decimal(a[5]), a[6],
                    Decimal(a[7]), Decimal(a[8]), Decimal(a[9]), Decimal(a[10]),
                    None if a[11] is None else Trade.decode(a[11]))
@@ -543,6 +550,129 @@ def hash_event_id(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
+# ------------------------------------------------------- position lines (header version 4)
+#
+# A position line is a positional JSON array that leaves out its trailing fields
+# equal to their defaults (``_trim``); the open trade in it leaves out what it
+# shares with the position, its legs the trailing fields at their defaults. The
+# field orders put the fields most often at their default last. Decimals stay
+# their own strings, and a default is matched as the exact same JSON value
+# ("0" is a default, "0.0" is not; 0 is not false), so decoding restores every
+# field exactly. Each list below names the fields in line order; ``_REQ`` marks
+# those always written, the rest are defaults (some taken from the position).
+#
+#   position: symbol qty avg realized fees leverage | trade=null
+#             basis_qty=qty-without-its-sign funding="0" basis_missing=false
+#             position_side="BOTH" market="futures"
+#   trade:    trade_id no side open_ts legs | realized=position's fees=position's
+#             strategy_tag="" dropped_legs=0 open_event_id=first-leg's closed=false
+#             symbol=position's position_side=position's market=position's
+#   leg:      event_id order_id action qty price | fee="0" hold=0 pnl="0" cum="0"
+#             source="kernel_estimate" exch=null flags=[]
+#
+# Closed trades (the archive, the recent blob, a whole state) keep ``Trade.to_json``.
+
+_REQ = object()
+#: Where each field of a leg line comes from in ``Leg.encode()``, and its default.
+_LEG_ORDER = (0, 1, 2, 3, 4, 6, 10, 5, 7, 8, 9, 11)
+_LEG_DEFAULTS: tuple[Any, ...] = (_REQ, _REQ, _REQ, _REQ, _REQ, "0", 0, "0", "0",
+                                  "kernel_estimate", None, [])
+
+
+def _trim(a: list[Any], defaults: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """``a`` without its trailing fields equal (same JSON value) to their defaults."""
+    n = len(a)
+    while n:
+        d, x = defaults[n - 1], a[n - 1]
+        if d is _REQ or type(x) is not type(d) or x != d:
+            break
+        n -= 1
+    del a[n:]
+    return a
+
+
+def _untrim(a: list[Any], defaults: list[Any] | tuple[Any, ...]) -> list[Any]:
+    """``a`` with its left-out trailing fields put back (``_trim`` undone)."""
+    if len(a) > len(defaults) or any(d is _REQ for d in defaults[len(a):]):
+        raise StateDecodeError("a position line has too few or too many fields")
+    return a + [list(d) if type(d) is list else d for d in defaults[len(a):]]
+
+
+def _leg_hot(full: list[Any]) -> list[Any]:
+    """A leg as ``Leg.encode()`` lists it, as a position line holds it."""
+    return _trim([full[i] for i in _LEG_ORDER], _LEG_DEFAULTS)
+
+
+def _leg_full(hot: list[Any]) -> list[Any]:
+    """A leg of a position line as ``Leg.encode()`` lists it (``Leg.decode`` reads it)."""
+    a = _untrim(hot, _LEG_DEFAULTS)
+    full: list[Any] = [None] * len(_LEG_ORDER)
+    for j, i in enumerate(_LEG_ORDER):
+        full[i] = a[j]
+    return full
+
+
+def _position_line(p: Position) -> bytes:
+    """The line of ``p`` and its open trade (see above)."""
+    qty = str(p.qty)
+    head = _dumps([p.symbol, qty, str(p.avg), str(p.realized), str(p.fees), str(p.leverage)])
+    tail = _trim([str(p.basis_qty), str(p.funding), p.basis_missing, p.position_side,
+                  p.market], [qty.lstrip("-"), "0", False, "BOTH", "futures"])
+    t = p.trade
+    if t is None and not tail:
+        return head.encode()
+    parts = [head[:-1].encode(), b"null" if t is None else _trade_hot(t, p)]
+    if tail:
+        parts.append(_dumps(tail)[1:-1].encode())
+    return b",".join(parts) + b"]"
+
+
+def _trade_hot(t: Trade, p: Position) -> bytes:
+    if t._legs is None:  # still as decoded
+        raw = t._raw_legs or []
+        legs = b",".join([_dumps(_leg_hot(x)).encode() for x in raw])
+        first = raw[0][0] if raw else None
+    else:
+        legs = b",".join([leg.hot_json() for leg in t._legs])
+        first = t._legs[0].event_id if t._legs else None
+    head = _dumps([t.trade_id, t.no, t.side, t.open_ts.isoformat()])
+    tail = _trim([str(t.realized), str(t.fees), t.strategy_tag, t.dropped_legs,
+                  t.open_event_id, t.closed, t.symbol, t.position_side, t.market],
+                 [str(p.realized), str(p.fees), "", 0, first, False, p.symbol,
+                  p.position_side, p.market])
+    out = b"%s,[%s]" % (head[:-1].encode(), legs)
+    if tail:
+        out += b"," + _dumps(tail)[1:-1].encode()
+    return out + b"]"
+
+
+def _decode_position_line(a: list[Any]) -> Position:
+    """The position of a line ``_position_line`` wrote (JSON-decoded)."""
+    if len(a) < 6:
+        raise StateDecodeError("a position line has too few fields")
+    symbol, qty, avg, realized, fees, leverage = a[:6]
+    trade, basis_qty, funding, basis_missing, position_side, market = _untrim(
+        a[6:], [None, qty.lstrip("-"), "0", False, "BOTH", "futures"])
+    p = Position(symbol, position_side, market, Decimal(qty), Decimal(avg), Decimal(basis_qty),
+                 basis_missing, Decimal(realized), Decimal(fees), Decimal(funding),
+                 Decimal(leverage))
+    if trade is not None:
+        if len(trade) < 5:
+            raise StateDecodeError("a trade in a position line has too few fields")
+        legs = trade[4]
+        (trade_id, no, side, open_ts, _, t_realized, t_fees, tag, dropped, open_event_id,
+         closed, t_symbol, t_side, t_market) = _untrim(
+            trade, [_REQ] * 5 + [realized, fees, "", 0, legs[0][0] if legs else None, False,
+                                 symbol, position_side, market])
+        t = Trade(trade_id, no, t_symbol, t_side, side, t_market, open_event_id,
+                  datetime.fromisoformat(open_ts), tag, closed, Decimal(t_realized),
+                  Decimal(t_fees), None, dropped)
+        t._legs = None
+        t._raw_legs = [_leg_full(x) for x in legs]
+        p.trade = t
+    return p
+
+
 _VERSION = 1
 #: The header version of a hot part (``encode_split``) before the log blob: its book
 #: and cold line still hold the cash flows, portfolio snapshots and anomalies.
@@ -550,6 +680,10 @@ _SPLIT_VERSION = 2
 #: The header version of a hot part since: they are in the log blob. A decoder that
 #: predates the archive or the log refuses it ("unsupported state version").
 _LOG_VERSION = 3
+#: The header version of every state written since position lines are compact
+#: (``_position_line``): a hot part (header slot 27 is 1) as in version 3, a whole
+#: state as in version 1. Older decoders refuse it.
+_COMPACT_VERSION = 4
 
 
 def _cold_json(s: AccountState, anomalies: bool) -> bytes:
@@ -593,7 +727,7 @@ def _log_json(s: AccountState) -> bytes:
 
 def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes:
     return MAGIC + _dumps([
-        _LOG_VERSION if split else _VERSION, s.account_id, s.venue, s.event_seq, s.seeded,
+        _COMPACT_VERSION, s.account_id, s.venue, s.event_seq, s.seeded,
         str(s.seed), str(s.capital),
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
         str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
@@ -716,10 +850,12 @@ def decode_state(data: bytes,
     try:
         nl = data.index(b"\n", len(MAGIC))
         h = json.loads(data[len(MAGIC):nl])
-        if h[0] not in (_VERSION, _SPLIT_VERSION, _LOG_VERSION):
-            raise StateDecodeError(f"unsupported state version {h[0]!r}")
+        version = h[0]
+        if version not in (_VERSION, _SPLIT_VERSION, _LOG_VERSION, _COMPACT_VERSION):
+            raise StateDecodeError(f"unsupported state version {version!r}")
         n_pos, n_closed, ring_len = h[22], h[23], h[24]
-        split = h[0] != _VERSION
+        split = version in (_SPLIT_VERSION, _LOG_VERSION) or (
+            version == _COMPACT_VERSION and h[27] == 1)
         n_out = len(h[21])
         n_lines = 1 + n_pos + (0 if split else n_closed + n_out)
         # Find the lines without copying them: closed trades stay slices of
@@ -778,16 +914,20 @@ def decode_state(data: bytes,
                 s.e_positions[(ep.symbol, ep.position_side)] = ep
         if not anomalies:  # the cold line as ``_cold_json`` keeps it
             s.cold = cold[:-1]
+        compact = version == _COMPACT_VERSION
         for line in lines[1:1 + n_pos]:
             raw = bytes(line)
-            p = Position.decode(json.loads(raw))
-            p.json = raw
+            if compact:
+                p = _decode_position_line(json.loads(raw))
+                p.json = raw  # as ``to_json`` writes it
+            else:
+                p = Position.decode(json.loads(raw))
             s.positions[(p.symbol, p.position_side)] = p
         if split:
             ring = _read_archive(s, blob_of, n_closed - h[31], h[28], h[29]) + ring
             s.recent = _read_recent(blob_of, h[30], h[31])
             s.closed_trades.extend(s.recent)
-            if h[0] == _LOG_VERSION:
+            if version >= _LOG_VERSION:
                 _read_log(s, blob_of)
         else:
             s.closed_trades = list(lines[1 + n_pos:1 + n_pos + n_closed])

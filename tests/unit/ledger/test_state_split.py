@@ -8,12 +8,24 @@ whole encoding).
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from streams.ledger import LedgerConfig, StateDecodeError, decode_state, encode_state
-from streams.ledger.state import RECENT_MAX, RING_TAIL, encode_split
+from streams.ledger.state import (
+    RECENT_MAX,
+    RING_TAIL,
+    Leg,
+    Position,
+    Trade,
+    _decode_position_line,
+    encode_split,
+)
 
 from ._helpers import Events, Run
 
@@ -88,7 +100,7 @@ def test_the_hot_part_carries_no_closed_trade_and_at_most_the_ring_tail():
         hot, history = encode_split(run.state())
         store.put(hot, history)
         h = json.loads(hot[5:hot.index(b"\n", 5)])
-        assert h[0] == 3 and h[24] <= RING_TAIL * 16  # split; the ring's tail only
+        assert h[0] == 4 and h[27] == 1 and h[24] <= RING_TAIL * 16  # split; the ring's tail
         lines = hot[:len(hot) - h[24]].count(b"\n")
         assert lines == 3 + h[22]  # magic, header, cold line, positions: no trade lines
     st = run.state()
@@ -199,14 +211,14 @@ def test_a_state_stored_whole_before_the_split_restores_and_is_split_on_its_next
 
 
 def test_a_hot_part_is_refused_by_a_decoder_that_predates_the_archive():
-    # Its header has version 3: an older decoder (version 1 only, or 2 before the log)
-    # says so instead of reading the positions' lines as closed trades, or no flows.
+    # Its header has version 4: an older decoder (version 1 only, 2 before the log, 3
+    # before compact position lines) says so instead of misreading its lines.
     run = Run()
     e = Events()
     run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
     hot, _ = encode_split(run.state())
-    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 3
-    assert json.loads(encode_state(run.state())[5:].split(b"\n", 1)[0])[0] == 1
+    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 4
+    assert json.loads(encode_state(run.state())[5:].split(b"\n", 1)[0])[:1] == [4]
 
 
 def test_the_blob_versions_survive_the_whole_encoding_too():
@@ -288,7 +300,8 @@ def test_an_unchanged_log_is_not_written_again():
 
 def test_a_hot_part_written_before_the_log_still_decodes_and_moves_them_to_a_log():
     # A version 2 hot part kept flows, snapshots (book) and anomalies (cold line) inline:
-    # with nothing archived it is the whole encoding under header version 2, split.
+    # with nothing archived (and no position line) it is the whole encoding under header
+    # version 2, split. (tests/fixtures/state_codec_before_v4.json has one with positions.)
     e = Events(venue="kraken")
     run = Run()
     run(e("cash_flow", asset="USD", amount=5, flow="deposit"),
@@ -318,3 +331,85 @@ def test_a_missing_or_other_log_blob_is_refused_not_read_as_empty():
     with pytest.raises(StateDecodeError, match="not version 1"):
         decode_state(hot, {name: log.replace(b"TLL1 1", b"TLL1 3", 1)}.get)
     assert decode_state(hot, {name: log}.get).book.flows == run.state().book.flows
+
+
+# Position lines (header version 4) and the states written before them ------------------
+
+OLD = json.loads((Path(__file__).resolve().parents[2] / "fixtures"
+                  / "state_codec_before_v4.json").read_text())
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+@pytest.mark.parametrize("written", ["v2 hot", "v3 hot", "v1 whole"])
+def test_states_written_before_compact_position_lines_decode_and_fold_on_exactly(written):
+    # The fixture holds one account's events and what the codec of header versions 2
+    # and 3 stored for them (hot part and history blobs), and its whole encoding
+    # (version 1): each restores the state the fold reaches now, which folds on exactly.
+    events = OLD["events"]
+    reference = Run()
+    reference(*events)
+    kind, how = written.split()
+    stored = OLD["v3" if kind == "v1" else kind]
+    blobs = {name.encode(): _b64(blob) for name, blob in stored["blobs"].items()}
+    raw = _b64(stored["whole" if how == "whole" else "hot"])
+    assert json.loads(raw[5:raw.index(b"\n", 5)])[0] == int(kind[1])
+    restored = decode_state(raw, blobs.get)
+    assert restored.positions and restored.closed_trades and restored.anomalies
+    assert _whole(restored) == _whole(reference.state())
+    resumed = Run()
+    resumed.states["acc-1"] = restored
+    e = Events()
+    e.n = iter(range(100, 200))
+    more = [e.fill("SELL", 1, 110, "BTCUSDT"), e.fill("BUY", 1, 90, "SOLUSDT", fee="0.01"),
+            e("fill_settled", symbol="BTCUSDT", fill_event_id="acc-1-3", realized_pnl="1")]
+    for ev in more:
+        assert resumed(ev) == reference(ev)
+    assert _whole(resumed.state()) == _whole(reference.state())
+
+
+def _position_with_everything_off_default() -> Position:
+    legs = [Leg("e1", "o1", "open", Decimal("-0.0"), Decimal("1E+2"), Decimal("0.0"),
+                Decimal("0"), Decimal("-0"), "exchange", Decimal("0"), 0, ["flip"]),
+            Leg("e2", "", "increase", Decimal("2"), Decimal("3"), Decimal("0"),
+                Decimal("0.10"), Decimal("0"), "kernel_estimate", None, 7, [])]
+    trade = Trade("t1", 3, "XBT/USD", "LONG", "LONG", "spot", "e0",
+                  datetime(2026, 1, 5, 9, tzinfo=UTC), "tag", False, Decimal("0.0"),
+                  Decimal("-1"), legs, 2)
+    return Position("XBT/USD", "LONG", "spot", Decimal("-2.50"), Decimal("3"),
+                    Decimal("2.5"), True, Decimal("1"), Decimal("0"), Decimal("0.0"),
+                    Decimal("1"), trade)
+
+
+def _fields(p: Position) -> list:
+    t = p.trade
+    return [p.symbol, p.position_side, p.market, str(p.qty), str(p.avg), str(p.basis_qty),
+            p.basis_missing, str(p.realized), str(p.fees), str(p.funding), str(p.leverage),
+            None if t is None else t.to_json()]
+
+
+@pytest.mark.parametrize("case", ["off default", "defaults", "flat", "no legs"])
+def test_a_position_line_restores_every_field_exactly(case):
+    p = _position_with_everything_off_default()
+    if case == "defaults":  # what the fold writes most: everything left out that can be
+        p = Position("BTCUSDT", "BOTH", qty=Decimal("-3"), avg=Decimal("5"),
+                     basis_qty=Decimal("3"), fees=Decimal("0.2"))
+        p.trade = Trade("t2", 1, "BTCUSDT", "BOTH", "SHORT", "futures", "e5",
+                        datetime(2026, 1, 5, 9, tzinfo=UTC), "", fees=Decimal("0.2"),
+                        legs=[Leg("e5", "o5", "open", Decimal("3"), Decimal("5"), Decimal("0"),
+                                  Decimal("0.2"), Decimal("0"), "kernel_estimate", None, 0,
+                                  [])])
+    elif case == "flat":
+        p.trade = None
+    elif case == "no legs":
+        assert p.trade is not None
+        p.trade.legs.clear()
+    line = p.to_json()
+    again = _decode_position_line(json.loads(line))
+    assert _fields(again) == _fields(p)
+    assert again.to_json() == line
+    if case == "defaults":
+        assert line == (b'["BTCUSDT","-3","5","0","0.2","1",["t2",1,"SHORT",'
+                        b'"2026-01-05T09:00:00+00:00",[["e5","o5","open","3","5","0.2"]]]]')
