@@ -73,6 +73,12 @@ def may_leave_wire(st: AccountState | None, ev: Event, marks: Mapping[str, Decim
     if st is None:
         return event + 3 > SAFE_DIGITS or ev.kind == "fill_settled", _pow10(event + 1)
     held, terms = _held_digits(st, marks, cfg)
+    if type(ev) is Fill and ev.leverage:
+        # A fill sets its leverage on the whole position it adds to: the margin of
+        # what is already held, at the new leverage.
+        again = _margin_digits(st, ev, marks)
+        if again > held:
+            held = again
     step = event if event > held else held
     # Sums over many terms and the few additions a booking makes (capital + realized
     # - fee, K - E deltas): one digit per factor of ten terms, two spare.
@@ -145,6 +151,23 @@ def _held_digits(st: AccountState, marks: Mapping[str, Decimal], cfg: LedgerConf
                     out = n
         terms += len(assets) + len(st.book.pairs)
     return out, terms
+
+
+def _margin_digits(st: AccountState, ev: Fill, marks: Mapping[str, Decimal]) -> int:
+    """Digits of the used margin of ``ev.symbol``'s positions after ``ev`` (held + its qty,
+    at the highest of average, price and mark, over the fill's leverage)."""
+    out = 0
+    mark = marks.get(ev.symbol)
+    for pos in st.positions.values():
+        if pos.symbol != ev.symbol or not pos.qty:
+            continue
+        px = max(pos.avg.adjusted() if pos.avg else 0, ev.price.adjusted() if ev.price else 0,
+                 mark.adjusted() if mark else 0, 0)
+        qty = max(pos.qty.adjusted(), ev.qty.adjusted()) + 1
+        n = qty + px + 3 - ev.leverage.adjusted()
+        if n > out:
+            out = n
+    return out
 
 
 def _static_digits(st: AccountState) -> int:

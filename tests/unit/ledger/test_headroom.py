@@ -94,6 +94,20 @@ def test_a_small_fill_opening_a_position_at_a_huge_mark_is_refused():
     assert run.of("anomaly")[0]["detail"].startswith("snapshot.equity = 199999999999999999996")
 
 
+def test_a_tiny_fill_at_a_tiny_leverage_on_a_held_position_is_refused():
+    """Found by the parity property: a fill's leverage applies to the whole position, so
+    1 unit held at 100 and 1e-18 more at leverage 1e-18 needs a margin of 1e20."""
+    e = Events()
+    run = Run()
+    run(e.fill("BUY", 1, 100, leverage="1"),
+        e.fill("BUY", "0.000000000000000001", 1, leverage="0.000000000000000001"))
+    assert run.statuses == ["applied", "rejected"]
+    assert run.codes() == ["OUT_OF_RANGE"]
+    assert run.of("anomaly")[0]["detail"].startswith("snapshot.k_used_margin = 1000000000")
+    # every record the fold did emit fits the wire
+    assert first_out_of_range(run.outputs) is None
+
+
 def test_a_spot_trade_worth_more_than_the_wire_carries_is_refused():
     e = Events("s1", venue="kraken")
     cfg = LedgerConfig(spot_venues=("kraken",))
