@@ -450,12 +450,16 @@ class Worker:
                 "status": self.status, "lag": self.lag}
 
     def _recovering(self) -> bool:
-        """Faust restoring tables, or the marks still being read: work, not a stall."""
+        """Faust restoring tables, or the marks still being read: not ready to fold."""
+        return self._marks_pending() or self._restoring_tables()
+
+    def _restoring_tables(self) -> bool:
         app = self.app
-        if self.marks_reader is not None and not self.marks_reader.caught_up:
-            return True
         return bool(getattr(app, "rebalancing", False)) or bool(
             getattr(getattr(app.tables, "recovery", None), "in_recovery", False))
+
+    def _marks_pending(self) -> bool:
+        return self.marks_reader is not None and not self.marks_reader.caught_up
 
     async def watch(self) -> None:
         """One watchdog tick: lag of the assigned partitions, then the verdict."""
@@ -466,13 +470,26 @@ class Worker:
             self.status = "waiting for partitions"
             READY.set(0)
             return
-        if self._recovering():
+        if self._restoring_tables():
             # Tables are restored from their changelogs before the agent may take an
             # event: a long recovery is work, not a stall.
             self.watchdog.progressed(time.monotonic())
             self.status = "recovering"
             READY.set(0)
             return
+        reader = self.marks_reader
+        if reader is not None and not reader.caught_up:
+            # The fold waits for the marks (streams.marks): work for up to the stall
+            # time; beyond it, a stall like any other (reported, then exit 70).
+            now = time.monotonic()
+            waited = now - (reader.started_at or now)
+            if waited < self.watchdog.stall_after or self.watchdog.stall_after <= 0:
+                self.watchdog.progressed(now)
+                self.status = "reading marks"
+                READY.set(0)
+                return
+            log.error("marks: %s not read after %.0f s (%s); the fold is waiting for them",
+                      reader.topic, waited, reader.status())
         if self.status_scan_pending:
             self.status_scan_pending = False
             try:

@@ -16,12 +16,15 @@ rebalance, and there is no second copy of the marks (the changelog) to keep.
 The fold does not take an event before the reader has caught up with the
 end offsets it saw at start (``caught_up``), as Faust recovered the table
 before the agent started; afterwards marks and events arrive independently,
-as they always did.
+as they always did. A reader that cannot catch up within the worker's stall
+time is a stall like any other: the watchdog reports it and exits
+(``streams.app``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -43,6 +46,7 @@ class MarksReader:
         self.prices: dict[bytes, bytes] = {}
         self.records = 0
         self.started_at: float | None = None
+        self.last_poll_at: float | None = None
         self.caught_up_at: float | None = None
         self._caught_up: asyncio.Event | None = None
         #: partition -> next offset to apply (kept across a replaced consumer)
@@ -85,8 +89,11 @@ class MarksReader:
                 self._next[tp] = max(done, records[-1].offset + 1)
 
     def status(self) -> dict[str, Any]:
+        now = time.monotonic()
         return {"caught_up": self.caught_up, "symbols": len(self.prices),
-                "records_read": self.records}
+                "records_read": self.records,
+                "last_poll_seconds_ago": (None if self.last_poll_at is None
+                                          else round(now - self.last_poll_at, 1))}
 
     def _mark_caught_up(self) -> None:
         if self.caught_up_at is None:
@@ -103,7 +110,13 @@ class MarksReader:
             try:
                 await self._read()
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # the worker is stopping
+                # a CancelledError of one of aiokafka's own tasks: not ours to end on
+                log.warning("marks: the consumer of %s was cancelled under the reader; "
+                            "replacing it", self.topic)
+                await asyncio.sleep(2.0)
             except Exception as exc:  # noqa: BLE001 - the broker may be restarting
                 log.warning("marks: reading %s failed (%s: %s); retrying in 2 s",
                             self.topic, type(exc).__name__, exc)
@@ -130,25 +143,29 @@ class MarksReader:
                 waited += 1
                 if not tps and waited % 20 == 0:
                     log.warning("marks: topic %s has no partitions yet; waiting", self.topic)
-            for tp in tps:
-                if self._next.get(tp):
-                    # A replaced consumer goes on where the last one stopped.
-                    consumer.seek(tp, self._next[tp])
             target = await consumer.end_offsets(tps)
-            empty_polls = 0
+            for tp in tps:
+                done = self._next.get(tp)
+                if done and done > target[tp]:
+                    # The log ends below what was read: the topic was recreated or
+                    # truncated. Read it again from its start, applying everything.
+                    log.warning("marks: %s[%d] ends at %d, below the %d already read; "
+                                "reading it again", tp.topic, tp.partition, target[tp], done)
+                    del self._next[tp]
+                elif done:
+                    # A replaced consumer goes on where the last one stopped.
+                    consumer.seek(tp, done)
             while True:
                 batch = await consumer.getmany(timeout_ms=self.poll_ms, max_records=10_000)
+                self.last_poll_at = time.monotonic()
                 self._apply_batch(batch)
                 if self.caught_up:
                     continue
-                empty_polls = 0 if batch else empty_polls + 1
+                # Caught up only at the end offsets seen at start: an empty poll proves
+                # nothing (a leader change, a starved loop). Compaction never removes a
+                # partition's last batch, so the position always reaches that end.
                 positions = [await consumer.position(tp) for tp in tps]
-                at_end = all(pos >= target[tp] for pos, tp in zip(positions, tps, strict=True))
-                # Or the broker answered and had nothing more, twice in a row (a tail
-                # removed by compaction can leave the position below that end offset).
-                drained = empty_polls >= 2 and all(consumer.highwater(tp) is not None
-                                                   for tp in tps)
-                if at_end or drained:
+                if all(pos >= target[tp] for pos, tp in zip(positions, tps, strict=True)):
                     self._mark_caught_up()
         finally:
             await _stop(consumer)
@@ -163,3 +180,9 @@ async def _stop(consumer: Any) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+        # stop() gave up before closing its client (and cannot be called again): close
+        # it here, or every replaced consumer would leave its connections open.
+        client = getattr(consumer, "_client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()

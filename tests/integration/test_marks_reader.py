@@ -48,7 +48,10 @@ def test_reader_holds_every_symbol_of_every_partition_and_follows_updates(
                 # Caught up means everything present at start: no partial table.
                 assert reader.prices == latest
                 assert reader.records == 600
-                assert reader.status() == {"caught_up": True, "symbols": 50, "records_read": 600}
+                status = reader.status()
+                assert (status["caught_up"], status["symbols"], status["records_read"]) == (
+                    True, 50, 600)
+                assert status["last_poll_seconds_ago"] is not None
             # Later records: a new price and a tombstone, seen by both readers.
             _produce(kafka_bootstrap, topic, [(b"SYM1", b"new", 1), (b"SYM2", None, 2),
                                               (b"SYM99", b"fresh", 0)])
