@@ -166,6 +166,39 @@ def test_a_snapshot_of_the_first_version_reads_as_the_current_one_with_no_stale_
     assert now["stale_marks"] == [{"symbol": "XBT/USD", "age_seconds": 3602}]
 
 
+def test_a_trade_event_of_the_first_version_reads_as_the_current_one_with_no_cost_basis(codec):
+    """TradeEvent v2 added ``cost_basis`` (default null): v1 bytes keep id 5, history file."""
+    import io
+
+    import fastavro
+
+    from tests.unit.sinks import samples
+
+    history = Path(__file__).resolve().parents[3] / "streams" / "resources" / "avro" / "history"
+    v1 = json.loads((history / "TradeEvent.v1.avsc").read_text())
+    assert "cost_basis" not in [f["name"] for f in v1["fields"]]
+    assert codec.schema_id("TradeEvent") == 12  # the current version writes a new id
+    rec = {k: v for k, v in samples.trade().items() if k != "cost_basis"}
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, 5))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(v1), rec)
+    name, got = codec.decode(buf.getvalue())
+    assert name == "TradeEvent" and got["cost_basis"] is None
+    assert got["price"] == rec["price"] and got["flags"] == rec["flags"]
+    # and the current version carries it
+    now = codec.decode(codec.encode("TradeEvent", {**rec, "cost_basis": Decimal("12000")}))[1]
+    assert now["cost_basis"] == Decimal("12000")
+
+
+def test_history_schemas_are_clean_json_with_no_fastavro_internals():
+    """A history file is the expanded schema only: no keys fastavro adds when parsing."""
+    history = Path(__file__).resolve().parents[3] / "streams" / "resources" / "avro" / "history"
+    files = sorted(history.glob("*.avsc"))
+    assert [p.name for p in files] == ["AccountSnapshot.v1.avsc", "TradeEvent.v1.avsc"]
+    for p in files:
+        assert "__fastavro" not in p.read_text() and "__named_schemas" not in p.read_text(), p
+
+
 def test_schema_registry_ids_replace_the_checked_in_map():
     """With a registry (here confluent-kafka's in-memory one), ids come from it."""
     reg = Codec.load("mock://twinledger-test")

@@ -76,7 +76,7 @@ def trade(event_id: str = "t-1:f-1:open", account_id: str = "acc-1") -> dict[str
         "avg_entry_price": d("242.7312"), "pnl_leg": d("0"), "fee_leg": d("0.01"),
         "cumulative_pnl": d("0"), "trade_fees": d("0.01"), "pnl_source": "kernel_estimate",
         "exchange_realized_pnl": None, "holding_seconds": 0, "flags": ["A4", "it's"],
-        "strategy_tag": "",
+        "strategy_tag": "", "cost_basis": None,  # spot legs only
     }
 
 
