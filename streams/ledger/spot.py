@@ -20,7 +20,9 @@ The accounting, so that B6 holds exactly (Decimal, at every event):
   the disposed asset's cost falls by its cost basis (WAC: at the average, so
   the average does not move; FIFO: the oldest lots) and
   realized = V - cost removed. Selling for the base currency this is
-  (price - avg) x qty.
+  (price - avg) x qty. The trade's record carries its ``cost_basis``: a
+  BUY's V (the cost added to the bought asset), a SELL's cost removed from
+  the sold asset (a fee's disposal is not in it).
 - A fee (B3) is paid out of whatever asset it is in, at that asset's cost
   basis (under WAC at the average, which does not move; under FIFO out of
   the oldest lots); its base-currency value at the trade
@@ -267,11 +269,15 @@ def book_fill(step: Step, ev: Fill) -> None:
     what = f"{ev.side} {plain(ev.qty)} {symbol}"
     if before is not None:
         check_external(step, f"manual trade {what}", value, before)
+    # ``cost``: the leg's cost basis - a BUY's cost added to the base asset (its value), a
+    # SELL's cost removed from it (the units sold as WAC or FIFO held them; fee not included)
     if ev.side == "BUY":
         realized = value - _dispose(step, quote, notional, value, what)
         _acquire(book, cfg, base, ev.qty, value)
+        cost = value
     else:
-        realized = value - _dispose(step, base, ev.qty, value, what)
+        cost = _dispose(step, base, ev.qty, value, what)
+        realized = value - cost
         _acquire(book, cfg, quote, notional, value)
     fee = D0
     fee_asset = ev.fee_asset or quote
@@ -322,11 +328,11 @@ def book_fill(step: Step, ev: Fill) -> None:
     if limit is not None and len(st.closed_trades) > limit:
         del st.closed_trades[: len(st.closed_trades) - limit]
     held = book.holding(base)
-    step.outputs.append(_trade_output(step, trade, action, ev, held, realized, fee))
+    step.outputs.append(_trade_output(step, trade, action, ev, held, realized, fee, cost))
 
 
 def _trade_output(step: Step, trade: Trade, action: str, ev: Fill, held: Holding,
-                  realized: Decimal, fee: Decimal) -> Output:
+                  realized: Decimal, fee: Decimal, cost: Decimal) -> Output:
     st = step.st
     return Output("trade", st.account_id, {
         "event_id": f"{trade.trade_id}:{ev.event_id}:{action}",
@@ -337,7 +343,7 @@ def _trade_output(step: Step, trade: Trade, action: str, ev: Fill, held: Holding
         "avg_entry_price": avg_cost(held), "pnl_leg": realized, "fee_leg": fee,
         "cumulative_pnl": realized, "trade_fees": fee, "pnl_source": "kernel_estimate",
         "exchange_realized_pnl": None, "holding_seconds": 0, "flags": [],
-        "strategy_tag": trade.strategy_tag,
+        "strategy_tag": trade.strategy_tag, "cost_basis": cost,
     })
 
 

@@ -88,7 +88,7 @@ class Step:
             "avg_entry_price": pos.avg, "pnl_leg": pnl, "fee_leg": fee,
             "cumulative_pnl": trade.realized, "trade_fees": trade.fees, "pnl_source": source,
             "exchange_realized_pnl": exch, "holding_seconds": hold, "flags": list(flags),
-            "strategy_tag": trade.strategy_tag,
+            "strategy_tag": trade.strategy_tag, "cost_basis": None,  # spot legs only
         }))
 
     def book(self, realized: Decimal, cost: Decimal) -> None:
