@@ -239,7 +239,8 @@ TRADE_EVENTS = Table("trade_events", (
     ("holding_seconds", "Int64"),
     ("flags", "Array(String)"),
     ("strategy_tag", LC),
-))
+    ("cost_basis", NMONEY),           # spot legs: cost added (BUY) / removed (SELL)
+), added=("cost_basis",))
 
 RECONCILE_EVENTS = Table("reconcile_events", (
     ("account_id", "String"),

@@ -152,6 +152,9 @@ _TRADE_PNL = (
     f" sumIf(toDecimal256(qty, 18) * toDecimal256(price, 18), {_ENTRY}) AS entry_notional,"
     f" sumIf(qty, {_EXIT}) AS exit_qty,"
     f" sumIf(toDecimal256(qty, 18) * toDecimal256(price, 18), {_EXIT}) AS exit_notional,"
+    # the fold's cost basis of a spot trade's legs (NULL for futures and for rows
+    # written before the fold carried it)
+    " sumIf(cost_basis, market = 'spot') AS spot_cost_basis,"
     " argMax(avg_entry_price, (event_seq, event_id)) AS last_avg_entry_price,"
     " argMax(position_qty, (event_seq, event_id)) AS last_position_qty,"
     " argMax(cumulative_pnl, (event_seq, event_id)) AS trade_realized_pnl,"

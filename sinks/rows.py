@@ -242,6 +242,7 @@ def trade_event_row(rec: Record) -> Row:
         int64(rec["holding_seconds"], "holding_seconds"),
         _strings(rec["flags"], "flags"),
         text(rec.get("strategy_tag", ""), "strategy_tag"),
+        nmoney(rec.get("cost_basis"), "cost_basis"),
     ]
 
 

@@ -36,6 +36,7 @@ from sinks.ddl import (
     DEAD_LETTERS,
     PORTFOLIO_SNAPSHOTS,
     TABLES,
+    TRADE_EVENTS,
     VENUE_EVENTS,
 )
 from sinks.exceptions import BackendError, BackendUnavailable, DDLError
@@ -478,3 +479,39 @@ def test_stale_marks_map_round_trips_and_an_older_table_gets_the_column(backend:
     got = dict(backend.query(
         f"SELECT event_id, stale_marks FROM {db}.old_snapshots"))  # noqa: S608
     assert got == {"before": {}, "stale-1": {"XBT/USD": 3602, "ETH/USD": 601}}
+
+
+def test_spot_cost_basis_reaches_trade_pnl_and_an_older_table_gets_the_column(
+        backend: Backend) -> None:
+    from sinks.migrate import add_columns, check_columns
+    from sinks.rows import trade_event_row
+
+    db = backend.database
+    d = Decimal
+    sale = {**samples.trade("s-1:f-2:sell"), "trade_id": "s-1", "market": "spot",
+            "symbol": "XBT/USD", "side": "SELL", "action": "sell", "qty": d("0.2"),
+            "price": d("61000"), "pnl_leg": d("200.1"), "cumulative_pnl": d("200.1"),
+            "cost_basis": d("12000")}
+    legs = [samples.trade(), {**sale, "event_id": "s-2:f-3:sell", "trade_id": "s-2",
+                              "cost_basis": None}, sale]  # futures, an older spot leg, spot
+    backend.insert("trade_events", TRADE_EVENTS.insert_columns,
+                   [[*trade_event_row(samples.decoded("TradeEvent", r)), "ledger.trades", 0, i]
+                    for i, r in enumerate(legs)], "ledger.trades-0-0-0")
+    reads = ReadService(backend)
+    try:
+        rows = {r["trade_id"]: r for r in reads.named(
+            "trade_pnl", {"since": "2000-01-01T00:00:00Z", "limit": "10"})["rows"]}
+    finally:
+        reads.close()
+    assert Decimal(rows["s-1"]["spot_cost_basis"]) == d("12000")
+    assert rows["s-2"]["spot_cost_basis"] is None and rows["t-1"]["spot_cost_basis"] is None
+
+    # A table an older sink made, without the column: extended in place by ALTER.
+    backend.command(f"CREATE TABLE {db}.old_trades AS {db}.trade_events")
+    backend.command(f"ALTER TABLE {db}.old_trades DROP COLUMN cost_basis")
+    old = replace(TRADE_EVENTS, name="old_trades")
+    with pytest.raises(DDLError, match="lacks columns \\['cost_basis'\\]"):
+        check_columns(backend, db, [old])
+    (stmt,) = add_columns(backend, db, tables=[old])
+    assert "ADD COLUMN IF NOT EXISTS cost_basis Nullable(Decimal(38, 18)) AFTER strategy_tag" in stmt
+    check_columns(backend, db, [old])
