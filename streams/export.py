@@ -17,14 +17,21 @@ In CSV a text cell that a spreadsheet would run as a formula (it starts with
 apostrophe; numbers are never touched.
 
 A trade row is a PnL report line (``trade_pnl``): one row per trade with its
-whole history, chosen by its opening time. ``cost_basis`` is the exact sum
-of qty x price over the legs that open or add to it (a spot BUY fill), so
-``avg_entry_price`` = cost_basis / entry_qty; ``proceeds`` likewise over the
-legs that reduce, close or flip it (a spot SELL fill). A spot SELL is a trade
-of its own with no entry leg: its ``cost_basis`` is the cost of the units it
-sold (proceeds - realized_pnl, i.e. their weighted-average or FIFO cost as the
-ledger held it) and ``avg_entry_price`` that cost per unit sold, so the row
-reads proceeds - cost_basis = realized_pnl as a capital-gains line does.
+whole history, chosen by its opening time. For a futures trade
+``cost_basis`` is the exact sum of qty x price over the legs that open or add
+to it, so ``avg_entry_price`` = cost_basis / entry_qty; ``proceeds`` likewise
+over the legs that reduce, close or flip it (and a spot SELL fill's qty x
+price, in the quote asset). A spot fill is a trade of its own and its
+``cost_basis`` is the fold's, carried on its leg (``cost_basis`` of the trade
+event), in the base currency: a BUY's cost of what it bought (its
+base-currency value), a SELL's cost of the units it sold as the cost method
+(weighted average or FIFO) took it out of the holding; ``avg_entry_price`` is
+that cost per unit bought or sold. A spot sale's realized_pnl is its
+base-currency value - that cost, plus the gain or loss of disposing of a fee
+paid in an asset other than the base currency; so proceeds - cost_basis equals
+realized_pnl only when the quote is the base currency and the fee is paid in
+it. Legs written before the fold carried a cost basis have none: such a BUY
+exports its quote amount qty x price, such a SELL an empty cost basis.
 ``realized_pnl`` (before fees) and ``fees`` are the ledger's, ``net_pnl`` =
 realized_pnl - fees. ``avg_cost``
 is the average entry (futures) or the average cost per unit of the holding
@@ -138,21 +145,27 @@ def _trade(raw: Row) -> Row:
     """A ``trade_pnl`` row as a PnL report line (see the module docstring)."""
     entry_qty = exact(raw["entry_qty"]) or Decimal(0)
     exit_qty = exact(raw["exit_qty"]) or Decimal(0)
-    cost = exact(raw["entry_notional"]) or Decimal(0)
+    cost: Decimal | None = exact(raw["entry_notional"]) or Decimal(0)
     proceeds = exact(raw["exit_notional"]) or Decimal(0)
     realized = exact(raw["trade_realized_pnl"]) or Decimal(0)
     fees = exact(raw["trade_total_fees"]) or Decimal(0)
     spot = raw["trade_market"] == "spot"
     closed = spot or (exact(raw["last_position_qty"]) or Decimal(0)) == 0
+    units_in = entry_qty
+    if spot:
+        # the fold's cost basis of the legs: a BUY's cost added, a SELL's the cost it
+        # removed from the units sold; legs written before the fold carried it have
+        # none: a BUY keeps its quote amount, a sale's cost is unknown
+        fold_cost = exact(raw.get("spot_cost_basis"))
+        if fold_cost is not None:
+            cost = fold_cost
+        elif not entry_qty:
+            cost = None
+        units_in = entry_qty or exit_qty
     with localcontext() as ctx:
         ctx.prec = 100
-        avg_in: Decimal | None = None
-        if spot and not entry_qty and exit_qty:
-            # a spot sale: the cost of the units sold is what the ledger's gain leaves
-            cost = proceeds - realized
-            avg_in = (cost / exit_qty).quantize(_Q18, ROUND_HALF_EVEN)
-        elif entry_qty:
-            avg_in = (cost / entry_qty).quantize(_Q18, ROUND_HALF_EVEN)
+        avg_in = ((cost / units_in).quantize(_Q18, ROUND_HALF_EVEN)
+                  if cost is not None and units_in else None)
         avg_out = (proceeds / exit_qty).quantize(_Q18, ROUND_HALF_EVEN) if exit_qty else None
         net = realized - fees
     return {

@@ -77,11 +77,10 @@ def _reference(events: list[dict[str, Any]]) -> dict[str, Any]:
             "legs": len(rows), "opened_at": min(_as_time(r["ts"]) for r in rows),
         }
         t = trades[key]
-        if rows[0]["market"] == "spot" and not t["entry_qty"] and t["exit_qty"]:
-            # a spot sale: the units sold cost qty x (price - pnl per unit) at the ledger's
-            # average before the sale, leg by leg
-            t["cost_basis"] = sum((Decimal(r["qty"]) * Decimal(r["price"])
-                                   - Decimal(r["pnl_leg"]) for r in rows), Decimal(0))
+        if rows[0]["market"] == "spot":
+            # a spot trade: the cost basis its legs moved, as the fold says (a BUY's cost
+            # added, a SELL's cost removed from the units sold)
+            t["cost_basis"] = sum((Decimal(r["cost_basis"]) for r in rows), Decimal(0))
     ref["trades"] = trades
     ref["fills"] = {(e["account_id"], e["event_id"]): (Decimal(e["qty"]), Decimal(e["price"]),
                                                         Decimal(e.get("fee") or "0"))

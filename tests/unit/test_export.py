@@ -144,13 +144,15 @@ def test_a_trade_row_is_a_pnl_line() -> None:
 
 
 def test_a_spot_sale_carries_the_cost_of_the_units_it_sold() -> None:
-    # The demo's Kraken sale: 0.2 XBT at 61000, bought at an average of 60000.
+    # The demo's Kraken sale: 0.2 XBT at 61000, bought at an average of 60000; the fold's
+    # leg says it removed 0.2 x 60000 = 12000 of cost basis.
     raw = {"account_id": "acct-spot", "trade_id": "t3", "trade_market": "spot",
            "trade_symbol": "XBT/USD", "trade_side": "SELL", "trade_position_side": "BOTH",
            "trade_strategy_tag": "grid", "opened_at": "2024-05-06T09:03:00+00:00",
            "last_at": "2024-05-06T09:03:00+00:00", "last_action": "sell", "legs": 1,
            "entry_qty": "0", "entry_notional": "0", "exit_qty": "0.2",
-           "exit_notional": "12200.0", "last_avg_entry_price": "60000",
+           "exit_notional": "12200.0", "spot_cost_basis": "12000.000000000000000000",
+           "last_avg_entry_price": "60000",
            "last_position_qty": "0.3", "trade_realized_pnl": "200.0000",
            "trade_total_fees": "6.0000", "trade_holding_seconds": 0,
            "pnl_sources": "kernel_estimate"}
@@ -160,13 +162,40 @@ def test_a_spot_sale_carries_the_cost_of_the_units_it_sold() -> None:
     assert row["avg_entry_price"] == Decimal("60000")
     assert row["proceeds"] - row["cost_basis"] == row["realized_pnl"] == Decimal("200")
     assert row["net_pnl"] == Decimal("194")
-    # A spot purchase keeps the cost of what it bought.
+    # The cost is the fold's, not proceeds - realized: a fee of 0.0001 XBT paid out of the
+    # holding adds its disposal gain 0.0001 x (61000 - 60000) = 0.1 to realized (200.1)
+    # and leaves the cost of the 0.2 sold at 12000.
+    fee_in_xbt = export.KINDS["trades"].convert({**raw, "trade_realized_pnl": "200.1"})
+    assert fee_in_xbt["cost_basis"] == Decimal("12000")
+    assert fee_in_xbt["avg_entry_price"] == Decimal("60000")
+    # A cross pair: 1 ETH sold for 0.05 XBT; proceeds are in XBT, the cost in USD.
+    cross = export.KINDS["trades"].convert({
+        **raw, "trade_symbol": "ETH/XBT", "exit_qty": "1", "exit_notional": "0.05",
+        "spot_cost_basis": "2500", "trade_realized_pnl": "500"})
+    assert (cross["cost_basis"], cross["avg_entry_price"]) == (Decimal("2500"),
+                                                               Decimal("2500"))
+    # A row written before the fold carried a cost basis: a sale's cost is unknown.
+    old = export.KINDS["trades"].convert({**raw, "spot_cost_basis": None})
+    assert (old["cost_basis"], old["avg_entry_price"]) == (None, None)
+    # A spot purchase carries the cost of what it bought (its base-currency value).
     buy = export.KINDS["trades"].convert({
         **raw, "trade_side": "BUY", "last_action": "buy", "entry_qty": "0.5",
         "entry_notional": "30000", "exit_qty": "0", "exit_notional": "0",
-        "trade_realized_pnl": "0", "trade_total_fees": "30"})
+        "spot_cost_basis": "30000", "trade_realized_pnl": "0", "trade_total_fees": "30"})
     assert (buy["cost_basis"], buy["avg_entry_price"], buy["proceeds"]) == (
         Decimal("30000"), Decimal("60000"), Decimal("0"))
+    # bought for USDT at a USDT mark of 0.999: 30000 USDT cost 29970 USD
+    usdt = export.KINDS["trades"].convert({
+        **raw, "trade_symbol": "XBT/USDT", "trade_side": "BUY", "last_action": "buy",
+        "entry_qty": "0.5", "entry_notional": "30000", "exit_qty": "0", "exit_notional": "0",
+        "spot_cost_basis": "29970", "trade_realized_pnl": "0"})
+    assert (usdt["cost_basis"], usdt["avg_entry_price"]) == (Decimal("29970"),
+                                                             Decimal("59940"))
+    # and an older BUY row keeps its quote amount
+    old_buy = export.KINDS["trades"].convert({**raw, "trade_side": "BUY", "entry_qty": "0.5",
+                                              "entry_notional": "30000", "exit_qty": "0",
+                                              "exit_notional": "0", "spot_cost_basis": None})
+    assert old_buy["cost_basis"] == Decimal("30000")
 
 
 def test_csv_text_that_a_spreadsheet_would_run_is_written_as_text(tmp_path: Path) -> None:
