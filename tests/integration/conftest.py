@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,3 +20,7 @@ def pipeline(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Pipeline]:  # noq
         yield p
     finally:
         p.stop()
+        try:
+            p.delete_topics()
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not fail a test
+            warnings.warn(f"could not delete the pipeline's topics: {exc}", stacklevel=1)

@@ -20,7 +20,7 @@
 #   TWINLEDGER_CACHE_DIR              jar cache root                 (~/.cache/twinledger)
 #   TWINLEDGER_DATA_DIR               data root; relative paths are taken from
 #                                     the repository root            (<repo>/.data)
-#   TWINLEDGER_KAFKA_HEAP             JVM heap                       (-Xms256m -Xmx512m)
+#   TWINLEDGER_KAFKA_HEAP             JVM heap                       (-Xms256m -Xmx1g)
 #   TWINLEDGER_KAFKA_START_TIMEOUT    seconds to wait for the broker (60)
 #   TWINLEDGER_KAFKA_VERSION          try another version than the pinned one
 #
@@ -95,7 +95,7 @@ VERSION_FILE="$KAFKA_DIR/kafka.version"  # the version the running broker was st
 OUT_FILE="$LOG_DIR/kafka.out"
 PORT=${TWINLEDGER_KAFKA_PORT:-39092}
 CONTROLLER_PORT=${TWINLEDGER_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
-HEAP=${TWINLEDGER_KAFKA_HEAP:--Xms256m -Xmx512m}
+HEAP=${TWINLEDGER_KAFKA_HEAP:--Xms256m -Xmx1g}
 START_TIMEOUT=${TWINLEDGER_KAFKA_START_TIMEOUT:-60}
 HOST=127.0.0.1
 # A fixed cluster id: base64url of the 16 bytes "twinledger-local". One local
