@@ -32,6 +32,10 @@ def test_the_status_is_read_from_the_first_line_of_a_stored_state(status):
     assert app_module.reconcile_status_of(encode_state(state)) == status
 
 
+def test_a_state_whose_status_cannot_be_read_is_unknown_not_an_error():
+    assert app_module.reconcile_status_of(b"not a state at all") == "UNKNOWN"
+
+
 def test_accounts_are_counted_once_under_their_latest_status_and_leave_with_their_partition():
     w = _worker()
     w.note_status(1, "a", "OK")
