@@ -161,6 +161,10 @@ class SinkRunner:
         self._subscribed = False
         self._stop = threading.Event()
         self.last_error: str = ""
+        #: a commit failed in this poll cycle: the others wait for the next poll
+        self._commits_held = False
+        #: (topic, partition) -> offset to commit that a failed or held commit left behind
+        self._pending_commits: dict[tuple[str, int], int] = {}
 
     # --- consumer lifecycle -------------------------------------------------
 
@@ -195,19 +199,24 @@ class SinkRunner:
     def _on_revoke(self, consumer: Any, partitions: Sequence[Any]) -> None:
         for tp in partitions:
             revoked = self.buffers.get((tp.topic, tp.partition))
-            if revoked is None:
-                continue
-            try:
-                self._drain(revoked, force=True)
-            except Exception:
-                # The range stays BEFORE (or was never started); the next owner rebuilds it.
-                log.exception("sink: flush on revoke of %s[%d] failed", tp.topic, tp.partition)
-            self.buffers.pop((tp.topic, tp.partition), None)
+            if revoked is not None:
+                try:
+                    self._drain(revoked, force=True)
+                except Exception:
+                    # The range stays BEFORE (or was never started); the next owner
+                    # rebuilds it.
+                    log.exception("sink: flush on revoke of %s[%d] failed", tp.topic,
+                                  tp.partition)
+                self.buffers.pop((tp.topic, tp.partition), None)
+            # Its next owner starts from the group's committed offset; committing for a
+            # partition this member no longer holds could move the owner's back.
+            self._pending_commits.pop((tp.topic, tp.partition), None)
 
     def _on_lost(self, consumer: Any, partitions: Sequence[Any]) -> None:
         # Lost (not revoked): another member may own them already; committing is unsafe.
         for tp in partitions:
             self.buffers.pop((tp.topic, tp.partition), None)
+            self._pending_commits.pop((tp.topic, tp.partition), None)
 
     # --- range state -----------------------------------------------------------
 
@@ -237,6 +246,7 @@ class SinkRunner:
     def poll_once(self, timeout: float = 0.2) -> int:
         """Consume one bulk of records, flush every batch that is due; return records read."""
         consumer = self._ensure_consumer()
+        self._commits_held = False
         wait = timeout
         now = time.monotonic()
         for buf in self.buffers.values():
@@ -261,6 +271,7 @@ class SinkRunner:
         self.stats["consumed"] += n
         for buf in list(self.buffers.values()):
             self._drain(buf)
+        self._commit_pending()
         return n
 
     def _on_kafka_error(self, err: Any) -> None:
@@ -505,15 +516,50 @@ class SinkRunner:
         consumer = self._consumer
         if consumer is None:
             return
+        key = (batch.topic, batch.partition)
+        if self._commits_held:
+            # A commit already failed in this poll cycle (the coordinator is gone, e.g.
+            # the broker restarted). Each further synchronous commit would wait ~10 s
+            # for it, and the client rejoins the group only while it is polled: one
+            # cycle of 80 due batches stalled a sink for a quarter of an hour. The
+            # rows are in and the range is AFTER: the commit is retried after a poll.
+            self._pending_commits[key] = batch.last + 1
+            self.stats["commits_held"] += 1
+            return
         try:
             consumer.commit(offsets=[TopicPartition(batch.topic, batch.partition,
                                                     batch.last + 1)], asynchronous=False)
+            self._pending_commits.pop(key, None)
         except KafkaException as exc:
             # The rows are in and the range is AFTER: records re-read later are
             # dropped by the existence filter, so a lost commit costs time only.
             self.last_error = str(exc)
-            log.warning("sink: commit of %s[%d]@%d failed: %s", batch.topic, batch.partition,
-                        batch.last + 1, exc)
+            self._commits_held = True
+            self._pending_commits[key] = batch.last + 1
+            log.warning("sink: commit of %s[%d]@%d failed: %s; no more commits until the "
+                        "next poll", batch.topic, batch.partition, batch.last + 1, exc)
+
+    def _commit_pending(self) -> None:
+        """Commit, in one request, what failed or held commits left (after a poll)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._consumer
+        if consumer is None or self._commits_held or not self._pending_commits:
+            return
+        pending = dict(self._pending_commits)
+        try:
+            consumer.commit(offsets=[TopicPartition(t, p, o)
+                                     for (t, p), o in sorted(pending.items())],
+                            asynchronous=False)
+        except KafkaException as exc:
+            self.last_error = str(exc)
+            self._commits_held = True
+            log.warning("sink: commit of %d pending offsets failed: %s", len(pending), exc)
+            return
+        for key, offset in pending.items():
+            if self._pending_commits.get(key) == offset:
+                del self._pending_commits[key]
+        log.info("sink: committed %d offsets a failed commit had left", len(pending))
 
 
 def count_events(backend: Backend, tables: Iterable[str] | None = None

@@ -229,3 +229,41 @@ def test_venue_events_the_worker_refuses_are_dead_letters_not_archive_rows() -> 
     assert dead["venue.events:0:0"][0] == "InvalidEvent"
     assert "is not its account_id" in dead["venue.events:0:0"][1]
     assert "qty" in dead["venue.events:0:1"][1]
+
+
+def test_a_failed_commit_holds_the_others_of_the_poll_cycle_then_commits_them_after() -> None:
+    """With the coordinator gone (a broker restart), each synchronous commit waits ~10 s
+    and the client rejoins only while polled: one failed commit holds the rest of the
+    cycle's commits, and what they would have committed goes in one request later."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    broker = FakeBroker()
+    backend = FakeBackend(broker)
+    populate(broker)
+    runner = make_runner(broker, backend)
+    consumer = runner._consumer
+    assert isinstance(consumer, FakeConsumer)
+    drain(runner)
+    real_commit = consumer.commit
+    attempts: list[list[tuple[str, int, int]]] = []
+
+    def failing_commit(offsets: Any, asynchronous: bool) -> None:
+        attempts.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+        raise KafkaException(KafkaError(KafkaError._WAIT_COORD))
+
+    consumer.commit = failing_commit  # type: ignore[method-assign]
+    runner._commits_held = False  # a new poll cycle
+    for partition, last in ((0, 20), (1, 21), (0, 22)):  # three batches due in one cycle
+        runner._commit(SimpleNamespace(topic="venue.events", partition=partition, last=last))
+    assert attempts == [[("venue.events", 0, 21)]]  # one wait, not three
+    assert runner.stats["commits_held"] == 2
+    runner.poll_once(0.0)  # the next cycle: still no coordinator, one attempt
+    assert len(attempts) == 2
+    consumer.commit = real_commit  # type: ignore[method-assign]
+    runner.poll_once(0.0)
+    # What the held commits left went in one request, the latest offset per partition.
+    assert broker.committed[("venue.events", 0)] == 23
+    assert broker.committed[("venue.events", 1)] == 22
+    assert runner._pending_commits == {}
