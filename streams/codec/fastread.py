@@ -105,7 +105,8 @@ def _r_double(data: bytes, pos: int) -> tuple[Any, int]:
     return _DOUBLE(data, pos)[0], pos + 8
 
 
-def _r_bytes(data: bytes, pos: int) -> tuple[Any, int]:
+def _span(data: bytes, pos: int) -> tuple[int, int]:
+    """(start, end) of a length-prefixed body (bytes, string, decimal) at ``pos``."""
     b = data[pos]
     if b < 0x80:
         n = b >> 1 if not b & 1 else -1
@@ -115,20 +116,30 @@ def _r_bytes(data: bytes, pos: int) -> tuple[Any, int]:
     end = pos + n
     if n < 0 or end > len(data):
         raise Malformed(f"expected {n} bytes, {len(data) - pos} left")
-    return data[pos:end], end
+    return pos, end
+
+
+def _r_bytes(data: bytes, pos: int) -> tuple[Any, int]:
+    start, end = _span(data, pos)
+    return data[start:end], end
 
 
 def _r_string(data: bytes, pos: int) -> tuple[Any, int]:
-    b = data[pos]
-    if b < 0x80:
-        n = b >> 1 if not b & 1 else -1
-        pos += 1
-    else:
-        n, pos = read_long(data, pos)
-    end = pos + n
-    if n < 0 or end > len(data):
-        raise Malformed(f"expected {n} bytes, {len(data) - pos} left")
-    return data[pos:end].decode("utf-8"), end
+    start, end = _span(data, pos)
+    return data[start:end].decode("utf-8"), end
+
+
+def _block(data: bytes, pos: int) -> tuple[int, int]:
+    """The item count of the next block of an array or map (0: the end), and where its
+    items start. Every item takes at least a byte, so a count beyond the bytes left is
+    refused before anything is read."""
+    n, pos = read_long(data, pos)
+    if n < 0:  # a block with its size in bytes: not needed to read it
+        n = -n
+        _, pos = read_long(data, pos)
+    if n > len(data) - pos:
+        raise Malformed(f"{n} items with {len(data) - pos} bytes left")
+    return n, pos
 
 
 def _timestamp_reader(unit: int) -> Reader:
@@ -147,16 +158,8 @@ def _decimal_reader(precision: int, scale: int) -> Reader:
     exponent = -scale
 
     def read_decimal(data: bytes, pos: int) -> tuple[Any, int]:
-        b = data[pos]
-        if b < 0x80:
-            n = b >> 1 if not b & 1 else -1
-            pos += 1
-        else:
-            n, pos = read_long(data, pos)
-        end = pos + n
-        if n < 0 or end > len(data):
-            raise Malformed(f"expected {n} bytes, {len(data) - pos} left")
-        unscaled = _from_bytes(data[pos:end], "big", signed=True)
+        start, end = _span(data, pos)
+        unscaled = _from_bytes(data[start:end], "big", signed=True)
         if -limit < unscaled < limit:
             return Decimal(unscaled).scaleb(exponent, ctx), end
         # Beyond the precision fastavro rounds it to `precision` digits: do the same.
@@ -315,14 +318,9 @@ class _Compiler:
             out: list[Any] = []
             append = out.append
             while True:
-                n, pos = read_long(data, pos)
+                n, pos = _block(data, pos)
                 if n == 0:
                     return out, pos
-                if n < 0:  # a block with its size in bytes: not needed to read it
-                    n = -n
-                    _, pos = read_long(data, pos)
-                if n > len(data) - pos:
-                    raise Malformed(f"{n} items with {len(data) - pos} bytes left")
                 for _ in range(n):
                     value, pos = item(data, pos)
                     append(value)
@@ -335,14 +333,9 @@ class _Compiler:
         def read_map(data: bytes, pos: int) -> tuple[Any, int]:
             out: dict[str, Any] = {}
             while True:
-                n, pos = read_long(data, pos)
+                n, pos = _block(data, pos)
                 if n == 0:
                     return out, pos
-                if n < 0:
-                    n = -n
-                    _, pos = read_long(data, pos)
-                if n > len(data) - pos:
-                    raise Malformed(f"{n} entries with {len(data) - pos} bytes left")
                 for _ in range(n):
                     key, pos = _r_string(data, pos)
                     out[key], pos = values(data, pos)
