@@ -15,40 +15,23 @@ broker share them).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 
 def replay(bootstrap: str, events: list[dict[str, Any]], phases: Any, stall_seconds: float,
            workers: int = 1) -> dict[str, Any]:
-    from bench.phases import PhaseTimeout, emit
-    from bench.watch import RUNNING, OffsetWatch, diagnose, wait_committed
-    from streams.procs import Child
-    from tests.integration.pipeline import Pipeline, free_port
+    from bench.phases import PhaseTimeout
+    from bench.watch import wait_committed, watched_pipeline
 
-    with tempfile.TemporaryDirectory(prefix="tl-bench-replay-") as tmp:
-        p = Pipeline(bootstrap, Path(tmp), name=f"replay{workers}")
-        RUNNING["pipeline"] = p
-        p.create_topics()
-        extra: list[Child] = []
-        watch = None
+    with watched_pipeline(bootstrap, f"replay{workers}") as (p, watch):
+        extra = []
         try:
             p.produce(events)  # the backlog: all of it before anything folds
             start = time.perf_counter()
             p.start_sink()
             p.start_worker()
-            for n in range(2, workers + 1):
-                env = dict(p.env)
-                env.update({"TWINLEDGER_WORKER_WEB_PORT": str(free_port()),
-                            "TWINLEDGER_DATA_DIR": str(p.root / f"data-worker-{n}")})
-                extra.append(Child(["worker", "--loglevel",
-                                    os.environ.get("TL_WORKER_LOGLEVEL", "warning")],
-                                   env, p.root / "logs" / f"worker-extra-{n}.log"))
-            watch = OffsetWatch(bootstrap, p.settings.sink_group,
-                                [p.settings.topic("ledger.snapshots")])
+            extra = [p.start_another_worker(f"extra-{n}") for n in range(2, workers + 1)]
             wait_committed(watch, len(events), phases, p, stall_seconds,
                            f"every snapshot row of the replay ({workers} worker(s))")
             seconds = time.perf_counter() - start
@@ -58,13 +41,6 @@ def replay(bootstrap: str, events: list[dict[str, Any]], phases: Any, stall_seco
                                        f"an extra worker exited: {child.log_tail(20)}")
             return {"events": len(events), "workers": workers, "seconds": round(seconds, 1),
                     "events_per_s": round(len(events) / seconds)}
-        except PhaseTimeout as exc:
-            emit({"stalled_phase": exc.phase, "why": exc.why, **diagnose(p)})
-            raise
         finally:
-            if watch is not None:
-                watch.close()
             for child in extra:
                 child.stop()
-            p.stop()
-            RUNNING.pop("pipeline", None)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.phases import Phases, PhaseTimeout, emit  # noqa: E402
 from bench.watch import RUNNING as _RUNNING  # noqa: E402
-from bench.watch import OffsetWatch, diagnose, wait_committed  # noqa: E402
+from bench.watch import diagnose, wait_committed, watched_pipeline  # noqa: E402
 from streams.codec import Codec, fold_dict_to_venue_record  # noqa: E402
 from streams.ledger.synth import generate_events  # noqa: E402
 
@@ -162,34 +162,17 @@ def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any
     "In ClickHouse" is read from the sink group's committed offsets on the
     snapshot topic (one snapshot per event), never from a ClickHouse query.
     """
-    from tests.integration.pipeline import Pipeline
-
-    with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
-        p = Pipeline(bootstrap, Path(tmp), name="bench")
-        _RUNNING["pipeline"] = p
-        p.create_topics()
-        watch = None
-        try:
-            p.start_sink()
-            p.start_worker()
-            watch = OffsetWatch(bootstrap, p.settings.sink_group,
-                                [p.settings.topic("ledger.snapshots")])
-            p.produce(warmup)
-            wait_committed(watch, len(warmup), phases, p, stall_seconds, "the warm-up rows")
-            base = watch.committed()
-            start = time.perf_counter()
-            p.produce(events)
-            wait_committed(watch, base + len(events), phases, p, stall_seconds,
-                           "every snapshot row")
-            return len(events) / (time.perf_counter() - start)
-        except PhaseTimeout as exc:
-            emit({"stalled_phase": exc.phase, "why": exc.why, **diagnose(p)})
-            raise
-        finally:
-            if watch is not None:
-                watch.close()
-            p.stop()
-            _RUNNING.pop("pipeline", None)
+    with watched_pipeline(bootstrap, "bench") as (p, watch):
+        p.start_sink()
+        p.start_worker()
+        p.produce(warmup)
+        wait_committed(watch, len(warmup), phases, p, stall_seconds, "the warm-up rows")
+        base = watch.committed()
+        start = time.perf_counter()
+        p.produce(events)
+        wait_committed(watch, base + len(events), phases, p, stall_seconds,
+                       "every snapshot row")
+        return len(events) / (time.perf_counter() - start)
 
 
 def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> dict[str, Any]:

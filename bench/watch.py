@@ -8,7 +8,11 @@ from the worker's ``/progress`` page, never from ClickHouse.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from bench.phases import Phases, PhaseTimeout, emit
@@ -88,3 +92,29 @@ def diagnose(p: Any) -> dict[str, Any]:
             doc[f"{child.command[0]}_alive"] = child.alive()
             doc[f"{child.command[0]}_log_tail"] = child.log_tail(30)
     return doc
+
+
+@contextmanager
+def watched_pipeline(bootstrap: str, name: str) -> Iterator[tuple[Any, OffsetWatch]]:
+    """A pipeline with its topics (no process started) and a watch of the sink group's
+    committed offsets on the snapshot topic; a stall is reported with the processes'
+    state, and everything is stopped and removed afterwards."""
+    from tests.integration.pipeline import Pipeline
+
+    with tempfile.TemporaryDirectory(prefix=f"tl-bench-{name}-") as tmp:
+        p = Pipeline(bootstrap, Path(tmp), name=name)
+        RUNNING["pipeline"] = p
+        watch = None
+        try:
+            p.create_topics()
+            watch = OffsetWatch(bootstrap, p.settings.sink_group,
+                                [p.settings.topic("ledger.snapshots")])
+            yield p, watch
+        except PhaseTimeout as exc:
+            emit({"stalled_phase": exc.phase, "why": exc.why, **diagnose(p)})
+            raise
+        finally:
+            if watch is not None:
+                watch.close()
+            p.stop()
+            RUNNING.pop("pipeline", None)

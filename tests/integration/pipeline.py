@@ -93,6 +93,14 @@ class Pipeline:
         self.worker = Child(["worker", "--loglevel", os.environ.get("TL_WORKER_LOGLEVEL", "warning")], self.env, self.root / "logs" / f"worker-{self._starts}.log")
         return self.worker
 
+    def start_another_worker(self, name: str, port: int | None = None) -> Child:
+        """One more worker in the same group, with its own web port and data directory."""
+        env = dict(self.env)
+        env.update({"TWINLEDGER_WORKER_WEB_PORT": str(port or free_port()),
+                    "TWINLEDGER_DATA_DIR": str(self.root / f"data-{name}")})
+        return Child(["worker", "--loglevel", os.environ.get("TL_WORKER_LOGLEVEL", "warning")],
+                     env, self.root / "logs" / f"worker-{name}.log")
+
     def start_sink(self) -> Child:
         self._starts += 1
         self.sink = Child(["sink"], self.env, self.root / "logs" / f"sink-{self._starts}.log")

@@ -11,7 +11,6 @@ long before the session timeout would have handed them over.
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streams.app import ROUTED_HEADER, account_partition
 from streams.ledger.synth import generate_events
-from streams.procs import Child, wait_until
+from streams.procs import wait_until
 from tests.integration.pipeline import Pipeline, free_port
 
 pytestmark = pytest.mark.integration
@@ -46,14 +45,6 @@ def _get(port: int, path: str, token: str | None = TOKEN,
         return exc.code, json.loads(body) if body[:1] == b"{" else body
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         return 0, str(exc)
-
-
-def _start(pipeline: Pipeline, name: str, port: int) -> Child:
-    env = dict(pipeline.env)
-    env.update({"TWINLEDGER_WORKER_WEB_PORT": str(port),
-                "TWINLEDGER_DATA_DIR": str(pipeline.root / f"data-{name}")})
-    return Child(["worker", "--loglevel", os.environ.get("TL_WORKER_LOGLEVEL", "warning")],
-                 env, pipeline.root / "logs" / f"worker-{name}.log")
 
 
 def _landed(bootstrap: str, topic: str, expected: int) -> dict[str, set[int]]:
@@ -86,7 +77,8 @@ def test_two_workers_answer_every_account_and_a_survivor_after_a_stop(pipeline: 
                    if e["account_id"] and e.get("venue") == "kraken"})
     assert spot
     ports = {"a": free_port(), "b": free_port()}
-    workers = {name: _start(pipeline, name, port) for name, port in ports.items()}
+    workers = {name: pipeline.start_another_worker(name, port)
+               for name, port in ports.items()}
     try:
         pipeline.produce(events)
 
