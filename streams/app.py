@@ -478,7 +478,7 @@ class Worker:
             READY.set(0)
             return
         reader = self.marks_reader
-        if reader is not None and not reader.caught_up:
+        if reader is not None and self._marks_pending():
             # The fold waits for the marks (streams.marks): work for up to the stall
             # time; beyond it, a stall like any other (reported, then exit 70).
             now = time.monotonic()
