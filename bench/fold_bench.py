@@ -180,6 +180,8 @@ def state_bytes(events_per_account: int = 1000, n_accounts: int = 20) -> dict[st
             now.append(b"r%d" % (st.recent_version % 2))
         if st.log_version:
             now.append(b"l%d" % (st.log_version % 2))
+        if st.dedup_version:
+            now.append(b"d%d" % (st.dedup_version % 2))
         totals["history"] = totals.get("history", 0) + sum(
             len(archives[(account, name)]) for name in now)
         totals["whole"] = totals.get("whole", 0) + len(encode_state(st))
