@@ -365,6 +365,18 @@ class SpotBook:
         return b
 
 
+#: The attributes of an ``AccountState`` (its ``__slots__``; a compiled class has none to read).
+STATE_SLOTS: tuple[str, ...] = (
+    "account_id", "venue", "event_seq", "seeded", "seed", "capital", "capital_source",
+    "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
+    "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
+    "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
+    "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
+    "archive_version", "archived_slots", "archive_skip", "archived_closed",
+    "closed_skip", "recent_version", "recent", "log_version", "log_mark", "dedup_version",
+)
+
+
 class AccountState:
     """Everything the fold knows about one account: K, E, positions, trades, dedup.
 
@@ -373,15 +385,7 @@ class AccountState:
     All amounts have at most 18 decimal places.
     """
 
-    __slots__ = (
-        "account_id", "venue", "event_seq", "seeded", "seed", "capital", "capital_source",
-        "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
-        "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
-        "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
-        "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
-        "archive_version", "archived_slots", "archive_skip", "archived_closed",
-        "closed_skip", "recent_version", "recent", "log_version", "log_mark", "dedup_version",
-    )
+    __slots__ = STATE_SLOTS
 
     def __init__(self, account_id: str, venue: str = "") -> None:
         self.account_id = account_id
