@@ -24,6 +24,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from streams import ledger
 from streams.ledger import LedgerConfig, apply_event, decode_state, encode_state, parse_event
 from streams.ledger.events import Mark
 from streams.ledger.state import encode_split
@@ -116,6 +117,8 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
     state_bytes = sum(len(b) for b in stored.values())
     archive_bytes = sum(len(b) for b in archives.values()) // 2  # two slots of each blob
     return {
+        # "compiled" (mypyc, make install) or "python" (docs/performance.md)
+        "ledger_mode": ledger.MODE,
         "n_events": n_events,
         "n_accounts": n_accounts,
         "batch": BATCH,
@@ -180,6 +183,8 @@ def state_bytes(events_per_account: int = 1000, n_accounts: int = 20) -> dict[st
             now.append(b"r%d" % (st.recent_version % 2))
         if st.log_version:
             now.append(b"l%d" % (st.log_version % 2))
+        if st.dedup_version:
+            now.append(b"d%d" % (st.dedup_version % 2))
         totals["history"] = totals.get("history", 0) + sum(
             len(archives[(account, name)]) for name in now)
         totals["whole"] = totals.get("whole", 0) + len(encode_state(st))
@@ -215,6 +220,7 @@ def measure(n_events: int = 200_000, n_accounts: int = 1000) -> dict[str, Any]:
     fold = run(n_events, n_accounts)
     size = state_bytes()
     return {
+        "ledger_mode": fold["ledger_mode"],
         "fold_events_per_s": fold["fold_events_per_s"],
         "fold_cpu_events_per_s": fold["fold_cpu_events_per_s"],
         "parse_events_per_s": fold["parse_events_per_s"],

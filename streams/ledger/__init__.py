@@ -7,6 +7,11 @@ Kafka, ClickHouse, clocks, randomness or I/O (a unit test enforces the imports).
 
 from __future__ import annotations
 
+from ._native import select as _select
+
+#: ``"compiled"`` (mypyc, built by ``make install``) or ``"python"``: see ``_native``.
+MODE = _select()
+
 from .config import LedgerConfig, load_ledger_config
 from .events import Event, event_to_dict, parse_event
 from .fold import FoldResult, apply, apply_event
@@ -14,6 +19,7 @@ from .state import AccountState, Output, StateDecodeError, decode_state, encode_
 from .summary import account_summary
 
 __all__ = [
+    "MODE",
     "AccountState",
     "Event",
     "FoldResult",

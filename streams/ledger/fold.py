@@ -57,6 +57,7 @@ from .headroom import first_out_of_range, may_leave_wire
 from .numbers import D0, LEDGER_CONTEXT, q18
 from .reconcile import explain, reconcile
 from .state import (
+    STATE_SLOTS,
     AccountState,
     Leg,
     Output,
@@ -648,7 +649,7 @@ class _MarksMemo(Mapping[str, Decimal]):
 def _restore(st: AccountState, saved: bytes) -> None:
     """Put ``st`` back, in place, to the state ``saved`` was encoded from."""
     before = decode_state(saved)
-    for name in AccountState.__slots__:
+    for name in STATE_SLOTS:
         setattr(st, name, getattr(before, name))
 
 

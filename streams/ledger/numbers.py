@@ -8,7 +8,10 @@ and the state codec. Must not touch: anything but numbers (no I/O, no clock).
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from typing import Any
+
+from .markprice import MarkPrice, mark_ts
+
+__all__ = ["D0", "D1", "LEDGER_CONTEXT", "LIMIT", "SCALE", "MarkPrice", "mark_ts", "plain", "q18"]
 
 #: Scale of every amount on the wire (Avro decimal(38,18)).
 SCALE = 18
@@ -48,25 +51,3 @@ def plain(x: Decimal) -> str:
     if s[0] == "-" and not x:
         return s[1:]
     return s
-
-
-class MarkPrice(Decimal):
-    """A mark price that knows the event time it was marked at (``ts``).
-
-    It is a ``Decimal`` in every respect (arithmetic on it gives plain
-    decimals); readers of a marks mapping that care how old a mark is read
-    ``mark_ts``. A mark without one (a plain ``Decimal``) has no known age.
-    """
-
-    __slots__ = ("ts",)
-    ts: Any
-
-    def __new__(cls, value: Any, ts: Any = None) -> MarkPrice:
-        self = Decimal.__new__(cls, value)
-        self.ts = ts
-        return self
-
-
-def mark_ts(price: Any) -> Any:
-    """The event time of a mark (a ``datetime``), or None when it carries none."""
-    return getattr(price, "ts", None)

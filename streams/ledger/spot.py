@@ -90,7 +90,7 @@ from .step import Step, trade_id_for
 MANUAL = "manual"
 
 
-DEFAULT_QUOTES = LedgerConfig.quote_assets
+DEFAULT_QUOTES: tuple[str, ...] = LedgerConfig().quote_assets
 _SEPARATORS = ("/", "-", "_")
 # Kraken's legacy pair names: X + crypto code + (Z + fiat | X + crypto), ``XXBTZUSD``.
 _KRAKEN_PAIR = re.compile(r"X([A-Z0-9]{3})[XZ]([A-Z0-9]{3})\Z")

@@ -22,15 +22,24 @@ and the encoder writes slot 21 empty.
 Hot and cold (``encode_split``): what the store writes after every batch is
 the *hot* part, the layout above without the closed trades and with only the
 newest slots of the dedup ring (at most ``RING_TAIL`` of them). The closed
-trades and the older ring slots are history, kept in two blobs beside it:
+trades and the older ring slots are history, kept in blobs beside it:
 
-- the *archive*: the closed trades as they were when it was written and the
-  older ring slots; rewritten only when a trade it holds is settled, the
-  ring tail has grown past ``RING_TAIL`` or the recent blob past
-  ``RECENT_MAX`` trades::
+- the *dedup* blob: the whole ring as it was when it was written; rewritten
+  only when the ring's tail in the hot part has grown past ``RING_TAIL``
+  slots (so the hot part carries at most ``RING_TAIL`` * 16 ring bytes)::
 
-    b"TLA1 " <version> b" " <closed trades> b" " <ring bytes> b"\n"
-        <ring bytes> (<closed trade JSON> b"\n")*
+    b"TLD1 " <version> b" " <ring bytes> b"\n" <ring bytes>
+
+- the *archive*: the closed trades as they were when it was written;
+  rewritten only when a trade it holds is settled or the recent blob has
+  grown past ``RECENT_MAX`` trades (before header version 5 it also held the
+  older ring slots, and was rewritten with the ring)::
+
+    b"TLA1 " <version> b" " <closed trades> b" 0 " <trade bytes> b"\n"
+        (<closed trade JSON> b"\n")*
+
+  (before version 5: ``b" " <ring bytes> b"\n" <ring bytes>`` in place of
+  ``b" 0 " <trade bytes> b"\n"``)
 
 - the *recent* blob: the trades closed since (at most ``RECENT_MAX``),
   rewritten when one more closes::
@@ -45,17 +54,20 @@ trades and the older ring slots are history, kept in two blobs beside it:
 
     b"TLL1 " <version> b"\n" <JSON [flows, snaps, anomalies]>
 
-The hot header (version 4 with slot 27 set, so that a decoder older than the
-archive, the log or compact position lines refuses it; slots 26 to 32) names
-the versions of the three, how many of the archived ring slots and closed
-trades have been evicted since and how many recent trades there are; its book has no flows or snapshots and its cold line
+The hot header (version 5 with slot 27 set, so that a decoder older than the
+archive, the log, compact position lines or the dedup blob refuses it; slots
+26 to 33) names the versions of the four, how many of the dedup blob's ring
+slots and the archive's closed trades have been evicted since and how many
+recent trades there are; its book has no flows or snapshots and its cold line
 no anomalies. Each blob's versions alternate between two store slots
-(``a0``/``a1``, ``r0``/``r1``, ``l0``/``l1``: ``version % 2``): the store writes
-them before the hot part that names them, so a crash in between leaves the
-previous hot part with its blobs intact, and the replay writes the same ones
-again. ``encode_state`` is the whole state inline in one blob (no archive, no
-log), under header version 4 too (slot 27 unset). Hot parts of version 2
-(before the log) and 3, and whole states of version 1, still decode: their
+(``a0``/``a1``, ``r0``/``r1``, ``l0``/``l1``, ``d0``/``d1``: ``version % 2``):
+the store writes them before the hot part that names them, so a crash in
+between leaves the previous hot part with its blobs intact, and the replay
+writes the same ones again. ``encode_state`` is the whole state inline in one blob (no archive, no
+log), under header version 5 too (slot 27 unset). Hot parts of version 2
+(before the log), 3 and 4 (before the dedup blob: their older ring slots
+are in the archive; the next write moves them to a dedup blob), and whole
+states of version 1, still decode: their
 position lines list every field (``Position.decode``); since version 4 a
 position line leaves out fields at their defaults (``_position_line``).
 """
@@ -81,9 +93,10 @@ MAGIC = b"TLS1\n"
 ARCHIVE_MAGIC = b"TLA1 "
 RECENT_MAGIC = b"TLR1 "
 LOG_MAGIC = b"TLL1 "
+DEDUP_MAGIC = b"TLD1 "
 _SLOT = 16  # 8-byte event-id hash + 8-byte payload digest
 #: Ring slots kept in the hot part before the ring is moved to the archive (``encode_split``).
-RING_TAIL = 64
+RING_TAIL = 32
 #: Closed trades kept in the recent blob before they are moved to the archive.
 RECENT_MAX = 16
 
@@ -352,6 +365,18 @@ class SpotBook:
         return b
 
 
+#: The attributes of an ``AccountState`` (its ``__slots__``; a compiled class has none to read).
+STATE_SLOTS: tuple[str, ...] = (
+    "account_id", "venue", "event_seq", "seeded", "seed", "capital", "capital_source",
+    "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
+    "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
+    "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
+    "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
+    "archive_version", "archived_slots", "archive_skip", "archived_closed",
+    "closed_skip", "recent_version", "recent", "log_version", "log_mark", "dedup_version",
+)
+
+
 class AccountState:
     """Everything the fold knows about one account: K, E, positions, trades, dedup.
 
@@ -360,15 +385,7 @@ class AccountState:
     All amounts have at most 18 decimal places.
     """
 
-    __slots__ = (
-        "account_id", "venue", "event_seq", "seeded", "seed", "capital", "capital_source",
-        "peak_capital", "k_realized", "k_fees", "k_funding", "k_cash",
-        "e_wallet", "e_available", "e_used", "e_maint", "e_assets", "e_positions",
-        "positions", "closed_trades", "trade_count", "status", "results", "anomalies",
-        "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
-        "archive_version", "archived_slots", "archive_skip", "archived_closed",
-        "closed_skip", "recent_version", "recent", "log_version", "log_mark",
-    )
+    __slots__ = STATE_SLOTS
 
     def __init__(self, account_id: str, venue: str = "") -> None:
         self.account_id = account_id
@@ -428,6 +445,9 @@ class AccountState:
         # holds were when it was written (``_log_mark``; not encoded: None = unknown).
         self.log_version = 0
         self.log_mark: tuple[Any, ...] | None = None
+        # The dedup blob (``encode_split``): its version (encoded). ``archived_slots``
+        # and ``archive_skip`` count the ring slots it holds and those evicted since.
+        self.dedup_version = 0
 
     # -- K ---------------------------------------------------------------------------
     @property
@@ -460,7 +480,7 @@ class AccountState:
         while len(self.ring) > window * _SLOT:
             ids.discard(int.from_bytes(self.ring[:8], sys.byteorder))
             del self.ring[:_SLOT]
-            if self.archived_slots:  # the oldest slot was one the archive holds
+            if self.archived_slots:  # the oldest slot was one the dedup blob holds
                 self.archived_slots -= 1
                 self.archive_skip += 1
 
@@ -684,6 +704,9 @@ _LOG_VERSION = 3
 #: (``_position_line``): a hot part (header slot 27 is 1) as in version 3, a whole
 #: state as in version 1. Older decoders refuse it.
 _COMPACT_VERSION = 4
+#: The header version of every state written since the older ring slots have a blob
+#: of their own (the dedup blob) instead of the archive: as version 4, plus slot 33.
+_DEDUP_VERSION = 5
 
 
 def _cold_json(s: AccountState, anomalies: bool) -> bytes:
@@ -727,7 +750,7 @@ def _log_json(s: AccountState) -> bytes:
 
 def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes:
     return MAGIC + _dumps([
-        _COMPACT_VERSION, s.account_id, s.venue, s.event_seq, s.seeded,
+        _DEDUP_VERSION, s.account_id, s.venue, s.event_seq, s.seeded,
         str(s.seed), str(s.capital),
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
         str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
@@ -744,6 +767,9 @@ def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes
         s.closed_skip if split else 0, s.recent_version, len(s.recent) if split else 0,
         # the log blob's version (0: the empty log, never stored)
         s.log_version,
+        # the dedup blob's version (0: no older ring slots, never stored); slot 28
+        # (``archive_skip``) counts its slots evicted since it was written
+        s.dedup_version,
     ]).encode()
 
 
@@ -783,7 +809,7 @@ def encode_split(state: AccountState) -> tuple[bytes, list[tuple[bytes, bytes]]]
     # closed trades and evicts the oldest; an unchanged one is the same object
     # (or, read since, the same bytes). Anything else: a new archive.
     old = s.archived_closed
-    full = old is None or tail > RING_TAIL * _SLOT
+    full = old is None
     if not full:
         assert old is not None
         live = old + s.recent
@@ -811,18 +837,24 @@ def encode_split(state: AccountState) -> tuple[bytes, list[tuple[bytes, bytes]]]
                 head = b"%s%d %d\n" % (RECENT_MAGIC, s.recent_version, len(new))
                 writes.append((b"r%d" % (s.recent_version % 2), head + b"\n".join(new)))
     if full:
-        # a new archive: every closed trade as it is, and the whole ring
+        # a new archive: every closed trade as it is (no ring since version 5)
         body = b"\n".join(closed)
         s.archive_version += 1
         s.archived_closed = list(closed)
-        s.archived_slots = len(s.ring) // _SLOT
-        s.archive_skip = 0
         s.closed_skip = 0
         s.recent = []
+        head = b"%s%d %d 0 %d\n" % (ARCHIVE_MAGIC, s.archive_version, len(closed), len(body))
+        writes.append((b"a%d" % (s.archive_version % 2), head + body))
+    if tail > RING_TAIL * _SLOT or (s.archived_slots and not s.dedup_version):
+        # a new dedup blob: the whole ring (also the first write after a state whose
+        # older slots were in its archive, header version 4)
+        s.dedup_version += 1
+        s.archived_slots = len(s.ring) // _SLOT
+        s.archive_skip = 0
         tail = 0
         ring = bytes(s.ring)
-        head = b"%s%d %d %d\n" % (ARCHIVE_MAGIC, s.archive_version, len(closed), len(ring))
-        writes.append((b"a%d" % (s.archive_version % 2), b"".join((head, ring, body))))
+        head = b"%s%d %d\n" % (DEDUP_MAGIC, s.dedup_version, len(ring))
+        writes.append((b"d%d" % (s.dedup_version % 2), head + ring))
     mark = _log_mark(s)
     if not _same_mark(s.log_mark, mark):
         s.log_mark = mark
@@ -851,11 +883,12 @@ def decode_state(data: bytes,
         nl = data.index(b"\n", len(MAGIC))
         h = json.loads(data[len(MAGIC):nl])
         version = h[0]
-        if version not in (_VERSION, _SPLIT_VERSION, _LOG_VERSION, _COMPACT_VERSION):
+        if version not in (_VERSION, _SPLIT_VERSION, _LOG_VERSION, _COMPACT_VERSION,
+                           _DEDUP_VERSION):
             raise StateDecodeError(f"unsupported state version {version!r}")
         n_pos, n_closed, ring_len = h[22], h[23], h[24]
         split = version in (_SPLIT_VERSION, _LOG_VERSION) or (
-            version == _COMPACT_VERSION and h[27] == 1)
+            version >= _COMPACT_VERSION and h[27] == 1)
         n_out = len(h[21])
         n_lines = 1 + n_pos + (0 if split else n_closed + n_out)
         # Find the lines without copying them: closed trades stay slices of
@@ -902,6 +935,8 @@ def decode_state(data: bytes,
             s.recent_version = h[30]
         if len(h) > 32:  # nor those written before the log
             s.log_version = h[32]
+        if len(h) > 33:  # nor those written before the dedup blob
+            s.dedup_version = h[33]
         cold = bytes(lines[0])
         e_assets, e_positions, *anomalies = json.loads(cold)
         s.e_assets = e_assets
@@ -914,7 +949,7 @@ def decode_state(data: bytes,
                 s.e_positions[(ep.symbol, ep.position_side)] = ep
         if not anomalies:  # the cold line as ``_cold_json`` keeps it
             s.cold = cold[:-1]
-        compact = version == _COMPACT_VERSION
+        compact = version >= _COMPACT_VERSION
         for line in lines[1:1 + n_pos]:
             raw = bytes(line)
             if compact:
@@ -924,7 +959,11 @@ def decode_state(data: bytes,
                 p = Position.decode(json.loads(raw))
             s.positions[(p.symbol, p.position_side)] = p
         if split:
-            ring = _read_archive(s, blob_of, n_closed - h[31], h[28], h[29]) + ring
+            if version >= _DEDUP_VERSION:  # the older ring slots are in the dedup blob
+                ring = _read_dedup(s, blob_of, h[28]) + ring
+                _read_archive(s, blob_of, n_closed - h[31], 0, h[29], ring=False)
+            else:  # in the archive
+                ring = _read_archive(s, blob_of, n_closed - h[31], h[28], h[29]) + ring
             s.recent = _read_recent(blob_of, h[30], h[31])
             s.closed_trades.extend(s.recent)
             if version >= _LOG_VERSION:
@@ -958,10 +997,12 @@ def _lines(data: bytes, start: int, n: int) -> list[bytes | memoryview]:
 
 
 def _read_archive(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None,
-                  n_closed: int, skip: int, closed_skip: int) -> bytes:
+                  n_closed: int, skip: int, closed_skip: int, ring: bool = True) -> bytes:
     """Fill ``s`` from the archive its hot header names; return the archived ring still live.
 
     ``n_closed``: the archive's closed trades still kept (``closed_skip`` were evicted).
+    ``ring`` False: a version 5 hot part, whose ring slots are in the dedup blob
+    (``_read_dedup``), not in its archive.
     """
     version = s.archive_version
     if not version and not n_closed and not skip and not closed_skip:
@@ -971,7 +1012,9 @@ def _read_archive(s: AccountState, blob_of: Callable[[bytes], bytes | None] | No
     if not data:
         raise StateDecodeError(f"the archive (version {version}) of the state is missing")
     nl = data.index(b"\n")
-    magic, ver, n, ring_len = data[:nl].split(b" ")
+    magic, ver, n, ring_len, *body_len = data[:nl].split(b" ")
+    if body_len and int(body_len[0]) != len(data) - nl - 1 - int(ring_len):
+        raise StateDecodeError("the stored archive is truncated")
     if (magic + b" " != ARCHIVE_MAGIC or int(ver) != version
             or int(n) != n_closed + closed_skip):
         raise StateDecodeError(f"the stored archive is not version {version} of the state")
@@ -981,10 +1024,38 @@ def _read_archive(s: AccountState, blob_of: Callable[[bytes], bytes | None] | No
     closed = _lines(data, ring_end, int(n))[closed_skip:]
     s.closed_trades = closed  # type: ignore[assignment]
     s.archived_closed = list(closed)
+    s.closed_skip = closed_skip
+    if not ring:  # an archive written before version 5 still holds ring slots: not read
+        return b""
     s.archived_slots = int(ring_len) // _SLOT - skip
     s.archive_skip = skip
-    s.closed_skip = closed_skip
     return data[nl + 1 + skip * _SLOT:ring_end]
+
+
+def _read_dedup(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None,
+                skip: int) -> bytes:
+    """The older ring slots still live, from the dedup blob the hot header names.
+
+    ``skip``: its oldest slots evicted from the window since it was written.
+    """
+    version = s.dedup_version
+    if not version:  # version 0: no older slots, never stored
+        if skip:
+            raise StateDecodeError("the state names evicted slots of a dedup blob it has not")
+        return b""
+    data = None if blob_of is None else blob_of(b"d%d" % (version % 2))
+    if not data:
+        raise StateDecodeError(f"the dedup ring (version {version}) of the state is missing")
+    nl = data.index(b"\n")
+    magic, ver, ring_len = data[:nl].split(b" ")
+    if magic + b" " != DEDUP_MAGIC or int(ver) != version:
+        raise StateDecodeError(f"the stored dedup ring is not version {version} of the state")
+    n = int(ring_len)
+    if len(data) - nl - 1 != n or n % _SLOT or skip * _SLOT > n:
+        raise StateDecodeError("the stored dedup ring is truncated")
+    s.archived_slots = n // _SLOT - skip
+    s.archive_skip = skip
+    return data[nl + 1 + skip * _SLOT:]
 
 
 def _read_recent(blob_of: Callable[[bytes], bytes | None] | None, version: int,

@@ -37,12 +37,14 @@ class Store(dict):
 
     writes = 0
     archive_writes = 0
+    dedup_writes = 0
 
     def put(self, hot: bytes, history: list[tuple[bytes, bytes]]) -> None:
         for name, blob in history:
             self[name] = blob
             self.writes += 1
             self.archive_writes += name.startswith(b"a")
+            self.dedup_writes += name.startswith(b"d")
         self["hot"] = hot
 
     def load(self):
@@ -68,7 +70,7 @@ def _whole(state) -> bytes:
     blob = encode_state(state)
     nl = blob.index(b"\n", 5)
     h = json.loads(blob[5:nl])
-    h[26] = h[30] = h[32] = 0
+    h[26] = h[30] = h[32] = h[33] = 0
     return json.dumps(h).encode() + blob[nl:]
 
 
@@ -100,7 +102,7 @@ def test_the_hot_part_carries_no_closed_trade_and_at_most_the_ring_tail():
         hot, history = encode_split(run.state())
         store.put(hot, history)
         h = json.loads(hot[5:hot.index(b"\n", 5)])
-        assert h[0] == 4 and h[27] == 1 and h[24] <= RING_TAIL * 16  # split; the ring's tail
+        assert h[0] == 5 and h[27] == 1 and h[24] <= RING_TAIL * 16  # split; the ring's tail
         lines = hot[:len(hot) - h[24]].count(b"\n")
         assert lines == 3 + h[22]  # magic, header, cold line, positions: no trade lines
     st = run.state()
@@ -108,7 +110,7 @@ def test_the_hot_part_carries_no_closed_trade_and_at_most_the_ring_tail():
     assert len(store["hot"]) < len(encode_state(st)) / 3
 
 
-def test_without_a_closed_trade_the_archive_is_written_once_per_ring_tail():
+def test_without_a_closed_trade_only_the_dedup_blob_is_written_once_per_ring_tail():
     e = Events()
     run = Run()
     store = Store()
@@ -116,7 +118,8 @@ def test_without_a_closed_trade_the_archive_is_written_once_per_ring_tail():
     for _ in range(n):
         run(e.fill("BUY", 1, 100, SYM))  # one open trade growing: nothing closes
         store.put(*encode_split(run.state()))
-    assert store.writes == store.archive_writes == n // (RING_TAIL + 1)
+    assert store.writes == store.dedup_writes == n // (RING_TAIL + 1)
+    assert store.archive_writes == 0
     assert encode_state(store.load()) == encode_state(run.state())
 
 
@@ -142,7 +145,7 @@ def test_a_trade_that_closes_goes_to_the_recent_blob_until_it_is_full():
         run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
         hot, history = encode_split(run.state())
         store.put(hot, history)
-        names.append([name for name, _ in history])
+        names.append([name for name, _ in history if not name.startswith(b"d")])
         assert encode_state(store.load()) == encode_state(run.state())
     # each close rewrites the small recent blob, alternating slots; one more than
     # RECENT_MAX moves them all to a new archive
@@ -211,14 +214,15 @@ def test_a_state_stored_whole_before_the_split_restores_and_is_split_on_its_next
 
 
 def test_a_hot_part_is_refused_by_a_decoder_that_predates_the_archive():
-    # Its header has version 4: an older decoder (version 1 only, 2 before the log, 3
-    # before compact position lines) says so instead of misreading its lines.
+    # Its header has version 5: an older decoder (version 1 only, 2 before the log, 3
+    # before compact position lines, 4 before the dedup blob) says so instead of
+    # misreading its lines.
     run = Run()
     e = Events()
     run(e.fill("BUY", 1, 100, SYM), e.fill("SELL", 1, 101, SYM))
     hot, _ = encode_split(run.state())
-    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 4
-    assert json.loads(encode_state(run.state())[5:].split(b"\n", 1)[0])[:1] == [4]
+    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 5
+    assert json.loads(encode_state(run.state())[5:].split(b"\n", 1)[0])[:1] == [5]
 
 
 def test_the_blob_versions_survive_the_whole_encoding_too():
@@ -413,3 +417,76 @@ def test_a_position_line_restores_every_field_exactly(case):
     if case == "defaults":
         assert line == (b'["BTCUSDT","-3","5","0","0.2","1",["t2",1,"SHORT",'
                         b'"2026-01-05T09:00:00+00:00",[["e5","o5","open","3","5","0.2"]]]]')
+
+
+# The dedup blob (header version 5) and the hot parts written before it --------------
+
+V4 = json.loads((Path(__file__).resolve().parents[2] / "fixtures"
+                 / "state_codec_v4.json").read_text())
+
+
+def test_a_hot_part_whose_older_ring_slots_are_in_its_archive_decodes_and_moves_them():
+    # The fixture: one account's events and what the codec of header version 4 stored
+    # for them, its older ring slots (some evicted since) inside the archive.
+    cfg = LedgerConfig(dedup_window=V4["dedup_window"])
+    reference = Run(cfg)
+    reference(*V4["events"])
+    store = Store({name.encode(): _b64(blob) for name, blob in V4["v4"]["blobs"].items()})
+    store["hot"] = _b64(V4["v4"]["hot"])
+    header = json.loads(store["hot"][5:store["hot"].index(b"\n", 5)])
+    assert header[0] == 4 and header[28] > 0  # slots of the archive's ring evicted since
+    restored = store.load()
+    assert restored.archived_slots > 0
+    assert _whole(restored) == _whole(reference.state())
+    # the next write moves the whole ring to a dedup blob; the archive stays as it is
+    hot, history = encode_split(restored)
+    assert [name for name, _ in history] == [b"d1"]
+    store.put(hot, history)
+    again = store.load()
+    assert json.loads(hot[5:hot.index(b"\n", 5)])[0] == 5
+    assert _whole(again) == _whole(reference.state())
+    resumed = Run(cfg)
+    resumed.states["acc-1"] = again
+    for ev in V4["events"][-V4["dedup_window"]:]:  # the window survived the move
+        assert resumed(ev) == [] and resumed.statuses[-1] == "duplicate"
+    e = Events()
+    e.n = iter(range(500, 600))
+    for ev in [e.fill("SELL", 1, 110, SYM), e.fill("BUY", 1, 90, SYM)]:
+        assert resumed(ev) == reference(ev)
+
+
+def test_the_hot_part_carries_at_most_ring_tail_slots_and_the_dedup_blob_the_rest():
+    run = Run()
+    store = Store()
+    sizes = []
+    for ev in _events(4 * RING_TAIL):
+        run(ev)
+        hot, history = encode_split(run.state())
+        store.put(hot, history)
+        h = json.loads(hot[5:hot.index(b"\n", 5)])
+        sizes.append(h[24])
+        for name, blob in history:
+            if name.startswith(b"d"):  # the whole ring, as it is now
+                assert blob.endswith(bytes(run.state().ring))
+    assert max(sizes) <= RING_TAIL * 16 and min(sizes) == 0
+    assert store.load().ring == run.state().ring
+
+
+def test_a_missing_truncated_or_other_dedup_blob_is_refused():
+    run = Run()
+    store = Store()
+    for ev in _events(RING_TAIL + 2):
+        run(ev)
+        store.put(*encode_split(run.state()))
+    name = next(n for n in store if n != "hot" and n.startswith(b"d"))
+    blob = store.pop(name)
+    with pytest.raises(StateDecodeError, match="dedup ring .* missing"):
+        store.load()
+    store[name] = blob[:-3]
+    with pytest.raises(StateDecodeError, match="truncated"):
+        store.load()
+    store[name] = blob.replace(b"TLD1 1 ", b"TLD1 3 ", 1)
+    with pytest.raises(StateDecodeError, match="not version 1"):
+        store.load()
+    store[name] = blob
+    assert store.load().ring == run.state().ring

@@ -1,0 +1,77 @@
+"""Build hook: compile the ledger's hot modules with mypyc, or leave them as Python.
+
+``pip install -e .`` (what ``make install`` runs) compiles the modules that
+``streams/ledger/_native.py`` lists into C extensions next to their source;
+the Python source stays the one code base, and runs instead wherever the
+compiled form is missing, older than the source, or ``TWINLEDGER_PURE_PYTHON=1``
+(see docs/performance.md). A machine without a C compiler, or a failed
+compile, gets a working Python install and a line on stderr, never a failed one.
+Everything else about the package is in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+LEDGER = HERE / "streams" / "ledger"
+
+
+def _compiled_names() -> tuple[str, ...]:
+    """``_native.COMPILED``, read without importing the package (its deps may be absent)."""
+    tree = ast.parse((LEDGER / "_native.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            if any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in targets):
+                return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("streams/ledger/_native.py has no COMPILED list")
+
+
+def _say(text: str) -> None:
+    print(f"twinledger: {text}", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """Build the compiled ledger if this machine can; otherwise keep it as Python."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any failure leaves a Python install
+            self._remove_partial()
+            _say(f"the ledger was not compiled ({exc}); it runs as Python")
+
+    def _remove_partial(self) -> None:
+        # All or none: a compiled module without its shared library would not import.
+        for ext in self.extensions:
+            path = Path(self.get_ext_fullpath(ext.name))
+            if self.inplace and path.exists():
+                path.unlink()
+
+
+def _extensions() -> list:
+    if os.environ.get("TWINLEDGER_PURE_PYTHON") == "1":
+        _say("TWINLEDGER_PURE_PYTHON=1: the ledger is not compiled")
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError as exc:
+        _say(f"mypyc is not available ({exc}); the ledger runs as Python")
+        return []
+    try:
+        return mypycify([f"streams/ledger/{n}.py" for n in _compiled_names()],
+                        opt_level="3")
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - mypyc refused the source
+        _say(f"mypyc could not compile the ledger ({exc!r}); it runs as Python")
+        return []
+
+
+if __name__ == "__main__":  # what setuptools' build backend runs (not a test reading the list)
+    setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
