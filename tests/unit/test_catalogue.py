@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from sinks.ddl import TABLES
-from sinks.rows import BUILDERS, SPECS
+from sinks.rows import BUILDERS, SPECS, columns_row
 from sinks.runner import sink_topics
 from streams import app
 from streams.catalogue import (
@@ -43,6 +43,7 @@ from streams.ledger import apply_event, load_ledger_config, parse_event
 from streams.ledger.synth import generate_events
 from streams.resources import default_topology, schema_dir
 from streams.topology import load_topology
+from tests.unit.sinks import samples
 
 DOC = yaml.safe_load(default_topology().read_text())
 LISTED: dict[str, str] = json.loads((schema_dir() / "ids.json").read_text())["ids"]
@@ -103,10 +104,26 @@ def test_a_schema_with_two_wire_ids_is_refused() -> None:
 
 
 def test_every_table_has_a_layout_a_row_builder_and_takes_the_catalogue_record() -> None:
-    assert set(TABLES) == set(BY_TABLE) == set(SPECS) == set(BUILDERS)
+    assert set(TABLES) == set(BY_TABLE) == set(SPECS)
+    assert set(BUILDERS) <= set(TABLES)
     for table, spec in SPECS.items():
         assert spec.table is TABLES[table]
         assert spec.record == RECORD_OF_TABLE[table]
+
+
+SAMPLES = {"trade_events": samples.trade, "anomaly_events": samples.anomaly,
+           "cash_flows": samples.cash_flow, "balances": samples.balance_change}
+
+
+@pytest.mark.parametrize("table", sorted(SAMPLES))
+def test_a_table_that_mirrors_its_record_gets_the_hand_written_row_from_its_columns(
+        table: str) -> None:
+    # These tables' columns are their record's fields: the builder a new such
+    # table gets from its columns alone gives the rows their own builders give.
+    rec = samples.decoded(RECORD_OF_TABLE[table], SAMPLES[table]())
+    row = columns_row(TABLES[table])(rec)
+    assert row == BUILDERS[table](rec)
+    assert len(row) == len(TABLES[table].columns)
 
 
 def test_the_worker_sends_each_kind_to_the_catalogue_topic_as_the_catalogue_record() -> None:
