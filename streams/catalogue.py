@@ -32,7 +32,8 @@ class Entry:
     kind: str | None
     #: The Avro record name (the topic's value schema).
     record: str
-    #: The logical topic name (topology.yaml ``topics:``).
+    #: The logical topic name (a topology.yaml ``topics:`` entry, or its
+    #: ``output_topic_defaults:`` when it has none).
     topic: str
     #: The ClickHouse table (``sinks.ddl.TABLES``).
     table: str
@@ -58,6 +59,7 @@ CATALOGUE: tuple[Entry, ...] = (
     # what the worker or the sink could not book (topology.yaml ``deadletter_topic``)
     Entry(None, "DeadLetter", "ledger.deadletter", "dead_letters", wire_id=7),
 )
+
 #: The entries the fold emits, by ``Output.kind``.
 BY_KIND: dict[str, Entry] = {e.kind: e for e in CATALOGUE if e.kind is not None}
 #: Every entry by its sink table.
@@ -81,11 +83,6 @@ TOPIC_OF_TABLE: dict[str, str] = {t: e.topic for t, e in BY_TABLE.items()}
 DEAD_LETTER_RECORD = "DeadLetter"
 
 
-def wire_ids(catalogue: tuple[Entry, ...] = CATALOGUE) -> dict[str, int]:
-    """Avro record name -> wire id of its current schema, for every entry."""
-    return {e.record: e.wire_id for e in catalogue}
-
-
 def fold_sends(catalogue: tuple[Entry, ...] = CATALOGUE) -> list[str]:
     """The topics the fold agent sends to: every emitted kind's, then the dead letters'."""
     return ([e.topic for e in catalogue if e.kind is not None]
@@ -100,8 +97,8 @@ def disagreements(sinks: Mapping[str, str], values: Mapping[str, str],
 
     ``sinks`` is topology.yaml ``sinks:`` (table -> topic), ``values`` each
     declared topic's value schema (topic -> record), ``deadletter_topic`` its
-    ``deadletter_topic`` and ``sends`` the ``sinks_to`` of each fold agent (an
-    agent whose ``source`` is the input topic) that declares one.
+    ``deadletter_topic`` and ``sends`` the ``sinks_to`` of each agent that reads
+    a catalogue topic (the fold agent) and declares one.
     """
     topic_of_table = {e.table: e.topic for e in catalogue}
     out = []

@@ -6,7 +6,7 @@ Owns: loading and validating the file into typed objects, completed from
 topic shares) with the catalogue's record as its value schema; ``sinks:``
 (table -> topic) and the fold agent's ``sinks_to`` are the catalogue's unless
 the file lists them, and whatever the file says must agree with the catalogue
-(refused at load, every mismatch named). Also checking it against the
+(refused at load, every mismatch named); and checking it against the
 partition counts a broker reports. Must not touch: wiring (the
 Faust app builds agents in code) or Kafka clients (callers pass what the
 broker said, so this module stays testable without one).

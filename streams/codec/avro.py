@@ -1,10 +1,10 @@
 """Avro schemas and the Confluent wire format (magic byte 0, 4-byte schema id, Avro body).
 
 Owns: loading the packaged ``avro/*.avsc`` (``streams.resources``) once at start,
-resolving named types, schema ids (the catalogue's ``wire_id`` and ``avro/ids.json``, or a
-Schema Registry), encoding and
-decoding framed records. Must not touch: the meaning of records (see
-``streams.codec.venue`` for VenueEvent <-> fold dicts) or any Kafka client.
+resolving named types, schema ids (the catalogue's ``wire_id`` and ``avro/ids.json``,
+or a Schema Registry), encoding and decoding framed records. Must not touch: the
+meaning of records (see ``streams.codec.venue`` for VenueEvent <-> fold dicts) or
+any Kafka client.
 
 Parsing happens once per process: parsing per message is a known way to lose
 most of a pipeline's throughput.
