@@ -71,13 +71,15 @@ def test_every_record_has_a_schema_and_a_wire_id_for_its_current_version() -> No
 
 
 def test_wire_ids_are_the_ones_records_on_the_topics_carry_and_none_is_lost() -> None:
-    # Records already on topics carry these ids: they never change.
-    assert {e.record: e.wire_id for e in CATALOGUE} == {
-        "VenueEvent": 1, "AccountSnapshot": 11, "TradeEvent": 12, "ReconcileEvent": 4,
-        "Anomaly": 6, "CashFlowEvent": 9, "BalanceChange": 10, "PortfolioSnapshot": 8,
-        "DeadLetter": 7}
-    assert {int(k): v for k, v in LISTED.items()} == {
-        2: "Mark.avsc", 3: "history/AccountSnapshot.v1.avsc", 5: "history/TradeEvent.v1.avsc"}
+    # Records already on topics carry these ids: they never change (a new output
+    # or version adds an id; none of these moves).
+    shipped = {"VenueEvent": 1, "AccountSnapshot": 11, "TradeEvent": 12, "ReconcileEvent": 4,
+               "Anomaly": 6, "CashFlowEvent": 9, "BalanceChange": 10, "PortfolioSnapshot": 8,
+               "DeadLetter": 7}
+    assert {e.record: e.wire_id for e in CATALOGUE if e.record in shipped} == shipped
+    listed = {2: "Mark.avsc", 3: "history/AccountSnapshot.v1.avsc",
+              5: "history/TradeEvent.v1.avsc"}
+    assert {int(k): v for k, v in LISTED.items() if int(k) in listed} == listed
     # 1..n with no gap: an id that disappeared from both lists could be handed out again.
     ids = checked_in_ids()
     assert list(ids) == list(range(1, len(ids) + 1))
@@ -98,7 +100,8 @@ def test_a_reused_wire_id_is_refused(wire_id: int, named: str) -> None:
 
 
 def test_a_schema_with_two_wire_ids_is_refused() -> None:
-    twice = (*CATALOGUE, Entry(None, "Anomaly", "ledger.anomalies2", "anomalies2", wire_id=13))
+    twice = (*CATALOGUE, Entry(None, "Anomaly", "ledger.anomalies2", "anomalies2",
+                               wire_id=max(checked_in_ids()) + 1))
     with pytest.raises(ConfigError, match="Anomaly.avsc has two wire ids"):
         Codec.load(catalogue=twice)
 
