@@ -2,7 +2,11 @@
 
 Owns: table names, column names, column types and engines — the single source
 of truth that ``sinks.rows`` (row shapes) and ``sinks.runner`` (inserts and
-the existence filter) read. Must not touch: values (rows are built in
+the existence filter) read. A table whose columns are its record's fields of
+the same names needs nothing more: its rows are built from its columns
+(``sinks.rows.columns_row``); one that reshapes its record has a hand-written
+builder in ``sinks.rows.BUILDERS``. Which record and topic feed a table is
+the catalogue's (``streams.catalogue``). Must not touch: values (rows are built in
 ``sinks.rows``) or any connection: ``sinks.migrate`` runs these statements
 through a ``Backend``, so this module imports neither.
 
@@ -50,6 +54,7 @@ DDL is idempotent (``IF NOT EXISTS``) and applied by the sink at start
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sinks.exceptions import DDLError
@@ -334,7 +339,7 @@ PORTFOLIO_SNAPSHOTS = Table("portfolio_snapshots", (
     ("balances", "String"),           # JSON list of BalanceState
 ), ttl=True)
 
-#: Every sink table by name; the keys are the ``sinks:`` names of topology.yaml.
+#: Every sink table by name; the keys are the catalogue's tables (``streams.catalogue``).
 TABLES: dict[str, Table] = {t.name: t for t in (
     VENUE_EVENTS, ACCOUNT_SNAPSHOTS, TRADE_EVENTS, RECONCILE_EVENTS, ANOMALY_EVENTS,
     DEAD_LETTERS, CASH_FLOWS, BALANCES, PORTFOLIO_SNAPSHOTS,
@@ -386,15 +391,17 @@ def _engine(kind: str, table: str, database: str, cluster: str, args: str = "") 
 
 
 def create_statements(database: str, cluster: str = "",
-                      retention_days: int = DEFAULT_RETENTION_DAYS) -> list[str]:
+                      retention_days: int = DEFAULT_RETENTION_DAYS,
+                      tables: Mapping[str, Table] | None = None) -> list[str]:
     """Every DDL statement, in order, for ``database`` (and ``cluster`` when set).
 
-    ``retention_days`` is the TTL of tables with ``ttl`` (0 = none).
+    ``retention_days`` is the TTL of tables with ``ttl`` (0 = none); ``tables``
+    the sink tables (default :data:`TABLES`; tests pass their own).
     """
     db = ident(database)
     on = f" ON CLUSTER {ident(cluster)}" if cluster else ""
     stmts = [f"CREATE DATABASE IF NOT EXISTS {db}{on}"]
-    for table in TABLES.values():
+    for table in (TABLES if tables is None else tables).values():
         cols = ",\n    ".join(f"{ident(c)} {t}" for c, t in table.columns + KAFKA_COLUMNS)
         stmts.append(
             f"CREATE TABLE IF NOT EXISTS {db}.{ident(table.name)}{on} (\n    {cols},\n"

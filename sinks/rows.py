@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any
 
-from sinks.ddl import TABLES, Table
+from sinks.ddl import LC, MONEY, NMONEY, TABLES, TIME, Table
 from sinks.exceptions import RowRejected
 from streams.catalogue import RECORD_OF_TABLE
 from streams.codec import dec_str, venue_record_to_fold_dict
@@ -396,8 +396,44 @@ class RowSpec:
     build: Callable[[Record], Row]
 
 
-#: The row builder of each sink table. The record a table takes is the catalogue's
-#: (``streams.catalogue``), its columns are ``sinks.ddl.TABLES``.
+#: How a field becomes the value of a column of each type, for :func:`columns_row`.
+#: A type not here (a JSON ``String`` of nested records, a ``Map``) needs a builder.
+_BY_TYPE: dict[str, Callable[[Any, str], Any]] = {
+    "String": text, LC: text, MONEY: money, TIME: ts, "UInt64": uint, "Int64": int64,
+    "Bool": lambda value, _field: bool(value), "Array(String)": _strings,
+}
+
+
+def columns_row(table: Table) -> Callable[[Record], Row]:
+    """The row builder of a table whose columns are its record's fields of the same names.
+
+    Each column is the field of its name, checked by its type (``account_id``
+    and ``event_id`` must not be empty; a ``Nullable(Decimal)`` field may be
+    missing): a new output whose table mirrors its record needs no builder of
+    its own. Raises :class:`ValueError` for a column type it cannot fill.
+    """
+    fills: list[tuple[str, Callable[[Any, str], Any], bool]] = []
+    for i, (name, kind) in enumerate(table.columns):
+        if kind == NMONEY:
+            fills.append((name, nmoney, True))
+        elif i < 2:
+            fills.append((name, key_text, False))
+        elif kind in _BY_TYPE:
+            fills.append((name, _BY_TYPE[kind], False))
+        else:
+            raise ValueError(f"{table.name}.{name}: no row builder for {kind}; "
+                             "give the table its own in sinks.rows.BUILDERS")
+
+    def build(rec: Record) -> Row:
+        return [fill(rec.get(name) if optional else rec[name], name)
+                for name, fill, optional in fills]
+    return build
+
+
+#: The row builders written by hand, by table: a table that reshapes its record
+#: (nested JSON, renamed or defaulted fields) needs one; a table of
+#: ``sinks.ddl.TABLES`` without one here is built by :func:`columns_row`. The
+#: record a table takes is the catalogue's (``streams.catalogue``).
 BUILDERS: dict[str, Callable[[Record], Row]] = {
     "venue_events": venue_event_row,
     "account_snapshots": account_snapshot_row,
@@ -410,8 +446,15 @@ BUILDERS: dict[str, Callable[[Record], Row]] = {
     "portfolio_snapshots": portfolio_snapshot_row,
 }
 
-SPECS: dict[str, RowSpec] = {table: RowSpec(TABLES[table], RECORD_OF_TABLE[table], build)
-                             for table, build in BUILDERS.items()}
+
+def row_specs(tables: Mapping[str, Table] = TABLES,
+              records: Mapping[str, str] = RECORD_OF_TABLE) -> dict[str, RowSpec]:
+    """Each table's spec: its layout, its catalogue record, its builder."""
+    return {name: RowSpec(table, records[name], BUILDERS.get(name) or columns_row(table))
+            for name, table in tables.items()}
+
+
+SPECS: dict[str, RowSpec] = row_specs()
 
 
 def check_bookable(record_name: str, record: Record, key: bytes | None) -> None:

@@ -1,8 +1,13 @@
 """topology.yaml: the description of topics, tables, sinks and the dead-letter topic.
 
-Owns: loading and validating the file into typed objects (its ``sinks:`` and
-topic value schemas must agree with ``streams.catalogue``), and checking it
-against the partition counts a broker reports. Must not touch: wiring (the
+Owns: loading and validating the file into typed objects, completed from
+``streams.catalogue``: a catalogue topic the file does not declare under
+``topics:`` gets ``output_topic_defaults:`` (the one declaration every output
+topic shares) with the catalogue's record as its value schema; ``sinks:``
+(table -> topic) and the fold agent's ``sinks_to`` are the catalogue's unless
+the file lists them, and whatever the file says must agree with the catalogue
+(refused at load, every mismatch named); and checking it against the
+partition counts a broker reports. Must not touch: wiring (the
 Faust app builds agents in code) or Kafka clients (callers pass what the
 broker said, so this module stays testable without one).
 """
@@ -16,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from streams.catalogue import disagreements
+from streams.catalogue import CATALOGUE, Entry, disagreements, fold_sends
 from streams.exceptions import PartitionsMismatch, TopologyError
 
 ROLES = ("input", "output")
@@ -84,8 +89,13 @@ class Topology:
         }
 
 
-def load_topology(path: Path | str, schema_names: set[str] | None = None) -> Topology:
-    """Parse and validate ``path``; ``schema_names`` (record names) checks value schemas exist."""
+def load_topology(path: Path | str, schema_names: set[str] | None = None,
+                  catalogue: tuple[Entry, ...] = CATALOGUE) -> Topology:
+    """Parse and validate ``path``; ``schema_names`` (record names) checks value schemas exist.
+
+    ``catalogue`` completes the file (output topics, ``sinks:``, ``sinks_to``)
+    and is what it must agree with; tests pass their own.
+    """
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -94,28 +104,17 @@ def load_topology(path: Path | str, schema_names: set[str] | None = None) -> Top
         raise TopologyError(f"{path}: expected a mapping with 'topics'")
     topics: dict[str, TopicSpec] = {}
     for name, raw in doc["topics"].items():
-        if not isinstance(raw, dict):
-            raise TopologyError(f"{path}: topic {name!r} must be a mapping")
-        parts = raw.get("partitions")
-        if not isinstance(parts, int) or parts < 1:
-            raise TopologyError(f"{path}: topic {name!r} needs partitions >= 1, got {parts!r}")
-        role = raw.get("role", "output")
-        if role not in ROLES:
-            raise TopologyError(f"{path}: topic {name!r} role must be one of {ROLES}")
-        value = str(raw.get("value", ""))
-        if schema_names is not None and value not in schema_names:
-            raise TopologyError(f"{path}: topic {name!r} value schema {value!r} not in schemas/avro")
-        config = raw.get("config") or {}
-        if not isinstance(config, dict) or not all(
-                isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
-                for k, v in config.items()):
-            raise TopologyError(f"{path}: topic {name!r} config must map Kafka topic config "
-                                "names to string values")
-        if role == "input" and name == "venue.events":
-            _require_forever(path, name, config)
-        topics[name] = TopicSpec(name=name, key=str(raw.get("key", "")), value=value,
-                                 partitions=parts, role=role, cokeyed=bool(raw.get("cokeyed")),
-                                 config={k: str(v) for k, v in config.items()})
+        topics[name] = _topic_spec(path, name, raw, schema_names)
+    defaults = doc.get("output_topic_defaults")
+    if defaults is not None:
+        if not isinstance(defaults, dict) or "value" in defaults:
+            raise TopologyError(f"{path}: `output_topic_defaults:` must be a topic declaration "
+                                "without `value` (each topic's value is its catalogue record)")
+        for entry in catalogue:
+            if entry.topic not in topics:
+                topics[entry.topic] = _topic_spec(path, entry.topic,
+                                                  {**defaults, "value": entry.record},
+                                                  schema_names)
     cokeyed = [t for t in topics.values() if t.cokeyed]
     for spec in cokeyed[1:]:
         if spec.partitions != cokeyed[0].partitions:
@@ -127,18 +126,58 @@ def load_topology(path: Path | str, schema_names: set[str] | None = None) -> Top
     if dlt not in topics:
         raise TopologyError(f"{path}: deadletter_topic {dlt!r} is not a declared topic")
     _require_forever(path, str(dlt), topics[str(dlt)].config)
-    sinks = doc.get("sinks") or {}
-    if not isinstance(sinks, dict):
+    listed = doc.get("sinks") or {}
+    if not isinstance(listed, dict):
         raise TopologyError(f"{path}: `sinks:` must map ClickHouse tables to topics")
-    for table, topic in sinks.items():
+    for table, topic in listed.items():
         if topic not in topics:
             raise TopologyError(f"{path}: sink {table!r} reads undeclared topic {topic!r}")
-    wrong = disagreements(sinks, {n: t.value for n, t in topics.items()}, str(dlt))
+    # The catalogue's tables, then what the file lists (checked below): a listed
+    # sink can only repeat the catalogue, an unlisted one is the catalogue's.
+    sinks = {**{e.table: e.topic for e in catalogue}, **listed}
+    agents = {name: dict(a) for name, a in (doc.get("agents") or {}).items()}
+    sources = {e.topic for e in catalogue}
+    sends: dict[str, list[str]] = {}
+    for name, agent in agents.items():
+        if agent.get("source") in sources:
+            if "sinks_to" in agent:
+                sends[name] = list(agent["sinks_to"])
+            else:
+                agent["sinks_to"] = fold_sends(catalogue)
+    wrong = disagreements(sinks, {n: t.value for n, t in topics.items()}, str(dlt),
+                          catalogue, sends)
     if wrong:
         raise TopologyError(f"{path} disagrees with the catalogue of outputs "
                             f"(streams/catalogue.py): {'; '.join(wrong)}")
-    return Topology(topics=topics, deadletter_topic=str(dlt), sinks=dict(sinks),
-                    agents=doc.get("agents") or {}, tables=doc.get("tables") or {})
+    return Topology(topics=topics, deadletter_topic=str(dlt), sinks=sinks,
+                    agents=agents, tables=doc.get("tables") or {})
+
+
+def _topic_spec(path: Path | str, name: str, raw: Any,
+                schema_names: set[str] | None) -> TopicSpec:
+    """One ``topics:`` declaration (or ``output_topic_defaults:`` applied to ``name``)."""
+    if not isinstance(raw, dict):
+        raise TopologyError(f"{path}: topic {name!r} must be a mapping")
+    parts = raw.get("partitions")
+    if not isinstance(parts, int) or parts < 1:
+        raise TopologyError(f"{path}: topic {name!r} needs partitions >= 1, got {parts!r}")
+    role = raw.get("role", "output")
+    if role not in ROLES:
+        raise TopologyError(f"{path}: topic {name!r} role must be one of {ROLES}")
+    value = str(raw.get("value", ""))
+    if schema_names is not None and value not in schema_names:
+        raise TopologyError(f"{path}: topic {name!r} value schema {value!r} not in schemas/avro")
+    config = raw.get("config") or {}
+    if not isinstance(config, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
+            for k, v in config.items()):
+        raise TopologyError(f"{path}: topic {name!r} config must map Kafka topic config "
+                            "names to string values")
+    if role == "input" and name == "venue.events":
+        _require_forever(path, name, config)
+    return TopicSpec(name=name, key=str(raw.get("key", "")), value=value,
+                     partitions=parts, role=role, cokeyed=bool(raw.get("cokeyed")),
+                     config={k: str(v) for k, v in config.items()})
 
 
 def _require_forever(path: Path | str, name: str, config: Mapping[str, Any]) -> None:

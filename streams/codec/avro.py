@@ -1,9 +1,10 @@
 """Avro schemas and the Confluent wire format (magic byte 0, 4-byte schema id, Avro body).
 
 Owns: loading the packaged ``avro/*.avsc`` (``streams.resources``) once at start,
-resolving named types, schema ids (from ``avro/ids.json`` or a Schema Registry), encoding and
-decoding framed records. Must not touch: the meaning of records (see
-``streams.codec.venue`` for VenueEvent <-> fold dicts) or any Kafka client.
+resolving named types, schema ids (the catalogue's ``wire_id`` and ``avro/ids.json``,
+or a Schema Registry), encoding and decoding framed records. Must not touch: the
+meaning of records (see ``streams.codec.venue`` for VenueEvent <-> fold dicts) or
+any Kafka client.
 
 Parsing happens once per process: parsing per message is a known way to lose
 most of a pipeline's throughput.
@@ -22,6 +23,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import UnknownType, expand_schema, parse_schema
 
+from streams.catalogue import CATALOGUE, Entry
 from streams.codec.fastread import Unsupported, compile_reader
 from streams.codec.fastwrite import compile_writer
 from streams.exceptions import ConfigError, DecodeError, UnknownSchemaId
@@ -87,21 +89,26 @@ class Codec:
         self._headers = {name: _HEADER.pack(MAGIC, i) for name, i in self._writer_ids.items()}
 
     @classmethod
-    def load(cls, registry_url: str = "", directory: Path = SCHEMA_DIR) -> Codec:
-        """The codec of this process: checked-in ids, or ids from ``registry_url``."""
+    def load(cls, registry_url: str = "", directory: Path = SCHEMA_DIR,
+             catalogue: tuple[Entry, ...] = CATALOGUE) -> Codec:
+        """The codec of this process: checked-in ids, or ids from ``registry_url``.
+
+        The checked-in ids are each catalogue entry's ``wire_id`` (its record's
+        current schema) and ``ids.json`` (schemas that are not a current output:
+        ``Mark``, and retired versions under ``history/``); see :func:`checked_in_ids`.
+        """
         named = load_named_schemas(directory)
         current = {full.rsplit(".", 1)[1]: s for full, s in named.items()}
-        ids_doc = json.loads((directory / "ids.json").read_text())
         by_id: dict[int, dict[str, Any]] = {}
         writer_ids: dict[str, int] = {}
-        for sid, rel in ids_doc["ids"].items():
+        for sid, rel in checked_in_ids(directory, catalogue).items():
             path = directory / rel
             if path.parent == directory:
                 schema = current[path.stem]
-                writer_ids[path.stem] = int(sid)
+                writer_ids[path.stem] = sid
             else:  # history/<Name>.v<N>.avsc, self-contained
                 schema = json.loads(path.read_text())
-            by_id[int(sid)] = schema
+            by_id[sid] = schema
         registry = None
         if registry_url:
             registry, writer_ids, by_id = _register(registry_url, current, by_id)
@@ -212,6 +219,32 @@ class Codec:
         self._name_by_id[sid] = schema["name"].rsplit(".", 1)[-1]
         self._compile_reader(sid)
         return self._by_id[sid]
+
+
+def checked_in_ids(directory: Path = SCHEMA_DIR,
+                   catalogue: tuple[Entry, ...] = CATALOGUE) -> dict[int, str]:
+    """Wire id -> schema file (relative to ``directory``) when no registry is configured.
+
+    The catalogue's ids (``<record>.avsc``) and ``ids.json``'s, in id order. An
+    id given twice, or a schema file given two ids, is refused: records on the
+    topics carry their id forever, so one id must always mean one schema.
+    """
+    listed = json.loads((directory / "ids.json").read_text())["ids"]
+    pairs = [(int(sid), str(rel), "ids.json") for sid, rel in listed.items()]
+    pairs += [(e.wire_id, f"{e.record}.avsc", f"catalogue entry {e.record}") for e in catalogue]
+    out: dict[int, str] = {}
+    where: dict[int, str] = {}
+    named: dict[str, str] = {}
+    for sid, rel, source in pairs:
+        if sid in out:
+            raise ConfigError(f"wire id {sid} is given twice ({where[sid]}: {out[sid]}; "
+                              f"{source}: {rel}); ids are never reused")
+        if rel in named:
+            raise ConfigError(f"{rel} has two wire ids ({named[rel]} and {source}: {sid})")
+        if not (directory / rel).is_file():
+            raise ConfigError(f"wire id {sid} ({source}) names {rel}, not a schema file")
+        out[sid], where[sid], named[rel] = rel, source, f"{source}: {sid}"
+    return dict(sorted(out.items()))
 
 
 def _b(data: object) -> bytes | None:

@@ -5,8 +5,8 @@ cluster can ask for more) with their topic configs, checking and restoring the
 configs of existing topics (retention is part of the contract), describing
 partition counts, deleting topics and records, reading committed offsets and
 watermarks, the
-tiny ``topics_from_topology`` reader (names and partition counts only; the full
-validator is ``streams.topology``) and ``client_config_from_env``, the one place
+``topics_from_topology`` shortcut (names and partition counts, read through
+``streams.topology``) and ``client_config_from_env``, the one place
 the Kafka TLS/SASL variables become client settings. Must never log or raise
 with secret values in the message; alters an existing topic's configs only
 through :func:`align_topic_configs`, and only the keys it was asked to.
@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -301,25 +300,18 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
 
 
 def topics_from_topology(path: str | Path | None = None) -> dict[str, int]:
-    """``{topic: partitions}`` from ``topics:`` of a topology file.
+    """``{topic: partitions}`` of a topology file, as ``streams.topology`` resolves it.
 
-    ``None`` reads the packaged default topology. Only names and partition
-    counts are read here.
+    ``None`` reads the packaged default topology. The output topics the file
+    leaves to ``output_topic_defaults:`` are included: this reads the file
+    through the one loader rather than its ``topics:`` alone.
     """
     from streams.resources import default_topology
+    from streams.topology import load_topology
 
     p = default_topology() if path is None else Path(path)
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise KafkaAdminError(f"cannot read {p}: {exc}") from None
-    topics = doc.get("topics") if isinstance(doc, dict) else None
-    if not isinstance(topics, dict) or not topics:
-        raise KafkaAdminError(f"{p}: no 'topics:' mapping")
-    out: dict[str, int] = {}
-    for name, spec in topics.items():
-        parts = spec.get("partitions") if isinstance(spec, dict) else None
-        if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
-            raise KafkaAdminError(f"{p}: topic {name!r} needs 'partitions: <int >= 1>'")
-        out[str(name)] = parts
-    return out
+        topology = load_topology(p)
+    except TwinledgerError as exc:
+        raise KafkaAdminError(str(exc)) from None
+    return {name: spec.partitions for name, spec in topology.topics.items()}

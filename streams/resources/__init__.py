@@ -4,7 +4,8 @@ Owns: where those files are found — always through the installed package
 (``importlib.resources``), never through the source tree, so a wheel installed
 anywhere runs the same as a checkout. The files:
 
-- ``avro/``: the Avro schemas (``*.avsc``) and their wire ids (``ids.json``);
+- ``avro/``: the Avro schemas (``*.avsc``) and the wire ids of those that are not a
+  current output (``ids.json``; an output's id is in ``streams/catalogue.py``);
 - ``topology.yaml``: the default topology (``TWINLEDGER_TOPOLOGY`` overrides);
 - ``demo_events.jsonl``: the sample ``twinledger demo`` sends;
 - ``kafka/kafka.sh`` and ``kafka/pom.xml``: the local single-node broker script.

@@ -1,19 +1,18 @@
 """topology.yaml validation and the one settings object."""
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from streams.codec.avro import checked_in_ids
 from streams.config import PROJECT_ROOT, load_settings
 from streams.exceptions import ConfigError, PartitionsMismatch, TopologyError
 from streams.topology import load_topology
 
 TOPOLOGY = PROJECT_ROOT / "topology.yaml"
-# The records with a wire id (the packaged avro/ids.json): what a topic may carry.
-TOP_LEVEL = {Path(f).stem for f in json.loads(
-    (PROJECT_ROOT / "streams" / "resources" / "avro" / "ids.json").read_text())["ids"].values()}
+# The records with a wire id (the catalogue's and avro/ids.json): what a topic may carry.
+TOP_LEVEL = {Path(f).stem for f in checked_in_ids().values()}
 
 
 def _write(tmp_path, mutate):
@@ -34,7 +33,8 @@ def test_repository_topology_is_valid_and_cokeyed_counts_match():
 
 
 def test_cokeyed_partition_mismatch_in_file_names_the_topic(tmp_path):
-    path = _write(tmp_path, lambda d: d["topics"]["ledger.trades"].update(partitions=4))
+    path = _write(tmp_path, lambda d: d["topics"].update({"ledger.trades": {
+        **d["output_topic_defaults"], "value": "TradeEvent", "partitions": 4}}))
     with pytest.raises(PartitionsMismatch, match="ledger.trades"):
         load_topology(path)
 
@@ -61,7 +61,7 @@ def test_unknown_value_schema_is_refused(tmp_path):
 
 def test_venue_events_needs_three_partitions(tmp_path):
     def shrink(d):
-        for t in d["topics"].values():
+        for t in (*d["topics"].values(), d["output_topic_defaults"]):
             if t.get("cokeyed"):
                 t["partitions"] = 2
     with pytest.raises(TopologyError, match="at least 3"):
@@ -116,6 +116,6 @@ def test_a_topology_that_would_delete_the_record_of_truth_is_refused(tmp_path, t
 
 
 def test_topic_config_values_must_be_strings_or_numbers(tmp_path):
-    path = _write(tmp_path, lambda d: d["topics"]["ledger.trades"].update(config=["x"]))
+    path = _write(tmp_path, lambda d: d["output_topic_defaults"].update(config=["x"]))
     with pytest.raises(TopologyError, match="config"):
         load_topology(path)
