@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from streams.exceptions import InvalidEvent
 
 from .grammar import (
+    CANONICAL_DECIMAL,
     MAX_ID_CHARS,
     MAX_RECORD_BYTES,
     decimal_text,
@@ -216,23 +217,32 @@ def _amount(v: Any, key: str) -> Decimal:
         return decimal_value(v, key)
     x = _DECIMALS.get(v)
     if x is None:
-        x = decimal_text(v, key)
-        if len(_DECIMALS) >= _DECIMALS_MAX:
-            _DECIMALS.clear()
-        _DECIMALS[v] = x
+        x = _remember(v, key)
+    return x
+
+
+def _remember(v: str, key: str) -> Decimal:
+    # Canonical text (the common case) is read here, saving decimal_text's call.
+    x = Decimal(v) if CANONICAL_DECIMAL(v) and v != "-0" else decimal_text(v, key)
+    if len(_DECIMALS) >= _DECIMALS_MAX:
+        _DECIMALS.clear()
+    _DECIMALS[v] = x
     return x
 
 
 def _dec(d: Mapping[str, Any], key: str, default: Decimal | None = None,
          sign: int = _ANY) -> Decimal:
     v = d.get(key)
-    x = _DECIMALS.get(v) if v.__class__ is str else None
-    if x is None:
-        if v is None or v == "":
-            if default is not None:
-                return default
-            raise InvalidEvent(f"missing required field {key!r}")
-        x = _amount(v, key)
+    if v.__class__ is str and v:
+        x = _DECIMALS.get(v)
+        if x is None:
+            x = _remember(v, key)
+    elif v is None or v == "":
+        if default is not None:
+            return default
+        raise InvalidEvent(f"missing required field {key!r}")
+    else:
+        x = decimal_value(v, key)
     if sign and (x < D0 or (sign == _POSITIVE and not x)):
         _sign_error(v, key, sign)
     return x

@@ -67,7 +67,7 @@ _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z", re.ASCII)
 #: places without a trailing zero — and is not ``-0`` (checked apart: a
 #: look-ahead would double the cost). ``Decimal(text)`` of such text is what the
 #: full rule returns, so the rule's other steps can be skipped.
-_CANONICAL = re.compile(r"-?(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{0,17}[1-9])?", re.ASCII).fullmatch
+CANONICAL_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{0,17}[1-9])?", re.ASCII).fullmatch
 _TS = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})\Z", re.ASCII)
@@ -100,7 +100,7 @@ def _show(value: object) -> str:
 
 def decimal_text(text: str, field: str) -> Decimal:
     """A decimal written as text, held to ``-?digits(.digits)?`` and decimal(38, 18)."""
-    if _CANONICAL(text) and text != "-0":
+    if CANONICAL_DECIMAL(text) and text != "-0":
         return Decimal(text)
     if len(text) > INT_DIGITS + FRAC_DIGITS + 64 or not _DECIMAL.match(text):
         raise GrammarError(f"{field}: {_show(text)} is not a decimal (-?digits(.digits)?, "
