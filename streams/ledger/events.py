@@ -235,14 +235,20 @@ def _dec(d: Mapping[str, Any], key: str, default: Decimal | None = None,
     v = d.get(key)
     if v.__class__ is str and v:
         x = _DECIMALS.get(v)
-        if x is None:
-            x = _remember(v, key)
-    elif v is None or v == "":
+        if x is None:  # _remember, without the call
+            x = Decimal(v) if CANONICAL_DECIMAL(v) and v != "-0" else decimal_text(v, key)
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS[v] = x
+        # Accepted text below zero starts with "-": most amounts skip the comparison.
+        if sign and ((v[0] == "-" and x < D0) or (sign == _POSITIVE and not x)):
+            _sign_error(v, key, sign)
+        return x
+    if v is None or v == "":
         if default is not None:
             return default
         raise InvalidEvent(f"missing required field {key!r}")
-    else:
-        x = decimal_value(v, key)
+    x = decimal_value(v, key)
     if sign and (x < D0 or (sign == _POSITIVE and not x)):
         _sign_error(v, key, sign)
     return x
