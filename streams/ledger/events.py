@@ -161,13 +161,18 @@ def _builder(cls: type[_T]) -> Callable[..., _T]:
     """A constructor with ``cls``'s keyword arguments and defaults that stores each slot directly.
 
     The ``__init__`` of a frozen dataclass stores each field through
-    ``object.__setattr__``; for a fill that is most of the cost of parsing it.
-    This one calls each slot's own setter and makes the same object (same
-    class, same fields; the classes have no ``__post_init__``).
+    ``object.__setattr__`` (about 1.5 us for a fill's 17 fields on the dev
+    machine; this one about 0.65). This one calls each slot's own setter and
+    makes the same object: same class, same fields. It knows plain defaults
+    only, and the classes have no ``__post_init__``.
     """
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has a __post_init__ the builder would skip")
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     params, body = [], []
     for i, f in enumerate(fields(cls)):  # type: ignore[arg-type]
+        if f.default_factory is not MISSING or not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name}: the builder knows plain defaults only")
         if f.default is not MISSING:
             ns[f"_d{i}"] = f.default
             params.append(f"{f.name}=_d{i}")
