@@ -62,9 +62,19 @@ _ONE = Decimal(1)
 _ZERO = Decimal(0)
 
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z", re.ASCII)
+#: The common case in one match: a decimal already in canonical form that fits
+#: decimal(38, 18) — no leading zero, at most 20 integer digits, at most 18
+#: places without a trailing zero — and is not ``-0`` (checked apart: a
+#: look-ahead would double the cost). ``Decimal(text)`` of such text is what the
+#: full rule returns, so the rule's other steps can be skipped.
+CANONICAL_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{0,17}[1-9])?", re.ASCII).fullmatch
 _TS = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})\Z", re.ASCII)
+#: The common case of _TS: UTC with ``Z``, which ``fromisoformat`` reads as UTC itself.
+_TS_Z = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z\Z", re.ASCII).match
+_FROMISO = dt.datetime.fromisoformat
 # C0 controls and DEL: never part of an id, and unsafe in logs and keys.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -90,6 +100,8 @@ def _show(value: object) -> str:
 
 def decimal_text(text: str, field: str) -> Decimal:
     """A decimal written as text, held to ``-?digits(.digits)?`` and decimal(38, 18)."""
+    if CANONICAL_DECIMAL(text) and text != "-0":
+        return Decimal(text)
     if len(text) > INT_DIGITS + FRAC_DIGITS + 64 or not _DECIMAL.match(text):
         raise GrammarError(f"{field}: {_show(text)} is not a decimal (-?digits(.digits)?, "
                            "no exponent, sign +, spaces or non-ASCII digits)")
@@ -167,8 +179,16 @@ def decimal_value(value: Any, field: str) -> Decimal:
         raise GrammarError(f"{field}: {_show(value)} is not a decimal (not finite)")
     if x and x.adjusted() >= INT_DIGITS:
         raise GrammarError(f"{field}: |{x}| must be below 1e20 (decimal(38,18))")
-    exp = x.as_tuple().exponent
-    assert isinstance(exp, int)
+    # The exponent, read from the text when it has no exponent mark: then it has
+    # exactly -exponent digits after the point. as_tuple() (a tuple of every
+    # digit) costs three times as much, and this is the worker's path.
+    text = str(x)
+    if "E" in text or "e" in text:  # "e" when the context prints lowercase
+        exp = x.as_tuple().exponent
+        assert isinstance(exp, int)
+    else:
+        dot = text.find(".")
+        exp = dot + 1 - len(text) if dot >= 0 else 0
     if exp < -FRAC_DIGITS:  # as many places as the text rule allows, trailing zeros too
         raise GrammarError(f"{field}: {x} has more than {FRAC_DIGITS} decimal places")
     return x
@@ -194,6 +214,16 @@ def timestamp_text(text: str, field: str) -> dt.datetime:
 
 def timestamp_value(value: Any, field: str) -> dt.datetime:
     """An ISO-8601 string or an aware datetime -> aware UTC datetime within the range."""
+    cls = value.__class__
+    if cls is str and _TS_Z(value):  # the common cases first; anything odd takes the rule
+        try:
+            ts = _FROMISO(value)
+        except ValueError:
+            ts = None
+        if ts is not None and TS_MIN <= ts <= TS_MAX:
+            return ts
+    elif cls is dt.datetime and value.tzinfo is dt.UTC and TS_MIN <= value <= TS_MAX:
+        return value  # the worker's decoded times
     if isinstance(value, str):
         if not value:
             raise GrammarError(f"missing required field {field!r}")
