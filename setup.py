@@ -12,6 +12,8 @@ Everything else about the package is in pyproject.toml.
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +23,9 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 LEDGER = HERE / "streams" / "ledger"
+#: The compiled modules' shared library, ``streams/ledger/_compiled__mypyc.*.so``: inside
+#: the package, so that whatever finds ``streams`` finds it (``_native.SHARED``).
+GROUP = "streams.ledger._compiled"
 
 
 def _compiled_names() -> tuple[str, ...]:
@@ -38,6 +43,10 @@ def _say(text: str) -> None:
     print(f"twinledger: {text}", file=sys.stderr)
 
 
+#: SHA-256 of each source as it was compiled (``_native.MANIFEST``, written after a build).
+DIGESTS: dict[str, str] = {}
+
+
 class OptionalBuildExt(build_ext):
     """Build the compiled ledger if this machine can; otherwise keep it as Python."""
 
@@ -47,6 +56,13 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # noqa: BLE001 - any failure leaves a Python install
             self._remove_partial()
             _say(f"the ledger was not compiled ({exc}); it runs as Python")
+            return
+        if self.extensions and DIGESTS:
+            # what was compiled, so that a process can tell it from an edited source
+            root = Path(".") if self.inplace else Path(self.build_lib)
+            target = root / "streams" / "ledger" / "_compiled.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(DIGESTS, indent=1, sort_keys=True) + "\n")
 
     def _remove_partial(self) -> None:
         # All or none: a compiled module without its shared library would not import.
@@ -65,9 +81,12 @@ def _extensions() -> list:
     except ImportError as exc:
         _say(f"mypyc is not available ({exc}); the ledger runs as Python")
         return []
+    names = _compiled_names()
+    DIGESTS.update({n: hashlib.sha256((LEDGER / f"{n}.py").read_bytes()).hexdigest()
+                    for n in names})
     try:
-        return mypycify([f"streams/ledger/{n}.py" for n in _compiled_names()],
-                        opt_level="3")
+        return mypycify([f"streams/ledger/{n}.py" for n in names], opt_level="3",
+                        group_name=GROUP)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - mypyc refused the source
         _say(f"mypyc could not compile the ledger ({exc!r}); it runs as Python")
         return []

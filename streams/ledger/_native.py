@@ -4,17 +4,21 @@ Owns: the list of modules ``setup.py`` compiles with mypyc (``COMPILED``), and
 the choice, made once when ``streams.ledger`` is first imported, between the
 compiled modules built next to their source (``make install``) and the source
 itself. The source runs when nothing is compiled, when ``TWINLEDGER_PURE_PYTHON=1``
-says so, or when a compiled module is older than its source (an edited
-checkout: running yesterday's compiled fold would be a silent lie, so the
-source runs and stderr says why until ``make install`` compiles again).
+says so, or when a compiled module was not built from the source beside it
+(an edited checkout: running yesterday's compiled fold would be a silent lie,
+so the source runs and stderr says why until ``make install`` compiles
+again). What a build compiled is in ``_compiled.json`` beside the modules,
+written by ``setup.py``: each source's SHA-256.
 Both forms are one code base: the same rules, the same outputs
 (``tests/unit/ledger/test_native.py`` folds the same events both ways).
-Must not touch: anything the fold computes; it reads file times, nothing else.
+Must not touch: anything the fold computes; it reads files, nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import sys
 from importlib.abc import MetaPathFinder
@@ -27,6 +31,11 @@ COMPILED = ("numbers", "grammar", "events", "state", "step", "reconcile", "headr
             "fold")
 #: Set to ``1`` to run the Python source even where compiled modules are built.
 PURE_ENV = "TWINLEDGER_PURE_PYTHON"
+#: What a build compiled: ``{module: SHA-256 of its source}`` (``setup.py`` writes it).
+MANIFEST = "_compiled.json"
+#: The shared library of the compiled modules (mypyc group ``setup.GROUP``): the
+#: module of each is only a stub that loads it.
+SHARED = "_compiled__mypyc"
 
 _HERE = Path(__file__).resolve().parent
 
@@ -40,16 +49,28 @@ def built(name: str, here: Path = _HERE) -> Path | None:
     return None
 
 
+def source_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def stale(here: Path = _HERE) -> list[str]:
-    """The hot modules whose compiled form is missing or older than their source.
+    """The hot modules whose compiled form is missing or was built from another source.
 
     Empty when nothing is compiled at all (a Python install) or all is current.
+    File times cannot say it: a build copies an unchanged module stub with its
+    old time, and a checkout gives old sources new ones.
     """
     compiled = {name: built(name, here) for name in COMPILED}
     if not any(compiled.values()):
         return []
+    if built(SHARED, here) is None:  # the stubs alone would not import
+        return list(COMPILED)
+    try:
+        manifest = json.loads((here / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = {}
     return [name for name, path in compiled.items()
-            if path is None or (here / f"{name}.py").stat().st_mtime > path.stat().st_mtime]
+            if path is None or manifest.get(name) != source_digest(here / f"{name}.py")]
 
 
 class _Source(MetaPathFinder):
@@ -79,8 +100,8 @@ def select(package: str = "streams.ledger") -> str:
         old = stale()
         if not old:
             return "compiled"
-        why = (f"compiled {', '.join(old)} older than the source; `make install` "
-               "compiles them again")
+        why = (f"compiled {', '.join(old)} not built from the source beside it; "
+               "`make install` compiles again")
     if not any(isinstance(f, _Source) for f in sys.meta_path):
         sys.meta_path.insert(0, _Source(package, _HERE))
     if why:

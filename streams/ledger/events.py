@@ -164,10 +164,15 @@ def _builder(cls: type[_T]) -> Callable[..., _T]:
     ``object.__setattr__`` (about 1.5 us for a fill's 17 fields on the dev
     machine; this one about 0.65). This one calls each slot's own setter and
     makes the same object: same class, same fields. It knows plain defaults
-    only, and the classes have no ``__post_init__``.
+    only, and the classes have no ``__post_init__``. A compiled class (which
+    ``object.__new__`` refuses) is its own builder.
     """
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__} has a __post_init__ the builder would skip")
+    try:
+        object.__new__(cls)
+    except TypeError:  # compiled (mypyc, ``_native``): its own constructor is native code
+        return cls
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     params, body = [], []
     for i, f in enumerate(fields(cls)):  # type: ignore[arg-type]

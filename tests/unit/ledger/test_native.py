@@ -76,19 +76,19 @@ def test_this_process_runs_what_select_said():
     assert (streams.ledger.MODE == "compiled") == (not hasattr(apply_event, "__code__"))
 
 
-def _touch(path: Path, when: float) -> None:
-    path.write_text("")
-    os.utime(path, (when, when))
-
-
-def test_a_compiled_module_older_than_its_source_or_missing_is_stale(tmp_path):
+def test_a_compiled_module_built_from_another_source_or_missing_is_stale(tmp_path):
     so = EXTENSION_SUFFIXES[0]
     assert _native.stale(tmp_path) == []  # nothing compiled: a Python install
     for name in _native.COMPILED:
-        _touch(tmp_path / f"{name}.py", 1000)
-        _touch(tmp_path / f"{name}{so}", 2000)
+        (tmp_path / f"{name}.py").write_text(f"# {name}\n")
+        (tmp_path / f"{name}{so}").write_bytes(b"")
+    assert _native.stale(tmp_path) == list(_native.COMPILED)  # no shared library
+    (tmp_path / f"{_native.SHARED}{so}").write_bytes(b"")
+    assert _native.stale(tmp_path) == list(_native.COMPILED)  # no manifest: nothing is known
+    (tmp_path / _native.MANIFEST).write_text(json.dumps(
+        {n: _native.source_digest(tmp_path / f"{n}.py") for n in _native.COMPILED}))
     assert _native.stale(tmp_path) == []
-    _touch(tmp_path / "fold.py", 3000)  # edited after the build
+    (tmp_path / "fold.py").write_text("# fold, edited after the build\n")
     (tmp_path / f"spot{so}").unlink()  # or never built
     assert _native.stale(tmp_path) == ["spot", "fold"]
 
@@ -96,10 +96,13 @@ def test_a_compiled_module_older_than_its_source_or_missing_is_stale(tmp_path):
 def test_setup_compiles_exactly_the_modules_native_lists():
     # setup.py reads the list without importing the package
     code = ("import runpy; ns = runpy.run_path('setup.py', run_name='not_main'); "
-            "print(','.join(ns['_compiled_names']()))")
+            "print(ns['GROUP']); print(','.join(ns['_compiled_names']()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT, env={**os.environ, _native.PURE_ENV: "1"})
-    assert out.stdout.strip().splitlines()[-1] == ",".join(_native.COMPILED)
+    group, names = out.stdout.strip().splitlines()[-2:]
+    assert names == ",".join(_native.COMPILED)
+    # the shared library sits in the package, under the name _native looks for
+    assert group == f"streams.ledger.{_native.SHARED.removesuffix('__mypyc')}"
     for name in _native.COMPILED:
         assert (ROOT / "streams" / "ledger" / f"{name}.py").exists()
     # the Decimal subclass must stay a Python class
