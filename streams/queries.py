@@ -285,10 +285,10 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
             "reconcile": {
                 "status": st.status,
                 "capital_frozen": st.status == "ERROR",
-                "deltas": {r[3]: _n(r[4]) for r in st.results},
+                "deltas": {r.field: _n(r.delta) for r in st.results},
                 "explanations": [explain(r) for r in st.results],
-                "why": [explain_result({"rule": r[0], "code": r[2], "field": r[3],
-                                        "delta": r[4]}) for r in st.results],
+                "why": [explain_result({"rule": r.rule, "code": r.code, "field": r.field,
+                                        "delta": r.delta}) for r in st.results],
             },
         }
 

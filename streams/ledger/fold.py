@@ -493,8 +493,8 @@ def _snapshot(step: Step, marks: Mapping[str, Decimal]) -> None:
     if status != previous or status != "OK":
         # The record lists the results that are not OK (an OK rule explains nothing).
         explanations = [explain(r) for r in results]
-        st_results = [{"rule": r[0], "status": r[1], "code": r[2], "field": r[3],
-                       "delta": r[4], "explanation": x}
+        st_results = [{"rule": r.rule, "status": r.status, "code": r.code, "field": r.field,
+                       "delta": r.delta, "explanation": x}
                       for r, x in zip(results, explanations, strict=True)]
         step.outputs.append(Output("reconcile", st.account_id, {
             "event_id": f"{ev.event_id}:reconcile", "account_id": st.account_id,

@@ -70,12 +70,15 @@ from array import array
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from streams.exceptions import TwinledgerError
 
 from .events import ExchangePosition
 from .numbers import D0
+
+if TYPE_CHECKING:  # the memo's type only: reconcile imports this module
+    from .reconcile import RulesMemo
 
 MAGIC = b"TLS1\n"
 ARCHIVE_MAGIC = b"TLA1 "
@@ -98,6 +101,16 @@ class Output(NamedTuple):
     kind: str  # 'snapshot' | 'trade' | 'reconcile' | 'anomaly'
     key: str
     record: dict[str, Any]
+
+
+class RuleResult(NamedTuple):
+    """One reconcile rule that is not OK (``reconcile``): encoded as its five fields."""
+
+    rule: str  # R1..R6, B8
+    status: str  # WARN | ERROR
+    code: str  # e.g. CAPITAL_MISMATCH
+    field: str  # what was compared: capital, <symbol>:<side>.qty, balance:<asset>, ...
+    delta: Decimal  # K - E, at most 18 decimal places
 
 
 class Record(dict[str, Any]):
@@ -395,8 +408,8 @@ class AccountState:
         self.closed_trades: list[Trade | bytes | memoryview] = []
         self.trade_count = 0
         self.status = "OK"
-        # last reconcile results: (rule, status, code, field, delta)
-        self.results: list[tuple[str, str, str, str, Decimal]] = []
+        # last reconcile results (the rules that are not OK)
+        self.results: list[RuleResult] = []
         self.anomalies: list[dict[str, str]] = []
         self.offsets: dict[int, int] = {}
         self.ring = bytearray()
@@ -410,7 +423,7 @@ class AccountState:
         self.headroom: int | None = None
         # The last R3/R4/R6 results with their inputs (``reconcile.position_rules``);
         # not encoded: None after a decode, the next evaluation fills it.
-        self.rules_memo: tuple[Any, ...] | None = None
+        self.rules_memo: RulesMemo | None = None
         # The archive (``encode_split``): its version (encoded), how many of the
         # oldest ``ring`` slots it holds and how many of its ring slots were evicted
         # since it was written (both encoded in the hot header), and the encoded
@@ -732,7 +745,7 @@ def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
         str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
         str(s.e_maint), s.trade_count, s.status,
-        [[r[0], r[1], r[2], r[3], str(r[4])] for r in s.results],
+        [[r.rule, r.status, r.code, r.field, str(r.delta)] for r in s.results],
         [[p, o] for p, o in s.offsets.items()],
         [],  # once the outbox (see the module docstring)
         len(s.positions), n_closed, ring_len,
@@ -892,7 +905,8 @@ def decode_state(data: bytes,
         s.e_maint = Decimal(h[16])
         s.trade_count = h[17]
         s.status = h[18]
-        s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4])) for r in h[19]]
+        s.results = [RuleResult(rule, status, code, field, Decimal(delta))
+                     for rule, status, code, field, delta in h[19]]
         s.offsets = {int(p): int(o) for p, o in h[20]}
         if len(h) > 25:  # states written before the spot book have none
             s.book = SpotBook.decode(h[25])

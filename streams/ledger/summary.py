@@ -95,7 +95,7 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                     "holding_seconds": leg.hold, "flags": list(leg.flags),
                 } for leg in t.legs],
             })
-        deltas = {r[3]: plain(r[4]) for r in st.results}  # the rules that are not OK
+        deltas = {r.field: plain(r.delta) for r in st.results}  # the rules that are not OK
         return {
             "event_seq": st.event_seq,
             "capital": plain(st.capital),
