@@ -278,8 +278,8 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
             "cash_flows": _n(st.k_cash),
             "drift": bool(st.book.drift),
             "drift_assets": {
-                a: {"derived": _opt(d[0]), "exchange": _opt(d[1]), "delta": _opt(d[2]),
-                    "value": _opt(d[3])}
+                a: {"derived": _opt(d.derived), "exchange": _opt(d.exchange),
+                    "delta": _opt(d.delta), "value": _opt(d.value)}
                 for a, d in sorted(st.book.drift.items())},
             "unvalued": val.unvalued,
             "reconcile": {

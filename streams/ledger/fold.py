@@ -58,6 +58,7 @@ from .numbers import D0, LEDGER_CONTEXT, q18
 from .reconcile import explain, reconcile
 from .state import (
     AccountState,
+    AssetBalance,
     Leg,
     Output,
     Position,
@@ -370,7 +371,7 @@ def _funding(step: Step, ev: Funding) -> None:
 def _balance(step: Step, ev: Balance) -> None:
     st = step.st
     if ev.assets:
-        st.e_assets = [[a, str(f), str(lk)] for a, f, lk in ev.assets]
+        st.e_assets = [AssetBalance(a, str(f), str(lk)) for a, f, lk in ev.assets]
         st.cold = None
         st.book.spot = True
         spot.check_drift(step, ev)

@@ -124,7 +124,7 @@ def b8_drift(ctx: Context) -> None:
     """
     for asset, d in ctx.st.book.drift.items():
         ctx.out.append(RuleResult("B8", "WARN", "DRIFT", f"balance:{asset}",
-                                  Decimal(d[2] or 0)))
+                                  Decimal(d.delta or 0)))
 
 
 def r5_used_margin(ctx: Context) -> None:

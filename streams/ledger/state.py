@@ -113,6 +113,30 @@ class RuleResult(NamedTuple):
     delta: Decimal  # K - E, at most 18 decimal places
 
 
+class Lot(NamedTuple):
+    """One FIFO lot of a spot holding: quantity and its cost basis in the base currency."""
+
+    qty: Decimal
+    cost: Decimal
+
+
+class Drift(NamedTuple):
+    """B8: one drifting asset of the last balance frame, as plain decimal strings."""
+
+    derived: str
+    exchange: str
+    delta: str  # derived - exchange
+    value: str | None  # |delta| in the base currency; None when the asset has no mark
+
+
+class AssetBalance(NamedTuple):
+    """One asset of the exchange's last spot balance frame (E), amounts as decimal strings."""
+
+    asset: str
+    free: str
+    locked: str
+
+
 class Record(dict[str, Any]):
     """An output sub-record (a position of a snapshot); read-only once emitted.
 
@@ -277,25 +301,25 @@ class Position:
 class Holding:
     """One asset of a spot book: quantity held and its cost basis in the base currency.
 
-    ``lots`` ([qty, cost] oldest first) is kept only under FIFO cost basis;
+    ``lots`` (``Lot``, oldest first) is kept only under FIFO cost basis;
     its sums are ``qty`` and ``cost`` exactly.
     """
 
     __slots__ = ("qty", "cost", "lots")
 
     def __init__(self, qty: Decimal = D0, cost: Decimal = D0,
-                 lots: list[list[Decimal]] | None = None) -> None:
+                 lots: list[Lot] | None = None) -> None:
         self.qty = qty
         self.cost = cost
-        self.lots: list[list[Decimal]] = [] if lots is None else lots
+        self.lots: list[Lot] = [] if lots is None else lots
 
 
 class SpotBook:
     """The spot portfolio of an account (LEDGER part B): holdings, per-pair figures, drift.
 
     ``spot``: whether the account is a spot portfolio (``LedgerConfig.spot_venues``).
-    ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> [derived,
-    exchange, delta, value or None when unvalued] while a DRIFT is active, else empty.
+    ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> its
+    ``Drift`` while a DRIFT is active, else empty.
     ``fees``: fee asset -> [quantity paid, base-currency value booked] (B3, for the fee
     summary of B10). ``flows``: recent cash-flow records, ``[event_id, ts, flow, asset, amount,
     value, currency, price or None]`` as strings, oldest first. ``snaps``: recent portfolio
@@ -314,7 +338,7 @@ class SpotBook:
         self.spot = False
         self.assets: dict[str, Holding] = {}
         self.pairs: dict[str, list[Decimal]] = {}
-        self.drift: dict[str, list[str | None]] = {}
+        self.drift: dict[str, Drift] = {}
         self.fees: dict[str, list[Decimal]] = {}
         self.flows: list[list[Any]] = []
         self.snaps: list[list[Any]] = []
@@ -350,9 +374,9 @@ class SpotBook:
         b.spot = a[0]
         for asset, q, c, lots in a[1]:
             b.assets[asset] = Holding(Decimal(q), Decimal(c),
-                                      [[Decimal(x), Decimal(y)] for x, y in lots])
+                                      [Lot(Decimal(x), Decimal(y)) for x, y in lots])
         b.pairs = {s: [Decimal(r), Decimal(f)] for s, r, f in a[2]}
-        b.drift = {d[0]: list(d[1:]) for d in a[3]}
+        b.drift = {asset: Drift(*d) for asset, *d in a[3]}
         if len(a) > 4:  # states written before fees, flows and portfolio snapshots have none
             b.fees = {x: [Decimal(q), Decimal(v)] for x, q, v in a[4]}
             b.flows = a[5]
@@ -400,7 +424,7 @@ class AccountState:
         self.e_available = D0
         self.e_used = D0
         self.e_maint = D0
-        self.e_assets: list[list[Any]] = []
+        self.e_assets: list[AssetBalance] = []
         self.e_positions: dict[tuple[str, str], ExchangePosition] | None = None
         self.positions: dict[tuple[str, str], Position] = {}
         # Closed trades, oldest first; an item stays encoded (a slice of the
@@ -918,7 +942,7 @@ def decode_state(data: bytes,
             s.log_version = h[32]
         cold = bytes(lines[0])
         e_assets, e_positions, *anomalies = json.loads(cold)
-        s.e_assets = e_assets
+        s.e_assets = [AssetBalance(*a) for a in e_assets]
         s.anomalies = anomalies[0] if anomalies else []
         if e_positions is not None:
             s.e_positions = {}

@@ -126,7 +126,8 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                 tag: {"realized_pnl": plain(r), "fees": plain(f), "net_pnl": plain(r - f)}
                 for tag, (r, f) in sorted(by_tag.items())},
             "drift": {"active": bool(book.drift), "assets": {
-                a: {"derived": d[0], "exchange": d[1], "delta": d[2], "value": d[3]}
+                a: {"derived": d.derived, "exchange": d.exchange, "delta": d.delta,
+                    "value": d.value}
                 for a, d in book.drift.items()}},
             "anomalies": [dict(a) for a in st.anomalies],
         }
