@@ -123,7 +123,7 @@ def split_symbol(symbol: str, quotes: tuple[str, ...] = DEFAULT_QUOTES,
 def pair_symbol(symbol: str, cfg: LedgerConfig) -> str | None:
     """The canonical spelling ``BASE/QUOTE`` of a spot symbol, or None when it does not split."""
     pair = split_symbol(symbol, cfg.quote_assets)
-    return None if pair is None else f"{pair[0]}/{pair[1]}"
+    return None if pair is None else "/".join(pair)
 
 
 @lru_cache(maxsize=4096)
@@ -238,7 +238,8 @@ def book_fill(step: Step, ev: Fill) -> None:
                      f"known quote asset ({', '.join(cfg.quote_assets)}) it ends with; "
                      "nothing booked")
         return
-    symbol = f"{pair[0]}/{pair[1]}"  # one spelling in every output and in the book
+    base, quote = pair
+    symbol = f"{base}/{quote}"  # one spelling in every output and in the book
     if ev.price <= 0:
         step.anomaly("SPOT_NO_PRICE", "ERROR",
                      f"spot fill of {plain(ev.qty)} {symbol} has no execution price;"
@@ -251,7 +252,6 @@ def book_fill(step: Step, ev: Fill) -> None:
                      "(include_assets/exclude_assets); nothing booked")
         return
     book = st.book
-    base, quote = pair
     manual = tag_of(ev.strategy_tag) == MANUAL
     before = equity_before(st, marks, cfg) if manual and cfg.external_activity_share else None
     notional = q18(ev.qty * ev.price)
@@ -599,8 +599,9 @@ def pair_record(symbol: str, st: Any, marks: Mapping[str, Decimal], cfg: LedgerC
     book: SpotBook = st.book
     pair = split_symbol(symbol)
     assert pair is not None
-    h = book.assets.get(pair[0]) or Holding()
-    p = price_of(pair[0], marks, cfg)
+    base, _quote = pair
+    h = book.assets.get(base) or Holding()
+    p = price_of(base, marks, cfg)
     value = D0 if p is None else q18(h.qty * p)
     realized, fees = book.pairs.get(symbol, [D0, D0])
     return Record({

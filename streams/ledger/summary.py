@@ -73,13 +73,13 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                 positions.append({
                     k: (plain(x) if isinstance(x, Decimal) else x) for k, x in rec.items()})
         trades = []
-        by_tag: dict[str, list[Decimal]] = {}
+        by_tag: dict[str, tuple[Decimal, Decimal]] = {}  # tag -> (realized, fees)
         for t in st.trades():
-            if spot.tag_of(t.strategy_tag) == spot.MANUAL and not include_manual:
+            tag = spot.tag_of(t.strategy_tag)
+            if tag == spot.MANUAL and not include_manual:
                 continue
-            tag_sums = by_tag.setdefault(spot.tag_of(t.strategy_tag), [D0, D0])
-            tag_sums[0] += t.realized
-            tag_sums[1] += t.fees
+            realized, fees = by_tag.get(tag, (D0, D0))
+            by_tag[tag] = (realized + t.realized, fees + t.fees)
             trades.append({
                 "trade_id": t.trade_id, "symbol": t.symbol, "position_side": t.position_side,
                 "side": t.side, "status": "CLOSED" if t.closed else "OPEN",
