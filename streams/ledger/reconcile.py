@@ -194,7 +194,7 @@ class RulesMemo(NamedTuple):
 
     Valid while ``e_positions`` and ``cfg`` are the same objects and no
     position's quantity changed; ``r4``: per snapshot key, the last R4 and
-    the mark it was found at.
+    the mark it was found at, kept across quantity changes (R4 does not read them).
     """
 
     e_positions: Mapping[tuple[str, str], ExchangePosition]
@@ -214,16 +214,20 @@ def position_rules(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Deci
     entry and the mark of its symbol. Their last results are kept with those
     inputs (``st.rules_memo``, never encoded): R3 and R6 are evaluated again
     only when a quantity, the snapshot or the config changed, R4 for an entry
-    only when its mark changed. Same inputs, same results, in the same order:
+    only when its mark, the snapshot or the config changed (not when only a
+    quantity did). Same inputs, same results, in the same order:
     the memo only saves the work (``tests/unit/ledger/test_incremental.py``).
     """
     eps = st.e_positions
     assert eps is not None
     memo = st.rules_memo
-    if (positions_changed or memo is None or memo.e_positions is not eps
-            or memo.cfg is not cfg):
+    same = memo is not None and memo.e_positions is eps and memo.cfg is cfg
+    if positions_changed or memo is None or not same:
         k_r3, held, r6 = _quantity_rules(st, eps, cfg)
-        memo = st.rules_memo = RulesMemo(eps, cfg, k_r3, held, r6, {})
+        # R4 reads one snapshot entry and its mark, never K's quantities: its results
+        # stay valid while the snapshot and the config are the same objects
+        r4 = memo.r4 if memo is not None and same else {}
+        memo = st.rules_memo = _new(RulesMemo, (eps, cfg, k_r3, held, r6, r4))
     r4_memo = memo.r4
     out = list(memo.k_r3)
     for key, ep, r3 in memo.held:
