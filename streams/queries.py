@@ -278,17 +278,17 @@ def equity(st: AccountState, marks: Mapping[str, Decimal], config: LedgerConfig,
             "cash_flows": _n(st.k_cash),
             "drift": bool(st.book.drift),
             "drift_assets": {
-                a: {"derived": _opt(d[0]), "exchange": _opt(d[1]), "delta": _opt(d[2]),
-                    "value": _opt(d[3])}
+                a: {"derived": _opt(d.derived), "exchange": _opt(d.exchange),
+                    "delta": _opt(d.delta), "value": _opt(d.value)}
                 for a, d in sorted(st.book.drift.items())},
             "unvalued": val.unvalued,
             "reconcile": {
                 "status": st.status,
                 "capital_frozen": st.status == "ERROR",
-                "deltas": {r[3]: _n(r[4]) for r in st.results},
+                "deltas": {r.field: _n(r.delta) for r in st.results},
                 "explanations": [explain(r) for r in st.results],
-                "why": [explain_result({"rule": r[0], "code": r[2], "field": r[3],
-                                        "delta": r[4]}) for r in st.results],
+                "why": [explain_result({"rule": r.rule, "code": r.code, "field": r.field,
+                                        "delta": r.delta}) for r in st.results],
             },
         }
 

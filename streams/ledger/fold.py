@@ -59,6 +59,7 @@ from .reconcile import explain, reconcile
 from .state import (
     STATE_SLOTS,
     AccountState,
+    AssetBalance,
     Leg,
     Output,
     Position,
@@ -371,7 +372,7 @@ def _funding(step: Step, ev: Funding) -> None:
 def _balance(step: Step, ev: Balance) -> None:
     st = step.st
     if ev.assets:
-        st.e_assets = [[a, str(f), str(lk)] for a, f, lk in ev.assets]
+        st.e_assets = [AssetBalance(a, str(f), str(lk)) for a, f, lk in ev.assets]
         st.cold = None
         st.book.spot = True
         spot.check_drift(step, ev)
@@ -494,8 +495,8 @@ def _snapshot(step: Step, marks: Mapping[str, Decimal]) -> None:
     if status != previous or status != "OK":
         # The record lists the results that are not OK (an OK rule explains nothing).
         explanations = [explain(r) for r in results]
-        st_results = [{"rule": r[0], "status": r[1], "code": r[2], "field": r[3],
-                       "delta": r[4], "explanation": x}
+        st_results = [{"rule": r.rule, "status": r.status, "code": r.code, "field": r.field,
+                       "delta": r.delta, "explanation": x}
                       for r, x in zip(results, explanations, strict=True)]
         step.outputs.append(Output("reconcile", st.account_id, {
             "event_id": f"{ev.event_id}:reconcile", "account_id": st.account_id,

@@ -84,7 +84,7 @@ from .config import LedgerConfig
 from .events import Balance, CashFlow, Fill
 from .grammar import TS_MIN
 from .numbers import D0, D1, mark_ts, plain, q18
-from .state import AccountState, Holding, Leg, Output, Record, SpotBook, Trade
+from .state import AccountState, Drift, Holding, Leg, Lot, Output, Record, SpotBook, Trade
 from .step import Step, trade_id_for
 
 MANUAL = "manual"
@@ -123,7 +123,7 @@ def split_symbol(symbol: str, quotes: tuple[str, ...] = DEFAULT_QUOTES,
 def pair_symbol(symbol: str, cfg: LedgerConfig) -> str | None:
     """The canonical spelling ``BASE/QUOTE`` of a spot symbol, or None when it does not split."""
     pair = split_symbol(symbol, cfg.quote_assets)
-    return None if pair is None else f"{pair[0]}/{pair[1]}"
+    return None if pair is None else "/".join(pair)
 
 
 @lru_cache(maxsize=4096)
@@ -171,7 +171,7 @@ def _acquire(book: SpotBook, cfg: LedgerConfig, asset: str, qty: Decimal,
     h.qty += qty
     h.cost += cost
     if cfg.cost_basis == "fifo":
-        h.lots.append([qty, cost])
+        h.lots.append(Lot(qty, cost))
 
 
 def _remove_cost(h: Holding, qty: Decimal, fifo: bool) -> Decimal:
@@ -183,16 +183,16 @@ def _remove_cost(h: Holding, qty: Decimal, fifo: bool) -> Decimal:
         return q18(h.cost * qty / h.qty)  # WAC: at the average, which does not move
     removed = D0
     left = qty
+    lots = h.lots
     while left:
-        lot = h.lots[0]
-        if lot[0] <= left:
-            removed += lot[1]
-            left -= lot[0]
-            del h.lots[0]
-        else:
-            part = q18(lot[1] * left / lot[0])
-            lot[0] -= left
-            lot[1] -= part
+        oldest = lots[0]
+        if oldest.qty <= left:
+            removed += oldest.cost
+            left -= oldest.qty
+            del lots[0]
+        else:  # part of the oldest lot: its cost pro rata, the rest stays first
+            part = q18(oldest.cost * left / oldest.qty)
+            lots[0] = Lot(oldest.qty - left, oldest.cost - part)
             removed += part
             left = D0
     return removed
@@ -238,7 +238,8 @@ def book_fill(step: Step, ev: Fill) -> None:
                      f"known quote asset ({', '.join(cfg.quote_assets)}) it ends with; "
                      "nothing booked")
         return
-    symbol = f"{pair[0]}/{pair[1]}"  # one spelling in every output and in the book
+    base, quote = pair
+    symbol = f"{base}/{quote}"  # one spelling in every output and in the book
     if ev.price <= 0:
         step.anomaly("SPOT_NO_PRICE", "ERROR",
                      f"spot fill of {plain(ev.qty)} {symbol} has no execution price;"
@@ -251,7 +252,6 @@ def book_fill(step: Step, ev: Fill) -> None:
                      "(include_assets/exclude_assets); nothing booked")
         return
     book = st.book
-    base, quote = pair
     manual = tag_of(ev.strategy_tag) == MANUAL
     before = equity_before(st, marks, cfg) if manual and cfg.external_activity_share else None
     notional = q18(ev.qty * ev.price)
@@ -427,7 +427,7 @@ def check_drift(step: Step, ev: Balance) -> None:
     cfg = step.cfg
     book = st.book
     reported = {a: f + lk for a, f, lk in ev.assets if cfg.tracks(a)}
-    drift: dict[str, list[str | None]] = {}
+    drift: dict[str, Drift] = {}
     for asset in sorted(set(reported) | set(book.assets)):
         h = book.assets.get(asset)
         derived = h.qty if h is not None else D0
@@ -438,12 +438,12 @@ def check_drift(step: Step, ev: Balance) -> None:
         p = price_of(asset, step.marks, cfg)
         worth = None if p is None else q18(abs(delta) * p)
         if worth is None or worth > cfg.drift_tolerance:
-            drift[asset] = [plain(derived), plain(exchange), plain(delta),
-                            None if worth is None else plain(worth)]
+            drift[asset] = Drift(plain(derived), plain(exchange), plain(delta),
+                                 None if worth is None else plain(worth))
     if drift:
         detail = "; ".join(
-            f"{a}: derived {d[0]} exchange {d[1]} delta {d[2]} worth "
-            f"{d[3] if d[3] is not None else 'unvalued'}" for a, d in drift.items())
+            f"{a}: derived {d.derived} exchange {d.exchange} delta {d.delta} worth "
+            f"{d.value if d.value is not None else 'unvalued'}" for a, d in drift.items())
         step.anomaly("DRIFT", "WARN",
                      f"balances drift beyond {plain(cfg.drift_tolerance)} "
                      f"{cfg.base_currency}: {detail}")
@@ -569,7 +569,7 @@ class Valued:
 
 def valued(st: Any, marks: Mapping[str, Decimal], cfg: LedgerConfig) -> list[Valued]:
     """Every holding of the account's book, by asset name, valued at ``marks``."""
-    locked = {a: Decimal(lk) for a, _f, lk in st.e_assets}
+    locked = {e.asset: Decimal(e.locked) for e in st.e_assets}
     book: SpotBook = st.book
     return [Valued(a, book.assets[a], locked.get(a, D0), price_of(a, marks, cfg))
             for a in sorted(book.assets)]
@@ -599,8 +599,9 @@ def pair_record(symbol: str, st: Any, marks: Mapping[str, Decimal], cfg: LedgerC
     book: SpotBook = st.book
     pair = split_symbol(symbol)
     assert pair is not None
-    h = book.assets.get(pair[0]) or Holding()
-    p = price_of(pair[0], marks, cfg)
+    base, _quote = pair
+    h = book.assets.get(base) or Holding()
+    p = price_of(base, marks, cfg)
     value = D0 if p is None else q18(h.qty * p)
     realized, fees = book.pairs.get(symbol, [D0, D0])
     return Record({
@@ -624,7 +625,7 @@ def balance_outputs(step: Step, vals: list[Valued]) -> None:
     st = step.st
     ev = step.ev
     book: SpotBook = st.book
-    reported = {a: Decimal(f) + Decimal(lk) for a, f, lk in st.e_assets}
+    reported = {e.asset: Decimal(e.free) + Decimal(e.locked) for e in st.e_assets}
     for v in vals:
         h = book.assets[v.asset]
         exch = reported.get(v.asset)

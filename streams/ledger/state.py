@@ -82,12 +82,15 @@ from array import array
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from streams.exceptions import TwinledgerError
 
 from .events import ExchangePosition
 from .numbers import D0
+
+if TYPE_CHECKING:  # the memo's type only: reconcile imports this module
+    from .reconcile import RulesMemo
 
 MAGIC = b"TLS1\n"
 ARCHIVE_MAGIC = b"TLA1 "
@@ -111,6 +114,40 @@ class Output(NamedTuple):
     kind: str  # 'snapshot' | 'trade' | 'reconcile' | 'anomaly'
     key: str
     record: dict[str, Any]
+
+
+class RuleResult(NamedTuple):
+    """One reconcile rule that is not OK (``reconcile``): encoded as its five fields."""
+
+    rule: str  # R1..R6, B8
+    status: str  # WARN | ERROR
+    code: str  # e.g. CAPITAL_MISMATCH
+    field: str  # what was compared: capital, <symbol>:<side>.qty, balance:<asset>, ...
+    delta: Decimal  # K - E, at most 18 decimal places
+
+
+class Lot(NamedTuple):
+    """One FIFO lot of a spot holding: quantity and its cost basis in the base currency."""
+
+    qty: Decimal
+    cost: Decimal
+
+
+class Drift(NamedTuple):
+    """B8: one drifting asset of the last balance frame, as plain decimal strings."""
+
+    derived: str
+    exchange: str
+    delta: str  # derived - exchange
+    value: str | None  # |delta| in the base currency; None when the asset has no mark
+
+
+class AssetBalance(NamedTuple):
+    """One asset of the exchange's last spot balance frame (E), amounts as decimal strings."""
+
+    asset: str
+    free: str
+    locked: str
 
 
 class Record(dict[str, Any]):
@@ -277,25 +314,25 @@ class Position:
 class Holding:
     """One asset of a spot book: quantity held and its cost basis in the base currency.
 
-    ``lots`` ([qty, cost] oldest first) is kept only under FIFO cost basis;
+    ``lots`` (``Lot``, oldest first) is kept only under FIFO cost basis;
     its sums are ``qty`` and ``cost`` exactly.
     """
 
     __slots__ = ("qty", "cost", "lots")
 
     def __init__(self, qty: Decimal = D0, cost: Decimal = D0,
-                 lots: list[list[Decimal]] | None = None) -> None:
+                 lots: list[Lot] | None = None) -> None:
         self.qty = qty
         self.cost = cost
-        self.lots: list[list[Decimal]] = [] if lots is None else lots
+        self.lots: list[Lot] = [] if lots is None else lots
 
 
 class SpotBook:
     """The spot portfolio of an account (LEDGER part B): holdings, per-pair figures, drift.
 
     ``spot``: whether the account is a spot portfolio (``LedgerConfig.spot_venues``).
-    ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> [derived,
-    exchange, delta, value or None when unvalued] while a DRIFT is active, else empty.
+    ``pairs``: symbol -> [realized, fees] booked through that pair. ``drift``: asset -> its
+    ``Drift`` while a DRIFT is active, else empty.
     ``fees``: fee asset -> [quantity paid, base-currency value booked] (B3, for the fee
     summary of B10). ``flows``: recent cash-flow records, ``[event_id, ts, flow, asset, amount,
     value, currency, price or None]`` as strings, oldest first. ``snaps``: recent portfolio
@@ -314,7 +351,7 @@ class SpotBook:
         self.spot = False
         self.assets: dict[str, Holding] = {}
         self.pairs: dict[str, list[Decimal]] = {}
-        self.drift: dict[str, list[str | None]] = {}
+        self.drift: dict[str, Drift] = {}
         self.fees: dict[str, list[Decimal]] = {}
         self.flows: list[list[Any]] = []
         self.snaps: list[list[Any]] = []
@@ -350,9 +387,9 @@ class SpotBook:
         b.spot = a[0]
         for asset, q, c, lots in a[1]:
             b.assets[asset] = Holding(Decimal(q), Decimal(c),
-                                      [[Decimal(x), Decimal(y)] for x, y in lots])
+                                      [Lot(Decimal(x), Decimal(y)) for x, y in lots])
         b.pairs = {s: [Decimal(r), Decimal(f)] for s, r, f in a[2]}
-        b.drift = {d[0]: list(d[1:]) for d in a[3]}
+        b.drift = {asset: Drift(*d) for asset, *d in a[3]}
         if len(a) > 4:  # states written before fees, flows and portfolio snapshots have none
             b.fees = {x: [Decimal(q), Decimal(v)] for x, q, v in a[4]}
             b.flows = a[5]
@@ -404,7 +441,7 @@ class AccountState:
         self.e_available = D0
         self.e_used = D0
         self.e_maint = D0
-        self.e_assets: list[list[Any]] = []
+        self.e_assets: list[AssetBalance] = []
         self.e_positions: dict[tuple[str, str], ExchangePosition] | None = None
         self.positions: dict[tuple[str, str], Position] = {}
         # Closed trades, oldest first; an item stays encoded (a slice of the
@@ -412,8 +449,8 @@ class AccountState:
         self.closed_trades: list[Trade | bytes | memoryview] = []
         self.trade_count = 0
         self.status = "OK"
-        # last reconcile results: (rule, status, code, field, delta)
-        self.results: list[tuple[str, str, str, str, Decimal]] = []
+        # last reconcile results (the rules that are not OK)
+        self.results: list[RuleResult] = []
         self.anomalies: list[dict[str, str]] = []
         self.offsets: dict[int, int] = {}
         self.ring = bytearray()
@@ -427,7 +464,7 @@ class AccountState:
         self.headroom: int | None = None
         # The last R3/R4/R6 results with their inputs (``reconcile.position_rules``);
         # not encoded: None after a decode, the next evaluation fills it.
-        self.rules_memo: tuple[Any, ...] | None = None
+        self.rules_memo: RulesMemo | None = None
         # The archive (``encode_split``): its version (encoded), how many of the
         # oldest ``ring`` slots it holds and how many of its ring slots were evicted
         # since it was written (both encoded in the hot header), and the encoded
@@ -755,7 +792,7 @@ def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes
         s.capital_source, str(s.peak_capital), str(s.k_realized), str(s.k_fees),
         str(s.k_funding), str(s.k_cash), _opt(s.e_wallet), str(s.e_available), str(s.e_used),
         str(s.e_maint), s.trade_count, s.status,
-        [[r[0], r[1], r[2], r[3], str(r[4])] for r in s.results],
+        [[r.rule, r.status, r.code, r.field, str(r.delta)] for r in s.results],
         [[p, o] for p, o in s.offsets.items()],
         [],  # once the outbox (see the module docstring)
         len(s.positions), n_closed, ring_len,
@@ -925,7 +962,8 @@ def decode_state(data: bytes,
         s.e_maint = Decimal(h[16])
         s.trade_count = h[17]
         s.status = h[18]
-        s.results = [(r[0], r[1], r[2], r[3], Decimal(r[4])) for r in h[19]]
+        s.results = [RuleResult(rule, status, code, field, Decimal(delta))
+                     for rule, status, code, field, delta in h[19]]
         s.offsets = {int(p): int(o) for p, o in h[20]}
         if len(h) > 25:  # states written before the spot book have none
             s.book = SpotBook.decode(h[25])
@@ -939,7 +977,7 @@ def decode_state(data: bytes,
             s.dedup_version = h[33]
         cold = bytes(lines[0])
         e_assets, e_positions, *anomalies = json.loads(cold)
-        s.e_assets = e_assets
+        s.e_assets = [AssetBalance(*a) for a in e_assets]
         s.anomalies = anomalies[0] if anomalies else []
         if e_positions is not None:
             s.e_positions = {}

@@ -73,13 +73,13 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                 positions.append({
                     k: (plain(x) if isinstance(x, Decimal) else x) for k, x in rec.items()})
         trades = []
-        by_tag: dict[str, list[Decimal]] = {}
+        by_tag: dict[str, tuple[Decimal, Decimal]] = {}  # tag -> (realized, fees)
         for t in st.trades():
-            if spot.tag_of(t.strategy_tag) == spot.MANUAL and not include_manual:
+            tag = spot.tag_of(t.strategy_tag)
+            if tag == spot.MANUAL and not include_manual:
                 continue
-            tag_sums = by_tag.setdefault(spot.tag_of(t.strategy_tag), [D0, D0])
-            tag_sums[0] += t.realized
-            tag_sums[1] += t.fees
+            realized, fees = by_tag.get(tag, (D0, D0))
+            by_tag[tag] = (realized + t.realized, fees + t.fees)
             trades.append({
                 "trade_id": t.trade_id, "symbol": t.symbol, "position_side": t.position_side,
                 "side": t.side, "status": "CLOSED" if t.closed else "OPEN",
@@ -95,7 +95,7 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                     "holding_seconds": leg.hold, "flags": list(leg.flags),
                 } for leg in t.legs],
             })
-        deltas = {r[3]: plain(r[4]) for r in st.results}  # the rules that are not OK
+        deltas = {r.field: plain(r.delta) for r in st.results}  # the rules that are not OK
         return {
             "event_seq": st.event_seq,
             "capital": plain(st.capital),
@@ -126,7 +126,8 @@ def account_summary(state: AccountState, marks: Mapping[str, Decimal],
                 tag: {"realized_pnl": plain(r), "fees": plain(f), "net_pnl": plain(r - f)}
                 for tag, (r, f) in sorted(by_tag.items())},
             "drift": {"active": bool(book.drift), "assets": {
-                a: {"derived": d[0], "exchange": d[1], "delta": d[2], "value": d[3]}
+                a: {"derived": d.derived, "exchange": d.exchange, "delta": d.delta,
+                    "value": d.value}
                 for a, d in book.drift.items()}},
             "anomalies": [dict(a) for a in st.anomalies],
         }

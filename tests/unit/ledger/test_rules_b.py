@@ -26,6 +26,7 @@ from streams.ledger.config import config_from_mapping
 from streams.ledger.events import Mark
 from streams.ledger.fold import FoldResult
 from streams.ledger.numbers import q18
+from streams.ledger.state import AssetBalance
 
 from ._helpers import Events, Run, avro_roundtrip, load_schemas
 
@@ -89,7 +90,7 @@ def test_b1_locked_is_the_exchange_report_and_free_the_rest():
 def test_b1_exchange_balances_are_e_facts_and_a_spot_frame_needs_no_wallet():
     e, run = spot_run()
     run(e("balance", wallet_balance=None, assets={"ADA": {"free": "10", "locked": "1"}}))
-    assert run.state().e_assets == [["ADA", "10", "1"]]
+    assert run.state().e_assets == [AssetBalance("ADA", "10", "1")]
     assert "WALLET_BALANCE_INVALID" not in run.codes()
     assert run.state().e_wallet is None
 
