@@ -268,6 +268,11 @@ def main() -> int:
     parser.add_argument("--scale-events", type=int, default=50_000,
                         help="replay with 1 worker, then 2 workers in one group (0: skip)")
     parser.add_argument("--timeout-scale", type=float, default=1800.0)
+    parser.add_argument("--only", action="append", default=[],
+                        choices=["raw_passthrough", "e2e", "raw_consume", "fold", "sink",
+                                 "decode", "replay", "scale"],
+                        help="run only these phases (repeatable); r_e2e needs both "
+                             "raw_passthrough and e2e")
     parser.add_argument("--stall-seconds", type=float, default=120.0,
                         help="end-to-end: no committed offset moving this long is a stall")
     args = parser.parse_args()
@@ -290,6 +295,10 @@ def main() -> int:
 
     phases = Phases(hard_stall)
     status = 0
+
+    def wanted(name: str) -> bool:
+        return not args.only or name in args.only
+
     try:
         with phases.phase("broker", 600) as fig:
             bootstrap, started[0] = _bootstrap()
@@ -302,58 +311,67 @@ def main() -> int:
         result["events"] = len(events)  # marks are left out: a few short of --events
         records = encode_events(events)
         partitions = 6
-        with phases.phase("raw_passthrough", args.timeout_passthrough) as fig:
-            fig["raw_passthrough_events_per_s"] = round(
-                _async(raw_passthrough(bootstrap, records, partitions), phases))
-            result.update(fig)
-        with phases.phase("e2e", args.timeout_e2e) as fig:
-            fig["e2e_events_per_s"] = round(e2e(bootstrap, events, warmup, phases,
-                                                args.stall_seconds))
-            fig["r_e2e"] = round(fig["e2e_events_per_s"] / result["raw_passthrough_events_per_s"],
-                                 3)
-            result.update(fig)
+        if wanted("raw_passthrough"):
+            with phases.phase("raw_passthrough", args.timeout_passthrough) as fig:
+                fig["raw_passthrough_events_per_s"] = round(
+                    _async(raw_passthrough(bootstrap, records, partitions), phases))
+                result.update(fig)
+        if wanted("e2e"):
+            with phases.phase("e2e", args.timeout_e2e) as fig:
+                fig["e2e_events_per_s"] = round(e2e(bootstrap, events, warmup, phases,
+                                                    args.stall_seconds))
+                if result.get("raw_passthrough_events_per_s"):
+                    fig["r_e2e"] = round(fig["e2e_events_per_s"]
+                                         / result["raw_passthrough_events_per_s"], 3)
+                result.update(fig)
+        if wanted("raw_consume"):
+            with phases.phase("raw_consume", args.timeout_consume) as fig:
+                # Raw consume of the same encoded events, the baseline of the fold alone.
+                tag = uuid.uuid4().hex[:6]
+                from streams.infra.kafka_admin import ensure_topics
 
-        with phases.phase("raw_consume", args.timeout_consume) as fig:
-            # Raw consume of the same encoded events, the baseline of the fold alone.
-            tag = uuid.uuid4().hex[:6]
-            from streams.infra.kafka_admin import ensure_topics
-
-            topic = f"bench-consume-{tag}"
-            ensure_topics(bootstrap, {topic: partitions})
-            _async(_produce(bootstrap, topic, records), phases)
-            fig["raw_consume_events_per_s"] = round(
-                _async(raw_consume(bootstrap, topic, len(records)), phases))
-            result.update(fig)
-        with phases.phase("fold", args.timeout_fold) as fig:
-            fold = fold_run(args.fold_events, args.fold_accounts)
-            fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
-            fig.update(fold=fold, fold_events_per_s=fold_rate)
-            if fold_rate:
-                fig["r_fold_vs_consume"] = round(fold_rate / result["raw_consume_events_per_s"], 3)
-            result.update(fig)
-        with phases.phase("sink", args.timeout_sink) as fig:
-            fig.update(sink_bench(bootstrap, events[: args.sink_events], phases.left()))
-            if fig["raw_insert_rows_per_s"]:
-                fig["r_sink_vs_raw_insert"] = round(
-                    fig["sink_rows_per_s"] / fig["raw_insert_rows_per_s"], 3)
-            result.update(fig)
-        with phases.phase("decode", args.timeout_decode) as fig:
-            fig.update(decode_run(args.decode_events))
-            result.update(fig)
-        if args.replay_events or args.scale_events:
+                topic = f"bench-consume-{tag}"
+                ensure_topics(bootstrap, {topic: partitions})
+                _async(_produce(bootstrap, topic, records), phases)
+                fig["raw_consume_events_per_s"] = round(
+                    _async(raw_consume(bootstrap, topic, len(records)), phases))
+                result.update(fig)
+        if wanted("fold"):
+            with phases.phase("fold", args.timeout_fold) as fig:
+                fold = fold_run(args.fold_events, args.fold_accounts)
+                fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
+                fig.update(fold=fold, fold_events_per_s=fold_rate)
+                if fold_rate and result.get("raw_consume_events_per_s"):
+                    fig["r_fold_vs_consume"] = round(
+                        fold_rate / result["raw_consume_events_per_s"], 3)
+                result.update(fig)
+        if wanted("sink"):
+            with phases.phase("sink", args.timeout_sink) as fig:
+                fig.update(sink_bench(bootstrap, events[: args.sink_events], phases.left()))
+                if fig["raw_insert_rows_per_s"]:
+                    fig["r_sink_vs_raw_insert"] = round(
+                        fig["sink_rows_per_s"] / fig["raw_insert_rows_per_s"], 3)
+                result.update(fig)
+        if wanted("decode"):
+            with phases.phase("decode", args.timeout_decode) as fig:
+                fig.update(decode_run(args.decode_events))
+                result.update(fig)
+        replay_events = args.replay_events if wanted("replay") else 0
+        scale_events = args.scale_events if wanted("scale") else 0
+        if replay_events or scale_events:
             from bench.replay import replay
 
-            pool = [e for e in generate_events(max(args.replay_events, args.scale_events)
+            pool = [e for e in generate_events(max(replay_events, scale_events)
                                                + 2_000, args.accounts, seed=7)
                     if e["kind"] != "mark"]
-        if args.replay_events:
+        if replay_events:
             with phases.phase("replay", args.timeout_replay) as fig:
                 done = replay(bootstrap, pool[: args.replay_events], phases,
                               args.stall_seconds)
                 fig.update(replay_events=done["events"], replay_seconds=done["seconds"],
                            replay_events_per_s=done["events_per_s"])
                 result.update(fig)
-        if args.scale_events:
+        if scale_events:
             with phases.phase("scale", args.timeout_scale) as fig:
                 one = replay(bootstrap, pool[: args.scale_events], phases, args.stall_seconds)
                 two = replay(bootstrap, pool[: args.scale_events], phases, args.stall_seconds,
