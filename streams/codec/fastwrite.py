@@ -79,11 +79,27 @@ def _w_timestamp_micros(out: bytearray, value: Any) -> None:
     write_long(out, value)
 
 
+#: Encoded decimals remembered per (precision, scale), value -> length-prefixed bytes;
+#: a full cache is emptied (at most about 15 MB each).
+DECIMAL_CACHE_SIZE = 1 << 16
+_DECIMAL_CACHES: dict[tuple[int, int], dict[Decimal, bytes]] = {}
+
+
 def _decimal_writer(precision: int, scale: int) -> Writer:
     limit = 10**precision
+    # A decimal's encoding depends on its numeric value only (equal values, such as
+    # 1.0 and 1.00, scale to the same integer), so it is remembered by value:
+    # snapshots repeat most of their figures from one event to the next.
+    cache = _DECIMAL_CACHES.setdefault((precision, scale), {})
 
     def write(out: bytearray, value: Any) -> None:
-        if not isinstance(value, Decimal):
+        if value.__class__ is Decimal:
+            try:
+                out += cache[value]
+                return
+            except (KeyError, TypeError):  # TypeError: a signalling NaN is unhashable
+                pass
+        elif not isinstance(value, Decimal):
             raise TypeError(f"expected a Decimal, got {type(value).__name__}")
         if not value.is_finite():
             raise ValueError(f"not a finite decimal: {value}")
@@ -98,8 +114,13 @@ def _decimal_writer(precision: int, scale: int) -> Writer:
         if magnitude >= limit:
             raise ValueError(f"{value} does not fit decimal({precision},{scale})")
         data = unscaled.to_bytes((magnitude.bit_length() + 8) // 8, "big", signed=True)
-        write_long(out, len(data))
-        out += data
+        encoded = bytearray()
+        write_long(encoded, len(data))
+        encoded += data
+        out += encoded
+        if len(cache) >= DECIMAL_CACHE_SIZE:
+            cache.clear()
+        cache[value] = bytes(encoded)
 
     return write
 

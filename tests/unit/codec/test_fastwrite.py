@@ -79,3 +79,28 @@ def test_decimal_edge_cases(value):
 def test_values_the_wire_cannot_carry_are_refused(value):
     with pytest.raises(ValueError):
         FAST({"d": Decimal(value), "o": None, "t": 0, "a": [], "b": False, "n": 0})
+
+
+def _dec(value):
+    return {"d": value, "o": None, "t": 0, "a": [], "b": False, "n": 0}
+
+
+@pytest.mark.parametrize("first, second", [("1", "1.000"), ("-0", "0"), ("1E+3", "1000.0"),
+                                           ("242.7312", "242.73120000")])
+def test_a_remembered_decimal_is_written_as_any_equal_value_would_be(first, second):
+    # The decimal writer remembers encodings by value: the second of two equal values
+    # (another exponent, another sign of zero) is written from the first one's bytes.
+    written = FAST(_dec(Decimal(first)))
+    assert FAST(_dec(Decimal(first))) == written
+    assert FAST(_dec(Decimal(second))) == written == _reference(_dec(Decimal(second)))
+
+
+@pytest.mark.parametrize("value, error", [(5, TypeError), (5.0, TypeError), ("5", TypeError),
+                                          (Decimal("sNaN"), ValueError),
+                                          (Decimal("NaN"), ValueError),
+                                          (Decimal("1E+20"), ValueError)])
+def test_what_the_writer_refuses_stays_refused_once_equal_decimals_are_remembered(value, error):
+    FAST(_dec(Decimal(5)))  # remembered: an int or a float equal to it must not use it
+    for _ in range(2):
+        with pytest.raises(error):
+            FAST(_dec(value))
