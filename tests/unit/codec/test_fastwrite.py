@@ -104,3 +104,34 @@ def test_what_the_writer_refuses_stays_refused_once_equal_decimals_are_remembere
     for _ in range(2):
         with pytest.raises(error):
             FAST(_dec(value))
+
+
+STR = {"type": "record", "name": "S", "namespace": "t", "fields": [
+    {"name": "s", "type": "string"}, {"name": "n", "type": ["null", "long"], "default": None},
+    {"name": "next", "type": ["null", "t.S"], "default": None}]}
+STR_FAST = compile_writer(STR)
+STR_PARSED = fastavro.parse_schema(STR)
+
+
+@pytest.mark.parametrize("s", ["", "a", "é" * 31, "x" * 63, "x" * 64, "ü" * 40, "x" * 5000])
+@pytest.mark.parametrize("n", [None, 0, -1, 63, -64, 64, -65, 2**40, -(2**63)])
+def test_strings_and_optional_longs_of_every_length_match_fastavro(s, n):
+    # The generated record writer writes short strings and small longs inline.
+    datum = {"s": s, "n": n, "next": {"s": s[:3], "n": n}}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, STR_PARSED, datum)
+    assert STR_FAST(datum) == buf.getvalue()
+
+
+@pytest.mark.parametrize("datum, error, message", [
+    ({"n": 1}, ValueError, "missing field 's'"),
+    ({"s": b"bytes"}, AttributeError, None),
+    ({"s": "x", "n": True}, TypeError, "expected an int, got bool"),
+    ({"s": "x", "n": 1.0}, TypeError, "expected an int, got float"),
+    ({"s": "x", "next": {"n": 1}}, ValueError, "missing field 's'"),
+])
+def test_a_refused_field_raises_what_its_writer_raises(datum, error, message):
+    with pytest.raises(error) as info:
+        STR_FAST(datum)
+    if message:
+        assert str(info.value) == message
