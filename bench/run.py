@@ -7,6 +7,8 @@ a shared machine drift:
 - ``e2e_events_per_s``: produce -> row in ClickHouse (worker + sink running, warmed up);
 - ``raw_passthrough_events_per_s``: aiokafka ``getmany`` -> batched ``send`` of the same
   bytes to another topic, produce -> arrival; ``r_e2e`` = e2e / raw passthrough (goal >= 0.3);
+  with it ``e2e_{worker,sink}_cpu_s_per_1k_events`` and ``e2e_{worker,sink}_cpu_share`` (CPU
+  seconds over the measured wall time: below 1 is waiting or a busy machine);
 - ``fold_events_per_s``: the pure fold alone (decode of fold dicts, apply, state encode per
   account per batch) and ``raw_consume_events_per_s``: an aiokafka consume loop over the same
   encoded events; ``r_fold_vs_consume`` (goal >= 2);
@@ -42,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.phases import Phases, PhaseTimeout, emit  # noqa: E402
 from bench.watch import RUNNING as _RUNNING  # noqa: E402
-from bench.watch import diagnose, wait_committed, watched_pipeline  # noqa: E402
+from bench.watch import cpu_seconds, diagnose, wait_committed, watched_pipeline  # noqa: E402
 from streams.codec import Codec, fold_dict_to_venue_record  # noqa: E402
 from streams.ledger.synth import generate_events  # noqa: E402
 
@@ -156,11 +158,14 @@ async def raw_passthrough(bootstrap: str, records: list[tuple[bytes, bytes]],
 
 
 def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any]],
-        phases: Phases, stall_seconds: float) -> float:
+        phases: Phases, stall_seconds: float) -> dict[str, Any]:
     """produce -> worker -> sink -> every snapshot row in ClickHouse, events/s.
 
     "In ClickHouse" is read from the sink group's committed offsets on the
     snapshot topic (one snapshot per event), never from a ClickHouse query.
+    Also the CPU the worker and the sink used meanwhile: per 1,000 events, and
+    as a share of one core over the measured wall time (a share well below 1
+    with the rate low means the process waited, or the machine was busy).
     """
     with watched_pipeline(bootstrap, "bench") as (p, watch):
         p.start_sink()
@@ -168,11 +173,20 @@ def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any
         p.produce(warmup)
         wait_committed(watch, len(warmup), phases, p, stall_seconds, "the warm-up rows")
         base = watch.committed()
+        cpu0 = {c.command[0]: cpu_seconds(c) for c in (p.worker, p.sink)}
         start = time.perf_counter()
         p.produce(events)
         wait_committed(watch, base + len(events), phases, p, stall_seconds,
                        "every snapshot row")
-        return len(events) / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        fig: dict[str, Any] = {"e2e_events_per_s": round(len(events) / wall)}
+        for child in (p.worker, p.sink):
+            name, before, after = child.command[0], cpu0[child.command[0]], cpu_seconds(child)
+            if before is not None and after is not None:
+                fig[f"e2e_{name}_cpu_s_per_1k_events"] = round(
+                    (after - before) * 1000 / len(events), 3)
+                fig[f"e2e_{name}_cpu_share"] = round((after - before) / wall, 3)
+        return fig
 
 
 def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
@@ -318,8 +332,7 @@ def main() -> int:
                 result.update(fig)
         if wanted("e2e"):
             with phases.phase("e2e", args.timeout_e2e) as fig:
-                fig["e2e_events_per_s"] = round(e2e(bootstrap, events, warmup, phases,
-                                                    args.stall_seconds))
+                fig.update(e2e(bootstrap, events, warmup, phases, args.stall_seconds))
                 if result.get("raw_passthrough_events_per_s"):
                     fig["r_e2e"] = round(fig["e2e_events_per_s"]
                                          / result["raw_passthrough_events_per_s"], 3)

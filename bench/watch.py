@@ -74,6 +74,18 @@ def wait_committed(watch: OffsetWatch, target: int, phases: Phases, pipeline: An
         time.sleep(0.2)
 
 
+def cpu_seconds(child: Any) -> float | None:
+    """User + system CPU seconds a child process used so far (Linux /proc), None if unknown."""
+    import os
+
+    try:
+        with open(f"/proc/{child.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, AttributeError, IndexError, ValueError):
+        return None
+
+
 def worker_progress(pipeline: Any) -> Any:
     import urllib.request
 
