@@ -81,18 +81,21 @@ def _w_timestamp_micros(out: bytearray, value: Any) -> None:
     write_long(out, value)
 
 
-#: Encoded decimals remembered per (precision, scale), value -> length-prefixed bytes;
-#: a full cache is emptied (at most about 15 MB each).
+#: Encoded decimals remembered per (precision, scale), value -> length-prefixed bytes, in
+#: two generations: when the young one is full it becomes the old one (the previous old
+#: one is dropped) and a value found in the old one moves back to the young one, so
+#: figures still in use survive (at most about 2 x 15 MB per (precision, scale)).
 DECIMAL_CACHE_SIZE = 1 << 16
-_DECIMAL_CACHES: dict[tuple[int, int], dict[Decimal, bytes]] = {}
+_DECIMAL_CACHES: dict[tuple[int, int], tuple[dict[Decimal, bytes], dict[Decimal, bytes]]] = {}
 
 
 def _decimal_writer(precision: int, scale: int) -> Writer:
     limit = 10**precision
+    factor = 10**scale
     # A decimal's encoding depends on its numeric value only (equal values, such as
     # 1.0 and 1.00, scale to the same integer), so it is remembered by value:
     # snapshots repeat most of their figures from one event to the next.
-    cache = _DECIMAL_CACHES.setdefault((precision, scale), {})
+    cache, old = _DECIMAL_CACHES.setdefault((precision, scale), ({}, {}))
 
     def write(out: bytearray, value: Any) -> None:
         if value.__class__ is Decimal:
@@ -105,24 +108,34 @@ def _decimal_writer(precision: int, scale: int) -> Writer:
             raise TypeError(f"expected a Decimal, got {type(value).__name__}")
         if not value.is_finite():
             raise ValueError(f"not a finite decimal: {value}")
-        scaled = value.scaleb(scale, context=_EXACT)
-        unscaled = int(scaled)
-        # Cheaper than as_tuple(): the value must be a whole number of 10**-scale ...
-        if scaled != unscaled:
-            raise ValueError("Scale provided in schema does not match the decimal")
-        magnitude = -unscaled if unscaled < 0 else unscaled
-        # ... and fit the declared precision (fastavro checks digits of the
-        # representation instead, and would write 1E+25 into decimal(38,18)).
-        if magnitude >= limit:
-            raise ValueError(f"{value} does not fit decimal({precision},{scale})")
-        data = unscaled.to_bytes((magnitude.bit_length() + 8) // 8, "big", signed=True)
-        encoded = bytearray()
-        write_long(encoded, len(data))
-        encoded += data
+        encoded = old.get(value)
+        if encoded is None:
+            # Exact: the value must be a whole number of 10**-scale ...
+            numerator, denominator = value.as_integer_ratio()
+            unscaled, rest = divmod(numerator * factor, denominator)
+            if rest:
+                # ... which the exact-context shift decides for what is left (it rounds
+                # beyond 100 digits, as this writer always did).
+                scaled = value.scaleb(scale, context=_EXACT)
+                unscaled = int(scaled)
+                if scaled != unscaled:
+                    raise ValueError("Scale provided in schema does not match the decimal")
+            magnitude = -unscaled if unscaled < 0 else unscaled
+            # ... and fit the declared precision (fastavro checks digits of the
+            # representation instead, and would write 1E+25 into decimal(38,18)).
+            if magnitude >= limit:
+                raise ValueError(f"{value} does not fit decimal({precision},{scale})")
+            data = unscaled.to_bytes((magnitude.bit_length() + 8) // 8, "big", signed=True)
+            buf = bytearray()
+            write_long(buf, len(data))
+            buf += data
+            encoded = bytes(buf)
         out += encoded
         if len(cache) >= DECIMAL_CACHE_SIZE:
+            old.clear()
+            old.update(cache)
             cache.clear()
-        cache[value] = bytes(encoded)
+        cache[value] = encoded
 
     write.decimal_cache = cache  # type: ignore[attr-defined] # read by _inline
     return write

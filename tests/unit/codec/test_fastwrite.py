@@ -135,3 +135,15 @@ def test_a_refused_field_raises_what_its_writer_raises(datum, error, message):
         STR_FAST(datum)
     if message:
         assert str(info.value) == message
+
+
+def test_decimals_are_written_alike_while_the_remembered_ones_are_evicted(monkeypatch):
+    import streams.codec.fastwrite as fastwrite
+
+    monkeypatch.setattr(fastwrite, "DECIMAL_CACHE_SIZE", 4)
+    values = [Decimal(f"{i}.{abs(i):03d}") for i in range(-10, 11)] + [Decimal("0.1" + "0" * 39)]
+    for _ in range(3):  # young, old and neither: every path of the cache
+        for v in values:
+            assert FAST(_dec(v)) == _reference(_dec(Decimal(v.normalize())))
+    young, old = fastwrite._DECIMAL_CACHES[(38, 18)]
+    assert 0 < len(young) <= 4 and len(old) <= 4
