@@ -622,7 +622,10 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         web_application_options=web_options(settings.http_token),
         stream_wait_empty=False,
         producer_acks=-1,
-        producer_linger_ms=5,
+        producer_linger_ms=settings.worker_linger_ms,
+        producer_max_batch_size=settings.worker_max_batch_bytes,
+        producer_compression_type=(None if settings.worker_compression == "none"
+                                   else settings.worker_compression),
         consumer_auto_offset_reset="earliest",
         broker_credentials=_faust_credentials(settings),
     )
