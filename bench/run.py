@@ -174,6 +174,7 @@ def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any
         wait_committed(watch, len(warmup), phases, p, stall_seconds, "the warm-up rows")
         base = watch.committed()
         cpu0 = {c.command[0]: cpu_seconds(c) for c in (p.worker, p.sink)}
+        sys0 = {c.command[0]: cpu_seconds(c, "system") for c in (p.worker, p.sink)}
         start = time.perf_counter()
         p.produce(events)
         wait_committed(watch, base + len(events), phases, p, stall_seconds,
@@ -186,6 +187,10 @@ def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any
                 fig[f"e2e_{name}_cpu_s_per_1k_events"] = round(
                     (after - before) * 1000 / len(events), 3)
                 fig[f"e2e_{name}_cpu_share"] = round((after - before) / wall, 3)
+            sys_before, sys_after = sys0[child.command[0]], cpu_seconds(child, "system")
+            if sys_before is not None and sys_after is not None:
+                fig[f"e2e_{name}_system_cpu_s_per_1k_events"] = round(
+                    (sys_after - sys_before) * 1000 / len(events), 3)
         return fig
 
 
