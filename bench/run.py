@@ -7,6 +7,8 @@ a shared machine drift:
 - ``e2e_events_per_s``: produce -> row in ClickHouse (worker + sink running, warmed up);
 - ``raw_passthrough_events_per_s``: aiokafka ``getmany`` -> batched ``send`` of the same
   bytes to another topic, produce -> arrival; ``r_e2e`` = e2e / raw passthrough (goal >= 0.3);
+  with it ``e2e_{worker,sink}_cpu_s_per_1k_events`` and ``e2e_{worker,sink}_cpu_share`` (CPU
+  seconds over the measured wall time: below 1 is waiting or a busy machine);
 - ``fold_events_per_s``: the pure fold alone (decode of fold dicts, apply, state encode per
   account per batch) and ``raw_consume_events_per_s``: an aiokafka consume loop over the same
   encoded events; ``r_fold_vs_consume`` (goal >= 2);
@@ -42,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.phases import Phases, PhaseTimeout, emit  # noqa: E402
 from bench.watch import RUNNING as _RUNNING  # noqa: E402
-from bench.watch import diagnose, wait_committed, watched_pipeline  # noqa: E402
+from bench.watch import cpu_seconds, diagnose, wait_committed, watched_pipeline  # noqa: E402
 from streams.codec import Codec, fold_dict_to_venue_record  # noqa: E402
 from streams.ledger.synth import generate_events  # noqa: E402
 
@@ -156,11 +158,14 @@ async def raw_passthrough(bootstrap: str, records: list[tuple[bytes, bytes]],
 
 
 def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any]],
-        phases: Phases, stall_seconds: float) -> float:
+        phases: Phases, stall_seconds: float) -> dict[str, Any]:
     """produce -> worker -> sink -> every snapshot row in ClickHouse, events/s.
 
     "In ClickHouse" is read from the sink group's committed offsets on the
     snapshot topic (one snapshot per event), never from a ClickHouse query.
+    Also the CPU the worker and the sink used meanwhile: per 1,000 events, and
+    as a share of one core over the measured wall time (a share well below 1
+    with the rate low means the process waited, or the machine was busy).
     """
     with watched_pipeline(bootstrap, "bench") as (p, watch):
         p.start_sink()
@@ -168,11 +173,25 @@ def e2e(bootstrap: str, events: list[dict[str, Any]], warmup: list[dict[str, Any
         p.produce(warmup)
         wait_committed(watch, len(warmup), phases, p, stall_seconds, "the warm-up rows")
         base = watch.committed()
+        cpu0 = {c.command[0]: cpu_seconds(c) for c in (p.worker, p.sink)}
+        sys0 = {c.command[0]: cpu_seconds(c, "system") for c in (p.worker, p.sink)}
         start = time.perf_counter()
         p.produce(events)
         wait_committed(watch, base + len(events), phases, p, stall_seconds,
                        "every snapshot row")
-        return len(events) / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        fig: dict[str, Any] = {"e2e_events_per_s": round(len(events) / wall)}
+        for child in (p.worker, p.sink):
+            name, before, after = child.command[0], cpu0[child.command[0]], cpu_seconds(child)
+            if before is not None and after is not None:
+                fig[f"e2e_{name}_cpu_s_per_1k_events"] = round(
+                    (after - before) * 1000 / len(events), 3)
+                fig[f"e2e_{name}_cpu_share"] = round((after - before) / wall, 3)
+            sys_before, sys_after = sys0[child.command[0]], cpu_seconds(child, "system")
+            if sys_before is not None and sys_after is not None:
+                fig[f"e2e_{name}_system_cpu_s_per_1k_events"] = round(
+                    (sys_after - sys_before) * 1000 / len(events), 3)
+        return fig
 
 
 def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
@@ -268,6 +287,11 @@ def main() -> int:
     parser.add_argument("--scale-events", type=int, default=50_000,
                         help="replay with 1 worker, then 2 workers in one group (0: skip)")
     parser.add_argument("--timeout-scale", type=float, default=1800.0)
+    parser.add_argument("--only", action="append", default=[],
+                        choices=["raw_passthrough", "e2e", "raw_consume", "fold", "sink",
+                                 "decode", "replay", "scale"],
+                        help="run only these phases (repeatable); r_e2e needs both "
+                             "raw_passthrough and e2e")
     parser.add_argument("--stall-seconds", type=float, default=120.0,
                         help="end-to-end: no committed offset moving this long is a stall")
     args = parser.parse_args()
@@ -290,6 +314,10 @@ def main() -> int:
 
     phases = Phases(hard_stall)
     status = 0
+
+    def wanted(name: str) -> bool:
+        return not args.only or name in args.only
+
     try:
         with phases.phase("broker", 600) as fig:
             bootstrap, started[0] = _bootstrap()
@@ -302,58 +330,66 @@ def main() -> int:
         result["events"] = len(events)  # marks are left out: a few short of --events
         records = encode_events(events)
         partitions = 6
-        with phases.phase("raw_passthrough", args.timeout_passthrough) as fig:
-            fig["raw_passthrough_events_per_s"] = round(
-                _async(raw_passthrough(bootstrap, records, partitions), phases))
-            result.update(fig)
-        with phases.phase("e2e", args.timeout_e2e) as fig:
-            fig["e2e_events_per_s"] = round(e2e(bootstrap, events, warmup, phases,
-                                                args.stall_seconds))
-            fig["r_e2e"] = round(fig["e2e_events_per_s"] / result["raw_passthrough_events_per_s"],
-                                 3)
-            result.update(fig)
+        if wanted("raw_passthrough"):
+            with phases.phase("raw_passthrough", args.timeout_passthrough) as fig:
+                fig["raw_passthrough_events_per_s"] = round(
+                    _async(raw_passthrough(bootstrap, records, partitions), phases))
+                result.update(fig)
+        if wanted("e2e"):
+            with phases.phase("e2e", args.timeout_e2e) as fig:
+                fig.update(e2e(bootstrap, events, warmup, phases, args.stall_seconds))
+                if result.get("raw_passthrough_events_per_s"):
+                    fig["r_e2e"] = round(fig["e2e_events_per_s"]
+                                         / result["raw_passthrough_events_per_s"], 3)
+                result.update(fig)
+        if wanted("raw_consume"):
+            with phases.phase("raw_consume", args.timeout_consume) as fig:
+                # Raw consume of the same encoded events, the baseline of the fold alone.
+                tag = uuid.uuid4().hex[:6]
+                from streams.infra.kafka_admin import ensure_topics
 
-        with phases.phase("raw_consume", args.timeout_consume) as fig:
-            # Raw consume of the same encoded events, the baseline of the fold alone.
-            tag = uuid.uuid4().hex[:6]
-            from streams.infra.kafka_admin import ensure_topics
-
-            topic = f"bench-consume-{tag}"
-            ensure_topics(bootstrap, {topic: partitions})
-            _async(_produce(bootstrap, topic, records), phases)
-            fig["raw_consume_events_per_s"] = round(
-                _async(raw_consume(bootstrap, topic, len(records)), phases))
-            result.update(fig)
-        with phases.phase("fold", args.timeout_fold) as fig:
-            fold = fold_run(args.fold_events, args.fold_accounts)
-            fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
-            fig.update(fold=fold, fold_events_per_s=fold_rate)
-            if fold_rate:
-                fig["r_fold_vs_consume"] = round(fold_rate / result["raw_consume_events_per_s"], 3)
-            result.update(fig)
-        with phases.phase("sink", args.timeout_sink) as fig:
-            fig.update(sink_bench(bootstrap, events[: args.sink_events], phases.left()))
-            if fig["raw_insert_rows_per_s"]:
-                fig["r_sink_vs_raw_insert"] = round(
-                    fig["sink_rows_per_s"] / fig["raw_insert_rows_per_s"], 3)
-            result.update(fig)
-        with phases.phase("decode", args.timeout_decode) as fig:
-            fig.update(decode_run(args.decode_events))
-            result.update(fig)
-        if args.replay_events or args.scale_events:
+                topic = f"bench-consume-{tag}"
+                ensure_topics(bootstrap, {topic: partitions})
+                _async(_produce(bootstrap, topic, records), phases)
+                fig["raw_consume_events_per_s"] = round(
+                    _async(raw_consume(bootstrap, topic, len(records)), phases))
+                result.update(fig)
+        if wanted("fold"):
+            with phases.phase("fold", args.timeout_fold) as fig:
+                fold = fold_run(args.fold_events, args.fold_accounts)
+                fold_rate = fold.get("events_per_s") or fold.get("fold_events_per_s")
+                fig.update(fold=fold, fold_events_per_s=fold_rate)
+                if fold_rate and result.get("raw_consume_events_per_s"):
+                    fig["r_fold_vs_consume"] = round(
+                        fold_rate / result["raw_consume_events_per_s"], 3)
+                result.update(fig)
+        if wanted("sink"):
+            with phases.phase("sink", args.timeout_sink) as fig:
+                fig.update(sink_bench(bootstrap, events[: args.sink_events], phases.left()))
+                if fig["raw_insert_rows_per_s"]:
+                    fig["r_sink_vs_raw_insert"] = round(
+                        fig["sink_rows_per_s"] / fig["raw_insert_rows_per_s"], 3)
+                result.update(fig)
+        if wanted("decode"):
+            with phases.phase("decode", args.timeout_decode) as fig:
+                fig.update(decode_run(args.decode_events))
+                result.update(fig)
+        replay_events = args.replay_events if wanted("replay") else 0
+        scale_events = args.scale_events if wanted("scale") else 0
+        if replay_events or scale_events:
             from bench.replay import replay
 
-            pool = [e for e in generate_events(max(args.replay_events, args.scale_events)
+            pool = [e for e in generate_events(max(replay_events, scale_events)
                                                + 2_000, args.accounts, seed=7)
                     if e["kind"] != "mark"]
-        if args.replay_events:
+        if replay_events:
             with phases.phase("replay", args.timeout_replay) as fig:
                 done = replay(bootstrap, pool[: args.replay_events], phases,
                               args.stall_seconds)
                 fig.update(replay_events=done["events"], replay_seconds=done["seconds"],
                            replay_events_per_s=done["events_per_s"])
                 result.update(fig)
-        if args.scale_events:
+        if scale_events:
             with phases.phase("scale", args.timeout_scale) as fig:
                 one = replay(bootstrap, pool[: args.scale_events], phases, args.stall_seconds)
                 two = replay(bootstrap, pool[: args.scale_events], phases, args.stall_seconds,

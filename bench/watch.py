@@ -74,6 +74,23 @@ def wait_committed(watch: OffsetWatch, target: int, phases: Phases, pipeline: An
         time.sleep(0.2)
 
 
+def cpu_seconds(child: Any, kind: str = "all") -> float | None:
+    """CPU seconds a child process used so far (Linux /proc), None if unknown.
+
+    ``kind``: "all" (user + system), "user" or "system".
+    """
+    import os
+
+    try:
+        with open(f"/proc/{child.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        user, system = int(fields[11]), int(fields[12])
+    except (OSError, AttributeError, IndexError, ValueError):
+        return None
+    ticks = {"all": user + system, "user": user, "system": system}[kind]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def worker_progress(pipeline: Any) -> Any:
     import urllib.request
 

@@ -180,6 +180,8 @@ class Worker:
     status_counts: dict[str, int] = field(default_factory=dict)
     #: the held accounts' statuses are read from the table once it is recovered
     status_scan_pending: bool = False
+    #: logical output topic -> its name on the broker (with the prefix)
+    _topic_names: dict[str, str] = field(default_factory=dict)
 
     def note_offsets(self, events: list[Any]) -> None:
         """Track source offsets of a batch; report every run of offsets never seen."""
@@ -314,9 +316,12 @@ class Worker:
             if state is not None and changed:
                 new_states[account] = (*encode_split(state), items[-1][0], state)
 
+        sent: dict[str, int] = {}
         for topic, key, value, ts in sends:
             await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
-            OUTPUTS.labels(topic).inc()
+            sent[topic] = sent.get(topic, 0) + 1
+        for topic, count in sent.items():  # one labelled-child lookup per topic, not per record
+            OUTPUTS.labels(topic).inc(count)
         await producer.flush()
         for account, (blob, history, source_event, state) in new_states.items():
             if set_current_event is not None:
@@ -351,8 +356,8 @@ class Worker:
             state = result.state
             statuses.append(result.status)
             outputs.extend(encoded)
-        for status in statuses:
-            EVENTS.labels(status).inc()
+        for status in set(statuses):
+            EVENTS.labels(status).inc(statuses.count(status))
         # Only duplicates: the stored bytes already hold this state.
         return state, outputs, any(st != "duplicate" for st in statuses)
 
@@ -384,7 +389,10 @@ class Worker:
     def encode_output(self, out: Output) -> tuple[str, bytes, bytes, float | None]:
         topic, schema = OUTPUT_TOPIC[out.kind]
         ts = out.record.get("ts")
-        return (self.topic_name(topic), out.key.encode("utf-8"),
+        name = self._topic_names.get(topic)
+        if name is None:
+            name = self._topic_names[topic] = self.topic_name(topic)
+        return (name, out.key.encode("utf-8"),
                 self.codec.encode(schema, out.record), ts.timestamp() if ts is not None else None)
 
     def note_status(self, partition: int, account: str, status: str) -> None:
@@ -622,7 +630,10 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         web_application_options=web_options(settings.http_token),
         stream_wait_empty=False,
         producer_acks=-1,
-        producer_linger_ms=5,
+        producer_linger_ms=settings.worker_linger_ms,
+        producer_max_batch_size=settings.worker_max_batch_bytes,
+        producer_compression_type=(None if settings.worker_compression == "none"
+                                   else settings.worker_compression),
         consumer_auto_offset_reset="earliest",
         broker_credentials=_faust_credentials(settings),
     )

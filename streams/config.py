@@ -75,6 +75,12 @@ ENV_DOC: dict[str, tuple[str, str]] = {
                                            "ClickHouse (TTL on event time); 0 = forever"),
     "TWINLEDGER_WORKER_BATCH": ("1000", "max events the agent takes per batch"),
     "TWINLEDGER_WORKER_BATCH_SECONDS": ("0.2", "max seconds the agent waits to fill a batch"),
+    "TWINLEDGER_WORKER_LINGER_MS": ("5", "the worker's producer waits this long to fill a "
+                                    "batch of records (each batch is flushed anyway)"),
+    "TWINLEDGER_WORKER_MAX_BATCH_BYTES": ("16384", "the worker's producer: max bytes of one "
+                                          "partition's record batch"),
+    "TWINLEDGER_WORKER_COMPRESSION": ("none", "the worker's producer compression: none | "
+                                      "gzip | snappy | lz4 | zstd"),
     "TWINLEDGER_STORE": ("rocksdb", "Faust table store: rocksdb | memory"),
     "TWINLEDGER_WORKER_STATE_CACHE": ("10000", "decoded account states a worker keeps in memory"),
     "TWINLEDGER_WORKER_STALL_SECONDS": ("60", "the worker is stalled (503 on /ready, "
@@ -126,6 +132,9 @@ class Settings:
     worker_instance_id: str = ""
     worker_session_timeout: float = 30.0
     worker_advertised_url: str = ""
+    worker_linger_ms: int = 5
+    worker_max_batch_bytes: int = 16384
+    worker_compression: str = "none"
 
     def topic(self, name: str) -> str:
         """The broker-side name of a topology topic."""
@@ -202,6 +211,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     store = env.get("TWINLEDGER_STORE", "rocksdb")
     if store not in ("rocksdb", "memory"):
         raise ConfigError(f"TWINLEDGER_STORE must be rocksdb or memory, got {store!r}")
+    compression = env.get("TWINLEDGER_WORKER_COMPRESSION", "none").strip().lower() or "none"
+    if compression not in COMPRESSIONS:
+        raise ConfigError(f"TWINLEDGER_WORKER_COMPRESSION must be one of "
+                          f"{', '.join(COMPRESSIONS)}, got {compression!r}")
     return Settings(
         kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
         kafka_port=_int(env, "TWINLEDGER_KAFKA_PORT"),
@@ -235,7 +248,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_instance_id=env.get("TWINLEDGER_WORKER_INSTANCE_ID", "").strip(),
         worker_session_timeout=_float(env, "TWINLEDGER_WORKER_SESSION_TIMEOUT"),
         worker_advertised_url=_advertised_url(env.get("TWINLEDGER_WORKER_ADVERTISED_URL", "")),
+        worker_linger_ms=_nonneg_int(env, "TWINLEDGER_WORKER_LINGER_MS"),
+        worker_max_batch_bytes=_int(env, "TWINLEDGER_WORKER_MAX_BATCH_BYTES"),
+        worker_compression=compression,
     )
+
+
+#: Producer compressions the worker accepts (aiokafka's codecs; "none": uncompressed).
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 #: Bind addresses that mean "every interface": never an address to reach a worker at.

@@ -1,7 +1,9 @@
 """A compiled Avro binary writer for the record shapes twinledger emits.
 
-Owns: turning a fully expanded Avro schema into a chain of small Python
-closures that append a datum's binary encoding to a ``bytearray``. Must not
+Owns: turning a fully expanded Avro schema into small Python functions that
+append a datum's binary encoding to a ``bytearray``: one generated function per
+record type, writing its ints, strings, booleans, nulls and already-seen
+decimals inline, and closures for the rest. Must not
 touch: framing or schema ids (``streams.codec.avro``) or what records mean.
 
 Why: encoding an AccountSnapshot (about a hundred decimals with its
@@ -79,28 +81,63 @@ def _w_timestamp_micros(out: bytearray, value: Any) -> None:
     write_long(out, value)
 
 
+#: Encoded decimals remembered per (precision, scale), value -> length-prefixed bytes, in
+#: two generations: when the young one is full it becomes the old one (the previous old
+#: one is dropped) and a value found in the old one moves back to the young one, so
+#: figures still in use survive (at most about 2 x 15 MB per (precision, scale)).
+DECIMAL_CACHE_SIZE = 1 << 16
+_DECIMAL_CACHES: dict[tuple[int, int], tuple[dict[Decimal, bytes], dict[Decimal, bytes]]] = {}
+
+
 def _decimal_writer(precision: int, scale: int) -> Writer:
     limit = 10**precision
+    factor = 10**scale
+    # A decimal's encoding depends on its numeric value only (equal values, such as
+    # 1.0 and 1.00, scale to the same integer), so it is remembered by value:
+    # snapshots repeat most of their figures from one event to the next.
+    cache, old = _DECIMAL_CACHES.setdefault((precision, scale), ({}, {}))
 
     def write(out: bytearray, value: Any) -> None:
-        if not isinstance(value, Decimal):
+        if value.__class__ is Decimal:
+            try:
+                out += cache[value]
+                return
+            except (KeyError, TypeError):  # TypeError: a signalling NaN is unhashable
+                pass
+        elif not isinstance(value, Decimal):
             raise TypeError(f"expected a Decimal, got {type(value).__name__}")
         if not value.is_finite():
             raise ValueError(f"not a finite decimal: {value}")
-        scaled = value.scaleb(scale, context=_EXACT)
-        unscaled = int(scaled)
-        # Cheaper than as_tuple(): the value must be a whole number of 10**-scale ...
-        if scaled != unscaled:
-            raise ValueError("Scale provided in schema does not match the decimal")
-        magnitude = -unscaled if unscaled < 0 else unscaled
-        # ... and fit the declared precision (fastavro checks digits of the
-        # representation instead, and would write 1E+25 into decimal(38,18)).
-        if magnitude >= limit:
-            raise ValueError(f"{value} does not fit decimal({precision},{scale})")
-        data = unscaled.to_bytes((magnitude.bit_length() + 8) // 8, "big", signed=True)
-        write_long(out, len(data))
-        out += data
+        encoded = old.get(value)
+        if encoded is None:
+            # Exact: the value must be a whole number of 10**-scale ...
+            numerator, denominator = value.as_integer_ratio()
+            unscaled, rest = divmod(numerator * factor, denominator)
+            if rest:
+                # ... which the exact-context shift decides for what is left (it rounds
+                # beyond 100 digits, as this writer always did).
+                scaled = value.scaleb(scale, context=_EXACT)
+                unscaled = int(scaled)
+                if scaled != unscaled:
+                    raise ValueError("Scale provided in schema does not match the decimal")
+            magnitude = -unscaled if unscaled < 0 else unscaled
+            # ... and fit the declared precision (fastavro checks digits of the
+            # representation instead, and would write 1E+25 into decimal(38,18)).
+            if magnitude >= limit:
+                raise ValueError(f"{value} does not fit decimal({precision},{scale})")
+            data = unscaled.to_bytes((magnitude.bit_length() + 8) // 8, "big", signed=True)
+            buf = bytearray()
+            write_long(buf, len(data))
+            buf += data
+            encoded = bytes(buf)
+        out += encoded
+        if len(cache) >= DECIMAL_CACHE_SIZE:
+            old.clear()
+            old.update(cache)
+            cache.clear()
+        cache[value] = encoded
 
+    write.decimal_cache = cache  # type: ignore[attr-defined] # read by _inline
     return write
 
 
@@ -169,25 +206,67 @@ _MISSING = object()
 
 
 def _compile_record(schema: Mapping[str, Any], named: dict[str, Writer]) -> Writer:
-    fields: list[tuple[str, Writer, Any]] = []
+    # One generated function per record type, its fields in order: the common cases
+    # (an int, a str, a Decimal already in the decimal cache, a bool, None of a
+    # [null, T]) are written inline, without a call per field; anything else calls
+    # that field's compiled writer, which also raises what a refused value raises.
+    slot: list[Writer] = []
 
-    def write_record(out: bytearray, value: Any) -> None:
-        get = value.get
-        for name, write, default in fields:
-            datum = get(name, default)
-            if datum is _MISSING:
-                raise ValueError(f"missing field {name!r}")
-            write(out, datum)
+    def write_later(out: bytearray, value: Any) -> None:
+        slot[0](out, value)  # only a recursive reference writes before slot is set
 
     name = schema.get("name", "")
-    if name:
-        named[name] = write_record
-        if "namespace" in schema and "." not in name:
-            named[f"{schema['namespace']}.{name}"] = write_record
-    for field in schema["fields"]:
-        fields.append((field["name"], _compile(field["type"], named),
-                       field.get("default", _MISSING)))
+    names = [name] if name else []
+    if name and "namespace" in schema and "." not in name:
+        names.append(f"{schema['namespace']}.{name}")
+    for alias in names:
+        named[alias] = write_later
+    env: dict[str, Any] = {"MISSING": _MISSING, "Decimal": Decimal, "int": int, "str": str,
+                           "write_long": write_long}
+    body = ["get = value.get"]
+    for i, field in enumerate(schema["fields"]):
+        env[f"D{i}"] = field.get("default", _MISSING)
+        env[f"N{i}"] = field["name"]
+        body.append(f"d = get(N{i}, D{i})")
+        if "default" not in field:
+            body += ["if d is MISSING:", f"    raise ValueError('missing field %r' % N{i})"]
+        body += _inline(field["type"], i, "d", env, named)
+    source = "def write_record(out, value):\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source, f"<fastwrite {name or 'record'}>", "exec"), env)  # noqa: S102
+    write_record: Writer = env["write_record"]
+    slot.append(write_record)
+    for alias in names:
+        named[alias] = write_record
     return write_record
+
+
+def _inline(schema: Any, i: int, var: str, env: dict[str, Any],
+            named: dict[str, Writer]) -> list[str]:
+    """Lines writing ``var`` (a field of ``schema``) to ``out``, as ``_compile``'s writer would."""
+    if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
+        null_index = schema.index("null")
+        inner = _inline(schema[1 - null_index], i, var, env, named)
+        return [f"if {var} is None:", f"    out.append({2 * null_index})", "else:",
+                f"    out.append({2 * (1 - null_index)})", *(f"    {line}" for line in inner)]
+    write = env[f"W{i}"] = _compile(schema, named)
+    if write is _w_long:
+        return [f"if {var}.__class__ is int and -64 <= {var} < 64:",
+                f"    out.append((({var} << 1) ^ ({var} >> 63)))",
+                "else:", f"    W{i}(out, {var})"]
+    if write is _w_string:
+        return [f"if {var}.__class__ is str:", f"    b = {var}.encode('utf-8')",
+                "    n = len(b)", "    if n < 64:", "        out.append(n << 1)",
+                "    else:", "        write_long(out, n)", "    out += b",
+                "else:", f"    W{i}(out, {var})"]
+    if write is _w_boolean:
+        return [f"out.append(1 if {var} else 0)"]
+    cache = getattr(write, "decimal_cache", None)
+    if cache is not None:
+        env[f"K{i}"] = cache
+        return [f"if {var}.__class__ is Decimal:", "    try:", f"        out += K{i}[{var}]",
+                "    except (KeyError, TypeError):  # TypeError: a signalling NaN",
+                f"        W{i}(out, {var})", "else:", f"    W{i}(out, {var})"]
+    return [f"W{i}(out, {var})"]
 
 
 def compile_writer(schema: Mapping[str, Any]) -> Callable[[Any], bytes] | None:

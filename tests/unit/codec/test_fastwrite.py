@@ -79,3 +79,71 @@ def test_decimal_edge_cases(value):
 def test_values_the_wire_cannot_carry_are_refused(value):
     with pytest.raises(ValueError):
         FAST({"d": Decimal(value), "o": None, "t": 0, "a": [], "b": False, "n": 0})
+
+
+def _dec(value):
+    return {"d": value, "o": None, "t": 0, "a": [], "b": False, "n": 0}
+
+
+@pytest.mark.parametrize("first, second", [("1", "1.000"), ("-0", "0"), ("1E+3", "1000.0"),
+                                           ("242.7312", "242.73120000")])
+def test_a_remembered_decimal_is_written_as_any_equal_value_would_be(first, second):
+    # The decimal writer remembers encodings by value: the second of two equal values
+    # (another exponent, another sign of zero) is written from the first one's bytes.
+    written = FAST(_dec(Decimal(first)))
+    assert FAST(_dec(Decimal(first))) == written
+    assert FAST(_dec(Decimal(second))) == written == _reference(_dec(Decimal(second)))
+
+
+@pytest.mark.parametrize("value, error", [(5, TypeError), (5.0, TypeError), ("5", TypeError),
+                                          (Decimal("sNaN"), ValueError),
+                                          (Decimal("NaN"), ValueError),
+                                          (Decimal("1E+20"), ValueError)])
+def test_what_the_writer_refuses_stays_refused_once_equal_decimals_are_remembered(value, error):
+    FAST(_dec(Decimal(5)))  # remembered: an int or a float equal to it must not use it
+    for _ in range(2):
+        with pytest.raises(error):
+            FAST(_dec(value))
+
+
+STR = {"type": "record", "name": "S", "namespace": "t", "fields": [
+    {"name": "s", "type": "string"}, {"name": "n", "type": ["null", "long"], "default": None},
+    {"name": "next", "type": ["null", "t.S"], "default": None}]}
+STR_FAST = compile_writer(STR)
+STR_PARSED = fastavro.parse_schema(STR)
+
+
+@pytest.mark.parametrize("s", ["", "a", "é" * 31, "x" * 63, "x" * 64, "ü" * 40, "x" * 5000])
+@pytest.mark.parametrize("n", [None, 0, -1, 63, -64, 64, -65, 2**40, -(2**63)])
+def test_strings_and_optional_longs_of_every_length_match_fastavro(s, n):
+    # The generated record writer writes short strings and small longs inline.
+    datum = {"s": s, "n": n, "next": {"s": s[:3], "n": n}}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, STR_PARSED, datum)
+    assert STR_FAST(datum) == buf.getvalue()
+
+
+@pytest.mark.parametrize("datum, error, message", [
+    ({"n": 1}, ValueError, "missing field 's'"),
+    ({"s": b"bytes"}, AttributeError, None),
+    ({"s": "x", "n": True}, TypeError, "expected an int, got bool"),
+    ({"s": "x", "n": 1.0}, TypeError, "expected an int, got float"),
+    ({"s": "x", "next": {"n": 1}}, ValueError, "missing field 's'"),
+])
+def test_a_refused_field_raises_what_its_writer_raises(datum, error, message):
+    with pytest.raises(error) as info:
+        STR_FAST(datum)
+    if message:
+        assert str(info.value) == message
+
+
+def test_decimals_are_written_alike_while_the_remembered_ones_are_evicted(monkeypatch):
+    import streams.codec.fastwrite as fastwrite
+
+    monkeypatch.setattr(fastwrite, "DECIMAL_CACHE_SIZE", 4)
+    values = [Decimal(f"{i}.{abs(i):03d}") for i in range(-10, 11)] + [Decimal("0.1" + "0" * 39)]
+    for _ in range(3):  # young, old and neither: every path of the cache
+        for v in values:
+            assert FAST(_dec(v)) == _reference(_dec(Decimal(v.normalize())))
+    young, old = fastwrite._DECIMAL_CACHES[(38, 18)]
+    assert 0 < len(young) <= 4 and len(old) <= 4
