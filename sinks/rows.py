@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal
+from operator import is_
 from typing import Any
 
 from sinks.ddl import TABLES, Table
@@ -164,12 +165,48 @@ def _decimal_json(value: Decimal, field: str) -> str:
     return out
 
 
+#: (keys, values) of a flat record that passed -> (types of the values, indexes of its
+#: zero decimals, those zeros, its JSON text); a snapshot repeats most positions of the one before
+_ITEM_JSON: dict[tuple[tuple[Any, ...], tuple[Any, ...]],
+                 tuple[tuple[type, ...], tuple[int, ...], tuple[Decimal, ...], str]] = {}
+
+
 def _item_json(item: Any, field: str) -> str | None:
     """``canonical_json(item)`` of a flat record (str, Decimal, int, bool, None values),
     each decimal checked with :func:`money`; None for anything else or any failed check,
-    and the caller takes the reference path (which raises what it raises)."""
+    and the caller takes the reference path (which raises what it raises).
+
+    Remembered by value: an item equal to one that passed, with values of the
+    same types, has the same text and passes too. Equal decimals have one
+    canonical text and pass or fail :func:`money` alike, except a zero, whose
+    exponent is its ``adjusted()`` (``0E+25`` equals ``0`` but does not fit):
+    zeros are checked again, unless they are the very objects that passed.
+    """
     if type(item) is not dict:
         return None
+    values = tuple(item.values())
+    key = (tuple(item), values)
+    try:
+        hit = _ITEM_JSON.get(key)
+    except TypeError:  # an unhashable value (a list) or a signaling NaN
+        return _item_text(item, field)
+    if hit is not None:
+        types, zeros, same_zeros, out = hit
+        if tuple(map(type, values)) == types and (
+                all(map(is_, map(values.__getitem__, zeros), same_zeros))
+                or all(values[i].adjusted() < 20 for i in zeros)):
+            return out
+    out_ = _item_text(item, field)
+    if out_ is not None:
+        if len(_ITEM_JSON) >= _CACHE_MAX:
+            _ITEM_JSON.clear()
+        zeros = tuple(i for i, v in enumerate(values) if type(v) is Decimal and not v)
+        _ITEM_JSON[key] = (tuple(map(type, values)), zeros, tuple(values[i] for i in zeros),
+                           out_)
+    return out_
+
+
+def _item_text(item: dict[Any, Any], field: str) -> str | None:
     parts = []
     try:
         for k in sorted(item):

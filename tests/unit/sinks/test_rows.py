@@ -214,3 +214,22 @@ def test_money_check_cache_answers_for_the_same_object_only() -> None:
         money(0, "x")
     with pytest.raises(RowRejected, match="not a finite decimal"):
         money(Decimal("NaN"), "x")
+
+
+def test_nested_item_cache_tells_types_and_big_zeros_apart() -> None:
+    from sinks.rows import _nested
+
+    first = [{"symbol": "X", "qty": Decimal("0E-18"), "open": True, "n": 1}]
+    assert _nested(first, "positions") == canonical_json(first)
+    # Equal to the cached item (True == 1 == Decimal(1)) but not of the same types.
+    as_int = [{"symbol": "X", "qty": Decimal("0E-18"), "open": 1, "n": 1}]
+    as_dec = [{"symbol": "X", "qty": Decimal("0E-18"), "open": True, "n": Decimal("1")}]
+    assert _nested(as_int, "positions") == canonical_json(as_int) != canonical_json(first)
+    assert _nested(as_dec, "positions") == canonical_json(as_dec) != canonical_json(first)
+    # Equal to the cached item, but its zero does not fit Decimal(38, 18).
+    big_zero = [{"symbol": "X", "qty": Decimal("0E+25"), "open": True, "n": 1}]
+    with pytest.raises(RowRejected, match=r"positions\.qty: 0E\+25 exceeds"):
+        _nested(big_zero, "positions")
+    # An equal, different but fitting zero: the cached text.
+    other_zero = [{"symbol": "X", "qty": Decimal("-0.0"), "open": True, "n": 1}]
+    assert _nested(other_zero, "positions") == canonical_json(first)
