@@ -224,21 +224,26 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> 
             backend.insert("bench_warm", ["x"], [["x"]], "warm")
             runner = SinkRunner(settings, backend, codec, topics={topic: "account_snapshots"})
             deadline = time.monotonic() + max(timeout, 30.0)
-            start = time.perf_counter()
-            while not runner.assigned:  # join the group while the topic is empty
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the sink did not join its group")
-                runner.poll_once(0.2)
-            join_seconds = time.perf_counter() - start
-            asyncio.run(_produce(bootstrap, topic, encoded))
-            start, cpu = time.perf_counter(), time.process_time()
-            while runner.stats["consumed"] < n:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the sink consumed {runner.stats['consumed']} of {n}")
-                runner.poll_once(0.2)
-            runner.close()
-            sink_seconds = time.perf_counter() - start
-            sink_cpu = time.process_time() - cpu
+            try:
+                start = time.perf_counter()
+                while not runner.assigned:  # join the group while the topic is empty
+                    if time.monotonic() > deadline:
+                        raise PhaseTimeout("sink", "the sink did not join its group")
+                    runner.poll_once(0.2)
+                join_seconds = time.perf_counter() - start
+                asyncio.run(_produce(bootstrap, topic, encoded))
+                start, cpu = time.perf_counter(), time.process_time()
+                while runner.stats["consumed"] < n:
+                    if time.monotonic() > deadline:
+                        raise PhaseTimeout("sink", f"the sink consumed "
+                                                   f"{runner.stats['consumed']} of {n} records")
+                    runner.poll_once(0.2)
+                runner.close()
+                sink_seconds = time.perf_counter() - start
+                sink_cpu = time.process_time() - cpu
+            except BaseException:
+                runner.abort()  # leave the group; nothing of a failed run is measured
+                raise
             (count,), = backend.query("SELECT count() FROM account_snapshots")
             assert count == n == runner.stats["inserted"], (count, n, dict(runner.stats))
             rows = []
