@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 BEFORE = "BEFORE"
 AFTER = "AFTER"
@@ -40,9 +40,12 @@ class RecoveryOutcome(StrEnum):
     ABANDONED = "abandoned"
 
 
-@dataclass(frozen=True)
-class Msg:
-    """What the sink keeps of a Kafka record (a copy, so tests can build them freely)."""
+class Msg(NamedTuple):
+    """What the sink keeps of a Kafka record (a copy, so tests can build them freely).
+
+    A named tuple, like :class:`Candidate`: one is made per record, and a tuple
+    is made in a third of the time of a frozen dataclass.
+    """
 
     topic: str
     partition: int
@@ -151,9 +154,8 @@ class PartitionBuffer:
                      taken[-1].offset if last is None else last, tuple(taken), rebuilt)
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A row that may be inserted: its table, key and values."""
+class Candidate(NamedTuple):
+    """A row that may be inserted: its table, key and values (one per record)."""
 
     table: str
     account_id: str

@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal
+from operator import is_
 from typing import Any
 
 from sinks.ddl import LC, MONEY, NMONEY, TABLES, TIME, Table
@@ -47,7 +48,32 @@ _UINT64_MAX = 2**64 - 1
 _INT64 = 2**63
 
 
+#: entries of the identity caches below before they start over
+_CACHE_MAX = 1 << 16
+#: id(decimal) -> that decimal: decimals that passed :func:`money`
+_MONEY_OK: dict[int, Decimal] = {}
+
+
 def money(value: Any, field: str) -> Decimal:
+    """``value`` when it is a finite decimal that fits Decimal(38, 18), else RowRejected.
+
+    Checked once per decimal object: the compiled Avro reader hands out one
+    ``Decimal`` object per distinct wire value (``streams.codec.fastread``), so
+    a batch repeats the same objects. The cache holds every object it answers
+    for, so an id cannot be another object's while its entry lives; an equal
+    but distinct value (``0E+25`` against ``0``) is checked on its own.
+    """
+    hit = _MONEY_OK.get(id(value))
+    if hit is value and hit is not None:
+        return hit
+    _check_money(value, field)
+    if len(_MONEY_OK) >= _CACHE_MAX:
+        _MONEY_OK.clear()
+    _MONEY_OK[id(value)] = value
+    return value
+
+
+def _check_money(value: Any, field: str) -> None:
     if type(value) is not Decimal or not value.is_finite():
         raise RowRejected(f"{field}: not a finite decimal: {value!r}")
     # adjusted() is the exponent of the leading digit: >= 20 means |value| >= 1E+20.
@@ -56,7 +82,6 @@ def money(value: Any, field: str) -> Decimal:
     # An exact context: the default one would round 38 digits to 28.
     if value != value.quantize(_SCALE, context=_EXACT):
         raise RowRejected(f"{field}: {value} has more than 18 decimal places")
-    return value
 
 
 def nmoney(value: Any, field: str) -> Decimal | None:
@@ -120,7 +145,115 @@ def canonical_json(value: Any) -> str:
                       default=_json_default)
 
 
+#: id(decimal) -> (that decimal, its JSON text): decimals that passed :func:`money`
+_DEC_JSON: dict[int, tuple[Decimal, str]] = {}
+#: key -> its JSON text and the colon
+_KEY_JSON: dict[str, str] = {}
+_encode_str = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses
+
+
+def _decimal_json(value: Decimal, field: str) -> str:
+    """The JSON text of a checked money decimal as :func:`canonical_json` writes it."""
+    hit = _DEC_JSON.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    money(value, field)
+    out = _encode_str(dec_str(value))
+    if len(_DEC_JSON) >= _CACHE_MAX:
+        _DEC_JSON.clear()
+    _DEC_JSON[id(value)] = (value, out)
+    return out
+
+
+#: (keys, values) of a flat record that passed -> (types of the values, indexes of its
+#: zero decimals, those zeros, its JSON text); a snapshot repeats most positions of the one before
+_ITEM_JSON: dict[tuple[tuple[Any, ...], tuple[Any, ...]],
+                 tuple[tuple[type, ...], tuple[int, ...], tuple[Decimal, ...], str]] = {}
+
+
+def _item_json(item: Any, field: str) -> str | None:
+    """``canonical_json(item)`` of a flat record (str, Decimal, int, bool, None values),
+    each decimal checked with :func:`money`; None for anything else or any failed check,
+    and the caller takes the reference path (which raises what it raises).
+
+    Remembered by value: an item equal to one that passed, with values of the
+    same types, has the same text and passes too. Equal decimals have one
+    canonical text and pass or fail :func:`money` alike, except a zero, whose
+    exponent is its ``adjusted()`` (``0E+25`` equals ``0`` but does not fit):
+    zeros are checked again, unless they are the very objects that passed.
+    """
+    if type(item) is not dict:
+        return None
+    values = tuple(item.values())
+    key = (tuple(item), values)
+    try:
+        hit = _ITEM_JSON.get(key)
+    except TypeError:  # an unhashable value (a list) or a signaling NaN
+        return _item_text(item, field)
+    if hit is not None:
+        types, zeros, same_zeros, out = hit
+        if tuple(map(type, values)) == types and (
+                all(map(is_, map(values.__getitem__, zeros), same_zeros))
+                or all(values[i].adjusted() < 20 for i in zeros)):
+            return out
+    out_ = _item_text(item, field)
+    if out_ is not None:
+        if len(_ITEM_JSON) >= _CACHE_MAX:
+            _ITEM_JSON.clear()
+        zeros = tuple(i for i, v in enumerate(values) if type(v) is Decimal and not v)
+        _ITEM_JSON[key] = (tuple(map(type, values)), zeros, tuple(values[i] for i in zeros),
+                           out_)
+    return out_
+
+
+def _item_text(item: dict[Any, Any], field: str) -> str | None:
+    parts = []
+    try:
+        for k in sorted(item):
+            v = item[k]
+            t = type(v)
+            if t is Decimal:
+                text_ = _decimal_json(v, field)
+            elif t is str:
+                text_ = _encode_str(v)
+            elif t is bool:
+                text_ = "true" if v else "false"
+            elif v is None:
+                text_ = "null"
+            elif t is int:
+                text_ = int.__repr__(v)
+            else:
+                return None
+            key = _KEY_JSON.get(k)
+            if key is None:
+                if type(k) is not str:
+                    return None
+                key = _KEY_JSON[k] = _encode_str(k) + ":"
+            parts.append(key + text_)
+    except (RowRejected, TypeError):
+        return None
+    return "{" + ",".join(parts) + "}"
+
+
 def _nested(items: Any, field: str) -> str:
+    """A list of nested records as canonical JSON, every decimal in money range.
+
+    Same text and same errors as :func:`_nested_reference`; flat records (the
+    positions and balances of every snapshot) take a per-item path that skips
+    ``json.dumps``' callback for each decimal.
+    """
+    if type(items) is list:
+        out = []
+        for item in items:
+            text_ = _item_json(item, field)
+            if text_ is None:
+                return _nested_reference(items, field)
+            out.append(text_)
+        return "[" + ",".join(out) + "]"
+    return _nested_reference(items, field)
+
+
+def _nested_reference(items: Any, field: str) -> str:
     if not isinstance(items, list):
         raise RowRejected(f"{field}: not a list")
     for item in items:

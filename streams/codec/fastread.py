@@ -11,7 +11,8 @@ record; a snapshot carries dozens of decimals. The closures are built
 once per writer schema and do only the byte work: each record type becomes one
 generated function reading its primitive fields inline, and decimals, most of
 a record, come from a small cache keyed by their wire bytes (measured by
-``bench/decode_bench.py``).
+``bench/decode_bench.py``); so do the items of an array of flat records (a
+snapshot's positions), as copies (:func:`_cached_array`).
 
 Output is what ``fastavro.schemaless_reader`` returns for the same body with the
 writer schema as reader schema (a test compares them on every schema and on
@@ -49,8 +50,10 @@ _timedelta = dt.timedelta
 _from_bytes = int.from_bytes
 _FLOAT = struct.Struct("<f").unpack_from
 _DOUBLE = struct.Struct("<d").unpack_from
-#: entries of one decimal cache before it starts over (a few hundred KiB)
-_DECIMAL_CACHE = 4096
+#: entries of one decimal cache before it starts over (about 3 MB at 16384): the sink's
+#: row builder checks each decimal object once (sinks.rows), so a longer-lived object
+#: saves it work too
+_DECIMAL_CACHE = 16384
 _PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
 # fastavro's AVRO_TYPES: a union branch named by anything else is a named-type reference.
 _AVRO_TYPES = frozenset({"boolean", "bytes", "double", "float", "int", "long", "null",
@@ -177,6 +180,8 @@ class _Compiler:
         self.sources = sources
         #: (precision, scale) -> wire bytes -> Decimal, shared by the fields of that type
         self.decimals: dict[tuple[int, int], dict[bytes, Decimal]] = {}
+        #: record name -> ``scan(data, pos) -> end`` of a flat record (see _scan_lines)
+        self.scanners: dict[str, Callable[[bytes, int], int]] = {}
 
     def compile(self, schema: Any) -> Reader:
         if isinstance(schema, str):
@@ -248,10 +253,17 @@ class _Compiler:
         items = ", ".join(f"{f['name']!r}: v{i}" for i, f in enumerate(schema["fields"]))
         body.append(f"return {{{items}}}, pos")
         source = "def read_record(data, pos):\n" + "".join(f"    {line}\n" for line in body)
+        scan = _scan_lines(schema["fields"])
+        if scan is not None:
+            source += ("def scan_record(data, pos):\n"
+                       + "".join(f"    {line}\n" for line in ["size = len(data)", *scan,
+                                                             "return pos"]))
         exec(compile(source, f"<fastread {name}>", "exec"), env)  # noqa: S102 - our own text
         read_record: Reader = env["read_record"]
         slot.append(read_record)
         self.named[name] = read_record
+        if scan is not None:
+            self.scanners[name] = env["scan_record"]
         return read_record
 
     def _inline(self, schema: Any, var: str, i: int, env: dict[str, Any]) -> list[str]:
@@ -313,6 +325,11 @@ class _Compiler:
         if _zero_width(schema["items"]):
             raise Unsupported("array of zero-width items")
         item = self.compile(schema["items"])
+        items = schema["items"]
+        scan = (self.scanners.get(items["name"])
+                if isinstance(items, dict) and items.get("type") == "record" else None)
+        if scan is not None:
+            return _cached_array(item, scan)
 
         def read_array(data: bytes, pos: int) -> tuple[Any, int]:
             out: list[Any] = []
@@ -381,6 +398,79 @@ class _Compiler:
             return (value if label is None else (label, value)), pos
 
         return read_union
+
+
+#: entries of the item cache of one array of flat records before it starts over
+_ITEM_CACHE = 4096
+
+
+def _cached_array(item: Reader, scan: Callable[[bytes, int], int]) -> Reader:
+    """An array of flat records whose items are remembered by their wire bytes.
+
+    A snapshot repeats most positions of the one before. ``scan`` only
+    proposes where an item ends (without building values); a proposed span
+    that was read before, in full, to exactly that end is the same bytes and
+    so the same record, returned as a copy (every value of a flat record is
+    immutable). Anything else, and any failure of ``scan``, is read by
+    ``item`` as without the cache, with its errors.
+    """
+    cache: dict[bytes, dict[str, Any]] = {}
+
+    def read_array(data: bytes, pos: int) -> tuple[Any, int]:
+        out: list[Any] = []
+        append = out.append
+        while True:
+            n, pos = _block(data, pos)
+            if n == 0:
+                return out, pos
+            for _ in range(n):
+                try:
+                    end = scan(data, pos)
+                except Exception:  # noqa: BLE001 - the full reader raises its own error
+                    end = -1
+                raw = data[pos:end] if end > pos else None
+                if raw is not None:
+                    hit = cache.get(raw)
+                    if hit is not None:
+                        append(hit.copy())
+                        pos = end
+                        continue
+                value, after = item(data, pos)
+                if raw is not None and after == end:
+                    if len(cache) >= _ITEM_CACHE:
+                        cache.clear()
+                    cache[raw] = value.copy()
+                append(value)
+                pos = after
+
+    return read_array
+
+
+def _scan_lines(fields: list[Mapping[str, Any]]) -> list[str] | None:
+    """Lines moving ``pos`` over a record of only scalar fields (strings, bytes, decimals,
+    longs, booleans, times, [null, T] of those); None for any other record."""
+    lines: list[str] = []
+    for field in fields:
+        schema = field["type"]
+        optional = (isinstance(schema, list) and len(schema) == 2 and schema[0] == "null")
+        kind, logical = _kind(schema[1] if optional else schema)
+        if (kind, logical) not in _INLINE:
+            return None
+        if kind in ("string", "bytes"):
+            body = ["b = data[pos]", "if b < 0x80:", "    n = b >> 1 if not b & 1 else -1",
+                    "    pos += 1", "else:", "    n, pos = read_long(data, pos)",
+                    "if n < 0 or pos + n > size:", "    raise short(n, size - pos)",
+                    "pos += n"]
+        elif kind == "boolean":
+            body = ["pos += 1"]
+        else:  # a varint
+            body = ["if data[pos] < 0x80:", "    pos += 1", "else:",
+                    "    b, pos = read_long(data, pos)"]
+        if optional:
+            body = ["b = data[pos]", "pos += 1", "if b == 2:", *(f"    {x}" for x in body),
+                    "elif b != 0:", "    raise bad_index(b)"]
+        lines += body
+    return lines
 
 
 #: (type, logicalType) a generated record reader reads inline

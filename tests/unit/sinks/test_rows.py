@@ -159,3 +159,77 @@ def test_canonical_json_times_match_the_codec_iso(when: dt.datetime) -> None:
     from streams.codec import iso
 
     assert canonical_json({"ts": when}) == json.dumps({"ts": iso(when)}, separators=(",", ":"))
+
+
+# --- the per-item path of nested JSON and the money check cache -------------------------
+
+_NESTED_ITEMS = [
+    [],
+    [{"symbol": "BTC\"USDT\\", "qty": Decimal("-202276.000000000000000000"),
+      "price": Decimal("0.187800000000000000"), "flag": True, "off": False, "n": 7,
+      "none": None, "name": "ünï\u2028\x01"}],
+    [{"b": Decimal("0E-18"), "a": Decimal("-0"), "c": Decimal("1E+5")},
+     {"z": "x", "y": Decimal("12.5")}],
+    # not flat (a list, a datetime, a float, a non-dict item): the reference path
+    [{"a": [Decimal("1.5")], "b": "x"}],
+    [{"ts": dt.datetime(2024, 5, 1, tzinfo=dt.UTC), "q": Decimal("2")}],
+    [{"q": Decimal("2")}, {"f": 1.5}],
+]
+
+
+@pytest.mark.parametrize("items", _NESTED_ITEMS)
+def test_nested_json_is_the_reference_text(items: list[dict[str, object]]) -> None:
+    from sinks.rows import _nested, _nested_reference
+
+    assert _nested(items, "positions") == _nested_reference(items, "positions")
+    assert _nested(items, "positions") == canonical_json(items)
+    # A second time the decimals come from the cache: the same text again.
+    assert _nested(items, "positions") == canonical_json(items)
+
+
+@pytest.mark.parametrize("bad", [Decimal("1E+20"), Decimal("0.0000000000000000001"),
+                                 Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"),
+                                 Decimal("0E+25")])
+def test_nested_refuses_what_the_reference_refuses_with_its_message(bad: Decimal) -> None:
+    from sinks.rows import _nested, _nested_reference
+
+    items = [{"qty": Decimal("1")}, {"a": Decimal("2"), "price": bad, "b": Decimal("1E+21")}]
+    with pytest.raises(RowRejected) as expected:
+        _nested_reference(items, "positions")
+    with pytest.raises(RowRejected) as got:
+        _nested(items, "positions")
+    assert str(got.value) == str(expected.value)
+
+
+def test_money_check_cache_answers_for_the_same_object_only() -> None:
+    from sinks.rows import money
+
+    zero = Decimal("0")
+    assert money(zero, "x") is zero
+    assert money(zero, "x") is zero
+    # Equal to a cached zero but not the same object, and out of range: still refused.
+    with pytest.raises(RowRejected, match="exceeds"):
+        money(Decimal("0E+25"), "x")
+    with pytest.raises(RowRejected, match="not a finite decimal"):
+        money(0, "x")
+    with pytest.raises(RowRejected, match="not a finite decimal"):
+        money(Decimal("NaN"), "x")
+
+
+def test_nested_item_cache_tells_types_and_big_zeros_apart() -> None:
+    from sinks.rows import _nested
+
+    first = [{"symbol": "X", "qty": Decimal("0E-18"), "open": True, "n": 1}]
+    assert _nested(first, "positions") == canonical_json(first)
+    # Equal to the cached item (True == 1 == Decimal(1)) but not of the same types.
+    as_int = [{"symbol": "X", "qty": Decimal("0E-18"), "open": 1, "n": 1}]
+    as_dec = [{"symbol": "X", "qty": Decimal("0E-18"), "open": True, "n": Decimal("1")}]
+    assert _nested(as_int, "positions") == canonical_json(as_int) != canonical_json(first)
+    assert _nested(as_dec, "positions") == canonical_json(as_dec) != canonical_json(first)
+    # Equal to the cached item, but its zero does not fit Decimal(38, 18).
+    big_zero = [{"symbol": "X", "qty": Decimal("0E+25"), "open": True, "n": 1}]
+    with pytest.raises(RowRejected, match=r"positions\.qty: 0E\+25 exceeds"):
+        _nested(big_zero, "positions")
+    # An equal, different but fitting zero: the cached text.
+    other_zero = [{"symbol": "X", "qty": Decimal("-0.0"), "open": True, "n": 1}]
+    assert _nested(other_zero, "positions") == canonical_json(first)
