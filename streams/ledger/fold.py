@@ -94,13 +94,7 @@ class FoldResult:
 
 
 def _add_leg(step: Step, trade: Trade, leg: Leg) -> None:
-    trade.json = None  # every fill that changes a trade adds a leg: encode it afresh
-    trade.legs.append(leg)
-    limit = step.cfg.max_trade_legs
-    if limit is not None and len(trade.legs) > limit:
-        drop = len(trade.legs) - limit
-        del trade.legs[:drop]
-        trade.dropped_legs += drop
+    trade.add_leg(leg, step.cfg.max_trade_legs)
 
 
 def _open(step: Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal, flip: bool) -> None:
@@ -214,7 +208,7 @@ def _fill(step: Step, ev: Fill) -> None:
     if pos is None:
         pos = st.positions[key] = Position(ev.symbol, ev.position_side, ev.market)
     pos.leverage = ev.leverage  # A2: a margin fact only
-    step.touched.append(pos)
+    step.touch(pos)
     if not pos.qty:
         _open(step, pos, ev, ev.qty, ev.fee, False)
         return
@@ -298,7 +292,7 @@ def _settle(step: Step, ev: FillSettled) -> None:
             for pos in st.positions.values():
                 if pos.trade is trade:
                     pos.realized += share
-                    step.touched.append(pos)
+                    step.touch(pos)
             step.book(share, D0)
             _recount(trade)
     else:
@@ -326,15 +320,13 @@ def _settle(step: Step, ev: FillSettled) -> None:
         if trade in seen:
             continue
         seen.append(trade)
-        trade.json = None  # its legs changed: encode afresh
-        for leg in trade.legs:
-            leg.json = leg.hot = None
+        trade.settled()
         legs = [leg for t, leg in matched if t is trade]
         owner = st.positions.get((trade.symbol, trade.position_side))
         if owner is None:  # pragma: no cover - a trade always has its position
             owner = Position(trade.symbol, trade.position_side)
-        if owner.trade is trade and owner not in step.touched:
-            step.touched.append(owner)  # its open trade changed
+        if owner.trade is trade:
+            step.touch(owner)  # its open trade changed
         exch = sum((leg.exch for leg in legs if leg.exch is not None), D0)
         step.trade_event(trade, owner, "settle", sum((leg.qty for leg in legs), D0),
                          legs[-1].price, sum((leg.pnl for leg in legs), D0),
@@ -366,14 +358,13 @@ def _funding(step: Step, ev: Funding) -> None:
         return
     for pos, share in zip(held, _split(ev.amount, [abs(p.qty) for p in held]), strict=True):
         pos.funding += share
-        step.touched.append(pos)
+        step.touch(pos)
 
 
 def _balance(step: Step, ev: Balance) -> None:
     st = step.st
     if ev.assets:
-        st.e_assets = [AssetBalance(a, str(f), str(lk)) for a, f, lk in ev.assets]
-        st.cold = None
+        st.set_exchange_assets([AssetBalance(a, str(f), str(lk)) for a, f, lk in ev.assets])
         st.book.spot = True
         spot.check_drift(step, ev)
     wb = ev.wallet_balance
@@ -399,8 +390,7 @@ def _balance(step: Step, ev: Balance) -> None:
 
 
 def _positions(step: Step, ev: Positions) -> None:
-    step.st.e_positions = {(p.symbol, p.position_side): p for p in ev.positions}
-    step.st.cold = None
+    step.st.set_exchange_positions({(p.symbol, p.position_side): p for p in ev.positions})
 
 
 def _cash_flow(step: Step, ev: CashFlow) -> None:
@@ -598,9 +588,6 @@ def apply_event(state: AccountState | None, event: Event, marks: Mapping[str, De
             st.book.spot = True
         step = Step(st, event, config, marks)
         _HANDLERS[type(event)](step, event)
-        for pos in step.touched:
-            pos.json = None  # what changed is encoded afresh by the next encode_state
-            pos.snap = None
         _snapshot(step, marks)
         if saved is not None:
             bad = first_out_of_range(step.outputs)

@@ -238,6 +238,22 @@ class Trade:
         # trade (a fill adds a leg, a settlement edits legs) and clears it.
         self.json: bytes | None = None
 
+    def add_leg(self, leg: Leg, limit: int | None) -> None:
+        """Append a leg, keeping at most ``limit`` (the oldest go, counted in ``dropped_legs``)."""
+        self.json = None
+        legs = self.legs
+        legs.append(leg)
+        if limit is not None and len(legs) > limit:
+            drop = len(legs) - limit
+            del legs[:drop]
+            self.dropped_legs += drop
+
+    def settled(self) -> None:
+        """Its legs' figures were settled (``fold._settle``): encode it and them afresh."""
+        self.json = None
+        for leg in self.legs:
+            leg.json = leg.hot = None
+
     @property
     def legs(self) -> list[Leg]:
         if self._legs is None:
@@ -296,6 +312,11 @@ class Position:
         # encoded): valid while the position is untouched and its mark unchanged.
         self.snap: Record | None = None
         self.json: bytes | None = None  # encoded form; the fold clears it when it changes
+
+    def changed(self) -> None:
+        """The event changed it (``Step.touch``): its record and its line are made afresh."""
+        self.json = None
+        self.snap = None
 
     def to_json(self) -> bytes:
         """This position's line (header version 4, ``_position_line``), cached until it changes."""
@@ -485,6 +506,22 @@ class AccountState:
         # The dedup blob (``encode_split``): its version (encoded). ``archived_slots``
         # and ``archive_skip`` count the ring slots it holds and those evicted since.
         self.dedup_version = 0
+
+    # -- E facts and anomalies (the cold line caches their encoding) ------------------
+    def set_exchange_assets(self, rows: list[AssetBalance]) -> None:
+        self.e_assets = rows
+        self.cold = None
+
+    def set_exchange_positions(self, positions: dict[tuple[str, str], ExchangePosition]) -> None:
+        self.e_positions = positions
+        self.cold = None
+
+    def add_anomaly(self, record: dict[str, str], limit: int | None) -> None:
+        """Keep an anomaly; at most ``limit`` of them, the newest."""
+        self.anomalies.append(record)
+        self.cold = None
+        if limit is not None and len(self.anomalies) > limit:
+            del self.anomalies[: len(self.anomalies) - limit]
 
     # -- K ---------------------------------------------------------------------------
     @property

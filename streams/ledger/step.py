@@ -46,6 +46,12 @@ class Step:
         # positions this event changed (listed in the snapshot even when flat)
         self.touched: list[Position] = []
 
+    def touch(self, pos: Position) -> None:
+        """``pos`` changed: the snapshot lists it, its record and line are made afresh."""
+        if pos not in self.touched:
+            self.touched.append(pos)
+            pos.changed()
+
     def anomaly(self, code: str, severity: str, detail: str) -> None:
         n = self.codes.get(code, 0) + 1
         self.codes[code] = n
@@ -57,11 +63,8 @@ class Step:
             "event_seq": st.event_seq, "ts": ev.ts, "code": code, "severity": severity,
             "detail": detail,
         }))
-        st.anomalies.append({"event_id": ev.event_id, "code": code, "detail": detail})
-        st.cold = None
-        limit = self.cfg.max_anomalies
-        if limit is not None and len(st.anomalies) > limit:
-            del st.anomalies[: len(st.anomalies) - limit]
+        st.add_anomaly({"event_id": ev.event_id, "code": code, "detail": detail},
+                       self.cfg.max_anomalies)
 
     def hold(self, trade: Trade) -> int:
         """A13: holding seconds >= 0; negative clock skew is clamped and reported."""
