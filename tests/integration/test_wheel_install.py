@@ -110,6 +110,21 @@ def test_the_installed_package_is_not_the_source_tree(installed: dict[str, objec
     assert Path(topo).is_file() and not Path(topo).is_relative_to(PROJECT_ROOT)
 
 
+def test_a_wheel_with_the_compiled_ledger_runs_it(installed: dict[str, object]) -> None:
+    # Built where a C compiler is, the wheel holds the compiled modules and the
+    # record of the sources they came from (docs/performance.md); elsewhere neither,
+    # and the ledger runs as Python. Either way the installed package says which,
+    # and never falls back silently from modules it ships.
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())  # type: ignore[arg-type]
+    shipped = any(n.startswith("streams/ledger/") and n.endswith(".so") for n in names)
+    assert shipped == ("streams/ledger/_compiled.json" in names)
+    out = _run([str(installed["py"]), "-c", "import streams.ledger as L; print(L.MODE)"],
+               installed["work"], installed["env"])  # type: ignore[arg-type]
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("compiled" if shipped else "python")
+    assert "runs as Python" not in out.stderr
+
+
 def test_fold_runs_from_outside_the_repository(installed: dict[str, object]) -> None:
     work: Path = installed["work"]  # type: ignore[assignment]
     shutil.copy(PROJECT_ROOT / "examples" / "fet_short.jsonl", work / "events.jsonl")
