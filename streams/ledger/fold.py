@@ -191,10 +191,7 @@ def _reduce(step: Step, pos: Position, ev: Fill, qty: Decimal, fee: Decimal,
     if not pos.qty:
         trade.closed = True
         pos.trade = None
-        st.closed_trades.append(trade)
-        limit = step.cfg.max_closed_trades
-        if limit is not None and len(st.closed_trades) > limit:
-            del st.closed_trades[: len(st.closed_trades) - limit]
+        st.close_trade(trade, step.cfg.max_closed_trades)
 
 
 def _fill(step: Step, ev: Fill) -> None:

@@ -323,10 +323,7 @@ def book_fill(step: Step, ev: Fill) -> None:
                   closed=True, realized=realized, fees=fee)
     trade.legs.append(Leg(ev.event_id, ev.venue_order_id, action, ev.qty, ev.price, realized,
                           fee, realized, "kernel_estimate", None, 0, []))
-    st.closed_trades.append(trade)
-    limit = cfg.max_closed_trades
-    if limit is not None and len(st.closed_trades) > limit:
-        del st.closed_trades[: len(st.closed_trades) - limit]
+    st.close_trade(trade, cfg.max_closed_trades)
     held = book.holding(base)
     step.outputs.append(_trade_output(step, trade, action, ev, held, realized, fee, cost))
 

@@ -432,6 +432,7 @@ STATE_SLOTS: tuple[str, ...] = (
     "offsets", "ring", "_ids", "cold", "book", "headroom", "rules_memo",
     "archive_version", "archived_slots", "archive_skip", "archived_closed",
     "closed_skip", "recent_version", "recent", "log_version", "log_mark", "dedup_version",
+    "closed_objects", "closed_changed",
 )
 
 
@@ -506,6 +507,12 @@ class AccountState:
         # The dedup blob (``encode_split``): its version (encoded). ``archived_slots``
         # and ``archive_skip`` count the ring slots it holds and those evicted since.
         self.dedup_version = 0
+        # Not encoded: whether ``closed_trades`` may hold ``Trade`` objects (a trade closed
+        # or read since ``compact``), and whether it changed since the last
+        # ``encode_split`` (appended, evicted or read: a read trade may be settled). A
+        # state that never closes or reads a trade costs ``encode_split`` no scan of them.
+        self.closed_objects = False
+        self.closed_changed = False
 
     # -- E facts and anomalies (the cold line caches their encoding) ------------------
     def set_exchange_assets(self, rows: list[AssetBalance]) -> None:
@@ -566,7 +573,16 @@ class AccountState:
         trade = Trade.decode(json.loads(raw))
         trade.json = raw
         self.closed_trades[i] = trade
+        self.closed_objects = self.closed_changed = True
         return trade
+
+    def close_trade(self, trade: Trade, limit: int | None) -> None:
+        """Keep a trade that closed; at most ``limit`` closed trades, the newest."""
+        ct = self.closed_trades
+        ct.append(trade)
+        if limit is not None and len(ct) > limit:
+            del ct[: len(ct) - limit]
+        self.closed_objects = self.closed_changed = True
 
     def closed(self) -> list[Trade]:
         """The closed trades kept in state, oldest first, decoded."""
@@ -591,10 +607,13 @@ class AccountState:
 
     def compact(self) -> None:
         """Keep closed trades as their encoded bytes (fewer live objects; decoded on read)."""
+        if not self.closed_objects:
+            return
         ct = self.closed_trades
         for i, t in enumerate(ct):
             if isinstance(t, Trade):
                 ct[i] = t.to_json()
+        self.closed_objects = False
 
     def trades(self) -> list[Trade]:
         """Every trade kept in state, in opening order."""
@@ -884,7 +903,7 @@ def encode_split(state: AccountState) -> tuple[bytes, list[tuple[bytes, bytes]]]
     # (or, read since, the same bytes). Anything else: a new archive.
     old = s.archived_closed
     full = old is None
-    if not full:
+    if not full and s.closed_changed:
         assert old is not None
         live = old + s.recent
         evicted = len(live)
@@ -929,6 +948,7 @@ def encode_split(state: AccountState) -> tuple[bytes, list[tuple[bytes, bytes]]]
         ring = bytes(s.ring)
         head = b"%s%d %d\n" % (DEDUP_MAGIC, s.dedup_version, len(ring))
         writes.append((b"d%d" % (s.dedup_version % 2), head + ring))
+    s.closed_changed = False
     mark = _log_mark(s)
     if not _same_mark(s.log_mark, mark):
         s.log_mark = mark
