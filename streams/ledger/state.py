@@ -711,14 +711,27 @@ def _untrim(a: list[Any], defaults: list[Any] | tuple[Any, ...]) -> list[Any]:
     return a + [list(d) if type(d) is list else d for d in defaults[len(a):]]
 
 
+#: A leg's action as a position line spells it since header version 5: one letter for
+#: the fold's actions (none of which is one letter long), any other action as it is.
+_ACTION_CODE = {"open": "o", "increase": "i", "reduce": "r", "close": "c", "flip": "f"}
+_CODE_ACTION = {v: k for k, v in _ACTION_CODE.items()}
+
+
 def _leg_hot(full: list[Any]) -> list[Any]:
     """A leg as ``Leg.encode()`` lists it, as a position line holds it."""
-    return _trim([full[i] for i in _LEG_ORDER], _LEG_DEFAULTS)
+    a = [full[i] for i in _LEG_ORDER]
+    a[2] = _ACTION_CODE.get(a[2], a[2])
+    return _trim(a, _LEG_DEFAULTS)
 
 
 def _leg_full(hot: list[Any]) -> list[Any]:
-    """A leg of a position line as ``Leg.encode()`` lists it (``Leg.decode`` reads it)."""
+    """A leg of a position line as ``Leg.encode()`` lists it (``Leg.decode`` reads it).
+
+    A line of header version 4 spells actions in full: read as they are too (a
+    stored line is written back unchanged while its position is).
+    """
     a = _untrim(hot, _LEG_DEFAULTS)
+    a[2] = _CODE_ACTION.get(a[2], a[2])
     full: list[Any] = [None] * len(_LEG_ORDER)
     for j, i in enumerate(_LEG_ORDER):
         full[i] = a[j]

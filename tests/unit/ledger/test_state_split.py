@@ -416,7 +416,25 @@ def test_a_position_line_restores_every_field_exactly(case):
     assert again.to_json() == line
     if case == "defaults":
         assert line == (b'["BTCUSDT","-3","5","0","0.2","1",["t2",1,"SHORT",'
-                        b'"2026-01-05T09:00:00+00:00",[["e5","o5","open","3","5","0.2"]]]]')
+                        b'"2026-01-05T09:00:00+00:00",[["e5","o5","o","3","5","0.2"]]]]')
+
+
+def test_a_leg_action_is_one_letter_in_a_position_line_and_read_either_way():
+    # since header version 5 the fold's actions are one letter; a line written before
+    # spells them in full and is read the same
+    legs = [Leg(f"e{i}", "", a, Decimal("1"), Decimal("2"), Decimal("0"), Decimal("0"),
+                Decimal("0"), "kernel_estimate", None, 0, [])
+            for i, a in enumerate(["open", "increase", "reduce", "flip", "close", "odd"])]
+    p = Position("X", "BOTH", qty=Decimal("1"), avg=Decimal("2"), basis_qty=Decimal("1"))
+    p.trade = Trade("t", 1, "X", "BOTH", "LONG", "futures", "e0",
+                    datetime(2026, 1, 5, 9, tzinfo=UTC), "", legs=legs)
+    line = p.to_json()
+    assert [leg[2] for leg in json.loads(line)[6][4]] == ["o", "i", "r", "f", "c", "odd"]
+    spelled = line.replace(b'"o",', b'"open",').replace(b'"i",', b'"increase",')
+    for raw in (line, spelled):
+        again = _decode_position_line(json.loads(raw))
+        assert [leg.action for leg in again.trade.legs] == [
+            "open", "increase", "reduce", "flip", "close", "odd"]
 
 
 # The dedup blob (header version 5) and the hot parts written before it --------------
