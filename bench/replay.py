@@ -15,6 +15,7 @@ broker share them).
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ def replay(bootstrap: str, events: list[dict[str, Any]], phases: Any, stall_seco
             p.start_sink()
             p.start_worker()
             extra = [p.start_another_worker(f"extra-{n}") for n in range(2, workers + 1)]
+            p.extra_workers = extra  # a stall's diagnosis reads them too
             wait_committed(watch, len(events), phases, p, stall_seconds,
                            f"every snapshot row of the replay ({workers} worker(s))")
             seconds = time.perf_counter() - start
@@ -42,5 +44,6 @@ def replay(bootstrap: str, events: list[dict[str, Any]], phases: Any, stall_seco
             return {"events": len(events), "workers": workers, "seconds": round(seconds, 1),
                     "events_per_s": round(len(events) / seconds)}
         finally:
-            for child in extra:
-                child.stop()
+            if sys.exc_info()[0] is None:  # else watched_pipeline diagnoses them, then stops them
+                for child in extra:
+                    child.stop()

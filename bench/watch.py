@@ -8,6 +8,8 @@ from the worker's ``/progress`` page, never from ClickHouse.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -92,9 +94,13 @@ def cpu_seconds(child: Any, kind: str = "all") -> float | None:
 
 
 def worker_progress(pipeline: Any) -> Any:
+
+    return _progress(f"http://127.0.0.1:{pipeline.settings.worker_web_port}/progress")
+
+
+def _progress(url: str) -> Any:
     import urllib.request
 
-    url = f"http://127.0.0.1:{pipeline.settings.worker_web_port}/progress"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback child
             return json.loads(resp.read())
@@ -108,6 +114,18 @@ def diagnose(p: Any) -> dict[str, Any]:
         if child is not None:
             doc[f"{child.command[0]}_alive"] = child.alive()
             doc[f"{child.command[0]}_log_tail"] = child.log_tail(30)
+    # workers started beside the first (``replay`` with workers > 1): each one's state too
+    for n, child in enumerate(getattr(p, "extra_workers", []), 2):
+        port = child.env.get("TWINLEDGER_WORKER_WEB_PORT")
+        doc[f"worker{n}_alive"] = child.alive()
+        doc[f"worker{n}_exit"] = child.proc.returncode
+        doc[f"worker{n}_progress"] = _progress(f"http://127.0.0.1:{port}/progress")
+        doc[f"worker{n}_log_tail"] = child.log_tail(30)
+    keep = os.environ.get("TWINLEDGER_BENCH_KEEP_LOGS")
+    if keep:  # the whole logs of a stalled run, for whoever reads the diagnosis
+        dest = Path(keep) / f"{p.settings.topic_prefix.strip('.')}-logs"
+        shutil.copytree(p.root / "logs", dest, dirs_exist_ok=True)
+        doc["logs_kept_in"] = str(dest)
     return doc
 
 
@@ -133,5 +151,7 @@ def watched_pipeline(bootstrap: str, name: str) -> Iterator[tuple[Any, OffsetWat
         finally:
             if watch is not None:
                 watch.close()
+            for child in getattr(p, "extra_workers", []):
+                child.stop()
             p.stop()
             RUNNING.pop("pipeline", None)

@@ -21,6 +21,7 @@ class Child:
 
     def __init__(self, command: list[str], env: Mapping[str, str], log_path: Path) -> None:
         self.command = command
+        self.env = dict(env)
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
