@@ -80,7 +80,7 @@ import json.encoder
 import sys
 from array import array
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -99,7 +99,7 @@ LOG_MAGIC = b"TLL1 "
 DEDUP_MAGIC = b"TLD1 "
 _SLOT = 16  # 8-byte event-id hash + 8-byte payload digest
 #: Ring slots kept in the hot part before the ring is moved to the archive (``encode_split``).
-RING_TAIL = 32
+RING_TAIL = 24
 #: Closed trades kept in the recent blob before they are moved to the archive.
 RECENT_MAX = 16
 
@@ -761,7 +761,7 @@ def _trade_hot(t: Trade, p: Position) -> bytes:
     else:
         legs = b",".join([leg.hot_json() for leg in t._legs])
         first = t._legs[0].event_id if t._legs else None
-    head = _dumps([t.trade_id, t.no, t.side, t.open_ts.isoformat()])
+    head = _dumps([t.trade_id, t.no, t.side, _hot_time(t.open_ts)])
     tail = _trim([str(t.realized), str(t.fees), t.strategy_tag, t.dropped_legs,
                   t.open_event_id, t.closed, t.symbol, t.position_side, t.market],
                  [str(p.realized), str(p.fees), "", 0, first, False, p.symbol,
@@ -770,6 +770,21 @@ def _trade_hot(t: Trade, p: Position) -> bytes:
     if tail:
         out += b"," + _dumps(tail)[1:-1].encode()
     return out + b"]"
+
+
+def _hot_time(ts: datetime) -> int | str:
+    """An open trade's time in a position line: whole UTC seconds as a number (version 5)."""
+    if ts.tzinfo is UTC and not ts.microsecond:
+        return int(ts.timestamp())
+    return ts.isoformat()
+
+
+def _hot_time_read(value: int | str) -> datetime:
+    if type(value) is int:
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    raise StateDecodeError(f"an open trade's time is neither seconds nor text: {value!r}")
 
 
 def _decode_position_line(a: list[Any]) -> Position:
@@ -791,7 +806,7 @@ def _decode_position_line(a: list[Any]) -> Position:
             trade, [_REQ] * 5 + [realized, fees, "", 0, legs[0][0] if legs else None, False,
                                  symbol, position_side, market])
         t = Trade(trade_id, no, t_symbol, t_side, side, t_market, open_event_id,
-                  datetime.fromisoformat(open_ts), tag, closed, Decimal(t_realized),
+                  _hot_time_read(open_ts), tag, closed, Decimal(t_realized),
                   Decimal(t_fees), None, dropped)
         t._legs = None
         t._raw_legs = [_leg_full(x) for x in legs]

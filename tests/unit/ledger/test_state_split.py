@@ -416,7 +416,22 @@ def test_a_position_line_restores_every_field_exactly(case):
     assert again.to_json() == line
     if case == "defaults":
         assert line == (b'["BTCUSDT","-3","5","0","0.2","1",["t2",1,"SHORT",'
-                        b'"2026-01-05T09:00:00+00:00",[["e5","o5","o","3","5","0.2"]]]]')
+                        b'1767603600,[["e5","o5","o","3","5","0.2"]]]]')
+
+
+@pytest.mark.parametrize("ts", [datetime(2026, 1, 5, 9, tzinfo=UTC),
+                                datetime(2026, 1, 5, 9, 0, 0, 250000, tzinfo=UTC)])
+def test_an_open_trade_time_is_whole_seconds_in_a_line_when_it_can_be_and_text_otherwise(ts):
+    p = Position("X", "BOTH", qty=Decimal("1"), avg=Decimal("2"), basis_qty=Decimal("1"))
+    p.trade = Trade("t", 1, "X", "BOTH", "LONG", "futures", "e0", ts, "")
+    line = p.to_json()
+    written = json.loads(line)[6][3]
+    assert written == (1767603600 if not ts.microsecond else ts.isoformat())
+    again = _decode_position_line(json.loads(line)).trade
+    assert again.open_ts == ts and again.open_ts.isoformat() == ts.isoformat()
+    if not ts.microsecond:  # a line written before version 5 gives it as text: read the same
+        old = line.replace(b"1767603600", b'"2026-01-05T09:00:00+00:00"')
+        assert _decode_position_line(json.loads(old)).trade.open_ts == ts
 
 
 def test_a_leg_action_is_one_letter_in_a_position_line_and_read_either_way():
