@@ -63,13 +63,13 @@ no anomalies. Each blob's versions alternate between two store slots
 (``a0``/``a1``, ``r0``/``r1``, ``l0``/``l1``, ``d0``/``d1``: ``version % 2``):
 the store writes them before the hot part that names them, so a crash in
 between leaves the previous hot part with its blobs intact, and the replay
-writes the same ones again. ``encode_state`` is the whole state inline in one blob (no archive, no
-log), under header version 5 too (slot 27 unset). Hot parts of version 2
-(before the log), 3 and 4 (before the dedup blob: their older ring slots
-are in the archive; the next write moves them to a dedup blob), and whole
-states of version 1, still decode: their
-position lines list every field (``Position.decode``); since version 4 a
-position line leaves out fields at their defaults (``_position_line``).
+writes the same ones again. ``encode_state`` is the whole state inline in
+one blob (no archive, no log), under header version 5 too (slot 27 unset).
+Hot parts of version 2 (before the log), 3 and 4 (before the dedup blob:
+their older ring slots are in the archive; the next write moves them to a
+dedup blob), and whole states of version 1, still decode: their position
+lines list every field (``Position.decode``); since version 4 a position
+line leaves out fields at their defaults (``_position_line``).
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ RECENT_MAGIC = b"TLR1 "
 LOG_MAGIC = b"TLL1 "
 DEDUP_MAGIC = b"TLD1 "
 _SLOT = 16  # 8-byte event-id hash + 8-byte payload digest
-#: Ring slots kept in the hot part before the ring is moved to the archive (``encode_split``).
+#: Ring slots kept in the hot part before the ring is written to the dedup blob
+#: (``encode_split``).
 RING_TAIL = 24
 #: Closed trades kept in the recent blob before they are moved to the archive.
 RECENT_MAX = 16
@@ -319,7 +320,7 @@ class Position:
         self.snap = None
 
     def to_json(self) -> bytes:
-        """This position's line (header version 4, ``_position_line``), cached until it changes."""
+        """This position's line (``_position_line``), cached until it changes."""
         if self.json is None:
             self.json = _position_line(self)
         return self.json
@@ -487,10 +488,11 @@ class AccountState:
         # The last R3/R4/R6 results with their inputs (``reconcile.position_rules``);
         # not encoded: None after a decode, the next evaluation fills it.
         self.rules_memo: RulesMemo | None = None
-        # The archive (``encode_split``): its version (encoded), how many of the
-        # oldest ``ring`` slots it holds and how many of its ring slots were evicted
-        # since it was written (both encoded in the hot header), and the encoded
-        # closed trades it holds (not encoded: None = unknown, write it afresh).
+        # The archive (``encode_split``): its version (encoded) and the encoded closed
+        # trades it holds (not encoded: None = unknown, write it afresh). How many of
+        # the oldest ``ring`` slots the dedup blob holds (the archive, before header
+        # version 5) and how many of its slots were evicted since it was written (both
+        # encoded in the hot header).
         self.archive_version = 0
         self.archived_slots = 0
         self.archive_skip = 0
@@ -663,7 +665,7 @@ def hash_event_id(event_id: str) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
-# ------------------------------------------------------- position lines (header version 4)
+# ------------------------------------------- position lines (header versions 4 and 5)
 #
 # A position line is a positional JSON array that leaves out its trailing fields
 # equal to their defaults (``_trim``); the open trade in it leaves out what it
@@ -682,6 +684,10 @@ def hash_event_id(event_id: str) -> bytes:
 #             symbol=position's position_side=position's market=position's
 #   leg:      event_id order_id action qty price | fee="0" hold=0 pnl="0" cum="0"
 #             source="kernel_estimate" exch=null flags=[]
+#
+# Since version 5, ``open_ts`` is whole UTC seconds as a number when it can be
+# (``_hot_time``) and a leg's action one letter (``_ACTION_CODE``); lines written
+# before read the same.
 #
 # Closed trades (the archive, the recent blob, a whole state) keep ``Trade.to_json``.
 
@@ -881,9 +887,10 @@ def _header(s: AccountState, n_closed: int, ring_len: int, split: bool) -> bytes
         [],  # once the outbox (see the module docstring)
         len(s.positions), n_closed, ring_len,
         s.book.encode(history=not split),
-        # the archive: its version, whether this blob leaves the closed trades and the
-        # older ring slots to it, and how many of its ring slots were evicted since;
-        # its closed trades evicted since, the recent blob's version and length
+        # the archive's version, whether this blob leaves the closed trades and the
+        # older ring slots to their blobs, how many ring slots of the dedup blob (the
+        # archive, before version 5) were evicted since it was written; the archive's
+        # closed trades evicted since, the recent blob's version and length
         s.archive_version, 1 if split else 0, s.archive_skip if split else 0,
         s.closed_skip if split else 0, s.recent_version, len(s.recent) if split else 0,
         # the log blob's version (0: the empty log, never stored)
@@ -1119,6 +1126,28 @@ def _lines(data: bytes, start: int, n: int) -> list[bytes | memoryview]:
     return out
 
 
+def _stored_blob(blob_of: Callable[[bytes], bytes | None] | None, slot: bytes, magic: bytes,
+                 version: int, noun: str, count: int | None = None,
+                 ) -> tuple[bytes, int, list[bytes]]:
+    """The history blob of ``version`` the hot header names: ``(bytes, body start, fields)``.
+
+    It is stored under ``slot`` + ``version % 2`` (``a1``, ``d0``...); its first
+    line is ``magic``, the version and ``fields``, whose first is its number of
+    items when ``count`` is given. Missing, or of another kind, version or
+    count: refused, naming ``noun`` ("archive", "recent trades"...).
+    """
+    verb = "are" if noun.endswith("s") else "is"
+    data = None if blob_of is None else blob_of(b"%s%d" % (slot, version % 2))
+    if not data:
+        raise StateDecodeError(f"the {noun} (version {version}) of the state {verb} missing")
+    nl = data.index(b"\n")
+    first, ver, *fields = data[:nl].split(b" ")
+    if (first + b" " != magic or int(ver) != version
+            or (count is not None and int(fields[0]) != count)):
+        raise StateDecodeError(f"the stored {noun} {verb} not version {version} of the state")
+    return data, nl + 1, fields
+
+
 def _read_archive(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None,
                   n_closed: int, skip: int, closed_skip: int, ring: bool = True) -> bytes:
     """Fill ``s`` from the archive its hot header names; return the archived ring still live.
@@ -1131,17 +1160,11 @@ def _read_archive(s: AccountState, blob_of: Callable[[bytes], bytes | None] | No
     if not version and not n_closed and not skip and not closed_skip:
         s.archived_closed = []
         return b""  # version 0: the empty archive, never stored
-    data = None if blob_of is None else blob_of(b"a%d" % (version % 2))
-    if not data:
-        raise StateDecodeError(f"the archive (version {version}) of the state is missing")
-    nl = data.index(b"\n")
-    magic, ver, n, ring_len, *body_len = data[:nl].split(b" ")
-    if body_len and int(body_len[0]) != len(data) - nl - 1 - int(ring_len):
+    data, start, (n, ring_len, *body_len) = _stored_blob(
+        blob_of, b"a", ARCHIVE_MAGIC, version, "archive", n_closed + closed_skip)
+    if body_len and int(body_len[0]) != len(data) - start - int(ring_len):
         raise StateDecodeError("the stored archive is truncated")
-    if (magic + b" " != ARCHIVE_MAGIC or int(ver) != version
-            or int(n) != n_closed + closed_skip):
-        raise StateDecodeError(f"the stored archive is not version {version} of the state")
-    ring_end = nl + 1 + int(ring_len)
+    ring_end = start + int(ring_len)
     if ring_end > len(data) or int(ring_len) % _SLOT or skip * _SLOT > int(ring_len):
         raise StateDecodeError("the stored archive is truncated")
     closed = _lines(data, ring_end, int(n))[closed_skip:]
@@ -1152,7 +1175,7 @@ def _read_archive(s: AccountState, blob_of: Callable[[bytes], bytes | None] | No
         return b""
     s.archived_slots = int(ring_len) // _SLOT - skip
     s.archive_skip = skip
-    return data[nl + 1 + skip * _SLOT:ring_end]
+    return data[start + skip * _SLOT:ring_end]
 
 
 def _read_dedup(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None,
@@ -1166,19 +1189,13 @@ def _read_dedup(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None
         if skip:
             raise StateDecodeError("the state names evicted slots of a dedup blob it has not")
         return b""
-    data = None if blob_of is None else blob_of(b"d%d" % (version % 2))
-    if not data:
-        raise StateDecodeError(f"the dedup ring (version {version}) of the state is missing")
-    nl = data.index(b"\n")
-    magic, ver, ring_len = data[:nl].split(b" ")
-    if magic + b" " != DEDUP_MAGIC or int(ver) != version:
-        raise StateDecodeError(f"the stored dedup ring is not version {version} of the state")
+    data, start, (ring_len,) = _stored_blob(blob_of, b"d", DEDUP_MAGIC, version, "dedup ring")
     n = int(ring_len)
-    if len(data) - nl - 1 != n or n % _SLOT or skip * _SLOT > n:
+    if len(data) - start != n or n % _SLOT or skip * _SLOT > n:
         raise StateDecodeError("the stored dedup ring is truncated")
     s.archived_slots = n // _SLOT - skip
     s.archive_skip = skip
-    return data[nl + 1 + skip * _SLOT:]
+    return data[start + skip * _SLOT:]
 
 
 def _read_recent(blob_of: Callable[[bytes], bytes | None] | None, version: int,
@@ -1186,28 +1203,16 @@ def _read_recent(blob_of: Callable[[bytes], bytes | None] | None, version: int,
     """The closed trades of the recent blob the hot header names (none when ``n`` is 0)."""
     if not n:
         return []
-    data = None if blob_of is None else blob_of(b"r%d" % (version % 2))
-    if not data:
-        raise StateDecodeError(f"the recent trades (version {version}) of the state are missing")
-    nl = data.index(b"\n")
-    magic, ver, count = data[:nl].split(b" ")
-    if magic + b" " != RECENT_MAGIC or int(ver) != version or int(count) != n:
-        raise StateDecodeError(f"the stored recent trades are not version {version} of the state")
-    return _lines(data, nl + 1, n)
+    data, start, (_,) = _stored_blob(blob_of, b"r", RECENT_MAGIC, version, "recent trades", n)
+    return _lines(data, start, n)
 
 
 def _read_log(s: AccountState, blob_of: Callable[[bytes], bytes | None] | None) -> None:
     """Fill ``s`` with the cash flows, portfolio snapshots and anomalies of its log blob."""
     version = s.log_version
     if version:  # version 0: the empty log, never stored
-        data = None if blob_of is None else blob_of(b"l%d" % (version % 2))
-        if not data:
-            raise StateDecodeError(f"the log (version {version}) of the state is missing")
-        nl = data.index(b"\n")
-        magic, ver = data[:nl].split(b" ")
-        if magic + b" " != LOG_MAGIC or int(ver) != version:
-            raise StateDecodeError(f"the stored log is not version {version} of the state")
-        s.book.flows, s.book.snaps, s.anomalies = json.loads(data[nl + 1:])
+        data, start, () = _stored_blob(blob_of, b"l", LOG_MAGIC, version, "log")
+        s.book.flows, s.book.snaps, s.anomalies = json.loads(data[start:])
     s.log_mark = _log_mark(s)
 
 
