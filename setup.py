@@ -11,10 +11,9 @@ Everything else about the package is in pyproject.toml.
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
 import os
+import runpy
 import sys
 from pathlib import Path
 
@@ -23,20 +22,13 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 LEDGER = HERE / "streams" / "ledger"
+#: ``streams/ledger/_native.py``, run by path: it needs nothing but the standard library,
+#: so it is read without importing the package (whose dependencies the build may lack).
+#: Its names are the one list of what is compiled and how a build is recorded.
+NATIVE = runpy.run_path(str(LEDGER / "_native.py"))
 #: The compiled modules' shared library, ``streams/ledger/_compiled__mypyc.*.so``: inside
-#: the package, so that whatever finds ``streams`` finds it (``_native.SHARED``).
-GROUP = "streams.ledger._compiled"
-
-
-def _compiled_names() -> tuple[str, ...]:
-    """``_native.COMPILED``, read without importing the package (its deps may be absent)."""
-    tree = ast.parse((LEDGER / "_native.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.AnnAssign | ast.Assign):
-            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
-            if any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in targets):
-                return tuple(ast.literal_eval(node.value))
-    raise RuntimeError("streams/ledger/_native.py has no COMPILED list")
+#: the package, so that whatever finds ``streams`` finds it.
+GROUP = "streams.ledger." + NATIVE["SHARED"].removesuffix("__mypyc")
 
 
 def _say(text: str) -> None:
@@ -60,7 +52,7 @@ class OptionalBuildExt(build_ext):
         if self.extensions and DIGESTS:
             # what was compiled, so that a process can tell it from an edited source
             root = Path(".") if self.inplace else Path(self.build_lib)
-            target = root / "streams" / "ledger" / "_compiled.json"
+            target = root / "streams" / "ledger" / NATIVE["MANIFEST"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(DIGESTS, indent=1, sort_keys=True) + "\n")
 
@@ -73,17 +65,16 @@ class OptionalBuildExt(build_ext):
 
 
 def _extensions() -> list:
-    if os.environ.get("TWINLEDGER_PURE_PYTHON") == "1":
-        _say("TWINLEDGER_PURE_PYTHON=1: the ledger is not compiled")
+    if os.environ.get(NATIVE["PURE_ENV"]) == "1":
+        _say(f"{NATIVE['PURE_ENV']}=1: the ledger is not compiled")
         return []
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
         _say(f"mypyc is not available ({exc}); the ledger runs as Python")
         return []
-    names = _compiled_names()
-    DIGESTS.update({n: hashlib.sha256((LEDGER / f"{n}.py").read_bytes()).hexdigest()
-                    for n in names})
+    names = NATIVE["COMPILED"]
+    DIGESTS.update({n: NATIVE["source_digest"](LEDGER / f"{n}.py") for n in names})
     try:
         return mypycify([f"streams/ledger/{n}.py" for n in names], opt_level="3",
                         group_name=GROUP)
