@@ -220,7 +220,7 @@ def position_rules(st: AccountState, cfg: LedgerConfig, marks: Mapping[str, Deci
     """
     eps = st.e_positions
     assert eps is not None
-    memo = st.rules_memo
+    memo: RulesMemo | None = st.rules_memo
     same = memo is not None and memo.e_positions is eps and memo.cfg is cfg
     if positions_changed or memo is None or not same:
         k_r3, held, r6 = _quantity_rules(st, eps, cfg)

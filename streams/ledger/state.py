@@ -82,15 +82,12 @@ from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from streams.exceptions import TwinledgerError
 
 from .events import ExchangePosition
 from .numbers import D0
-
-if TYPE_CHECKING:  # the memo's type only: reconcile imports this module
-    from .reconcile import RulesMemo
 
 MAGIC = b"TLS1\n"
 ARCHIVE_MAGIC = b"TLA1 "
@@ -485,9 +482,11 @@ class AccountState:
         # An upper bound of the magnitudes the state holds (``headroom``); not encoded:
         # None until first needed, after a decode too.
         self.headroom: int | None = None
-        # The last R3/R4/R6 results with their inputs (``reconcile.position_rules``);
-        # not encoded: None after a decode, the next evaluation fills it.
-        self.rules_memo: RulesMemo | None = None
+        # The last R3/R4/R6 results with their inputs, a ``reconcile.RulesMemo``
+        # (``reconcile.position_rules``, which types it; this module does not import
+        # reconcile, which imports it); not encoded: None after a decode, the next
+        # evaluation fills it.
+        self.rules_memo: Any = None
         # The archive (``encode_split``): its version (encoded) and the encoded closed
         # trades it holds (not encoded: None = unknown, write it afresh). How many of
         # the oldest ``ring`` slots the dedup blob holds (the archive, before header
