@@ -5,7 +5,8 @@ script (``bench/soak.py``) with 20,000 events over 200 accounts, on a broker
 of its own (its own port and data dir, started and stopped by the soak with
 ``ops/kafka/kafka.sh``), so the restart never touches the session's broker.
 It passes when every account's live state equals ``twinledger fold`` of the
-same events, ``venue.events`` holds each event once in sent order, the row
+same events, ``venue.events`` holds each event in sent order (a re-send of the
+producer across the restart must be answered "duplicate"), the row
 counts match the offline fold and ``twinledger verify`` exits 0.
 """
 
@@ -37,6 +38,12 @@ def test_short_soak_year_old_backfill_across_a_broker_restart(tmp_path: Path,
         json.dumps({k: v for k, v in result.items() if k != "verify"}, default=str)[:4000]
         + f"\nverify problems: {str(problems)[:2000]}\n" + out[-6000:])
     assert result["broker_restart"]["down_s"] > 0
-    assert result["log_order"]["records"] == 20_000
+    order = result["log_order"]
+    assert order["missing"] == 0 and order["unknown"] == 0 and order["inversions"] == 0
+    # A re-send of librdkafka's producer across the restart may double records
+    # (bench/soak.py log_order); each must have been answered "duplicate".
+    assert order["records"] == 20_000 + order["doubled"]
+    if order["doubled"]:
+        assert order["duplicates_counted"] >= order["doubled"]
     assert result["accounts_compared"] == 202  # 200 futures + 2 Kraken spot accounts
     assert result["first_ts"] < "2025-"  # stamped more than a year before the run
