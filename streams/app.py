@@ -1154,7 +1154,36 @@ def dump_tasks() -> None:
     except RuntimeError:
         return
     for task in tasks:
-        task.print_stack(limit=12, file=sys.stderr)
+        print(f"task {task.get_name()}: {_await_chain(task.get_coro())}", file=sys.stderr)
+
+
+def _await_chain(coro: Any, limit: int = 40) -> str:
+    """Where a suspended coroutine waits, outermost first: ``file:line in func`` per frame.
+
+    ``Task.print_stack`` shows only a task's own frame; a stalled agent waits
+    several awaits deeper (Faust's stream, aiokafka's fetcher), so this
+    follows ``cr_await`` (and async generators' ``ag_await``) to the end.
+    """
+    hops: list[str] = []
+    while coro is not None and len(hops) < limit:
+        frame = (getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+                 or getattr(coro, "gi_frame", None))
+        if frame is None:
+            # ``async for`` waits on an ``async_generator_asend``, which holds its
+            # generator without naming it: the garbage collector knows the way.
+            import gc
+            inner = next((r for r in gc.get_referents(coro)
+                          if getattr(r, "ag_frame", None) is not None), None)
+            if inner is None:  # a Future, or a finished coroutine
+                hops.append(f"<{type(coro).__name__}>")
+                break
+            coro = inner
+            continue
+        code = frame.f_code
+        hops.append(f"{Path(code.co_filename).name}:{frame.f_lineno} in {code.co_name}")
+        coro = (getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+                or getattr(coro, "gi_yieldfrom", None))
+    return " -> ".join(hops)
 
 
 def _ensure_dir(path: Path) -> Path:
