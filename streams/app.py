@@ -183,10 +183,31 @@ class Worker:
     #: logical output topic -> its name on the broker (with the prefix)
     _topic_names: dict[str, str] = field(default_factory=dict)
 
+    def is_late(self, msg: Any) -> bool:
+        """Was ``msg`` fetched in an earlier consumer generation than the current one?
+
+        A batch taken before a rebalance is folded after it (nothing acks its
+        records otherwise, and the group resumes every partition from its
+        committed offset, so folding it twice is safe: the second fold answers
+        "duplicate"). Its partitions may be another worker's by then, or ours
+        again from an older offset: such a record says nothing about this
+        generation's offsets or accounts.
+        """
+        fetched = getattr(msg, "generation_id", None)
+        current = getattr(self.app, "consumer_generation_id", None)
+        return fetched is not None and current is not None and fetched != current
+
     def note_offsets(self, events: list[Any]) -> None:
-        """Track source offsets of a batch; report every run of offsets never seen."""
+        """Track source offsets of a batch; report every run of offsets never seen.
+
+        Records fetched in an earlier generation (``is_late``) are left out:
+        seen after ``forget_partition``, they made a gap from offset 0 to
+        themselves ("RECORDS NEVER FOLDED" for records another worker folds).
+        """
         for ev in events:
             msg = ev.message
+            if self.is_late(msg):
+                continue
             if msg.partition not in self.offsets.next_offset:
                 self.offsets.expect(msg.partition,
                                     self.committed_offset(TP(msg.topic, msg.partition)))
@@ -331,7 +352,8 @@ class Worker:
                 self.ledger_table[archive_key(key, name)] = value
             self.ledger_table[key] = blob
             self._remember_state(account, blob, state)
-            self.note_status(source_event.message.partition, account, state.status)
+            if not self.is_late(source_event.message):
+                self.note_status(source_event.message.partition, account, state.status)
         self.applied += len(events)
         # After the batch is on the broker and in the table: the watchdog's lag is
         # counted from what was folded, not from what was merely taken.
@@ -539,6 +561,7 @@ class Worker:
                           "(TWINLEDGER_WORKER_STALL_SECONDS / _GRACE_SECONDS)", idle, self.lag,
                           sorted(tp.partition for tp in tps), self.watchdog.grace)
                 dump_tasks()
+                log.error("STALLED: consumer state: %s", self.consumer_state(tps))
             self.status = "stalled"
             if verdict == "exit":
                 self.status = "exiting"
@@ -549,6 +572,40 @@ class Worker:
                 logging.shutdown()
                 os._exit(STALL_EXIT_CODE)
         READY.set(1 if self.readiness()["ready"] else 0)
+
+    def consumer_state(self, tps: list[Any]) -> dict[int, dict[str, Any]]:
+        """Per source partition: what Faust and aiokafka hold for it (a stall's report).
+
+        Read across the consumer thread without a lock: figures for a person
+        to read, not for a decision.
+        """
+        consumer: Any = self.app.consumer
+        doc: dict[int, dict[str, Any]] = {}
+        inner: Any = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+        subs = getattr(getattr(inner, "_fetcher", None), "_subscriptions", None)
+        assignment = getattr(getattr(subs, "subscription", None), "assignment", None)
+        active = consumer._active_partitions
+        for tp in tps:
+            row: dict[str, Any] = {
+                "faust_active": None if active is None else tp in active,
+                "faust_paused": tp in consumer._paused_partitions,
+                "faust_read_offset": consumer._read_offset.get(tp),
+                "faust_committed": consumer._committed_offset.get(tp),
+                "flow_active": consumer.flow_active,
+            }
+            try:
+                state = assignment.state_value(tp) if assignment is not None else None
+            except Exception:  # noqa: BLE001 - diagnostics only
+                state = None
+            if state is not None:
+                row.update(kafka_paused=state.paused,
+                           kafka_position=state.position if state.has_valid_position else None,
+                           kafka_awaiting_reset=state.awaiting_reset,
+                           kafka_highwater=state.highwater,
+                           kafka_buffered=tp in (getattr(inner._fetcher, "_records", None)
+                                                 or {}))
+            doc[tp.partition] = row
+        return doc
 
     def account_state(self, account: str) -> AccountState | None:
         """The account's state as stored in this worker's table partitions (None: not here)."""
@@ -596,8 +653,11 @@ def changelog_topics(settings: Settings, topology: Topology) -> dict[str, int]:
 def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     """Build the Faust app and its agent from settings (no I/O until the worker starts)."""
     from streams.httpsec import check_bind
+    from streams.infra import faust_seek
 
     check_bind(settings.worker_web_host, settings.http_token, "worker web pages")
+    # Before the consumer exists: a partition never committed is read from its start.
+    faust_seek.install()
     codec = codec or Codec.load(settings.schema_registry_url)
     topology = load_topology(settings.topology_path)
     ledger_config = load_ledger_config(settings.ledger_config_path or None)
@@ -1169,11 +1229,13 @@ def _await_chain(coro: Any, limit: int = 40) -> str:
         frame = (getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
                  or getattr(coro, "gi_frame", None))
         if frame is None:
-            # ``async for`` waits on an ``async_generator_asend``, which holds its
-            # generator without naming it: the garbage collector knows the way.
+            # ``async for`` waits on an ``async_generator_asend`` and ``__await__``
+            # returns a ``coroutine_wrapper``: each holds its coroutine or generator
+            # without naming it, and the garbage collector knows the way.
             import gc
             inner = next((r for r in gc.get_referents(coro)
-                          if getattr(r, "ag_frame", None) is not None), None)
+                          if any(getattr(r, a, None) is not None
+                                 for a in ("cr_frame", "ag_frame", "gi_frame"))), None)
             if inner is None:  # a Future, or a finished coroutine
                 hops.append(f"<{type(coro).__name__}>")
                 break
