@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -126,6 +127,10 @@ def test_a_hung_agent_fails_readiness_then_exits_for_its_supervisor(pipeline: Pi
     assert worker.proc.returncode == 70
     log = worker.log_path.read_text()
     assert "STALLED" in log and "exiting with code 70" in log
+    # The report says where the agent waits (the await chain down to the hang)
+    # and what the consumer holds for each partition.
+    assert re.search(r"in process_batch -> app\.py:\d+ in _hang_forever", log), log[-3000:]
+    assert "consumer state:" in log and "kafka_position" in log
     assert stalled_after < 60
 
 

@@ -284,3 +284,35 @@ def test_a_crash_between_the_history_and_the_hot_state_write_loses_nothing(batch
     assert [t.realized for t in again.account_state("a1").closed()] == [0, 0]
     assert [a["code"] for a in again.account_state("a1").anomalies] == (
         ["CLOCK_SKEW"] if b"l1" in blobs else [])
+
+
+def _in_generation(ev, generation):
+    ev.message.generation_id = generation
+    ev.message.topic = "venue.events"
+    return ev
+
+
+def test_a_batch_fetched_before_a_rebalance_is_folded_but_reports_no_gap():
+    # Generation 1 folded offsets 0..1 of partition 0; then the group rebalanced
+    # (generation 2), the partition was revoked, and the rest of the batch taken
+    # in generation 1 (offsets 1500..1501) is folded afterwards.
+    w, producer = _worker()
+    w.app.consumer_generation_id = 2
+    w.forget_partition(0)
+    batch = [_in_generation(_event(o, event_id=f"late{o}"), 1) for o in (30, 31)]
+    for ev in batch:
+        ev.message.offset += 1470
+    asyncio.run(w.process_batch(batch))
+    assert w.gaps == []  # not "RECORDS NEVER FOLDED" for offsets 0..1499
+    assert 0 not in w.offsets.next_offset and 0 not in w.statuses
+    assert _topics(producer).count("ledger.snapshots") == 2  # folded all the same
+
+
+def test_a_record_of_this_generation_after_a_gap_is_still_reported():
+    w, _ = _worker()
+    w.app.consumer_generation_id = 2
+    w.offsets.expect(0, 0)
+    ev = _in_generation(_event(5), 2)
+    ev.message.offset = 1500
+    asyncio.run(w.process_batch([ev]))
+    assert [(g["partition"], g["first"], g["last"]) for g in w.gaps] == [(0, 0, 1499)]
