@@ -152,6 +152,10 @@ class MarksView(Mapping[str, Decimal]):
         return len(self._table)
 
 
+#: Runs of late-folded offsets remembered per partition (``Worker.late_folded``).
+LATE_RUNS_KEPT = 64
+
+
 @dataclass
 class Worker:
     """Everything the agent needs, built once from settings."""
@@ -180,6 +184,11 @@ class Worker:
     status_counts: dict[str, int] = field(default_factory=dict)
     #: the held accounts' statuses are read from the table once it is recovered
     status_scan_pending: bool = False
+    #: source partition -> the committed offset Faust sought it to after its assignment
+    assign_committed: dict[int, int] = field(default_factory=dict)
+    #: source partition -> runs [first, last] of offsets folded from batches of an older
+    #: generation (``is_late``): folded, so never part of a reported gap
+    late_folded: dict[int, list[list[int]]] = field(default_factory=dict)
     #: logical output topic -> its name on the broker (with the prefix)
     _topic_names: dict[str, str] = field(default_factory=dict)
 
@@ -200,21 +209,41 @@ class Worker:
     def note_offsets(self, events: list[Any]) -> None:
         """Track source offsets of a batch; report every run of offsets never seen.
 
-        Records fetched in an earlier generation (``is_late``) are left out:
-        seen after ``forget_partition``, they made a gap from offset 0 to
-        themselves ("RECORDS NEVER FOLDED" for records another worker folds).
+        A partition's records are compared with the committed offset Faust
+        sought it to after its assignment (``note_seek``); records taken
+        before that seek start nothing (they are read again after it). Records fetched in an earlier
+        generation (``is_late``) neither start nor move a partition's reading
+        position (seen after ``forget_partition``, they made a gap from offset
+        0 to themselves); they are remembered as folded, so a gap over them is
+        not reported (the group may commit them, and this generation then
+        reads on after them).
         """
         for ev in events:
             msg = ev.message
             if self.is_late(msg):
+                self._note_late(msg.partition, msg.offset)
                 continue
-            if msg.partition not in self.offsets.next_offset:
-                self.offsets.expect(msg.partition,
-                                    self.committed_offset(TP(msg.topic, msg.partition)))
-            gap = self.offsets.observe(msg.partition, msg.offset)
+            partition = msg.partition
+            if partition not in self.offsets.next_offset:
+                self.offsets.expect(partition, self.assign_committed.get(partition))
+            gap = self.offsets.observe(partition, msg.offset)
             if gap is not None:
                 self.report_gap(msg.topic, gap)
         self.watchdog.progressed(time.monotonic())
+
+    def note_assignment(self, committed: Mapping[int, int | None]) -> None:
+        """Where the group resumes each source partition (no committed offset: offset 0).
+
+        Learnt when Faust seeks after restoring the tables (``note_seek``).
+        Faust's own record of the committed offsets is empty until then, and
+        the agent can take a partition's first records before it: compared
+        with that, they made false gaps ("RECORDS NEVER FOLDED" for records
+        folded long before).
+        """
+        for partition, offset in committed.items():
+            start = offset if offset is not None and offset >= 0 else 0
+            self.assign_committed[partition] = start
+            self.offsets.expect(partition, start)
 
     def committed_offset(self, tp: Any) -> int:
         """Where the group resumes reading ``tp``: its committed offset, 0 if none.
@@ -226,7 +255,25 @@ class Worker:
         known = getattr(getattr(self.app, "consumer", None), "_committed_offset", None) or {}
         return int(known.get(tp) or 0)
 
+    def _note_late(self, partition: int, offset: int) -> None:
+        runs = self.late_folded.setdefault(partition, [])
+        if runs and runs[-1][0] <= offset <= runs[-1][1] + 1:
+            runs[-1][1] = max(runs[-1][1], offset)
+        else:
+            runs.append([offset, offset])
+            del runs[:-LATE_RUNS_KEPT]
+
     def report_gap(self, topic: str, gap: Gap) -> None:
+        """Report the offsets of ``gap`` that no late batch of this worker folded."""
+        pieces = [(gap.first, gap.last)]
+        for low, high in self.late_folded.get(gap.partition, ()):
+            pieces = [piece for first, last in pieces
+                      for piece in ((first, min(last, low - 1)), (max(first, high + 1), last))
+                      if piece[0] <= piece[1]]
+        for first, last in pieces:
+            self._report_gap(topic, Gap(gap.partition, first, last))
+
+    def _report_gap(self, topic: str, gap: Gap) -> None:
         SKIPPED.labels(topic, str(gap.partition)).inc(gap.count)
         log.error("RECORDS NEVER FOLDED: %s[%d] offsets %d..%d (%d records) were deleted "
                   "before this worker read them (a time/size retention or delete-records on "
@@ -431,9 +478,23 @@ class Worker:
             counts[old] -= 1
             ACCOUNTS.labels(old).set(counts[old])
 
+    def note_seek(self, committed: Mapping[Any, int | None]) -> None:
+        """Faust sought the assigned partitions to these committed offsets (``faust_seek``).
+
+        The next record of each source partition comes from there: the gap
+        check starts there, whatever the agent took before (records fetched
+        before the seek are read again after it).
+        """
+        source = self.topic_name("venue.events")
+        mine = {tp.partition: offset for tp, offset in committed.items() if tp.topic == source}
+        for partition in mine:
+            self.offsets.forget(partition)
+        self.note_assignment(mine)
+
     def forget_partition(self, partition: int) -> None:
         """A revoked partition: its accounts and its lag are another worker's now."""
         self.offsets.forget(partition)
+        self.assign_committed.pop(partition, None)
         for status in self.statuses.pop(partition, {}).values():
             self.status_counts[status] -= 1
         for status, count in self.status_counts.items():
@@ -533,9 +594,6 @@ class Worker:
             log.warning("watchdog: cannot read end offsets (%s)", type(exc).__name__)
             return
         log_starts = {tp.partition: int(starts[tp]) for tp in tps if tp in starts}
-        for tp in tps:
-            if tp.partition not in self.offsets.next_offset:
-                self.offsets.expect(tp.partition, self.committed_offset(tp))
         for partition, start in log_starts.items():
             gap = self.offsets.check_log_start(partition, start)
             if gap is not None:
@@ -706,6 +764,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
                        value_serializer="raw", partitions=partitions)
     # bytes key and value types make Faust use the raw serializer: the state is
     # our own deterministic encoding, and keys are account ids as UTF-8.
+    faust_seek.on_seek(worker.note_seek)
     worker.ledger_table = app.Table("account_to_ledger", default=None, key_type=bytes,
                                     value_type=bytes, partitions=partitions)
     # Every worker needs every mark: each reads the whole compacted market.marks

@@ -23,6 +23,11 @@ source partition (not the tables' changelogs, which Faust positions itself)
 to the start of its log, which is what ``auto_offset_reset="earliest"``
 promises for a partition with no committed offset. A record read twice that
 way is folded twice, and the second fold answers "duplicate".
+
+Each seek then tells the hooks of ``on_seek`` (in the event loop's thread)
+where every partition resumes: the committed offsets the seek read, which
+is where the next record of each comes from (the worker's gap check starts
+there, ``Worker.note_seek``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,23 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _INSTALLED = "_twinledger_seek_from_start"
+_HOOKS: list[Callable[[Mapping[Any, int | None]], None]] = []
+
+
+def on_seek(hook: Callable[[Mapping[Any, int | None]], None]) -> None:
+    """Call ``hook(committed offsets by partition)`` after each seek to committed offsets.
+
+    One hook per process (a process runs one worker): a new one replaces the last.
+    """
+    _HOOKS[:] = [hook]
+
+
+def _tell(committed: Mapping[Any, int | None]) -> None:
+    for hook in list(_HOOKS):
+        try:
+            hook(committed)
+        except Exception:  # noqa: BLE001 - a hook must not break Faust's rebalance
+            log.exception("seek hook %r failed", hook)
 
 
 def uncommitted(committed: Mapping[Any, int | None],
@@ -69,8 +91,10 @@ def install() -> None:
 
     async def seek_to_committed(self: Any) -> Mapping[Any, int | None]:
         changelogs = self.consumer._is_changelog_tp
-        return await self.call_thread(seek_committed_or_start, self._ensure_consumer(),
-                                      changelogs)
+        committed: Mapping[Any, int | None] = await self.call_thread(
+            seek_committed_or_start, self._ensure_consumer(), changelogs)
+        _tell(committed)  # back in the event loop's thread: the hooks need no lock
+        return committed
 
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign,assignment]
     setattr(AIOKafkaConsumerThread, _INSTALLED, True)

@@ -55,3 +55,12 @@ def test_install_replaces_fausts_seek_once():
     faust_seek.install()
     assert AIOKafkaConsumerThread.seek_to_committed is first
     assert first.__module__ == "streams.infra.faust_seek"
+
+
+def test_each_seek_tells_the_hook_where_partitions_resume():
+    told = []
+    faust_seek.on_seek(told.append)
+    faust_seek._tell({TP(SRC, 0): 12})
+    faust_seek.on_seek(lambda c: None)  # one hook per process: this one replaces it
+    faust_seek._tell({TP(SRC, 0): 13})
+    assert told == [{TP(SRC, 0): 12}]

@@ -316,3 +316,77 @@ def test_a_record_of_this_generation_after_a_gap_is_still_reported():
     ev.message.offset = 1500
     asyncio.run(w.process_batch([ev]))
     assert [(g["partition"], g["first"], g["last"]) for g in w.gaps] == [(0, 0, 1499)]
+
+
+def _at(offset, generation=2):
+    ev = _in_generation(_event(offset % 50, event_id=f"o{offset}"), generation)
+    ev.message.offset = offset
+    return ev
+
+
+def test_records_before_the_seek_start_no_gap_and_the_seek_sets_where_to_resume():
+    # Faust can hand the agent a partition's first records before it seeks to the
+    # committed offsets; they are read again after the seek, which starts the check.
+    w, _ = _worker()
+    w.app.consumer_generation_id = 2
+    asyncio.run(w.process_batch([_at(1643), _at(1644)]))
+    assert w.gaps == []
+    w.note_assignment({0: 1000})  # what note_seek passes on after forgetting the partition
+    assert w.offsets.next_offset[0] == 1645  # not forgotten here: nothing to compare yet
+    w.forget_partition(0)
+    w.note_assignment({0: 1000})
+    asyncio.run(w.process_batch([_at(1643)]))
+    assert [(g["partition"], g["first"], g["last"]) for g in w.gaps] == [(0, 1000, 1642)]
+
+
+def test_a_gap_after_the_seek_is_reported_and_no_committed_offset_means_zero():
+    w, _ = _worker()
+    w.app.consumer_generation_id = 2
+    w.note_assignment({0: None})  # never committed: the group reads it from offset 0
+    asyncio.run(w.process_batch([_at(7)]))
+    assert [(g["partition"], g["first"], g["last"]) for g in w.gaps] == [(0, 0, 6)]
+
+
+def test_a_revoked_partition_forgets_its_committed_offset():
+    w, _ = _worker()
+    w.note_assignment({0: 5})
+    w.forget_partition(0)
+    assert 0 not in w.assign_committed and 0 not in w.offsets.next_offset
+
+
+def test_a_seek_restarts_the_check_where_the_group_resumes():
+    from collections import namedtuple
+
+    tp = namedtuple("TP", "topic partition")
+    w, _ = _worker()
+    w.app.consumer_generation_id = 2
+    asyncio.run(w.process_batch([_at(5), _at(6)]))  # taken before the seek
+    # Another member committed up to 40 meanwhile: the seek resumes there.
+    w.note_seek({tp("venue.events", 0): 40, tp("tl-changelog", 0): 3})
+    assert w.gaps == [] and w.offsets.next_offset[0] == 40 and w.assign_committed == {0: 40}
+    asyncio.run(w.process_batch([_at(40), _at(41)]))
+    assert w.gaps == []
+
+
+def test_offsets_a_late_batch_folded_are_no_gap_when_the_group_reads_on_after_them():
+    # Partition 0 came back to this worker (generation 3) with committed offset 1872;
+    # the batch 1872..1875 taken in generation 2 was folded after that and
+    # committed, so generation 3 reads on from 1876.
+    w, _ = _worker()
+    w.app.consumer_generation_id = 3
+    w.note_assignment({0: 1872})
+    asyncio.run(w.process_batch([_at(o, generation=2) for o in range(1872, 1876)]))
+    asyncio.run(w.process_batch([_at(1876, generation=3)]))
+    assert w.gaps == []
+    # Offsets beyond what the late batch folded are still a gap.
+    asyncio.run(w.process_batch([_at(1880, generation=3)]))
+    assert [(g["first"], g["last"]) for g in w.gaps] == [(1877, 1879)]
+
+
+def test_a_gap_is_reported_only_where_no_late_batch_folded():
+    w, _ = _worker()
+    w.app.consumer_generation_id = 3
+    w.note_assignment({0: 100})
+    asyncio.run(w.process_batch([_at(o, generation=2) for o in (110, 111, 112)]))
+    asyncio.run(w.process_batch([_at(120, generation=3)]))
+    assert [(g["first"], g["last"]) for g in w.gaps] == [(100, 109), (113, 119)]
