@@ -37,10 +37,12 @@ def worker_main(argv: list[str]) -> int:
     logging.basicConfig(level=args.loglevel.upper())
     worker = create_worker(settings)
     from streams.app import changelog_topics
-    from streams.infra.kafka_admin import ensure_topics
+    from streams.infra.kafka_admin import ensure_topics, until_reachable
 
-    ensure_topics(settings.kafka_bootstrap, changelog_topics(settings, worker.topology),
-                  config={"cleanup.policy": "compact"})
+    # A worker (re)started while the broker restarts waits for it instead of exiting.
+    until_reachable("worker start-up", lambda: ensure_topics(
+        settings.kafka_bootstrap, changelog_topics(settings, worker.topology),
+        config={"cleanup.policy": "compact"}))
     _dump_tasks_on_sigusr1()
     worker.app.finalize()
     fw = faust.Worker(worker.app, loglevel=args.loglevel, quiet=True)

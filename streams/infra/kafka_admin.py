@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.exceptions import TwinledgerError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,35 @@ def _partition_counts(admin: AdminClient, names: Iterable[str] | None) -> dict[s
         for name, t in meta.topics.items()
         if t.error is None and (wanted is None or name in wanted)
     }
+
+
+#: How long a process starting while the broker is unreachable (restarting, a
+#: leader moving) keeps trying its first admin request before it gives up.
+STARTUP_WAIT_S = 120.0
+
+
+def until_reachable(what: str, fn: Callable[[], T], wait_s: float = STARTUP_WAIT_S,
+                    sleep: Callable[[float], None] = time.sleep) -> T:
+    """``fn()``, tried again while it fails because no broker answers, for ``wait_s``.
+
+    Only transport failures are retried (no broker reachable, a request that
+    timed out); any other error, and the last failure after ``wait_s``, is raised.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            unreachable = isinstance(err, KafkaError) and err.code() in (
+                KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT)
+            if not unreachable or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: no broker answers (%s); trying again in %.1f s", what,
+                        err.str() if isinstance(err, KafkaError) else exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def ensure_topics(
