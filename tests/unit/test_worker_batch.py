@@ -390,3 +390,14 @@ def test_a_gap_is_reported_only_where_no_late_batch_folded():
     asyncio.run(w.process_batch([_at(o, generation=2) for o in (110, 111, 112)]))
     asyncio.run(w.process_batch([_at(120, generation=3)]))
     assert [(g["first"], g["last"]) for g in w.gaps] == [(100, 109), (113, 119)]
+
+
+def test_an_unreadable_stored_state_sends_its_events_to_the_dead_letters_only():
+    w, producer = _worker()
+    w.ledger_table[b"a1"] = b"not a state"
+    other = _event(3, account_id="a2", event_id="b3")
+    asyncio.run(w.process_batch([_event(1), _event(2), other]))
+    topics = _topics(producer)
+    assert topics.count("ledger.deadletter") == 2  # a1's two events, bytes kept
+    assert topics.count("ledger.snapshots") == 1 and b"a2" in w.ledger_table
+    assert w.ledger_table[b"a1"] == b"not a state"  # never replaced by a state from nothing
