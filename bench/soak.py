@@ -182,8 +182,10 @@ class Soak:
                                        "days_back": args.days_back, "workdir": str(self.root)}
 
     # -- what the pipeline says -----------------------------------------------------
-    def worker_get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
-        port = self.pipeline.settings.worker_web_port
+    def worker_get(self, path: str, timeout: float = 5.0,
+                   port: int | None = None) -> tuple[int, Any]:
+        """(status, JSON) of a worker page: the first worker's, or the one on ``port``."""
+        port = port or self.pipeline.settings.worker_web_port
         try:
             with urllib.request.urlopen(  # noqa: S310 - loopback URL of our own child
                     f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
@@ -194,13 +196,17 @@ class Soak:
             except ValueError:
                 return exc.code, {}
 
-    def worker_duplicates(self) -> int | None:
-        """How many venue events the workers answered "duplicate" (their metrics), or None."""
+    def worker_ports(self) -> list[int]:
+        """The web ports of the running workers: the first one's, then the second's."""
         ports = [self.pipeline.settings.worker_web_port]
         if self.second is not None:
             ports.append(int(self.second.env["TWINLEDGER_WORKER_WEB_PORT"]))
+        return ports
+
+    def worker_duplicates(self) -> int | None:
+        """How many venue events the workers answered "duplicate" (their metrics), or None."""
         total = 0
-        for port in ports:
+        for port in self.worker_ports():
             try:
                 with urllib.request.urlopen(  # noqa: S310 - loopback URL of our own child
                         f"http://127.0.0.1:{port}/metrics/prometheus", timeout=10) as resp:
@@ -410,11 +416,11 @@ class Soak:
                             if "RECORDS NEVER FOLDED" in text_)
         self.result["worker_logs"] = {"read": sorted(logs), "stalled": stalled,
                                       "false_gaps": false_gaps}
-        second_ok = not stalled and not false_gaps
+        workers_ok = not stalled and not false_gaps
         if self.second is not None:
             self.result["second_worker"]["alive"] = self.second.alive()
-            second_ok = second_ok and self.second.alive()
-        ok = (second_ok and not (worker_bad or sink_bad or count_bad or restart_bad) and rc == 0
+            workers_ok = workers_ok and self.second.alive()
+        ok = (workers_ok and not (worker_bad or sink_bad or count_bad or restart_bad) and rc == 0
               and not self.result.get("gaps") and order["ok"] and dup_ok)
         self.result["verdict"] = "pass" if ok else "fail"
         return 0 if ok else 1
@@ -493,10 +499,7 @@ class Soak:
         if not p.worker.alive():
             raise RuntimeError(f"the worker exited with {p.worker.proc.returncode}:\n"
                                f"{p.worker.log_tail(40)}")
-        try:
-            return self.worker_get("/ready")[0] == 200
-        except (OSError, ValueError):
-            return False
+        return self._ready(p.settings.worker_web_port)
 
     def _account_view(self, account: str) -> dict[str, Any] | None:
         self.phases.check()
@@ -640,9 +643,7 @@ class Soak:
         if self.second is not None:
             self.second = p.start_another_worker("second-again")
             p.extra_workers = [self.second]
-        ports = [p.settings.worker_web_port]
-        if self.second is not None:
-            ports.append(int(self.second.env["TWINLEDGER_WORKER_WEB_PORT"]))
+        ports = self.worker_ports()
         while not all(self._ready(port) for port in ports):
             self.phases.check()
             for child in (p.worker, self.second):
@@ -661,9 +662,7 @@ class Soak:
 
     def _ready(self, port: int) -> bool:
         try:
-            with urllib.request.urlopen(  # noqa: S310 - loopback URL of our own child
-                    f"http://127.0.0.1:{port}/ready", timeout=5) as resp:
-                return bool(resp.status == 200)
+            return self.worker_get("/ready", port=port)[0] == 200
         except (OSError, ValueError):
             return False
 
