@@ -245,16 +245,6 @@ class Worker:
             self.assign_committed[partition] = start
             self.offsets.expect(partition, start)
 
-    def committed_offset(self, tp: Any) -> int:
-        """Where the group resumes reading ``tp``: its committed offset, 0 if none.
-
-        Faust reads the committed offsets when partitions are assigned, before
-        the agent gets a record. No committed offset means the group never
-        read the partition, so every record from offset 0 is due.
-        """
-        known = getattr(getattr(self.app, "consumer", None), "_committed_offset", None) or {}
-        return int(known.get(tp) or 0)
-
     def _note_late(self, partition: int, offset: int) -> None:
         runs = self.late_folded.setdefault(partition, [])
         if runs and runs[-1][0] <= offset <= runs[-1][1] + 1:
@@ -611,7 +601,9 @@ class Worker:
             gap = self.offsets.check_log_start(partition, start)
             if gap is not None:
                 self.report_gap(source, gap)
-        committed: dict[int, int | None] = {tp.partition: self.committed_offset(tp)
+        # Where Faust's last seek resumed each partition (``note_seek``), before the
+        # agent took anything from it.
+        committed: dict[int, int | None] = {tp.partition: self.assign_committed.get(tp.partition)
                                             for tp in tps}
         end_offsets = {tp.partition: int(ends[tp]) for tp in tps if tp in ends}
         self.lag = self.offsets.lag(end_offsets, committed, log_starts)
@@ -1296,6 +1288,8 @@ def _await_chain(coro: Any, limit: int = 40) -> str:
     several awaits deeper (Faust's stream, aiokafka's fetcher), so this
     follows ``cr_await`` (and async generators' ``ag_await``) to the end.
     """
+    import gc
+
     hops: list[str] = []
     while coro is not None and len(hops) < limit:
         frame = (getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
@@ -1304,7 +1298,6 @@ def _await_chain(coro: Any, limit: int = 40) -> str:
             # ``async for`` waits on an ``async_generator_asend`` and ``__await__``
             # returns a ``coroutine_wrapper``: each holds its coroutine or generator
             # without naming it, and the garbage collector knows the way.
-            import gc
             inner = next((r for r in gc.get_referents(coro)
                           if any(getattr(r, a, None) is not None
                                  for a in ("cr_frame", "ag_frame", "gi_frame"))), None)

@@ -24,7 +24,7 @@ to the start of its log, which is what ``auto_offset_reset="earliest"``
 promises for a partition with no committed offset. A record read twice that
 way is folded twice, and the second fold answers "duplicate".
 
-Each seek then tells the hooks of ``on_seek`` (in the event loop's thread)
+Each seek then tells the hook of ``on_seek`` (in the event loop's thread)
 where every partition resumes: the committed offsets the seek read, which
 is where the next record of each comes from (the worker's gap check starts
 there, ``Worker.note_seek``).
@@ -39,7 +39,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _INSTALLED = "_twinledger_seek_from_start"
-_HOOKS: list[Callable[[Mapping[Any, int | None]], None]] = []
+_hook: Callable[[Mapping[Any, int | None]], None] | None = None
 
 
 def on_seek(hook: Callable[[Mapping[Any, int | None]], None]) -> None:
@@ -47,15 +47,17 @@ def on_seek(hook: Callable[[Mapping[Any, int | None]], None]) -> None:
 
     One hook per process (a process runs one worker): a new one replaces the last.
     """
-    _HOOKS[:] = [hook]
+    global _hook
+    _hook = hook
 
 
 def _tell(committed: Mapping[Any, int | None]) -> None:
-    for hook in list(_HOOKS):
-        try:
-            hook(committed)
-        except Exception:  # noqa: BLE001 - a hook must not break Faust's rebalance
-            log.exception("seek hook %r failed", hook)
+    if _hook is None:
+        return
+    try:
+        _hook(committed)
+    except Exception:  # noqa: BLE001 - a hook must not break Faust's rebalance
+        log.exception("seek hook %r failed", _hook)
 
 
 def uncommitted(committed: Mapping[Any, int | None],
