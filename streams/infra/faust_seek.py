@@ -28,17 +28,45 @@ Each seek then tells the hook of ``on_seek`` (in the event loop's thread)
 where every partition resumes: the committed offsets the seek read, which
 is where the next record of each comes from (the worker's gap check starts
 there, ``Worker.note_seek``).
+
+The seek must also not race the records Faust fetched before it. Faust
+resumes the source partitions, then seeks (``Recovery.on_recovery_completed``),
+with its fetcher already running: a batch fetched from the old position can
+be half delivered when the seek starts. Faust's drain loop (``Consumer.
+_drain_messages``) then went on with that stale batch after the seek: its
+records went into the stream buffer (which the resume right after the seek
+clears) and moved Faust's read offset of each partition (``_read_offset``)
+to the last of them, so the same records, fetched again from where the seek
+put the partition, were dropped as already read ("DROPPED MESSAGE ROFF").
+Seen in the crash test (``test_sigkill_worker_and_sink_mid_stream_then_restart``):
+a worker restarted with no committed offset fetched offsets 0..682 of every
+partition into a full buffer (4,098 records, buffer 4,096) before the seek,
+the seek moved them back to 0, and the first record the agent took after it
+was 683; 260 events left no snapshot.
+
+``perform_seek`` below stops the flow first (Faust's own ``stop_flow``:
+a delivery blocked on a full buffer is cancelled, and the drain loop ends
+its batch at the next record), waits until the drain loop has left the
+batch, and only then seeks and sets the read offsets. Every caller of
+``perform_seek`` that had the flow running resumes it right after the call
+(``Recovery._resume_streams``, ``Recovery.on_recovery_completed``); the third
+caller (``Consumer.getmany`` with the flow stopped) had it stopped already.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _INSTALLED = "_twinledger_seek_from_start"
+_DELIVERY = "_twinledger_delivery"
+#: how long a seek waits for the drain loop to leave a batch fetched before it
+DRAIN_WAIT_S = 30.0
 _hook: Callable[[Mapping[Any, int | None]], None] | None = None
 
 
@@ -84,12 +112,86 @@ def _names(tps: Iterable[Any]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps)
 
 
+class Delivery:
+    """Whether Faust's drain loop is handing out a batch of records, per consumer."""
+
+    def __init__(self) -> None:
+        self.batches = 0  # batches whose records are being delivered (0 or 1)
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def started(self) -> None:
+        if self.batches == 0:
+            self.idle.clear()
+        self.batches += 1
+
+    def ended(self) -> None:
+        self.batches -= 1
+        if self.batches == 0:
+            self.idle.set()
+
+
+def delivery(consumer: Any) -> Delivery:
+    found: Delivery | None = consumer.__dict__.get(_DELIVERY)
+    if found is None:
+        found = Delivery()
+        consumer.__dict__[_DELIVERY] = found
+    return found
+
+
+def delivering(getmany: Callable[..., Any]) -> Callable[..., Any]:
+    """Faust's ``Consumer.getmany``, marking the consumer busy while a batch is handed out."""
+
+    async def getmany_marked(self: Any, timeout: float) -> Any:
+        state = delivery(self)
+        batch = getmany(self, timeout)
+        counted = False
+        try:
+            async for item in batch:
+                if not counted:
+                    state.started()
+                    counted = True
+                yield item
+        finally:
+            if counted:
+                state.ended()
+            await batch.aclose()
+
+    return getmany_marked
+
+
+def seeking_after_the_batch(perform_seek: Callable[..., Any]) -> Callable[..., Any]:
+    """Faust's ``Consumer.perform_seek``, never racing a batch fetched before it."""
+
+    async def perform_seek_alone(self: Any) -> None:
+        if self.flow_active:
+            self.stop_flow()  # the callers that had it running resume it (module doc)
+        state = delivery(self)
+        if not state.idle.is_set():
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(state.idle.wait(), DRAIN_WAIT_S)
+            except TimeoutError:
+                log.warning("seek: the drain loop is still delivering a batch after %.0f s; "
+                            "seeking anyway", DRAIN_WAIT_S)
+            else:
+                log.info("seek: waited %.3f s for the drain loop to leave a batch fetched "
+                         "before the seek", time.monotonic() - started)
+        await perform_seek(self)
+
+    return perform_seek_alone
+
+
 def install() -> None:
-    """Make Faust's aiokafka consumer thread seek as above (once per process)."""
+    """Make Faust's consumer seek as above (once per process)."""
+    from faust.transport.consumer import Consumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     if getattr(AIOKafkaConsumerThread, _INSTALLED, False):
         return
+    Consumer.getmany = delivering(Consumer.getmany)  # type: ignore[method-assign]
+    Consumer.perform_seek = seeking_after_the_batch(  # type: ignore[method-assign]
+        Consumer.perform_seek)
 
     async def seek_to_committed(self: Any) -> Mapping[Any, int | None]:
         changelogs = self.consumer._is_changelog_tp

@@ -64,3 +64,113 @@ def test_each_seek_tells_the_hook_where_partitions_resume():
     faust_seek.on_seek(lambda c: None)  # one hook per process: this one replaces it
     faust_seek._tell({TP(SRC, 0): 13})
     assert told == [{TP(SRC, 0): 12}]
+
+
+# -- the seek and a batch fetched before it (Faust's real drain loop) ---------------
+
+
+class Buffer:
+    """The agent's stream buffer as the drain loop sees it: a bounded queue nobody reads.
+
+    ``clear`` is what Faust's ``flow_control.resume()`` does to it after the seek.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.items: list[int] = []
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def put(self, message) -> None:
+        while len(self.items) >= self.cap:
+            self.room.clear()
+            await self.room.wait()
+        self.items.append(message.offset)
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.room.set()
+
+
+def _record(topic: str, partition: int, offset: int):
+    from aiokafka.structs import ConsumerRecord
+
+    return ConsumerRecord(topic=topic, partition=partition, offset=offset, timestamp=0,
+                          timestamp_type=0, key=b"a", value=b"v", checksum=None,
+                          serialized_key_size=1, serialized_value_size=1, headers=())
+
+
+async def _seek_during_a_stale_batch() -> tuple[list[int], list[int]]:
+    """A batch 0..9 is half delivered (the buffer is full at 5) when the seek to 0 comes.
+
+    Returns (what the buffer holds after the seek and the refetch, offsets Faust dropped).
+    """
+    import faust
+    from faust.types import TP as FaustTP
+
+    faust_seek.install()
+    app = faust.App("seek-race-test", broker="kafka://127.0.0.1:1", store="memory://")
+    consumer = app.consumer
+    tp = FaustTP("p.venue.events", 0)
+    buffer = Buffer(cap=5)
+    batches = [[_record(tp.topic, 0, o) for o in range(10)]]  # fetched before the seek
+    fetched = asyncio.Event()
+    refetched = asyncio.Event()
+
+    async def wait_next_records(timeout):  # Faust's, without the thread behind it
+        if not consumer.flow_active:
+            await consumer.can_resume_flow.wait()
+        if not batches:
+            refetched.set()
+            await asyncio.sleep(timeout)
+            return {}, None
+        fetched.set()
+        return {tp: batches.pop(0)}, None
+
+    async def seek_to_committed():
+        batches.append([_record(tp.topic, 0, o) for o in range(10)])  # from 0 again
+        return {tp: None}
+
+    consumer._wait_next_records = wait_next_records
+    consumer.seek_to_committed = seek_to_committed
+    consumer.highwater = lambda tp: 10
+    consumer.callback = buffer.put
+    dropped: list[int] = []
+    consumer.log.dev = lambda fmt, offset=None, *a: dropped.append(offset) if "DROPPED" in fmt else None
+
+    class Fetcher:
+        _stopped = asyncio.Event()
+
+    drain = asyncio.ensure_future(consumer._drain_messages(Fetcher()))
+    await asyncio.wait_for(fetched.wait(), 5)
+    while not (len(buffer.items) == 5 and not buffer.room.is_set()):
+        await asyncio.sleep(0.01)  # the drain loop waits on a full buffer at offset 5
+    # Recovery.on_recovery_completed: seek, then resume the flow (clearing the buffers).
+    await asyncio.wait_for(consumer.perform_seek(), 5)
+    buffer.clear()
+    buffer.cap = 100  # the agent takes records again
+    consumer.resume_flow()
+    await asyncio.wait_for(refetched.wait(), 5)
+    await asyncio.sleep(0.05)
+    Fetcher._stopped.set()
+    consumer._stopped.set()
+    drain.cancel()
+    try:
+        await drain
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - only the buffer matters here
+        pass
+    return buffer.items, dropped
+
+
+def test_a_seek_never_races_the_batch_fetched_before_it():
+    """Every record from where the seek put the partition reaches the agent, once, in order.
+
+    Without the guard the drain loop went on with the stale batch after the
+    seek (offsets 5..9 into the cleared buffer) and its read offset, left at 9,
+    dropped 0..8 when they came again: what the crash test lost.
+    """
+    held, dropped = asyncio.run(_seek_during_a_stale_batch())
+    assert held[:5] == [0, 1, 2, 3, 4], held
+    assert sorted(set(held)) == list(range(10)), (held, dropped)
+    assert held == sorted(held), held
+    assert dropped == [], dropped
