@@ -14,6 +14,16 @@ which holds just as well when rows are missing:
    account ``max(event_seq) = uniqExact(event_seq)``; an account that fails
    has snapshot rows missing.
 
+3. **Folded.** Every venue event below the worker group's committed offset
+   (and below the sink's, so its ``venue_events`` row is in) has an outcome
+   of the fold in ClickHouse: its snapshot, an anomaly naming it (an event
+   refused as out of range), or a dead letter for its source offset. Checks
+   1 and 2 cannot see an event the worker never folded (its account's
+   ``event_seq`` simply never counted it); this one names it. It runs only
+   when the sink has read every output the worker had produced when its
+   committed offsets were read (``FoldedBound``): otherwise a missing
+   snapshot may still be on its way, and the check says it is pending.
+
 Topics whose table keeps only the latest row per key (``balances``) or drops
 rows by TTL (``portfolio_snapshots``) cannot account for every offset after
 merges; they are listed as not checked, never silently passed.
@@ -24,10 +34,20 @@ Must not touch: Kafka (callers pass the committed offsets) or the write path.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sinks.backend import Backend
-from sinks.ddl import DEAD_LETTERS, DUPLICATES_TABLE, LATEST_TABLES, TABLES, ident
+from sinks.ddl import (
+    ACCOUNT_SNAPSHOTS,
+    ANOMALY_EVENTS,
+    DEAD_LETTERS,
+    DUPLICATES_TABLE,
+    LATEST_TABLES,
+    TABLES,
+    VENUE_EVENTS,
+    ident,
+)
 
 #: Missing ranges reported per partition (the count is always exact).
 MAX_RANGES = 20
@@ -129,12 +149,98 @@ def check_snapshots(backend: Backend, limit: int = 50) -> dict[str, Any]:
             "accounts_with_holes": holes}
 
 
+#: the tables that hold an outcome of the fold for a venue event (check 3)
+OUTCOME_TABLES = (ACCOUNT_SNAPSHOTS.name, ANOMALY_EVENTS.name, DEAD_LETTERS.name)
+
+
+@dataclass
+class FoldedBound:
+    """How far check 3 can look, read from Kafka in this order by the caller.
+
+    ``upto``: per ``topic`` partition, the lower of the worker group's and the
+    sink group's committed offsets. ``pending``: output partitions of
+    :data:`OUTCOME_TABLES` where the sink's committed offset is still below
+    the end offset read after the worker's offsets (the outputs of an event
+    below ``upto`` may be there); the check waits while any is.
+    """
+
+    topic: str
+    upto: dict[int, int] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)  # "topic[p]" -> records unread
+
+
+def _unfolded_sql(db: str) -> str:
+    # Identifiers from sinks.ddl only; the topic and offsets travel as parameters.
+    return (
+        f"SELECT kafka_partition AS p, kafka_offset AS o, account_id, event_id"
+        f" FROM {db}.{VENUE_EVENTS.name}"
+        " WHERE kafka_topic = {topic:String} AND has({parts:Array(UInt32)}, kafka_partition)"
+        " AND kafka_offset < {upto:Array(UInt64)}[indexOf({parts:Array(UInt32)}, kafka_partition)]"
+        f" AND (account_id, event_id) NOT IN"
+        f" (SELECT account_id, event_id FROM {db}.{ACCOUNT_SNAPSHOTS.name})"
+        f" AND (account_id, event_id) NOT IN"
+        f" (SELECT account_id, source_event_id FROM {db}.{ANOMALY_EVENTS.name})"
+        f" AND (kafka_partition, kafka_offset) NOT IN"
+        f" (SELECT toUInt32(source_partition), toUInt64(source_offset) FROM {db}.{DEAD_LETTERS.name}"
+        "  WHERE source_topic = {topic:String})")
+
+
+def check_folded(backend: Backend, bound: FoldedBound | None,
+                 limit: int = MAX_RANGES) -> dict[str, Any]:
+    """Check 3: venue events below ``bound.upto`` that left no outcome of the fold.
+
+    ``{"ok", "checked", "unfolded", "partitions": [{"partition", "upto",
+    "unfolded", "ranges": [{"first", "last", "count"}], "first_events": [...]}]}``;
+    ``checked`` is false (and ``ok`` true) with a ``pending`` reason while
+    the sink is still reading outputs, or when no bound was given.
+    """
+    if bound is None:
+        return {"ok": True, "checked": False,
+                "pending": "the worker's committed offsets were not read"}
+    if bound.pending:
+        unread = sum(bound.pending.values())
+        return {"ok": True, "checked": False,
+                "pending": f"the sink has {unread} output record(s) of folded events still to "
+                           f"read ({', '.join(sorted(bound.pending))})"}
+    items = sorted((p, u) for p, u in bound.upto.items() if u > 0)
+    if not items:
+        return {"ok": True, "checked": True, "unfolded": 0, "partitions": []}
+    db = ident(backend.database)
+    params: dict[str, Any] = {"topic": bound.topic, "parts": [p for p, _ in items],
+                              "upto": [u for _, u in items], "n": limit}
+    inner = _unfolded_sql(db)
+    # Runs of consecutive offsets: offset - row number is constant along a run.
+    runs = backend.query(
+        "SELECT p, min(o), max(o), count() FROM ("
+        " SELECT p, o, toInt64(o) - toInt64(row_number() OVER (PARTITION BY p ORDER BY o)) AS run"
+        " FROM (" + inner + ")) GROUP BY p, run ORDER BY p, min(o)", params)
+    first = backend.query(inner + " ORDER BY p, o LIMIT {n:UInt32}", params)
+    partitions: dict[int, dict[str, Any]] = {}
+    for p, low, high, n in runs:
+        entry = partitions.setdefault(int(p), {"partition": int(p), "upto": bound.upto[int(p)],
+                                               "unfolded": 0, "ranges": [],
+                                               "first_events": []})
+        entry["unfolded"] += int(n)
+        if len(entry["ranges"]) < limit:
+            entry["ranges"].append({"first": int(low), "last": int(high), "count": int(n)})
+    for p, o, account, event_id in first:
+        partitions[int(p)]["first_events"].append(
+            {"offset": int(o), "account_id": str(account), "event_id": str(event_id)})
+    total = sum(e["unfolded"] for e in partitions.values())
+    return {"ok": total == 0, "checked": True, "topic": bound.topic, "unfolded": total,
+            "partitions": [partitions[p] for p in sorted(partitions)]}
+
+
 def conservation(backend: Backend, committed: Mapping[tuple[str, int], int | None],
-                 table_of_topic: Mapping[str, str]) -> dict[str, Any]:
-    """Both checks: ``{"ok", "offsets": {...}, "snapshots": {...}}``."""
+                 table_of_topic: Mapping[str, str],
+                 folded: FoldedBound | None = None) -> dict[str, Any]:
+    """The three checks: ``{"ok", "offsets": {...}, "snapshots": {...}, "folded": {...}}``."""
     offsets = check_offsets(backend, committed, table_of_topic)
     snapshots = check_snapshots(backend)
-    return {"ok": offsets["ok"] and snapshots["ok"], "offsets": offsets, "snapshots": snapshots}
+    unfolded = check_folded(backend, folded)
+    return {"ok": offsets["ok"] and snapshots["ok"] and unfolded["ok"], "offsets": offsets,
+            "snapshots": snapshots, "folded": unfolded}
 
 
-__all__ = ["check_offsets", "check_snapshots", "conservation", "offset_checked_tables"]
+__all__ = ["OUTCOME_TABLES", "FoldedBound", "check_folded", "check_offsets", "check_snapshots",
+           "conservation", "offset_checked_tables"]

@@ -214,12 +214,13 @@ class ReadService:
             self._slots.release()
 
     def conservation(self, committed: Mapping[tuple[str, int], int | None],
-                     table_of_topic: Mapping[str, str]) -> dict[str, Any]:
-        """``/conservation``: every consumed offset accounted for, snapshots without holes."""
+                     table_of_topic: Mapping[str, str], folded: Any = None) -> dict[str, Any]:
+        """``/conservation``: every consumed offset accounted for, snapshots without holes,
+        every event the worker committed folded."""
         from sinks.conservation import conservation
 
-        return dict(self._run(lambda reader: conservation(reader, committed, table_of_topic),
-                              "counts"))
+        return dict(self._run(
+            lambda reader: conservation(reader, committed, table_of_topic, folded), "counts"))
 
     def counts(self) -> dict[str, Any]:
         """The ``/counts`` verdict, read on a read-only client."""
@@ -331,7 +332,7 @@ class SinkHTTPServer:
                  health: Callable[[], Mapping[str, Any]] | None = None, *,
                  ready: Callable[[], Mapping[str, Any]] | None = None,
                  committed: Callable[[], tuple[Mapping[tuple[str, int], int | None],
-                                               Mapping[str, str]]] | None = None,
+                                               Mapping[str, str], Any]] | None = None,
                  token: str = "", read_slots: int = 1, read_wait_seconds: float = 1.0,
                  read_limits: Mapping[str, Any] | None = None, max_connections: int = 32,
                  socket_timeout: float = 5.0, connection_seconds: float = 75.0) -> None:
@@ -339,7 +340,8 @@ class SinkHTTPServer:
         self.backend = backend
         self.health = health or (lambda: {})
         #: ``/ready``: {"ready": bool, ...}; ``/conservation``: the sink group's committed
-        #: offsets and the table of each sinked topic, read from Kafka by the caller.
+        #: offsets, the table of each sinked topic and the bound of the fold check
+        #: (``sinks.conservation.FoldedBound``), read from Kafka by the caller.
         self.ready = ready or (lambda: {"ready": True})
         self.committed = committed
         self.token = token
@@ -487,8 +489,8 @@ class SinkHTTPServer:
                     if outer.committed is None:
                         self._json(404, {"error": "no consumer offsets behind this endpoint"})
                     else:
-                        committed, tables = outer.committed()
-                        doc = outer.reads.conservation(committed, tables)
+                        committed, tables, folded = outer.committed()
+                        doc = outer.reads.conservation(committed, tables, folded)
                         doc["committed"] = [
                             {"topic": t, "partition": p, "offset": o}
                             for (t, p), o in sorted(committed.items())]

@@ -20,6 +20,7 @@ from typing import Any
 
 from sinks import metrics as sink_metrics
 from sinks.backend import Backend, open_backend
+from sinks.conservation import OUTCOME_TABLES, FoldedBound
 from sinks.ddl import TABLES
 from sinks.http import SinkHTTPServer
 from sinks.migrate import apply_ddl
@@ -64,12 +65,32 @@ def sink_readiness(runner: SinkRunner) -> dict[str, Any]:
 
 
 def sink_committed(settings: Settings, runner: SinkRunner
-                   ) -> tuple[dict[tuple[str, int], int | None], dict[str, str]]:
-    """The sink group's committed offsets of every sinked topic, and each topic's table."""
-    from streams.infra.kafka_admin import committed_offsets
+                   ) -> tuple[dict[tuple[str, int], int | None], dict[str, str], FoldedBound]:
+    """For ``/conservation``: the sink group's committed offsets of every sinked topic,
+    each topic's table, and how far the fold can be checked (``FoldedBound``).
+
+    Read in this order: the worker group's committed offsets on ``venue.events``,
+    then the end offsets of the outcome topics (every output of an event below
+    those offsets was flushed before they were committed, so it lies below
+    these ends), then the sink group's committed offsets.
+    """
+    from streams.infra.kafka_admin import committed_offsets, watermarks
 
     tables = dict(runner.table_by_topic)
-    return committed_offsets(settings.kafka_bootstrap, settings.sink_group, list(tables)), tables
+    source = settings.topic("venue.events")
+    worker = committed_offsets(settings.kafka_bootstrap, settings.app_id, [source])
+    outcome_topics = [t for t, table in tables.items() if table in OUTCOME_TABLES]
+    ends = watermarks(settings.kafka_bootstrap, outcome_topics)
+    committed = committed_offsets(settings.kafka_bootstrap, settings.sink_group, list(tables))
+    bound = FoldedBound(source)
+    for (topic, partition), folded in worker.items():
+        read = committed.get((topic, partition))
+        bound.upto[partition] = min(folded or 0, read or 0)
+    for (topic, partition), (_, end) in ends.items():
+        unread = end - (committed.get((topic, partition)) or 0)
+        if unread > 0:
+            bound.pending[f"{topic}[{partition}]"] = unread
+    return committed, tables, bound
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -314,6 +314,16 @@ def verify_pipeline(settings: Settings, client: SinkClient,
                 f"({part['table']}, dead_letters, sink_duplicates): offsets {ranges} — rows "
                 "deleted from ClickHouse, or records deleted from the topic before the sink "
                 "read them")
+    folded = cons.get("folded", {})
+    for part in folded.get("partitions", []):
+        ranges = ", ".join(f"{r['first']}..{r['last']}" for r in part["ranges"])
+        first = part["first_events"][0] if part["first_events"] else {}
+        problems.append(
+            f"{folded.get('topic')}[{part['partition']}]: {part['unfolded']} event(s) below "
+            f"the worker's committed offset left no snapshot, anomaly or dead letter: offsets "
+            f"{ranges} (first: account {first.get('account_id')}, event "
+            f"{first.get('event_id')}) — the worker never folded them; re-ingest those "
+            "events from the venue (a replay of the worker group answers them 'duplicate')")
     for acc in cons["snapshots"]["accounts_with_holes"]:
         problems.append(f"account {acc['account_id']}: {acc['missing']} snapshot(s) missing "
                         f"(event_seq reaches {acc['last_event_seq']}, {acc['snapshots']} held)")

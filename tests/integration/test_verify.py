@@ -51,6 +51,8 @@ def test_an_intact_pipeline_verifies_and_compares_every_account(pipeline: Pipeli
              if p["topic"].endswith("venue.events")]
     assert sum(p["committed"] for p in venue) == len(events)
     assert all(p["missing"] == 0 for p in venue)
+    folded = doc["conservation"]["folded"]
+    assert folded["checked"] and folded["unfolded"] == 0, folded
 
 
 def test_rows_deleted_from_tables_fail_verify_naming_them(pipeline: Pipeline):
@@ -105,3 +107,62 @@ def test_records_deleted_from_the_topic_before_the_sink_read_them_fail_verify(
     for (topic, partition), start in cut.items():
         assert f"{topic}[{partition}]" in text
         assert f"offsets {read[(topic, partition)][1]}..{start - 1}" in text, text
+
+
+def _move_worker_group_to_end(pipeline: Pipeline) -> dict[tuple[str, int], int]:
+    """Commit the (stopped) worker group at the end of venue.events: what a worker that
+    drops records it fetched and commits past them leaves behind."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    marks = pipeline.source_marks()
+    tps = [TopicPartition(t, p, hi) for (t, p), (_, hi) in sorted(marks.items())]
+    deadline = time.monotonic() + 60
+    while True:
+        consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap,
+                             "group.id": pipeline.settings.app_id,
+                             "enable.auto.commit": False})
+        try:
+            consumer.commit(offsets=tps, asynchronous=False)
+            return {(t, p): hi for (t, p), (_, hi) in marks.items()}
+        except KafkaException:
+            # the stopped worker's membership may not have left the group yet
+            assert time.monotonic() < deadline, "could not commit the worker group's offsets"
+            time.sleep(1.0)
+        finally:
+            consumer.close()
+
+
+def test_events_the_worker_never_folded_fail_verify(pipeline: Pipeline):
+    """Every other check passes when the worker moves past records it never folded.
+
+    The sink holds their rows in venue_events, no snapshot row is missing
+    from any account's event_seq, and the worker's live event_seq equals
+    ClickHouse's: only the fold check (every event below the worker's
+    committed offset has a snapshot, an anomaly or a dead letter) names them.
+    """
+    pipeline.start_sink()
+    pipeline.start_worker()
+    pipeline.produce(synth_venue_events(300, 8, seed=15))
+    assert _settled(pipeline)["ok"]
+    assert pipeline.worker is not None
+    pipeline.worker.stop()
+    before = pipeline.source_marks()
+    skipped = synth_venue_events(120, 8, seed=16)
+    pipeline.produce(skipped)
+    after = _move_worker_group_to_end(pipeline)
+    pipeline.start_worker()
+    pipeline.produce(synth_venue_events(100, 8, seed=17))
+    doc = _settled(pipeline)
+    assert not doc["ok"]
+    folded = doc["conservation"]["folded"]
+    assert folded["checked"] and folded["unfolded"] == len(skipped), folded
+    text = "\n".join(doc["problems"])
+    for (topic, partition), (_, start) in sorted(before.items()):
+        end = after[(topic, partition)]
+        if end > start:
+            assert (f"{topic}[{partition}]: {end - start} event(s) below the worker's "
+                    f"committed offset left no snapshot") in text, text
+            assert f"offsets {start}..{end - 1}" in text, text
+    # The other checks cannot see it: rows are there, and no account has a hole.
+    assert doc["conservation"]["offsets"]["ok"] and doc["conservation"]["snapshots"]["ok"]
+    assert not any("live" in p or "event_seq" in p for p in doc["problems"]), text
