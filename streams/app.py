@@ -348,6 +348,7 @@ class Worker:
 
         marks = self.marks if self.marks is not None else {}
         new_states: dict[str, tuple[bytes, list[tuple[bytes, bytes]], Any, Any]] = {}
+        stored_from: dict[str, list[tuple[Any, Any]]] = {}
         for account, items in by_account.items():
             if set_current_event is not None:
                 # Faust's RocksDB store reads (and writes) the partition of the current event.
@@ -386,6 +387,7 @@ class Worker:
             sends.extend(outputs)
             if state is not None and changed:
                 new_states[account] = (*encode_split(state), items[-1][0], state)
+                stored_from[account] = items
 
         sent: dict[str, int] = {}
         for topic, key, value, ts in sends:
@@ -395,6 +397,9 @@ class Worker:
             OUTPUTS.labels(topic).inc(count)
         await producer.flush()
         for account, (blob, history, source_event, state) in new_states.items():
+            if any(self.crossed_rebalance(ev.message) for ev, _ in stored_from[account]):
+                self._not_stored(stored_from[account])
+                continue
             if set_current_event is not None:
                 set_current_event(source_event)
             key = account.encode("utf-8")
@@ -408,6 +413,39 @@ class Worker:
         # After the batch is on the broker and in the table: the watchdog's lag is
         # counted from what was folded, not from what was merely taken.
         self.note_offsets(events)
+
+    def crossed_rebalance(self, msg: Any) -> bool:
+        """Did a rebalance begin after Faust handed ``msg`` to the agent?
+
+        Then the rebalance ends with a seek to the committed offsets, after
+        ``msg`` was taken: whoever holds its partition then reads it again
+        (unless it was acknowledged, which ``_not_stored`` prevents). Known
+        from the rebalance count Faust had when it handed ``msg`` out
+        (``faust_seek.rebalanced_since_delivery``; Faust counts a rebalance
+        as soon as the consumer hears its partitions are being revoked), or
+        from a consumer generation older than the current one (``is_late``).
+        """
+        from streams.infra.faust_seek import rebalanced_since_delivery
+
+        return rebalanced_since_delivery(msg, self.app) or self.is_late(msg)
+
+    def _not_stored(self, items: list[tuple[Any, Any]]) -> None:
+        """An account's batch folded across a rebalance: its state is not stored.
+
+        The partition may be another worker's by now (``stream_wait_empty`` is
+        off: a rebalance does not wait for the batch), and that worker may
+        already store states of it: a late write here landed in the changelog
+        among its writes, and an account's hot part then named history the
+        other had overwritten ("the stored dedup ring is not version 2"), or
+        a restore took this older state over the newer one. Nothing of the
+        batch is lost: its records are not acknowledged either, so the group
+        has not committed them, and whoever holds the partition after the
+        rebalance reads them again from the committed offset (the outputs
+        already sent come again with the same ids; the sink keeps one row).
+        """
+        for ev, _ in items:
+            ev.message.acked = True  # Faust acks nothing it thinks acked: never committed
+        EVENTS.labels("not_stored_rebalance").inc(len(items))
 
     def _fold_account(self, state: Any, items: list[tuple[Any, Any]], refused: set[int],
                       marks: Mapping[str, Decimal]

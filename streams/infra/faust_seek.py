@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 _INSTALLED = "_twinledger_seek_from_start"
 _DELIVERY = "_twinledger_delivery"
+#: on each message Faust hands out: its app's rebalance count at that moment
+_STAMP = "_twinledger_rebalances"
 #: how long a seek waits for the drain loop to leave a batch fetched before it
 DRAIN_WAIT_S = 30.0
 _hook: Callable[[Mapping[Any, int | None]], None] | None = None
@@ -144,6 +146,9 @@ def delivering(getmany: Callable[..., Any]) -> Callable[..., Any]:
 
     async def getmany_marked(self: Any, timeout: float) -> Any:
         state = delivery(self)
+        # Read before the records: a rebalance counted after this may have begun
+        # before they were fetched, and is then treated as crossing them.
+        rebalances = getattr(self.app, "rebalancing_count", 0)
         batch = getmany(self, timeout)
         counted = False
         try:
@@ -151,6 +156,10 @@ def delivering(getmany: Callable[..., Any]) -> Callable[..., Any]:
                 if not counted:
                     state.started()
                     counted = True
+                try:
+                    setattr(item[1], _STAMP, rebalances)
+                except AttributeError:  # a message type with slots only: not stamped
+                    pass
                 yield item
         finally:
             if counted:
@@ -158,6 +167,17 @@ def delivering(getmany: Callable[..., Any]) -> Callable[..., Any]:
             await batch.aclose()
 
     return getmany_marked
+
+
+def rebalanced_since_delivery(message: Any, app: Any) -> bool:
+    """Has a rebalance begun since Faust handed ``message`` out (``delivering``)?
+
+    Every rebalance ends with a seek of the assigned partitions to their
+    committed offsets, so a message handed out before one began is read again
+    afterwards unless it was acknowledged. False for a message not stamped.
+    """
+    stamp = getattr(message, _STAMP, None)
+    return stamp is not None and getattr(app, "rebalancing_count", 0) != stamp
 
 
 def seeking_after_the_batch(perform_seek: Callable[..., Any]) -> Callable[..., Any]:

@@ -174,3 +174,29 @@ def test_a_seek_never_races_the_batch_fetched_before_it():
     assert sorted(set(held)) == list(range(10)), (held, dropped)
     assert held == sorted(held), held
     assert dropped == [], dropped
+
+
+def test_each_message_handed_out_carries_the_rebalance_count_read_before_its_batch():
+    class Msg:  # Faust's ConsumerMessage has a __dict__
+        pass
+
+    app = type("App", (), {"rebalancing_count": 3})()
+    consumer = type("C", (), {"app": app})()
+    messages = [Msg(), Msg()]
+
+    async def getmany(self, timeout):
+        app.rebalancing_count = 4  # a rebalance counted while the batch was fetched
+        for m in messages:
+            yield ("tp", m)
+
+    async def take_all():
+        return [m async for _, m in faust_seek.delivering(getmany)(consumer, 1.0)]
+
+    got = asyncio.run(take_all())
+    assert got == messages
+    # Counted before the records came: a rebalance counted meanwhile crosses them.
+    assert all(faust_seek.rebalanced_since_delivery(m, app) for m in got)
+    app.rebalancing_count = 3
+    assert not any(faust_seek.rebalanced_since_delivery(m, app) for m in got)
+    assert not faust_seek.rebalanced_since_delivery(Msg(), app)  # never stamped
+    assert faust_seek.delivery(consumer).idle.is_set()  # the batch is over

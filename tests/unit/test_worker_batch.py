@@ -401,3 +401,76 @@ def test_an_unreadable_stored_state_sends_its_events_to_the_dead_letters_only():
     assert topics.count("ledger.deadletter") == 2  # a1's two events, bytes kept
     assert topics.count("ledger.snapshots") == 1 and b"a2" in w.ledger_table
     assert w.ledger_table[b"a1"] == b"not a state"  # never replaced by a state from nothing
+
+
+# -- a batch folded across a rebalance stores no state --------------------------------
+
+
+class RebalancingProducer(FakeProducer):
+    """Flushing takes long enough for a rebalance to begin (Faust counts it at once)."""
+
+    def __init__(self, app):
+        super().__init__()
+        self.app = app
+
+    async def flush(self):
+        await super().flush()
+        self.app.rebalancing_count += 1
+
+
+def _stamped(offset, rebalances):
+    from streams.infra import faust_seek
+
+    ev = _event(offset)
+    setattr(ev.message, faust_seek._STAMP, rebalances)  # what Faust's getmany stamps
+    ev.message.acked = False
+    return ev
+
+
+def _worker_in_group(producer_type):
+    w, _ = _worker()
+    app = SimpleNamespace(rebalancing_count=4, consumer_generation_id=9)
+    app.producer = producer_type(app)
+    w.app = app
+    return w, app.producer
+
+
+def test_a_batch_whose_partition_may_have_moved_is_not_stored_nor_acknowledged():
+    """A rebalance began while the batch was folded: another worker may write the
+    account's state now. The outputs went (same ids when read again); the state does
+    not, and the records stay unacknowledged so the group reads them again."""
+    w, producer = _worker_in_group(RebalancingProducer)
+    FakeTable.writes = 0
+    batch = [_stamped(1, 4), _stamped(2, 4)]
+    asyncio.run(w.process_batch(batch))
+    assert _topics(producer).count("ledger.snapshots") == 2
+    assert FakeTable.writes == 0 and b"a1" not in w.ledger_table
+    assert all(ev.message.acked for ev in batch)
+    assert "a1" not in w.state_cache
+    # Read again after the rebalance (no rebalance during this one): folded from the
+    # stored state, which never had them, so they apply once, and are stored.
+    producer.__class__ = FakeProducer
+    again = [_stamped(1, 5), _stamped(2, 5)]
+    asyncio.run(w.process_batch(again))
+    assert FakeTable.writes == 1 and not any(ev.message.acked for ev in again)
+    assert w.decode_stored("a1", w.ledger_table[b"a1"]).event_seq == 2
+
+
+def test_a_batch_no_rebalance_crossed_is_stored_and_left_to_faust_to_acknowledge():
+    w, producer = _worker_in_group(lambda app: FakeProducer())
+    FakeTable.writes = 0
+    batch = [_stamped(1, 4), _stamped(2, 4)]
+    asyncio.run(w.process_batch(batch))
+    assert FakeTable.writes == 1 and not any(ev.message.acked for ev in batch)
+
+
+def test_a_batch_of_an_older_consumer_generation_is_not_stored():
+    """Handed out before the last assignment (an older generation), even when the
+    rebalance count was read after that rebalance had begun."""
+    w, producer = _worker_in_group(lambda app: FakeProducer())
+    FakeTable.writes = 0
+    batch = [_stamped(1, 4), _stamped(2, 4)]
+    for ev in batch:
+        ev.message.generation_id = 8
+    asyncio.run(w.process_batch(batch))
+    assert FakeTable.writes == 0 and all(ev.message.acked for ev in batch)
