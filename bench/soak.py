@@ -205,7 +205,16 @@ class Soak:
 
     def worker_duplicates(self) -> int | None:
         """How many venue events the workers answered "duplicate" (their metrics), or None."""
-        total = 0
+        counts = self.worker_events()
+        return None if counts is None else counts.get("duplicate", 0)
+
+    def worker_events(self) -> dict[str, int] | None:
+        """The workers' ``twinledger_worker_events_total`` by status, summed, or None.
+
+        Counted since each worker started (a restarted worker starts again at 0).
+        """
+        prefix = 'twinledger_worker_events_total{status="'
+        totals: dict[str, int] = {}
         for port in self.worker_ports():
             try:
                 with urllib.request.urlopen(  # noqa: S310 - loopback URL of our own child
@@ -214,9 +223,10 @@ class Soak:
             except OSError:
                 return None
             for line in text.splitlines():
-                if line.startswith('twinledger_worker_events_total{status="duplicate"}'):
-                    total += int(float(line.rsplit(" ", 1)[1]))
-        return total
+                if line.startswith(prefix):
+                    status = line[len(prefix):].split('"', 1)[0]
+                    totals[status] = totals.get(status, 0) + int(float(line.rsplit(" ", 1)[1]))
+        return totals
 
     def progress(self) -> dict[str, Any]:
         try:
@@ -363,7 +373,9 @@ class Soak:
             self._drain(len(events))
         with ph.phase("log_order", 120 + a.events / 1_000):
             order = self.log_order(events)
-            if order["doubled"]:  # read now: the workers' counters start again at a restart
+            # Read now: the workers' counters start again at a restart.
+            self.result["worker_events"] = self.worker_events()
+            if order["doubled"]:
                 order["duplicates_counted"] = self.worker_duplicates()
             self.result["log_order"] = order
             emit({"log_order": {k: v for k, v in order.items() if k != "examples"}})
