@@ -396,6 +396,8 @@ class Worker:
         for topic, count in sent.items():  # one labelled-child lookup per topic, not per record
             OUTPUTS.labels(topic).inc(count)
         await producer.flush()
+        if _PAUSE_ON and any(_PAUSE_ON in (ev.message.value or b"") for ev in events):
+            await _pause_once(events[0].message)
         for account, (blob, history, source_event, state) in new_states.items():
             if any(self.crossed_rebalance(ev.message) for ev, _ in stored_from[account]):
                 self._not_stored(stored_from[account])
@@ -1295,6 +1297,24 @@ def worker_instance_id(settings: Settings) -> str:
 #: Fault injection for the watchdog's test: the agent hangs on a record whose value
 #: contains these bytes. Unset in production; read once at import.
 _HANG_ON = os.environ.get("TWINLEDGER_FAULT_HANG_ON", "").encode("utf-8")
+
+
+#: Test-only fault: the first batch holding this text pauses between sending its outputs
+#: and storing its states, for ``TWINLEDGER_FAULT_PAUSE_SECONDS`` (a slow batch a
+#: rebalance overtakes; tests/integration/test_rebalance.py).
+_PAUSE_ON = os.environ.get("TWINLEDGER_FAULT_PAUSE_ON", "").encode("utf-8")
+_PAUSED: list[bool] = []
+
+
+async def _pause_once(msg: Any) -> None:
+    if _PAUSED:
+        return
+    _PAUSED.append(True)
+    seconds = float(os.environ.get("TWINLEDGER_FAULT_PAUSE_SECONDS", "20"))
+    log.warning("fault injection: the batch from %s[%d]@%d pauses %.0f s before its state "
+                "write (TWINLEDGER_FAULT_PAUSE_ON)", msg.topic, msg.partition, msg.offset,
+                seconds)
+    await asyncio.sleep(seconds)
 
 
 async def _hang_forever(msg: Any) -> None:
