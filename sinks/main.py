@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 import urllib.request
 from typing import Any
 
@@ -31,6 +32,9 @@ from streams.exceptions import TwinledgerError
 from streams.httpsec import bearer_header, check_bind
 
 log = logging.getLogger("twinledger.sink")
+
+#: how long ``/conservation`` waits for the sink's commits to pass the outcome topics' ends
+FOLD_CHECK_WAIT_S = 5.0
 
 
 def verify(backend: Backend) -> dict[str, Any]:
@@ -81,15 +85,22 @@ def sink_committed(settings: Settings, runner: SinkRunner
     worker = committed_offsets(settings.kafka_bootstrap, settings.app_id, [source])
     outcome_topics = [t for t, table in tables.items() if table in OUTCOME_TABLES]
     ends = watermarks(settings.kafka_bootstrap, outcome_topics)
-    committed = committed_offsets(settings.kafka_bootstrap, settings.sink_group, list(tables))
-    bound = FoldedBound(source)
+    # A sink that keeps up commits past those ends within a batch or two: wait for that
+    # briefly, so the fold check runs on a busy pipeline too, not only on an idle one.
+    deadline = time.monotonic() + FOLD_CHECK_WAIT_S
+    while True:
+        committed = committed_offsets(settings.kafka_bootstrap, settings.sink_group,
+                                      list(tables))
+        pending = {f"{topic}[{partition}]": end - (committed.get((topic, partition)) or 0)
+                   for (topic, partition), (_, end) in ends.items()
+                   if end > (committed.get((topic, partition)) or 0)}
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    bound = FoldedBound(source, pending=pending)
     for (topic, partition), folded in worker.items():
         read = committed.get((topic, partition))
         bound.upto[partition] = min(folded or 0, read or 0)
-    for (topic, partition), (_, end) in ends.items():
-        unread = end - (committed.get((topic, partition)) or 0)
-        if unread > 0:
-            bound.pending[f"{topic}[{partition}]"] = unread
     return committed, tables, bound
 
 
