@@ -67,8 +67,9 @@ _INSTALLED = "_twinledger_seek_from_start"
 _DELIVERY = "_twinledger_delivery"
 #: on each message Faust hands out: its app's rebalance count at that moment
 _STAMP = "_twinledger_rebalances"
-#: how long a seek waits for the drain loop to leave a batch fetched before it
-DRAIN_WAIT_S = 30.0
+#: how long a seek waits for the drain loop to leave a batch fetched before it (it takes
+#: milliseconds; Faust's recovery gives the whole seek ``broker_request_timeout``)
+DRAIN_WAIT_S = 5.0
 _hook: Callable[[Mapping[Any, int | None]], None] | None = None
 
 
@@ -146,16 +147,19 @@ def delivering(getmany: Callable[..., Any]) -> Callable[..., Any]:
 
     async def getmany_marked(self: Any, timeout: float) -> Any:
         state = delivery(self)
-        # Read before the records: a rebalance counted after this may have begun
-        # before they were fetched, and is then treated as crossing them.
-        rebalances = getattr(self.app, "rebalancing_count", 0)
         batch = getmany(self, timeout)
         counted = False
+        rebalances = 0
         try:
             async for item in batch:
                 if not counted:
                     state.started()
                     counted = True
+                    # Read once the batch is fetched, never before: a rebalance counted
+                    # after this began after the fetch, so its seek comes after it too
+                    # and the records are read again (read before the fetch, a whole
+                    # rebalance within one fetch marked records that nothing reads again).
+                    rebalances = getattr(self.app, "rebalancing_count", 0)
                 try:
                     setattr(item[1], _STAMP, rebalances)
                 except AttributeError:  # a message type with slots only: not stamped
