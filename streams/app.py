@@ -343,7 +343,7 @@ class Worker:
                 # (a straggler Faust held over from before the rebalance, ahead of the
                 # records read again). Folded here, it marked the account's current
                 # records, read after the seek, as crossed too: those nothing reads again.
-                self._not_stored([(ev, None)])
+                self._not_stored([ev])
                 continue
             try:
                 event = self.decode_event(msg)
@@ -355,7 +355,6 @@ class Worker:
 
         marks = self.marks if self.marks is not None else {}
         new_states: dict[str, tuple[bytes, list[tuple[bytes, bytes]], Any, Any]] = {}
-        stored_from: dict[str, list[tuple[Any, Any]]] = {}
         for account, items in by_account.items():
             if set_current_event is not None:
                 # Faust's RocksDB store reads (and writes) the partition of the current event.
@@ -394,7 +393,6 @@ class Worker:
             sends.extend(outputs)
             if state is not None and changed:
                 new_states[account] = (*encode_split(state), items[-1][0], state)
-                stored_from[account] = items
 
         sent: dict[str, int] = {}
         for topic, key, value, ts in sends:
@@ -408,8 +406,9 @@ class Worker:
         for account, (blob, history, source_event, state) in new_states.items():
             # Every record left was taken before this batch began: a rebalance begun since
             # crosses them all, and its seek comes after them.
-            if any(self.crossed_rebalance(ev.message) for ev, _ in stored_from[account]):
-                self._not_stored(stored_from[account])
+            taken = [ev for ev, _ in by_account[account]]
+            if any(self.crossed_rebalance(ev.message) for ev in taken):
+                self._not_stored(taken)
                 continue
             if set_current_event is not None:
                 set_current_event(source_event)
@@ -440,8 +439,8 @@ class Worker:
 
         return rebalanced_since_delivery(msg, self.app) or self.is_late(msg)
 
-    def _not_stored(self, items: list[tuple[Any, Any]]) -> None:
-        """An account's batch folded across a rebalance: its state is not stored.
+    def _not_stored(self, events: list[Any]) -> None:
+        """Records a rebalance crossed: let go before the fold, or their states not stored.
 
         The partition may be another worker's by now (``stream_wait_empty`` is
         off: a rebalance does not wait for the batch), and that worker may
@@ -454,9 +453,9 @@ class Worker:
         rebalance reads them again from the committed offset (the outputs
         already sent come again with the same ids; the sink keeps one row).
         """
-        for ev, _ in items:
+        for ev in events:
             ev.message.acked = True  # Faust acks nothing it thinks acked: never committed
-        EVENTS.labels("not_stored_rebalance").inc(len(items))
+        EVENTS.labels("not_stored_rebalance").inc(len(events))
 
     def _fold_account(self, state: Any, items: list[tuple[Any, Any]], refused: set[int],
                       marks: Mapping[str, Decimal]

@@ -64,7 +64,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _INSTALLED = "_twinledger_seek_from_start"
-_DELIVERY = "_twinledger_delivery"
+_IDLE = "_twinledger_drain_idle"
 #: on each message Faust hands out: its app's rebalance count at that moment
 _STAMP = "_twinledger_rebalances"
 #: how long a seek waits for the drain loop to leave a batch fetched before it (it takes
@@ -115,30 +115,12 @@ def _names(tps: Iterable[Any]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps)
 
 
-class Delivery:
-    """Whether Faust's drain loop is handing out a batch of records, per consumer."""
-
-    def __init__(self) -> None:
-        self.batches = 0  # batches whose records are being delivered (0 or 1)
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def started(self) -> None:
-        if self.batches == 0:
-            self.idle.clear()
-        self.batches += 1
-
-    def ended(self) -> None:
-        self.batches -= 1
-        if self.batches == 0:
-            self.idle.set()
-
-
-def delivery(consumer: Any) -> Delivery:
-    found: Delivery | None = consumer.__dict__.get(_DELIVERY)
+def idle(consumer: Any) -> asyncio.Event:
+    """Set while Faust's drain loop is not handing out a batch of ``consumer``'s records."""
+    found: asyncio.Event | None = consumer.__dict__.get(_IDLE)
     if found is None:
-        found = Delivery()
-        consumer.__dict__[_DELIVERY] = found
+        found = consumer.__dict__[_IDLE] = asyncio.Event()
+        found.set()
     return found
 
 
@@ -146,14 +128,14 @@ def delivering(getmany: Callable[..., Any]) -> Callable[..., Any]:
     """Faust's ``Consumer.getmany``, marking the consumer busy while a batch is handed out."""
 
     async def getmany_marked(self: Any, timeout: float) -> Any:
-        state = delivery(self)
+        not_busy = idle(self)
         batch = getmany(self, timeout)
         counted = False
         rebalances = 0
         try:
             async for item in batch:
                 if not counted:
-                    state.started()
+                    not_busy.clear()
                     counted = True
                     # Read once the batch is fetched, never before: a rebalance counted
                     # after this began after the fetch, so its seek comes after it too
@@ -167,7 +149,7 @@ def delivering(getmany: Callable[..., Any]) -> Callable[..., Any]:
                 yield item
         finally:
             if counted:
-                state.ended()
+                not_busy.set()
             await batch.aclose()
 
     return getmany_marked
@@ -190,11 +172,11 @@ def seeking_after_the_batch(perform_seek: Callable[..., Any]) -> Callable[..., A
     async def perform_seek_alone(self: Any) -> None:
         if self.flow_active:
             self.stop_flow()  # the callers that had it running resume it (module doc)
-        state = delivery(self)
-        if not state.idle.is_set():
+        not_busy = idle(self)
+        if not not_busy.is_set():
             started = time.monotonic()
             try:
-                await asyncio.wait_for(state.idle.wait(), DRAIN_WAIT_S)
+                await asyncio.wait_for(not_busy.wait(), DRAIN_WAIT_S)
             except TimeoutError:
                 log.warning("seek: the drain loop is still delivering a batch after %.0f s; "
                             "seeking anyway", DRAIN_WAIT_S)

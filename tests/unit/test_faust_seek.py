@@ -200,4 +200,4 @@ def test_each_message_handed_out_carries_the_rebalance_count_read_once_its_batch
     app.rebalancing_count = 5  # one counted after the batch came crosses its records
     assert all(faust_seek.rebalanced_since_delivery(m, app) for m in got)
     assert not faust_seek.rebalanced_since_delivery(Msg(), app)  # never stamped
-    assert faust_seek.delivery(consumer).idle.is_set()  # the batch is over
+    assert faust_seek.idle(consumer).is_set()  # the batch is over
