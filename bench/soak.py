@@ -59,6 +59,24 @@ KAFKA_SH = ROOT / "ops" / "kafka" / "kafka.sh"
 MAX_WORKER_RESTARTS = 3
 
 
+def worker_events_by_status(ports: list[int], timeout: float = 10.0) -> dict[str, int]:
+    """``twinledger_worker_events_total`` by status, summed over the workers on ``ports``
+    (their ``/metrics/prometheus``); OSError when one does not answer."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, int] = {}
+    for port in ports:
+        with urllib.request.urlopen(  # noqa: S310 - loopback URL of our own child
+                f"http://127.0.0.1:{port}/metrics/prometheus", timeout=timeout) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "twinledger_worker_events_total":
+                    status = sample.labels["status"]
+                    totals[status] = totals.get(status, 0) + int(sample.value)
+    return totals
+
+
 class OwnBroker:
     """The soak's own broker: ``kafka.sh`` with its own port and data dir, nothing shared."""
 
@@ -213,20 +231,10 @@ class Soak:
 
         Counted since each worker started (a restarted worker starts again at 0).
         """
-        prefix = 'twinledger_worker_events_total{status="'
-        totals: dict[str, int] = {}
-        for port in self.worker_ports():
-            try:
-                with urllib.request.urlopen(  # noqa: S310 - loopback URL of our own child
-                        f"http://127.0.0.1:{port}/metrics/prometheus", timeout=10) as resp:
-                    text = resp.read().decode()
-            except OSError:
-                return None
-            for line in text.splitlines():
-                if line.startswith(prefix):
-                    status = line[len(prefix):].split('"', 1)[0]
-                    totals[status] = totals.get(status, 0) + int(float(line.rsplit(" ", 1)[1]))
-        return totals
+        try:
+            return worker_events_by_status(self.worker_ports())
+        except OSError:
+            return None
 
     def progress(self) -> dict[str, Any]:
         try:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from bench.soak import worker_events_by_status
 from streams.procs import Child
 from tests.integration.live_state import expected_rows, offline_reference, worker_state_mismatches
 from tests.integration.pipeline import Pipeline, free_port, synth_venue_events
@@ -62,17 +63,30 @@ def _wait(what: str, ok, children: list[Child], timeout: float = 180.0) -> None:
         time.sleep(0.5)
 
 
-def _events_by_status(ports: list[int]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    prefix = 'twinledger_worker_events_total{status="'
-    for port in ports:
-        with urllib.request.urlopen(  # noqa: S310 - loopback URL of our own child
-                f"http://127.0.0.1:{port}/metrics/prometheus", timeout=15) as resp:
-            for line in resp.read().decode().splitlines():
-                if line.startswith(prefix):
-                    status = line[len(prefix):].split('"', 1)[0]
-                    totals[status] = totals.get(status, 0) + int(float(line.rsplit(" ", 1)[1]))
-    return totals
+def _ready(ports: tuple[int, ...]) -> bool:
+    return all(_get(port, "/ready")[0] == 200 for port in ports)
+
+
+def _restored_from_changelogs_equal_the_fold(pipeline: Pipeline, ref: Any, first: Child,
+                                            second: Child, second_port: int) -> None:
+    """Stop both workers, delete their local stores and start them again: the states,
+    restored from the changelog topics alone, equal the offline fold."""
+    for child in (second, first):
+        if child.alive():
+            child.stop(timeout=30)
+    for store in (pipeline.root / "data" / "faust",
+                  Path(second.env["TWINLEDGER_DATA_DIR"]) / "faust"):
+        assert store.exists(), store
+        shutil.rmtree(store)
+    ports = (pipeline.settings.worker_web_port, second_port)
+    first = pipeline.start_worker()
+    again = pipeline.start_another_worker("second-again", second_port)
+    try:
+        _wait("both workers ready after their stores were deleted", lambda: _ready(ports),
+              [first, again])
+        assert worker_state_mismatches(ref, _view(ports[0])) == []
+    finally:
+        again.stop(timeout=30)
 
 
 def test_a_worker_joining_mid_backlog_loses_and_doubles_nothing(pipeline: Pipeline):
@@ -92,33 +106,17 @@ def test_a_worker_joining_mid_backlog_loses_and_doubles_nothing(pipeline: Pipeli
         counts = pipeline.wait_for(expected_rows(ref), timeout=300)
         for table, n in expected_rows(ref).items():
             assert counts[table]["count"] == counts[table]["uniq"] == n, (table, counts)
-        _wait("both workers ready", lambda: all(_get(p, "/ready")[0] == 200
-                                                for p in (first_port, second_port)),
+        _wait("both workers ready", lambda: _ready((first_port, second_port)),
               [first, second])
-        statuses = _events_by_status([first_port, second_port])
+        statuses = worker_events_by_status([first_port, second_port])
         print("worker events by status:", statuses)
         assert statuses.get("state_unreadable", 0) == 0, statuses
         assert worker_state_mismatches(ref, _view(first_port)) == []
         assert worker_state_mismatches(ref, _view(second_port)) == []
-        # The changelogs alone: stop both, delete their local stores, start them again.
-        second.stop(timeout=30)
-        first.stop(timeout=30)
     finally:
         if second.alive():
             second.stop(timeout=30)
-    for store in (pipeline.root / "data" / "faust",
-                  Path(second.env["TWINLEDGER_DATA_DIR"]) / "faust"):
-        assert store.exists(), store
-        shutil.rmtree(store)
-    first = pipeline.start_worker()
-    again = pipeline.start_another_worker("second-again", second_port)
-    try:
-        _wait("both workers ready after their stores were deleted",
-              lambda: all(_get(p, "/ready")[0] == 200 for p in (first_port, second_port)),
-              [first, again])
-        assert worker_state_mismatches(ref, _view(first_port)) == []
-    finally:
-        again.stop(timeout=30)
+    _restored_from_changelogs_equal_the_fold(pipeline, ref, first, second, second_port)
 
 
 def test_a_batch_a_rebalance_overtakes_stores_no_state_over_the_new_owner(pipeline: Pipeline):
@@ -145,24 +143,11 @@ def test_a_batch_a_rebalance_overtakes_stores_no_state_over_the_new_owner(pipeli
     try:
         pipeline.wait_for(expected_rows(ref), timeout=300)
         _wait("both workers ready and the paused batch over",
-              lambda: all(_get(p, "/ready")[0] == 200 for p in (first_port, second_port))
-              and _events_by_status([first_port]).get("not_stored_rebalance", 0) > 0,
+              lambda: _ready((first_port, second_port))
+              and worker_events_by_status([first_port]).get("not_stored_rebalance", 0) > 0,
               [first, second], timeout=120)
         assert worker_state_mismatches(ref, _view(first_port)) == []
-        second.stop(timeout=30)
-        first.stop(timeout=30)
     finally:
         if second.alive():
             second.stop(timeout=30)
-    for store in (pipeline.root / "data" / "faust",
-                  Path(second.env["TWINLEDGER_DATA_DIR"]) / "faust"):
-        shutil.rmtree(store)
-    first = pipeline.start_worker()
-    again = pipeline.start_another_worker("second-again", second_port)
-    try:
-        _wait("both workers ready after their stores were deleted",
-              lambda: all(_get(p, "/ready")[0] == 200 for p in (first_port, second_port)),
-              [first, again])
-        assert worker_state_mismatches(ref, _view(first_port)) == []
-    finally:
-        again.stop(timeout=30)
+    _restored_from_changelogs_equal_the_fold(pipeline, ref, first, second, second_port)
