@@ -63,6 +63,7 @@ from streams.catalogue import TOPIC_OF_KIND
 from streams.codec import Codec, venue_record_to_fold_dict
 from streams.config import Settings
 from streams.exceptions import DecodeError, InvalidEvent, TwinledgerError
+from streams.infra import faust_seek
 from streams.ledger import (
     AccountState,
     LedgerConfig,
@@ -435,9 +436,7 @@ class Worker:
         as soon as the consumer hears its partitions are being revoked), or
         from a consumer generation older than the current one (``is_late``).
         """
-        from streams.infra.faust_seek import rebalanced_since_delivery
-
-        return rebalanced_since_delivery(msg, self.app) or self.is_late(msg)
+        return faust_seek.rebalanced_since_delivery(msg, self.app) or self.is_late(msg)
 
     def _not_stored(self, events: list[Any]) -> None:
         """Records a rebalance crossed: let go before the fold, or their states not stored.
@@ -764,8 +763,6 @@ def changelog_topics(settings: Settings, topology: Topology) -> dict[str, int]:
 def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     """Build the Faust app and its agent from settings (no I/O until the worker starts)."""
     from streams.httpsec import check_bind
-    from streams.infra import faust_seek
-
     check_bind(settings.worker_web_host, settings.http_token, "worker web pages")
     # Before the consumer exists: a partition never committed is read from its start.
     faust_seek.install()
