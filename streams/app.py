@@ -63,7 +63,7 @@ from streams.catalogue import TOPIC_OF_KIND
 from streams.codec import Codec, venue_record_to_fold_dict
 from streams.config import Settings
 from streams.exceptions import DecodeError, InvalidEvent, TwinledgerError
-from streams.infra import faust_seek
+from streams.infra import faust_commit, faust_seek
 from streams.ledger import (
     AccountState,
     LedgerConfig,
@@ -452,8 +452,10 @@ class Worker:
         rebalance reads them again from the committed offset (the outputs
         already sent come again with the same ids; the sink keeps one row).
         """
+        consumer = self.app.consumer
         for ev in events:
             ev.message.acked = True  # Faust acks nothing it thinks acked: never committed
+            faust_commit.hold(consumer, ev.message)  # nor commits past it (faust_commit)
         EVENTS.labels("not_stored_rebalance").inc(len(events))
 
     def _fold_account(self, state: Any, items: list[tuple[Any, Any]], refused: set[int],
@@ -766,6 +768,8 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
     check_bind(settings.worker_web_host, settings.http_token, "worker web pages")
     # Before the consumer exists: a partition never committed is read from its start.
     faust_seek.install()
+    # ... and a record let go at a rebalance is never committed over before it is read again.
+    faust_commit.install()
     codec = codec or Codec.load(settings.schema_registry_url)
     topology = load_topology(settings.topology_path)
     ledger_config = load_ledger_config(settings.ledger_config_path or None)

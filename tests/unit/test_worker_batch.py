@@ -8,6 +8,7 @@ import pytest
 import streams.app as app_module
 from streams.codec import Codec, fold_dict_to_venue_record
 from streams.config import load_settings
+from streams.infra import faust_commit
 from streams.ledger import load_ledger_config
 from streams.topology import load_topology
 
@@ -39,7 +40,7 @@ def _worker():
     producer = FakeProducer()
     w = app_module.Worker(settings=settings, topology=load_topology(settings.topology_path),
                           codec=CODEC, ledger_config=load_ledger_config(None),
-                          app=SimpleNamespace(producer=producer))
+                          app=SimpleNamespace(producer=producer, consumer=SimpleNamespace()))
     w.ledger_table = FakeTable()
     return w, producer
 
@@ -50,7 +51,7 @@ def _event(offset, **fields):
          "qty": "1", "price": "100", **fields}
     value = CODEC.encode("VenueEvent", fold_dict_to_venue_record(d))
     msg = SimpleNamespace(key=d["account_id"].encode(), value=value, topic="venue.events",
-                          partition=0, offset=offset, timestamp=1.0)
+                          partition=0, offset=offset, timestamp=1.0, tp=("venue.events", 0))
     return SimpleNamespace(message=msg)
 
 
@@ -170,7 +171,8 @@ class CrashingTable(dict):
 def _restarted(broker, table, crash_on_flush=False):
     """A worker process started on the stored table (its state cache is empty)."""
     w, _ = _worker()
-    w.app = SimpleNamespace(producer=broker.producer(crash_on_flush))
+    w.app = SimpleNamespace(producer=broker.producer(crash_on_flush),
+                            consumer=SimpleNamespace())
     w.ledger_table = table
     return w
 
@@ -430,7 +432,8 @@ def _stamped(offset, rebalances):
 
 def _worker_in_group(producer_type):
     w, _ = _worker()
-    app = SimpleNamespace(rebalancing_count=4, consumer_generation_id=9)
+    app = SimpleNamespace(rebalancing_count=4, consumer_generation_id=9,
+                          consumer=SimpleNamespace())
     app.producer = producer_type(app)
     w.app = app
     return w, app.producer
@@ -447,6 +450,8 @@ def test_a_batch_whose_partition_may_have_moved_is_not_stored_nor_acknowledged()
     assert _topics(producer).count("ledger.snapshots") == 2
     assert FakeTable.writes == 0 and b"a1" not in w.ledger_table
     assert all(ev.message.acked for ev in batch)
+    # ... and Faust commits nothing past them before they are read again (faust_commit)
+    assert set(faust_commit.held(w.app.consumer)[("venue.events", 0)]) == {1, 2}
     assert "a1" not in w.state_cache
     # Read again after the rebalance (no rebalance during this one): folded from the
     # stored state, which never had them, so they apply once, and are stored.
@@ -487,6 +492,7 @@ def test_a_straggler_from_before_a_rebalance_leaves_the_records_read_after_it_al
     current = [_stamped(o, 4) for o in (1, 2, 3, 4)]
     asyncio.run(w.process_batch([straggler, *current]))
     assert straggler.message.acked
+    assert set(faust_commit.held(w.app.consumer)[("venue.events", 0)]) == {3}
     assert not any(ev.message.acked for ev in current)
     assert FakeTable.writes == 1
     assert w.decode_stored("a1", w.ledger_table[b"a1"]).event_seq == 4
