@@ -31,6 +31,7 @@ from sinks.ddl import LC, MONEY, NMONEY, TABLES, TIME, Table
 from sinks.exceptions import RowRejected
 from streams.catalogue import RECORD_OF_TABLE
 from streams.codec import dec_str, venue_record_to_fold_dict
+from streams.codec.fastread import WireItem
 from streams.exceptions import DecodeError, InvalidEvent
 from streams.ledger import parse_event
 from streams.ledger.grammar import TS_MAX, TS_MIN
@@ -171,6 +172,10 @@ _ITEM_JSON: dict[tuple[tuple[Any, ...], tuple[Any, ...]],
                  tuple[tuple[type, ...], tuple[int, ...], tuple[Decimal, ...], str]] = {}
 
 
+#: (record name, wire bytes) of an item the decoder's cache read -> its JSON text
+_WIRE_JSON: dict[tuple[str, bytes], str] = {}
+
+
 def _item_json(item: Any, field: str) -> str | None:
     """``canonical_json(item)`` of a flat record (str, Decimal, int, bool, None values),
     each decimal checked with :func:`money`; None for anything else or any failed check,
@@ -245,9 +250,21 @@ def _nested(items: Any, field: str) -> str:
     if type(items) is list:
         out = []
         for item in items:
-            text_ = _item_json(item, field)
-            if text_ is None:
-                return _nested_reference(items, field)
+            if type(item) is WireItem:
+                # Read through the decoder's item cache: the same wire bytes as an item
+                # rendered before are the same text, and passed the same checks.
+                text_ = _WIRE_JSON.get(item.wire)
+                if text_ is None:
+                    text_ = _item_text(item, field)
+                    if text_ is None:
+                        return _nested_reference(items, field)
+                    if len(_WIRE_JSON) >= _CACHE_MAX:
+                        _WIRE_JSON.clear()
+                    _WIRE_JSON[item.wire] = text_
+            else:
+                text_ = _item_json(item, field)
+                if text_ is None:
+                    return _nested_reference(items, field)
             out.append(text_)
         return "[" + ",".join(out) + "]"
     return _nested_reference(items, field)

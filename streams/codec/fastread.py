@@ -12,11 +12,12 @@ once per writer schema and do only the byte work: each record type becomes one
 generated function reading its primitive fields inline, and decimals, most of
 a record, come from a small cache keyed by their wire bytes (measured by
 ``bench/decode_bench.py``); so do the items of an array of flat records (a
-snapshot's positions), as copies (:func:`_cached_array`).
+snapshot's positions), as copies that name their wire bytes (:func:`_cached_array`).
 
 Output is what ``fastavro.schemaless_reader`` returns for the same body with the
 writer schema as reader schema (a test compares them on every schema and on
-the synthetic streams): dicts for records, ``Decimal`` via fastavro's own rule
+the synthetic streams): dicts for records (the items of a cached array are
+:class:`WireItem`, a dict subclass), ``Decimal`` via fastavro's own rule
 (unscaled integer, ``scaleb(-scale)`` in a context of the declared precision,
 so the exponent is always ``-scale``), UTC-aware datetimes as ``epoch +
 timedelta``, and, with ``record_names=True``, the ``return_record_name`` +
@@ -329,7 +330,7 @@ class _Compiler:
         scan = (self.scanners.get(items["name"])
                 if isinstance(items, dict) and items.get("type") == "record" else None)
         if scan is not None:
-            return _cached_array(item, scan)
+            return _cached_array(item, scan, items["name"])
 
         def read_array(data: bytes, pos: int) -> tuple[Any, int]:
             out: list[Any] = []
@@ -404,7 +405,21 @@ class _Compiler:
 _ITEM_CACHE = 4096
 
 
-def _cached_array(item: Reader, scan: Callable[[bytes, int], int]) -> Reader:
+class WireItem(dict[str, Any]):
+    """An item of a cached array (:func:`_cached_array`): a dict like any other, plus
+    ``wire``, its record's name and wire bytes.
+
+    Equal ``wire`` means equal content as read, so a consumer may remember what
+    it derived from an item under ``wire`` (the sink's JSON text of a position,
+    ``sinks.rows``) instead of deriving it again. That holds only for items
+    nobody changed after the read: the pipeline only reads them.
+    """
+
+    __slots__ = ("wire",)
+    wire: tuple[str, bytes]
+
+
+def _cached_array(item: Reader, scan: Callable[[bytes, int], int], name: str) -> Reader:
     """An array of flat records whose items are remembered by their wire bytes.
 
     A snapshot repeats most positions of the one before. ``scan`` only
@@ -414,7 +429,7 @@ def _cached_array(item: Reader, scan: Callable[[bytes, int], int]) -> Reader:
     immutable). Anything else, and any failure of ``scan``, is read by
     ``item`` as without the cache, with its errors.
     """
-    cache: dict[bytes, dict[str, Any]] = {}
+    cache: dict[bytes, WireItem] = {}
 
     def read_array(data: bytes, pos: int) -> tuple[Any, int]:
         out: list[Any] = []
@@ -432,14 +447,19 @@ def _cached_array(item: Reader, scan: Callable[[bytes, int], int]) -> Reader:
                 if raw is not None:
                     hit = cache.get(raw)
                     if hit is not None:
-                        append(hit.copy())
+                        copy = WireItem(hit)
+                        copy.wire = hit.wire
+                        append(copy)
                         pos = end
                         continue
                 value, after = item(data, pos)
                 if raw is not None and after == end:
                     if len(cache) >= _ITEM_CACHE:
                         cache.clear()
-                    cache[raw] = value.copy()
+                    kept = cache[raw] = WireItem(value)
+                    kept.wire = (name, raw)
+                    value = WireItem(kept)
+                    value.wire = kept.wire
                 append(value)
                 pos = after
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from streams.catalogue import RECORD_OF_KIND
 from streams.codec import Codec, fold_dict_to_venue_record
 from streams.codec.avro import load_named_schemas
-from streams.codec.fastread import Unsupported, compile_reader
+from streams.codec.fastread import Unsupported, WireItem, compile_reader
 from streams.codec.fastwrite import compile_writer
 from streams.exceptions import DecodeError
 from streams.foldfile import run_fold
@@ -29,9 +29,16 @@ CODEC = Codec.load()
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def _plain_type(value: Any) -> type:
+    return dict if type(value) is WireItem else type(value)
+
+
 def same(a: Any, b: Any) -> bool:
-    """Equal, of the same types all the way down, decimals with the same digits and exponent."""
-    if type(a) is not type(b):
+    """Equal, of the same types all the way down, decimals with the same digits and exponent.
+
+    An item of a cached array (``fastread.WireItem``) counts as the dict it subclasses.
+    """
+    if _plain_type(a) is not _plain_type(b):
         return False
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)

@@ -233,3 +233,24 @@ def test_nested_item_cache_tells_types_and_big_zeros_apart() -> None:
     # An equal, different but fitting zero: the cached text.
     other_zero = [{"symbol": "X", "qty": Decimal("-0.0"), "open": True, "n": 1}]
     assert _nested(other_zero, "positions") == canonical_json(first)
+
+
+def test_positions_read_through_the_item_cache_give_the_text_of_plain_dicts() -> None:
+    """The decoder names each cached item's wire bytes (``fastread.WireItem``); the row
+    builder keeps their text under that name. First and cached reads, and fastavro's
+    plain dicts of the same record, give the same columns."""
+    from sinks.rows import account_snapshot_row
+    from streams.codec import Codec
+    from streams.codec.fastread import WireItem
+
+    codec = Codec.load()
+    wire = codec.encode("AccountSnapshot", samples.snapshot())
+    reference = account_snapshot_row(codec.decode_with_fastavro(wire)[1])
+    for _ in range(3):  # read, then from the decoder's cache, then the rows' cache
+        rec = codec.decode(wire)[1]
+        assert rec["positions"] and all(type(p) is WireItem for p in rec["positions"])
+        assert account_snapshot_row(rec) == reference
+    # The record's name is part of the key: an item of another record type with the
+    # same bytes cannot be taken for a position.
+    assert {p.wire[0] for p in codec.decode(wire)[1]["positions"]} == {
+        "twinledger.v1.PositionState"}
