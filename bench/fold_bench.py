@@ -4,7 +4,8 @@ Owns: ``run(n_events, n_accounts) -> dict``. For each 1,000-event batch it
 parses every line (JSON with Decimal numbers), groups events by account,
 applies them with ``apply_event`` and Kafka-like source coordinates, then
 stores ``encode_state`` once per account touched - the agent's loop without a
-broker (``encode_split``: the hot part, and the history blobs that changed). Marks are fed into the global marks mapping. ``parse_only`` is the
+broker (``encode_split``: the hot part, and the history blobs that changed), with
+the garbage collector set as a worker process sets it (``streams.infra.gctune``). Marks are fed into the global marks mapping. ``parse_only`` is the
 baseline of the same lines through ``json.loads`` with Decimal alone, timed
 batch by batch next to the fold in CPU seconds, so ``fold_vs_parse`` (parse
 CPU time over fold CPU time) holds on a loaded, shared machine. ``state_bytes`` folds 1,000
@@ -25,6 +26,8 @@ from decimal import Decimal
 from typing import Any
 
 from streams import ledger
+from streams.config import load_settings
+from streams.infra import gctune
 from streams.ledger import LedgerConfig, apply_event, decode_state, encode_state, parse_event
 from streams.ledger.events import Mark
 from streams.ledger.state import encode_split
@@ -70,6 +73,9 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
     lines = [json.dumps(e) for e in events]
     del events
     gc.collect()
+    # The collector as a worker process sets it once started (streams.infra.gctune).
+    gen0 = load_settings().gc_gen0
+    gctune.for_long_running(gen0)
     rss_before = _rss_mb()
     marks: dict[str, Decimal] = {}
     states: dict[str, Any] = {}
@@ -122,6 +128,7 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
         "n_events": n_events,
         "n_accounts": n_accounts,
         "batch": BATCH,
+        "gc_gen0": gen0,
         "decode_each_batch": decode_each_batch,
         "limits": {k: getattr(config, k) for k in (
             "dedup_window", "max_closed_trades", "max_trade_legs")},

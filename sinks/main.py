@@ -30,6 +30,7 @@ from streams.codec import Codec
 from streams.config import Settings, load_settings
 from streams.exceptions import TwinledgerError
 from streams.httpsec import bearer_header, check_bind
+from streams.infra import gctune
 
 log = logging.getLogger("twinledger.sink")
 
@@ -158,6 +159,7 @@ def sink_main(argv: list[str]) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
+        gctune.for_long_running(settings.gc_gen0)  # once start-up has allocated (gctune)
         if args.until_idle is not None:
             try:
                 runner.run_until_idle(idle_seconds=args.until_idle, timeout=24 * 3600)

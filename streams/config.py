@@ -83,6 +83,9 @@ ENV_DOC: dict[str, tuple[str, str]] = {
                                       "gzip | snappy | lz4 | zstd"),
     "TWINLEDGER_STORE": ("rocksdb", "Faust table store: rocksdb | memory"),
     "TWINLEDGER_WORKER_STATE_CACHE": ("10000", "decoded account states a worker keeps in memory"),
+    "TWINLEDGER_GC_GEN0": ("20000", "a worker or sink collects its young garbage every this "
+                           "many allocations, after freezing what start-up allocated; "
+                           "0 = Python's defaults"),
     "TWINLEDGER_WORKER_STALL_SECONDS": ("60", "the worker is stalled (503 on /ready, "
                                         "metric, log) when its agent takes no event for this "
                                         "long while records wait; 0 = watchdog off"),
@@ -128,6 +131,7 @@ class Settings:
     store: str
     worker_state_cache: int
     worker_stall_seconds: float = 60.0
+    gc_gen0: int = 20000
     worker_stall_grace_seconds: float = 120.0
     worker_instance_id: str = ""
     worker_session_timeout: float = 30.0
@@ -244,6 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         store=store,
         worker_state_cache=_int(env, "TWINLEDGER_WORKER_STATE_CACHE"),
         worker_stall_seconds=_float(env, "TWINLEDGER_WORKER_STALL_SECONDS"),
+        gc_gen0=_nonneg_int(env, "TWINLEDGER_GC_GEN0"),
         worker_stall_grace_seconds=_float(env, "TWINLEDGER_WORKER_STALL_GRACE_SECONDS"),
         worker_instance_id=env.get("TWINLEDGER_WORKER_INSTANCE_ID", "").strip(),
         worker_session_timeout=_float(env, "TWINLEDGER_WORKER_SESSION_TIMEOUT"),

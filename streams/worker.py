@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from streams.config import load_settings
+from streams.infra import gctune
 
 
 def _dump_tasks_on_sigusr1() -> None:
@@ -45,6 +46,7 @@ def worker_main(argv: list[str]) -> int:
         config={"cleanup.policy": "compact"}))
     _dump_tasks_on_sigusr1()
     worker.app.finalize()
+    gctune.for_long_running(settings.gc_gen0)  # once start-up has allocated (gctune)
     fw = faust.Worker(worker.app, loglevel=args.loglevel, quiet=True)
     # Faust's start-up spinner sets the root logger to DEBUG for good (one spin per log
     # record): every debug call of aiokafka and Faust, several per record sent, then
