@@ -161,12 +161,15 @@ class FoldedBound:
     sink group's committed offsets. ``pending``: output partitions of
     :data:`OUTCOME_TABLES` where the sink's committed offset is still below
     the end offset read after the worker's offsets (the outputs of an event
-    below ``upto`` may be there); the check waits while any is.
+    below ``upto`` may be there); the check waits while any is. ``age_s``: how
+    long ago the worker's offsets in ``upto`` were read (0 when read for this
+    check; more when an earlier reading bounds it, ``sinks.main.FoldCheckpoints``).
     """
 
     topic: str
     upto: dict[int, int] = field(default_factory=dict)
     pending: dict[str, int] = field(default_factory=dict)  # "topic[p]" -> records unread
+    age_s: float = 0.0
 
 
 def _unfolded_sql(db: str) -> str:
@@ -193,7 +196,8 @@ def check_folded(backend: Backend, bound: FoldedBound | None,
     """Check 3: venue events below ``bound.upto`` that left no outcome of the fold.
 
     ``{"ok", "checked", "unfolded", "partitions": [{"partition", "upto",
-    "unfolded", "ranges": [{"first", "last", "count"}], "first_events": [...]}]}``;
+    "unfolded", "ranges": [{"first", "last", "count"}], "first_events": [...]}],
+    "worker_offsets_age_s"}`` (how old the worker's offsets bounding it are);
     ``checked`` is false (and ``ok`` true) with a ``pending`` reason while
     the sink is still reading outputs, or when no bound was given, and with an
     ``error`` when the engine refused the check (checks 1 and 2 still report).
@@ -208,7 +212,8 @@ def check_folded(backend: Backend, bound: FoldedBound | None,
                            f"read ({', '.join(sorted(bound.pending))})"}
     items = sorted((p, u) for p, u in bound.upto.items() if u > 0)
     if not items:
-        return {"ok": True, "checked": True, "unfolded": 0, "partitions": []}
+        return {"ok": True, "checked": True, "unfolded": 0, "partitions": [],
+                "worker_offsets_age_s": round(bound.age_s, 1)}
     db = ident(backend.database)
     params: dict[str, Any] = {"topic": bound.topic, "parts": [p for p, _ in items],
                               "upto": [u for _, u in items], "n": limit}
@@ -218,7 +223,7 @@ def check_folded(backend: Backend, bound: FoldedBound | None,
                                params)
         if not counts:
             return {"ok": True, "checked": True, "topic": bound.topic, "unfolded": 0,
-                    "partitions": []}
+                    "partitions": [], "worker_offsets_age_s": round(bound.age_s, 1)}
         # Runs of consecutive offsets: offset - row number is constant along a run.
         runs = backend.query(
             "SELECT p, min(o), max(o), count() FROM ("
@@ -240,7 +245,8 @@ def check_folded(backend: Backend, bound: FoldedBound | None,
             {"offset": int(o), "account_id": str(account), "event_id": str(event_id)})
     total = sum(e["unfolded"] for e in partitions.values())
     return {"ok": total == 0, "checked": True, "topic": bound.topic, "unfolded": total,
-            "partitions": [partitions[p] for p in sorted(partitions)]}
+            "partitions": [partitions[p] for p in sorted(partitions)],
+            "worker_offsets_age_s": round(bound.age_s, 1)}
 
 
 def conservation(backend: Backend, committed: Mapping[tuple[str, int], int | None],

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from sinks import metrics as sink_metrics
@@ -36,6 +37,8 @@ log = logging.getLogger("twinledger.sink")
 
 #: how long ``/conservation`` waits for the sink's commits to pass the outcome topics' ends
 FOLD_CHECK_WAIT_S = 5.0
+#: seconds between two pairs of offsets the fold check may fall back to (``FoldCheckpoints``)
+FOLD_CHECKPOINT_S = 10.0
 
 
 def verify(backend: Backend) -> dict[str, Any]:
@@ -69,36 +72,108 @@ def sink_readiness(runner: SinkRunner) -> dict[str, Any]:
     return {"ready": bool(assigned), "assigned": assigned, "last_error": runner.last_error}
 
 
-def sink_committed(settings: Settings, runner: SinkRunner
-                   ) -> tuple[dict[tuple[str, int], int | None], dict[str, str], FoldedBound]:
+Offsets = dict[tuple[str, int], int | None]
+
+
+class FoldCheckpoints:
+    """Recent pairs of (the worker group's offsets, the outcome topics' ends after them).
+
+    The fold check (``/conservation``, ``verify``) may look below the worker's
+    committed offsets of any moment whose outcome ends the sink has since
+    committed past: every output of an event below those offsets was flushed
+    before they were committed, so it lies below those ends, and the sink
+    commits only what ClickHouse holds. Under steady load the sink rarely
+    passes the ends of *now* within the check's wait, but it has passed those
+    of some seconds ago: the check then runs up to the worker's offsets of
+    that moment and says how old they are. ``take`` reads one pair (the
+    sink's HTTP server takes one every ``FOLD_CHECKPOINT_S``, and each check
+    keeps the pair it read); the newest ``keep`` are kept.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self._lock = threading.Lock()
+        self._points: list[tuple[float, Offsets, dict[tuple[str, int], int]]] = []
+        self.keep = keep
+
+    def add(self, worker: Offsets, ends: dict[tuple[str, int], int],
+            at: float | None = None) -> None:
+        with self._lock:
+            self._points.append((time.monotonic() if at is None else at, worker, ends))
+            del self._points[:-self.keep]
+
+    def take(self, settings: Settings, tables: dict[str, str]) -> tuple[Offsets, dict[
+            tuple[str, int], int]]:
+        """Read the worker group's offsets, then the outcome topics' ends; keep and return them."""
+        from streams.infra.kafka_admin import committed_offsets, watermarks
+
+        source = settings.topic("venue.events")
+        worker = committed_offsets(settings.kafka_bootstrap, settings.app_id, [source])
+        outcome_topics = [t for t, table in tables.items() if table in OUTCOME_TABLES]
+        ends = {tp: end for tp, (_, end) in
+                watermarks(settings.kafka_bootstrap, outcome_topics).items()}
+        self.add(worker, ends)
+        return worker, ends
+
+    def passed(self, committed: Offsets) -> tuple[float, Offsets] | None:
+        """(age in seconds, worker offsets) of the newest pair whose ends ``committed`` passed."""
+        now = time.monotonic()
+        with self._lock:
+            points = list(self._points)
+        for at, worker, ends in reversed(points):
+            if not _unread(ends, committed):
+                return now - at, worker
+        return None
+
+    def run(self, settings: Settings, tables: Callable[[], dict[str, str]],
+            stop: threading.Event, every: float | None = None) -> None:
+        """Take a pair every ``every`` seconds (``FOLD_CHECKPOINT_S``) until ``stop``."""
+        while not stop.wait(FOLD_CHECKPOINT_S if every is None else every):
+            try:
+                self.take(settings, tables())
+            except Exception as exc:  # noqa: BLE001 - a broker away: the next one, later
+                log.debug("fold checkpoint not taken: %s", exc)
+
+
+def _unread(ends: dict[tuple[str, int], int], committed: Offsets) -> dict[str, int]:
+    return {f"{topic}[{partition}]": end - (committed.get((topic, partition)) or 0)
+            for (topic, partition), end in ends.items()
+            if end > (committed.get((topic, partition)) or 0)}
+
+
+def sink_committed(settings: Settings, runner: SinkRunner,
+                   checkpoints: FoldCheckpoints | None = None
+                   ) -> tuple[Offsets, dict[str, str], FoldedBound]:
     """For ``/conservation``: the sink group's committed offsets of every sinked topic,
     each topic's table, and how far the fold can be checked (``FoldedBound``).
 
     Read in this order: the worker group's committed offsets on ``venue.events``,
     then the end offsets of the outcome topics (every output of an event below
     those offsets was flushed before they were committed, so it lies below
-    these ends), then the sink group's committed offsets.
+    these ends), then the sink group's committed offsets. When the sink has not
+    passed those ends within ``FOLD_CHECK_WAIT_S``, the newest earlier pair it
+    has passed (``FoldCheckpoints``) bounds the check instead.
     """
-    from streams.infra.kafka_admin import committed_offsets, watermarks
+    from streams.infra.kafka_admin import committed_offsets
 
     tables = dict(runner.table_by_topic)
     source = settings.topic("venue.events")
-    worker = committed_offsets(settings.kafka_bootstrap, settings.app_id, [source])
-    outcome_topics = [t for t, table in tables.items() if table in OUTCOME_TABLES]
-    ends = watermarks(settings.kafka_bootstrap, outcome_topics)
+    checkpoints = checkpoints if checkpoints is not None else FoldCheckpoints(keep=1)
+    worker, ends = checkpoints.take(settings, tables)
     # A sink that keeps up commits past those ends within a batch or two: wait for that
     # briefly, so the fold check runs on a busy pipeline too, not only on an idle one.
     deadline = time.monotonic() + FOLD_CHECK_WAIT_S
     while True:
         committed = committed_offsets(settings.kafka_bootstrap, settings.sink_group,
                                       list(tables))
-        pending = {f"{topic}[{partition}]": end - (committed.get((topic, partition)) or 0)
-                   for (topic, partition), (_, end) in ends.items()
-                   if end > (committed.get((topic, partition)) or 0)}
+        pending = _unread(ends, committed)
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
     bound = FoldedBound(source, pending=pending)
+    earlier = checkpoints.passed(committed) if pending else None
+    if earlier is not None:
+        bound.age_s, worker = earlier
+        bound.pending = {}
     for (topic, partition), folded in worker.items():
         read = committed.get((topic, partition))
         bound.upto[partition] = min(folded or 0, read or 0)
@@ -144,12 +219,15 @@ def sink_main(argv: list[str]) -> int:
                                                     partitions=lambda: runner.assigned)
         runner = SinkRunner(settings, backend, codec, consumer=consumer)
         if not args.no_http:
+            checkpoints = FoldCheckpoints()
+            threading.Thread(target=checkpoints.run, name="fold-checkpoints", daemon=True,
+                             args=(settings, lambda: dict(runner.table_by_topic), stop)).start()
             port = settings.sink_http_port if args.http_port is None else args.http_port
             http = SinkHTTPServer(backend, settings.sink_http_host, port, health=lambda: {
                 "assigned": [f"{t}[{p}]" for t, p in runner.assigned],
                 "stats": dict(runner.stats), "last_error": runner.last_error,
             }, ready=lambda: sink_readiness(runner),
-                committed=lambda: sink_committed(settings, runner),
+                committed=lambda: sink_committed(settings, runner, checkpoints),
                 token=settings.http_token).start()
             print(f"sink: read-only endpoint {http.url}", file=sys.stderr, flush=True)
         def on_signal(signum: int, frame: Any) -> None:

@@ -166,3 +166,42 @@ def test_events_the_worker_never_folded_fail_verify(pipeline: Pipeline):
     # The other checks cannot see it: rows are there, and no account has a hole.
     assert doc["conservation"]["offsets"]["ok"] and doc["conservation"]["snapshots"]["ok"]
     assert not any("live" in p or "event_seq" in p for p in doc["problems"]), text
+
+
+def test_the_fold_check_runs_while_events_keep_arriving(pipeline: Pipeline):
+    """Under steady load the sink seldom passes the outcome topics' ends of *now* within
+    its wait; it checks up to the worker's offsets of an earlier reading it has passed
+    (``sinks.main.FoldCheckpoints``) instead of reporting the check pending."""
+    import threading
+
+    events = synth_venue_events(8_000, 40, seed=21)
+    # The sink commits every 15 s: the ends of *now* are mostly not passed within the
+    # check's 5 s wait (without the earlier readings 1 check in 3 was left pending even
+    # at 6 s), an earlier reading (one every 10 s) is.
+    pipeline.env["TWINLEDGER_SINK_BATCH_SECONDS"] = "15"
+    pipeline.start_sink()
+    pipeline.start_worker()
+    pipeline.produce(events[:200])
+    done = threading.Event()
+
+    def steady() -> None:  # about 200 events a second for 39 s
+        for start in range(200, len(events), 200):
+            pipeline.produce(events[start:start + 200])
+            time.sleep(1.0)
+        done.set()
+
+    sender = threading.Thread(target=steady, daemon=True)
+    sender.start()
+    seen: list[dict[str, Any]] = []
+    time.sleep(16)  # the sink's first commit, and readings 10 s apart
+    while not done.is_set():
+        folded = pipeline.client.conservation()["folded"]
+        seen.append(folded)
+        assert folded["ok"], folded
+        time.sleep(1)
+    sender.join()
+    earlier = [f for f in seen if f["checked"] and f["worker_offsets_age_s"] > 0]
+    assert earlier, f"never checked up to an earlier reading under load: {seen}"
+    assert all(f["unfolded"] == 0 for f in earlier)
+    folded = _settled(pipeline)["conservation"]["folded"]
+    assert folded["checked"] and folded["unfolded"] == 0, folded
