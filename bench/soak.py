@@ -576,8 +576,11 @@ class Soak:
                 emit({"broker": "started", **self.result["broker_restart"]})
             if time.monotonic() - last >= a.progress_every:
                 last = time.monotonic()
-                emit({"produced": producer.sent, "elapsed_s": round(last - t0, 1),
-                      "worker": self.progress()})
+                doc = {"produced": producer.sent, "elapsed_s": round(last - t0, 1),
+                       "worker": self.progress()}
+                if producer.client_errors:  # why a producer stuck after the restart waits
+                    doc["producer_client_errors"] = list(producer.client_errors)[-3:]
+                emit(doc)
             time.sleep(0.2)
         if "error" in box:
             raise box["error"]

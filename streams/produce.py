@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from streams.ledger.events import Mark
 
 #: Bytes of a refused line kept in its dead letter (the rest would break the size limit).
 DEAD_LETTER_KEEP = 512 * 1024
+#: the Kafka client's latest errors a producer keeps, to say why records were not delivered
+CLIENT_ERRORS_KEPT = 10
 
 
 def read_fold_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exception, bytes]]:
@@ -68,13 +71,20 @@ class Producer:
             "compression.type": "lz4",
         }
         conf.update(settings.kafka_security)
+        conf["error_cb"] = self._on_client_error
         self._producer = KProducer(conf)
         self.sent = 0
         self.errors: list[str] = []
+        #: the client's own latest errors (connections refused, requests timed out, ...),
+        #: named when records are not delivered: why is otherwise invisible
+        self.client_errors: deque[str] = deque(maxlen=CLIENT_ERRORS_KEPT)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
             self.errors.append(str(err))
+
+    def _on_client_error(self, err: Any) -> None:
+        self.client_errors.append(f"{time.strftime('%H:%M:%S')} {err}")
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes, ts: dt.datetime | None) -> None:
         kwargs: dict[str, Any] = {}
@@ -126,9 +136,16 @@ class Producer:
     def flush(self, timeout: float = 60.0) -> None:
         remaining = self._producer.flush(timeout)
         if remaining:
-            raise TwinledgerError(f"{remaining} records not delivered within {timeout}s")
+            raise TwinledgerError(f"{remaining} records not delivered within {timeout}s"
+                                  + self._client_said())
         if self.errors:
-            raise TwinledgerError(f"{len(self.errors)} records failed: {self.errors[0]}")
+            raise TwinledgerError(f"{len(self.errors)} records failed: {self.errors[0]}"
+                                  + self._client_said())
+
+    def _client_said(self) -> str:
+        if not self.client_errors:
+            return ""
+        return "; the Kafka client's last errors: " + " | ".join(self.client_errors)
 
 
 def produce_events(settings: Settings, events: Iterable[dict[str, Any]],
