@@ -27,11 +27,19 @@ pass the lowest offset still held. A held offset is released when:
 
 - its record is acknowledged (read again and folded, or answered duplicate);
 - the partition's committed offset is above it (another owner did so);
-- Faust counts it in a gap (the record no longer exists: deleted by
-  retention while held);
-- it has been held ``HOLD_LIMIT_S`` (a warning names it; ``twinledger verify``'s
-  fold check then shows whether it was lost), so that a record that cannot be
-  read again never stops the partition's commits for good.
+- the consumer has read past it since the partition's latest seek and its
+  record has still not been acknowledged ``HOLD_LIMIT_S`` later (a warning
+  names it; ``twinledger verify``'s fold check then shows whether it was
+  lost): the record no longer exists (deleted by retention while held), or
+  the consumer dropped it. A record that cannot be read again thus never
+  stops the partition's commits for good, and the clock does not run while
+  the record cannot be read again anyway (the partition revoked, restoring
+  its tables, or not yet read that far): Faust's read offset then lies at
+  or below it (a seek puts it back at the committed offset, a revocation
+  removes it).
+
+A gap Faust records is no proof that a held record is gone: Faust's gap
+``[r + 1, offset + 1)`` covers the first record read after a hole too.
 """
 
 from __future__ import annotations
@@ -45,15 +53,17 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _INSTALLED = "_twinledger_commit_below_held"
-#: on a consumer: {partition: {offset held: time.monotonic() when held}}
+#: on a consumer: {partition: {offset held: time.monotonic() since the consumer has read
+#: past it, None while it has not}}
 _HELD = "_twinledger_held_offsets"
-#: how long an offset stays held at most (a re-read takes seconds)
+#: how long a held record may stay unacknowledged once the consumer has read past it
+#: (a re-read record is folded within seconds)
 HOLD_LIMIT_S = 300.0
 
 
-def held(consumer: Any) -> dict[Any, dict[int, float]]:
+def held(consumer: Any) -> dict[Any, dict[int, float | None]]:
     """The offsets ``consumer`` holds back, by partition (created on first use)."""
-    found: dict[Any, dict[int, float]] | None = consumer.__dict__.get(_HELD)
+    found: dict[Any, dict[int, float | None]] | None = consumer.__dict__.get(_HELD)
     if found is None:
         found = consumer.__dict__[_HELD] = {}
     return found
@@ -61,30 +71,26 @@ def held(consumer: Any) -> dict[Any, dict[int, float]]:
 
 def hold(consumer: Any, message: Any) -> None:
     """Commit nothing of ``message``'s partition past it until it is read again."""
-    offsets = held(consumer).setdefault(message.tp, {})
-    offsets.setdefault(message.offset, time.monotonic())
+    # Held again (a re-read copy let go at another rebalance): its clock starts over.
+    held(consumer).setdefault(message.tp, {})[message.offset] = None
 
 
-def _release(consumer: Any, tp: Any, offsets: dict[int, float]) -> None:
+def _release(consumer: Any, tp: Any, offsets: dict[int, float | None]) -> None:
     committed = consumer._committed_offset.get(tp)
     acked = consumer._acked_index.get(tp, ())
-    gap = consumer._gap.get(tp)
+    read = consumer._read_offset.get(tp)
     now = time.monotonic()
     for offset, since in list(offsets.items()):
         if offset in acked or (committed is not None and offset < committed):
             del offsets[offset]
-        elif gap is not None and (gap.overlaps(offset) or (
-                offset == committed and gap.overlaps(offset + 1))):
-            # Faust counts the records after a seek from the committed offset plus one,
-            # so a deleted record at the committed offset shows as a gap just above it.
-            log.warning("%s[%d]@%d, let go at a rebalance, no longer exists "
-                        "(deleted while held): committing past it", tp.topic, tp.partition,
-                        offset)
-            del offsets[offset]
+        elif read is None or read <= offset:
+            offsets[offset] = None  # not read past since the latest seek: cannot be late
+        elif since is None:
+            offsets[offset] = now
         elif now - since > HOLD_LIMIT_S:
-            log.warning("%s[%d]@%d, let go at a rebalance, was not read again in %.0f s: "
-                        "committing past it; `twinledger verify` shows whether it was "
-                        "folded", tp.topic, tp.partition, offset, HOLD_LIMIT_S)
+            log.warning("%s[%d]@%d, let go at a rebalance, was read past but not folded "
+                        "in %.0f s: committing past it; `twinledger verify` shows whether "
+                        "it was lost", tp.topic, tp.partition, offset, HOLD_LIMIT_S)
             del offsets[offset]
 
 

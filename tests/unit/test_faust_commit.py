@@ -25,12 +25,13 @@ GUARDED = faust_commit.below_held(FAUST)
 class Books:
     """The part of Faust's consumer ``_new_offset`` reads and writes."""
 
-    def __init__(self, committed=None, acked=(), gaps=()):
+    def __init__(self, committed=None, acked=(), gaps=(), read=None):
         self._acked = defaultdict(list)
         self._acked_index = defaultdict(set)
         self._gap = defaultdict(IntervalTree)
         self._committed_offset = defaultdict(lambda: None)
         self._committed_offset[P0] = committed
+        self._read_offset = {P0: read} if read is not None else {}
         for offset in acked:
             self.ack(offset)
         for begin, end in gaps:
@@ -84,24 +85,48 @@ def test_an_offset_another_owner_committed_past_is_released():
     assert faust_commit.held(books) == {}
 
 
-def test_a_held_record_deleted_by_retention_does_not_stop_the_commits(caplog):
-    # Sought to 31, the log now starts at 50: Faust records the gap 32..50.
-    books = Books(committed=31, acked=[50, 51], gaps=[(32, 51)])
-    faust_commit.hold(books, Msg(P0, 31))
-    with caplog.at_level(logging.WARNING, logger=faust_commit.__name__):
-        assert GUARDED(books, P0) == FAUST(
-            Books(committed=31, acked=[50, 51], gaps=[(32, 51)]), P0) > 50
-    assert "no longer exists" in caplog.text
-
-
-def test_a_record_never_read_again_is_released_after_the_hold_limit(monkeypatch, caplog):
-    books = Books(committed=31, acked=[32])
-    faust_commit.hold(books, Msg(P0, 31))
+def test_a_gap_is_no_proof_that_a_held_record_is_gone():
+    # 99 and 101 let go, 100 a hole: re-reading 99, then 101, records Faust's gap
+    # [100, 102), which covers 101 although it exists. Both stay held.
+    books = Books(committed=99, acked=[102], gaps=[(100, 102)], read=99)
+    faust_commit.hold(books, Msg(P0, 99))
+    faust_commit.hold(books, Msg(P0, 101))
     assert GUARDED(books, P0) is None
+    assert faust_commit.held(books)[P0].keys() == {99, 101}
+
+
+def test_a_record_read_past_and_never_folded_is_released_after_the_limit(monkeypatch,
+                                                                         caplog):
+    # Deleted by retention while held, or dropped by the consumer: read past since the
+    # seek (read offset 40), never acknowledged.
+    books = Books(committed=31, acked=[32], read=40)
+    faust_commit.hold(books, Msg(P0, 31))
+    assert GUARDED(books, P0) is None  # the clock starts now
     monkeypatch.setattr(faust_commit, "HOLD_LIMIT_S", -1.0)
     with caplog.at_level(logging.WARNING, logger=faust_commit.__name__):
         assert GUARDED(books, P0) == 33
-    assert "was not read again" in caplog.text
+    assert "was read past but not folded" in caplog.text
+
+
+def test_the_clock_does_not_run_while_the_record_cannot_be_read_again(monkeypatch):
+    monkeypatch.setattr(faust_commit, "HOLD_LIMIT_S", -1.0)
+    # Revoked or restoring: no read offset, nothing committed known, late acks waiting.
+    books = Books(committed=None, acked=[32, 33])
+    faust_commit.hold(books, Msg(P0, 31))
+    assert GUARDED(books, P0) is None and GUARDED(books, P0) is None
+    # Sought back to 31: read offset 31, not past it.
+    books._read_offset[P0] = 31
+    assert GUARDED(books, P0) is None and GUARDED(books, P0) is None
+    assert faust_commit.held(books)[P0] == {31: None}
+
+
+def test_a_record_held_again_starts_its_clock_over():
+    books = Books(committed=31, acked=[32], read=40)
+    faust_commit.hold(books, Msg(P0, 31))
+    assert GUARDED(books, P0) is None
+    assert faust_commit.held(books)[P0][31] is not None  # read past: timed
+    faust_commit.hold(books, Msg(P0, 31))  # the re-read copy let go at another rebalance
+    assert faust_commit.held(books)[P0][31] is None
 
 
 def test_install_wraps_fausts_choice_once():
