@@ -170,6 +170,8 @@ class FoldedBound:
     upto: dict[int, int] = field(default_factory=dict)
     pending: dict[str, int] = field(default_factory=dict)  # "topic[p]" -> records unread
     age_s: float = 0.0
+    #: topics whose offsets could not be read (missing, or no metadata): no bound
+    not_read: list[str] = field(default_factory=list)
 
 
 def _unfolded_sql(db: str) -> str:
@@ -205,6 +207,9 @@ def check_folded(backend: Backend, bound: FoldedBound | None,
     if bound is None:
         return {"ok": True, "checked": False,
                 "pending": "the worker's committed offsets were not read"}
+    if bound.not_read:
+        return {"ok": True, "checked": False,
+                "pending": f"the offsets of {', '.join(bound.not_read)} could not be read"}
     if bound.pending:
         unread = sum(bound.pending.values())
         return {"ok": True, "checked": False,

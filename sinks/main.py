@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sinks import metrics as sink_metrics
@@ -90,20 +90,37 @@ class FoldCheckpoints:
     keeps the pair it read); the newest ``keep`` are kept.
     """
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 8, spacing: float | None = None) -> None:
         self._lock = threading.Lock()
         self._points: list[tuple[float, Offsets, dict[tuple[str, int], int]]] = []
         self.keep = keep
+        #: a reading younger than this after the newest kept one is not kept: a client
+        #: polling /conservation every second must not push out the older, passed ones
+        self.spacing = FOLD_CHECKPOINT_S / 2 if spacing is None else spacing
 
     def add(self, worker: Offsets, ends: dict[tuple[str, int], int],
             at: float | None = None) -> None:
+        at = time.monotonic() if at is None else at
         with self._lock:
-            self._points.append((time.monotonic() if at is None else at, worker, ends))
+            if self._points:
+                last_at, last_worker, last_ends = self._points[-1]
+                if _went_down(last_worker, worker) or _went_down(last_ends, ends):
+                    # Topics recreated, or the worker group reset for a replay: the
+                    # readings before say nothing about the records of now.
+                    self._points.clear()
+                elif at - last_at < self.spacing:
+                    return
+            self._points.append((at, worker, ends))
             del self._points[:-self.keep]
 
-    def take(self, settings: Settings, tables: dict[str, str]) -> tuple[Offsets, dict[
-            tuple[str, int], int]]:
-        """Read the worker group's offsets, then the outcome topics' ends; keep and return them."""
+    def take(self, settings: Settings, tables: dict[str, str]
+             ) -> tuple[Offsets, dict[tuple[str, int], int], list[str]]:
+        """Read the worker group's offsets, then the outcome topics' ends.
+
+        Returns them with the topics whose offsets could not be read (a topic
+        missing or without metadata, as during a broker restart); a reading
+        without such topics is kept for later checks (``add``).
+        """
         from streams.infra.kafka_admin import committed_offsets, watermarks
 
         source = settings.topic("venue.events")
@@ -111,8 +128,11 @@ class FoldCheckpoints:
         outcome_topics = [t for t, table in tables.items() if table in OUTCOME_TABLES]
         ends = {tp: end for tp, (_, end) in
                 watermarks(settings.kafka_bootstrap, outcome_topics).items()}
-        self.add(worker, ends)
-        return worker, ends
+        read = {t for t, _ in worker} | {t for t, _ in ends}
+        missing = sorted(t for t in [source, *outcome_topics] if t not in read)
+        if not missing:
+            self.add(worker, ends)
+        return worker, ends, missing
 
     def passed(self, committed: Offsets) -> tuple[float, Offsets] | None:
         """(age in seconds, worker offsets) of the newest pair whose ends ``committed`` passed."""
@@ -132,6 +152,12 @@ class FoldCheckpoints:
                 self.take(settings, tables())
             except Exception as exc:  # noqa: BLE001 - a broker away: the next one, later
                 log.debug("fold checkpoint not taken: %s", exc)
+
+
+def _went_down(before: Mapping[tuple[str, int], int | None],
+               now: Mapping[tuple[str, int], int | None]) -> bool:
+    return any((now.get(tp) or 0) < (offset or 0) for tp, offset in before.items()
+               if tp in now)
 
 
 def _unread(ends: dict[tuple[str, int], int], committed: Offsets) -> dict[str, int]:
@@ -158,7 +184,7 @@ def sink_committed(settings: Settings, runner: SinkRunner,
     tables = dict(runner.table_by_topic)
     source = settings.topic("venue.events")
     checkpoints = checkpoints if checkpoints is not None else FoldCheckpoints(keep=1)
-    worker, ends = checkpoints.take(settings, tables)
+    worker, ends, missing = checkpoints.take(settings, tables)
     # A sink that keeps up commits past those ends within a batch or two: wait for that
     # briefly, so the fold check runs on a busy pipeline too, not only on an idle one.
     deadline = time.monotonic() + FOLD_CHECK_WAIT_S
@@ -169,11 +195,11 @@ def sink_committed(settings: Settings, runner: SinkRunner,
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
-    bound = FoldedBound(source, pending=pending)
-    earlier = checkpoints.passed(committed) if pending else None
+    bound = FoldedBound(source, pending=pending, not_read=missing)
+    earlier = checkpoints.passed(committed) if pending or missing else None
     if earlier is not None:
         bound.age_s, worker = earlier
-        bound.pending = {}
+        bound.pending, bound.not_read = {}, []
     for (topic, partition), folded in worker.items():
         read = committed.get((topic, partition))
         bound.upto[partition] = min(folded or 0, read or 0)

@@ -84,10 +84,50 @@ def test_a_sink_past_the_ends_of_now_checks_up_to_the_worker_of_now(kafka):
 
 
 def test_the_newest_passed_reading_wins_and_only_the_newest_few_are_kept():
-    checkpoints = FoldCheckpoints(keep=3)
+    checkpoints = FoldCheckpoints(keep=3, spacing=0)
     t = time.monotonic()
     for i, end in enumerate([100, 200, 300, 400]):
         checkpoints.add({(SRC, 0): end // 10}, {(SNAP, 0): end}, at=t - 40 + i)
     assert checkpoints.passed({(SNAP, 0): 350})[1] == {(SRC, 0): 30}
     assert checkpoints.passed({(SNAP, 0): 150}) is None  # 100's reading was dropped
     assert checkpoints.passed({}) is None
+
+
+def test_readings_closer_than_the_spacing_are_not_kept():
+    checkpoints = FoldCheckpoints(keep=2, spacing=5)
+    t = time.monotonic()
+    checkpoints.add({(SRC, 0): 10}, {(SNAP, 0): 100}, at=t - 30)
+    for i in range(10):  # a client polling every second
+        checkpoints.add({(SRC, 0): 20 + i}, {(SNAP, 0): 200 + i}, at=t - 10 + i / 10)
+    # the 30 s old reading is still there, next to the first of the burst
+    assert checkpoints.passed({(SNAP, 0): 150})[1] == {(SRC, 0): 10}
+    assert checkpoints.passed({(SNAP, 0): 205})[1] == {(SRC, 0): 20}
+
+
+def test_offsets_going_down_drop_every_earlier_reading():
+    checkpoints = FoldCheckpoints(spacing=0)
+    t = time.monotonic()
+    checkpoints.add({(SRC, 0): 500}, {(SNAP, 0): 900}, at=t - 20)
+    # the outcome topic recreated: its ends start again from 0
+    checkpoints.add({(SRC, 0): 520}, {(SNAP, 0): 30}, at=t - 10)
+    assert checkpoints.passed({(SNAP, 0): 950})[1] == {(SRC, 0): 520}
+    checkpoints.add({(SRC, 0): 0}, {(SNAP, 0): 40}, at=t)  # the worker group reset
+    assert checkpoints.passed({(SNAP, 0): 35}) is None
+
+
+def test_a_reading_missing_a_topic_is_not_kept_and_bounds_nothing(kafka):
+    settings = load_settings({})
+    runner = SimpleNamespace(table_by_topic=TABLES)
+    checkpoints = FoldCheckpoints()
+    _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=3000)
+    kafka["ends"] = {}  # the snapshot topic's metadata not available (a broker restart)
+    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    assert bound.not_read == [SNAP] and checkpoints.passed({}) is None
+    from sinks.conservation import check_folded
+
+    doc = check_folded(None, bound)  # answered before any query
+    assert doc["checked"] is False and SNAP in doc["pending"]
+    # An earlier complete reading the sink has passed bounds it instead.
+    checkpoints.add({(SRC, 0): 800}, {(SNAP, 0): 2400}, at=time.monotonic() - 20)
+    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    assert bound.not_read == [] and bound.upto == {0: 800}
