@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import socket
+import weakref
 
 import pytest
 
@@ -23,8 +25,17 @@ def test_undelivered_records_name_the_clients_last_errors():
     producer.send_event({"kind": "fill", "event_id": "f1", "account_id": "acc",
                          "venue": "test", "ts": "2026-01-05T09:00:00Z",
                          "symbol": "FET-USDT", "side": "BUY", "qty": "1", "price": "0.1878"})
-    with pytest.raises(TwinledgerError) as err:
-        producer.flush(timeout=3.0)
-    text = str(err.value)
+    try:
+        with pytest.raises(TwinledgerError) as err:
+            producer.flush(timeout=3.0)
+        text = str(err.value)
+    finally:
+        producer._producer.purge()
+        producer._producer.flush(1)  # serves the purged records' delivery reports
+        alive = weakref.ref(producer)
+        err = producer = None  # the traceback holds the producer too
+        gc.collect()
+    # Freed with its client: no thread left retrying in the background.
+    assert alive() is None
     assert text.startswith("1 records not delivered within 3.0s")
     assert "the Kafka client's last errors:" in text and "127.0.0.1" in text
