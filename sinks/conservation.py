@@ -172,6 +172,9 @@ class FoldedBound:
     age_s: float = 0.0
     #: topics whose offsets could not be read (missing, or no metadata): no bound
     not_read: list[str] = field(default_factory=list)
+    #: the outcome topics the sink reads: a record of them the sink refused (a dead letter
+    #: of that topic) may be the outcome an event below ``upto`` seems to lack
+    outcome_topics: list[str] = field(default_factory=list)
 
 
 def _unfolded_sql(db: str) -> str:
@@ -249,9 +252,23 @@ def check_folded(backend: Backend, bound: FoldedBound | None,
         partitions[int(p)]["first_events"].append(
             {"offset": int(o), "account_id": str(account), "event_id": str(event_id)})
     total = sum(e["unfolded"] for e in partitions.values())
-    return {"ok": total == 0, "checked": True, "topic": bound.topic, "unfolded": total,
-            "partitions": [partitions[p] for p in sorted(partitions)],
-            "worker_offsets_age_s": round(bound.age_s, 1)}
+    doc = {"ok": total == 0, "checked": True, "topic": bound.topic, "unfolded": total,
+           "partitions": [partitions[p] for p in sorted(partitions)],
+           "worker_offsets_age_s": round(bound.age_s, 1)}
+    if bound.outcome_topics:
+        # The sink's own refusals of outcome records name no venue event: said beside
+        # the finding, so that the worker is not blamed for what the sink refused.
+        try:
+            refused = backend.query(
+                f"SELECT source_topic, count() FROM {db}.{DEAD_LETTERS.name}"
+                " WHERE has({outcomes:Array(String)}, source_topic)"
+                " GROUP BY source_topic ORDER BY source_topic",
+                {"outcomes": bound.outcome_topics})
+        except Exception as exc:  # noqa: BLE001 - the finding stands without it
+            refused = []
+            doc["outcome_dead_letters_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        doc["outcome_dead_letters"] = {str(t): int(n) for t, n in refused}
+    return doc
 
 
 def conservation(backend: Backend, committed: Mapping[tuple[str, int], int | None],

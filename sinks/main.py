@@ -195,7 +195,9 @@ def sink_committed(settings: Settings, runner: SinkRunner,
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
-    bound = FoldedBound(source, pending=pending, not_read=missing)
+    bound = FoldedBound(source, pending=pending, not_read=missing,
+                        outcome_topics=sorted(t for t, table in tables.items()
+                                              if table in OUTCOME_TABLES))
     earlier = checkpoints.passed(committed) if pending or missing else None
     if earlier is not None:
         bound.age_s, worker = earlier

@@ -291,6 +291,16 @@ def ops_main(argv: list[str]) -> int:
     raise TwinledgerError(f"unknown command {command}")
 
 
+def _outcome_refusals(folded: dict[str, Any]) -> str:
+    """The sink's own dead letters of outcome records, when a fold finding may be one."""
+    refused = {t: n for t, n in (folded.get("outcome_dead_letters") or {}).items() if n}
+    if not refused:
+        return ""
+    named = ", ".join(f"{n} of {t}" for t, n in sorted(refused.items()))
+    return (f"; unless the sink refused their outcome: it dead-lettered {named} "
+            "(dead_letters, by source_topic), which names no venue event")
+
+
 def verify_pipeline(settings: Settings, client: SinkClient,
                     worker_url: str | None = None) -> dict[str, Any]:
     """What ``twinledger verify`` prints: counts, conservation, lag per group, live vs stored.
@@ -329,7 +339,8 @@ def verify_pipeline(settings: Settings, client: SinkClient,
             f"the worker's committed offset left no snapshot, anomaly or dead letter: offsets "
             f"{ranges} (first: account {first.get('account_id')}, event "
             f"{first.get('event_id')}) — the worker never folded them; re-ingest those "
-            "events from the venue (a replay of the worker group answers them 'duplicate')")
+            "events from the venue (a replay of the worker group answers them 'duplicate')"
+            + _outcome_refusals(folded))
     for acc in cons["snapshots"]["accounts_with_holes"]:
         problems.append(f"account {acc['account_id']}: {acc['missing']} snapshot(s) missing "
                         f"(event_seq reaches {acc['last_event_seq']}, {acc['snapshots']} held)")

@@ -20,6 +20,7 @@ from sinks.http import COUNTS_LIMITS
 from sinks.migrate import apply_ddl
 
 V = "p.venue.events"
+S = "p.ledger.snapshots"
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
@@ -62,7 +63,10 @@ def reader(tmp_path_factory):
         {"account_id": "p0a1", "event_id": "e0-4:OUT_OF_RANGE", "source_event_id": "e0-4"}])
     _insert(backend, "dead_letters", [  # offset 8 of partition 0 was dead-lettered: folded
         {"account_id": "p0a2", "event_id": f"{V}:0:8", "source_topic": V,
-         "source_partition": 0, "source_offset": 8}])
+         "source_partition": 0, "source_offset": 8},
+        # the sink refused a snapshot record (it names no venue event): not an outcome
+        {"account_id": "p1a1", "event_id": f"{S}:1:40", "source_topic": S,
+         "source_partition": 1, "source_offset": 40}])
     yield backend.reader(COUNTS_LIMITS)
     backend.close()
 
@@ -99,3 +103,17 @@ def test_an_engine_refusal_is_reported_not_raised(reader):
 
     doc = check_folded(Refusing(), FoldedBound(V, {0: 10}))
     assert doc["ok"] and not doc["checked"] and "MEMORY_LIMIT_EXCEEDED" in doc["error"]
+
+
+def test_the_sinks_refusals_of_outcome_records_are_named_beside_the_finding(reader):
+    from streams.ops import _outcome_refusals
+
+    doc = check_folded(reader, FoldedBound(V, {0: 10, 1: 10},
+                                           outcome_topics=[S, "p.ledger.anomalies"]))
+    assert doc["unfolded"] == 3  # a refused outcome record accounts for no event
+    assert doc["outcome_dead_letters"] == {S: 1}
+    assert _outcome_refusals(doc) == (
+        f"; unless the sink refused their outcome: it dead-lettered 1 of {S} "
+        "(dead_letters, by source_topic), which names no venue event")
+    assert "outcome_dead_letters" not in check_folded(reader, FoldedBound(V, {0: 10, 1: 10}))
+    assert _outcome_refusals({"outcome_dead_letters": {S: 0}}) == ""
