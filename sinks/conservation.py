@@ -255,15 +255,17 @@ def check_folded(backend: Backend, bound: FoldedBound | None,
     doc = {"ok": total == 0, "checked": True, "topic": bound.topic, "unfolded": total,
            "partitions": [partitions[p] for p in sorted(partitions)],
            "worker_offsets_age_s": round(bound.age_s, 1)}
-    if bound.outcome_topics:
-        # The sink's own refusals of outcome records name no venue event: said beside
-        # the finding, so that the worker is not blamed for what the sink refused.
+    if total and bound.outcome_topics:
+        # The sink's own refusals of outcome records name no venue event: those of the
+        # accounts found are said beside the finding, so that the worker is not blamed
+        # for what the sink refused (an output record is keyed by its account).
         try:
             refused = backend.query(
                 f"SELECT source_topic, count() FROM {db}.{DEAD_LETTERS.name}"
                 " WHERE has({outcomes:Array(String)}, source_topic)"
+                f" AND account_id IN (SELECT account_id FROM ({inner}))"
                 " GROUP BY source_topic ORDER BY source_topic",
-                {"outcomes": bound.outcome_topics})
+                {**params, "outcomes": bound.outcome_topics})
         except Exception as exc:  # noqa: BLE001 - the finding stands without it
             refused = []
             doc["outcome_dead_letters_error"] = f"{type(exc).__name__}: {exc}"[:300]

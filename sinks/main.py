@@ -117,22 +117,22 @@ class FoldCheckpoints:
              ) -> tuple[Offsets, dict[tuple[str, int], int], list[str]]:
         """Read the worker group's offsets, then the outcome topics' ends.
 
-        Returns them with the topics whose offsets could not be read (a topic
-        missing or without metadata, as during a broker restart); a reading
-        without such topics is kept for later checks (``add``).
+        Returns them with the outcome topics whose ends could not be read (the
+        broker named them with an error, as during a restart); a reading
+        without such topics is kept for later checks (``add``). An outcome
+        topic that does not exist has no ends, and holds no output either.
         """
         from streams.infra.kafka_admin import committed_offsets, watermarks
 
         source = settings.topic("venue.events")
         worker = committed_offsets(settings.kafka_bootstrap, settings.app_id, [source])
         outcome_topics = [t for t, table in tables.items() if table in OUTCOME_TABLES]
+        missing: list[str] = []
         ends = {tp: end for tp, (_, end) in
-                watermarks(settings.kafka_bootstrap, outcome_topics).items()}
-        read = {t for t, _ in worker} | {t for t, _ in ends}
-        missing = sorted(t for t in [source, *outcome_topics] if t not in read)
+                watermarks(settings.kafka_bootstrap, outcome_topics, missing).items()}
         if not missing:
             self.add(worker, ends)
-        return worker, ends, missing
+        return worker, ends, sorted(missing)
 
     def passed(self, committed: Offsets) -> tuple[float, Offsets] | None:
         """(age in seconds, worker offsets) of the newest pair whose ends ``committed`` passed."""

@@ -34,6 +34,7 @@ def for_long_running(gen0: int) -> None:
     """Freeze what start-up allocated and collect the young generation every ``gen0``."""
     if gen0 <= 0:
         return
+    gc.collect()  # start-up's garbage first: frozen, it would never be freed
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(gen0, max(gen1, 20), max(gen2, 100))

@@ -265,21 +265,35 @@ def _offsets_consumer(bootstrap: str, group: str) -> Iterator[Any]:
         consumer.close()
 
 
-def _topic_partitions(consumer: Any, topics: Iterable[str]) -> list[Any]:
-    """Every partition of the named topics that exist, in (topic, partition) order."""
+def _topic_partitions(consumer: Any, topics: Iterable[str],
+                      errors: list[str] | None = None) -> list[Any]:
+    """Every partition of the named topics that exist, in (topic, partition) order.
+
+    A topic the broker names with an error (no leader yet, as during a restart)
+    is left out too, and appended to ``errors`` when given: it exists, but its
+    partitions could not be read, unlike a topic that does not exist.
+    """
     from confluent_kafka import TopicPartition
 
     meta = consumer.list_topics(timeout=_TIMEOUT_S)
+    topics = list(topics)
+    if errors is not None:
+        errors.extend(t for t in topics if t in meta.topics and meta.topics[t].error is not None)
     return [TopicPartition(t, p) for t in topics
             if t in meta.topics and meta.topics[t].error is None
             for p in sorted(meta.topics[t].partitions)]
 
 
-def watermarks(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
-    """{(topic, partition): (log start offset, end offset)} of every partition of ``topics``."""
+def watermarks(bootstrap: str, topics: Iterable[str], errors: list[str] | None = None
+               ) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (log start offset, end offset)} of every partition of ``topics``.
+
+    Topics that exist but whose metadata came with an error are appended to
+    ``errors`` when given (a topic that does not exist has no partitions).
+    """
     with _offsets_consumer(bootstrap, "twinledger-watermarks") as consumer:
         out: dict[tuple[str, int], tuple[int, int]] = {}
-        for tp in _topic_partitions(consumer, topics):
+        for tp in _topic_partitions(consumer, topics, errors):
             lo, hi = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
             out[(tp.topic, tp.partition)] = (int(lo), int(hi))
         return out

@@ -66,7 +66,10 @@ def reader(tmp_path_factory):
          "source_partition": 0, "source_offset": 8},
         # the sink refused a snapshot record (it names no venue event): not an outcome
         {"account_id": "p1a1", "event_id": f"{S}:1:40", "source_topic": S,
-         "source_partition": 1, "source_offset": 40}])
+         "source_partition": 1, "source_offset": 40},
+        # ... and one of an account with every event accounted for
+        {"account_id": "zz", "event_id": f"{S}:2:41", "source_topic": S,
+         "source_partition": 2, "source_offset": 41}])
     yield backend.reader(COUNTS_LIMITS)
     backend.close()
 
@@ -111,9 +114,12 @@ def test_the_sinks_refusals_of_outcome_records_are_named_beside_the_finding(read
     doc = check_folded(reader, FoldedBound(V, {0: 10, 1: 10},
                                            outcome_topics=[S, "p.ledger.anomalies"]))
     assert doc["unfolded"] == 3  # a refused outcome record accounts for no event
-    assert doc["outcome_dead_letters"] == {S: 1}
+    assert doc["outcome_dead_letters"] == {S: 1}  # of the accounts found only (p1a1)
     assert _outcome_refusals(doc) == (
         f"; unless the sink refused their outcome: it dead-lettered 1 of {S} "
         "(dead_letters, by source_topic), which names no venue event")
     assert "outcome_dead_letters" not in check_folded(reader, FoldedBound(V, {0: 10, 1: 10}))
+    # nothing unfolded (below offset 3 of partition 0): not asked
+    assert "outcome_dead_letters" not in check_folded(
+        reader, FoldedBound(V, {0: 3}, outcome_topics=[S]))
     assert _outcome_refusals({"outcome_dead_letters": {S: 0}}) == ""

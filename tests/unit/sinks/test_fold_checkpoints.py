@@ -27,13 +27,17 @@ TABLES = {SRC: "venue_events", SNAP: "account_snapshots"}
 @pytest.fixture
 def kafka(monkeypatch):
     """Offsets as the broker would answer them: {group: {(topic, p): offset}}, ends."""
-    state = {"groups": {}, "ends": {}}
+    state = {"groups": {}, "ends": {}, "errored": []}
 
     def committed_offsets(bootstrap, group, topics):
         return {tp: o for tp, o in state["groups"].get(group, {}).items() if tp[0] in topics}
 
-    def watermarks(bootstrap, topics):
-        return {tp: (0, end) for tp, end in state["ends"].items() if tp[0] in topics}
+    def watermarks(bootstrap, topics, errors=None):
+        topics = list(topics)
+        if errors is not None:
+            errors.extend(t for t in state["errored"] if t in topics)
+        return {tp: (0, end) for tp, end in state["ends"].items()
+                if tp[0] in topics and tp[0] not in state["errored"]}
 
     monkeypatch.setattr(kafka_admin, "committed_offsets", committed_offsets)
     monkeypatch.setattr(kafka_admin, "watermarks", watermarks)
@@ -120,7 +124,7 @@ def test_a_reading_missing_a_topic_is_not_kept_and_bounds_nothing(kafka):
     runner = SimpleNamespace(table_by_topic=TABLES)
     checkpoints = FoldCheckpoints()
     _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=3000)
-    kafka["ends"] = {}  # the snapshot topic's metadata not available (a broker restart)
+    kafka["errored"] = [SNAP]  # the snapshot topic has no leader (a broker restart)
     _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
     assert bound.not_read == [SNAP] and checkpoints.passed({}) is None
     from sinks.conservation import check_folded
@@ -131,3 +135,15 @@ def test_a_reading_missing_a_topic_is_not_kept_and_bounds_nothing(kafka):
     checkpoints.add({(SRC, 0): 800}, {(SNAP, 0): 2400}, at=time.monotonic() - 20)
     _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
     assert bound.not_read == [] and bound.upto == {0: 800}
+
+
+def test_an_outcome_topic_that_does_not_exist_holds_no_output_and_blocks_nothing(kafka):
+    """Never created (no anomaly yet, topics made on first produce): no ends, nothing
+    to wait for; the check runs, and the reading is kept."""
+    settings = load_settings({})
+    runner = SimpleNamespace(table_by_topic={**TABLES, "ledger.anomalies": "anomaly_events"})
+    checkpoints = FoldCheckpoints()
+    _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=3000)
+    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    assert bound.not_read == [] and bound.pending == {} and bound.upto == {0: 1000}
+    assert checkpoints.passed({(SNAP, 0): 3000}) is not None
