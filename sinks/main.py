@@ -126,10 +126,9 @@ class FoldCheckpoints:
 
         source = settings.topic("venue.events")
         worker = committed_offsets(settings.kafka_bootstrap, settings.app_id, [source])
-        outcome_topics = [t for t, table in tables.items() if table in OUTCOME_TABLES]
         missing: list[str] = []
         ends = {tp: end for tp, (_, end) in
-                watermarks(settings.kafka_bootstrap, outcome_topics, missing).items()}
+                watermarks(settings.kafka_bootstrap, _outcome_topics(tables), missing).items()}
         if not missing:
             self.add(worker, ends)
         return worker, ends, sorted(missing)
@@ -152,6 +151,11 @@ class FoldCheckpoints:
                 self.take(settings, tables())
             except Exception as exc:  # noqa: BLE001 - a broker away: the next one, later
                 log.debug("fold checkpoint not taken: %s", exc)
+
+
+def _outcome_topics(tables: Mapping[str, str]) -> list[str]:
+    """The sinked topics whose tables hold the outcomes of the fold (``OUTCOME_TABLES``)."""
+    return sorted(t for t, table in tables.items() if table in OUTCOME_TABLES)
 
 
 def _went_down(before: Mapping[tuple[str, int], int | None],
@@ -196,8 +200,7 @@ def sink_committed(settings: Settings, runner: SinkRunner,
             break
         time.sleep(0.5)
     bound = FoldedBound(source, pending=pending, not_read=missing,
-                        outcome_topics=sorted(t for t, table in tables.items()
-                                              if table in OUTCOME_TABLES))
+                        outcome_topics=_outcome_topics(tables))
     earlier = checkpoints.passed(committed) if pending or missing else None
     if earlier is not None:
         bound.age_s, worker = earlier

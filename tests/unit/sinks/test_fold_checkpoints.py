@@ -45,45 +45,41 @@ def kafka(monkeypatch):
     return state
 
 
-def _now(kafka, settings, worker, end, sink_src, sink_snap):
-    kafka["groups"] = {settings.app_id: {(SRC, 0): worker},
-                       settings.sink_group: {(SRC, 0): sink_src, (SNAP, 0): sink_snap}}
-    kafka["ends"] = {(SNAP, 0): end}
+def _bound(kafka, sink_snap, checkpoints=None, tables=TABLES):
+    """The fold check's bound when, now, the worker has committed 1,000, the snapshot
+    topic ends at 3,000 and the sink has committed ``sink_snap`` on it (1,200 on the
+    source)."""
+    settings = load_settings({})
+    kafka["groups"] = {settings.app_id: {(SRC, 0): 1000},
+                       settings.sink_group: {(SRC, 0): 1200, (SNAP, 0): sink_snap}}
+    kafka["ends"] = {(SNAP, 0): 3000}
+    runner = SimpleNamespace(table_by_topic=tables)
+    return sink_main.sink_committed(settings, runner, checkpoints)[2]
+
+
+def _earlier(snap_end):
+    """Readings holding one of 20 s ago: the worker at 800, the snapshot topic's end."""
+    checkpoints = FoldCheckpoints()
+    checkpoints.add({(SRC, 0): 800}, {(SNAP, 0): snap_end}, at=time.monotonic() - 20)
+    return checkpoints
 
 
 def test_a_sink_behind_the_ends_of_now_is_checked_up_to_an_earlier_reading_it_passed(kafka):
-    settings = load_settings({})
-    runner = SimpleNamespace(table_by_topic=TABLES)
-    checkpoints = FoldCheckpoints()
-    # 20 s ago the worker had committed 800, and the snapshots topic ended at 2,400.
-    checkpoints.add({(SRC, 0): 800}, {(SNAP, 0): 2400}, at=time.monotonic() - 20)
-    # Now: the worker at 1,000, the topic ends at 3,000, the sink has committed 2,500.
-    _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=2500)
-    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    # 20 s ago the snapshot topic ended at 2,400; the sink has committed 2,500 of 3,000.
+    bound = _bound(kafka, sink_snap=2500, checkpoints=_earlier(2400))
     assert bound.pending == {} and bound.upto == {0: 800}
     assert 19 < bound.age_s < 60
 
 
 def test_without_an_earlier_reading_passed_the_check_stays_pending(kafka):
-    settings = load_settings({})
-    runner = SimpleNamespace(table_by_topic=TABLES)
-    checkpoints = FoldCheckpoints()
-    checkpoints.add({(SRC, 0): 800}, {(SNAP, 0): 2600}, at=time.monotonic() - 20)
-    _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=2500)
-    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    bound = _bound(kafka, sink_snap=2500, checkpoints=_earlier(2600))
     assert bound.pending == {f"{SNAP}[0]": 500}
     # ... and with none at all (a one-off call keeps only its own reading)
-    _, _, bound = sink_main.sink_committed(settings, runner)
-    assert bound.pending == {f"{SNAP}[0]": 500}
+    assert _bound(kafka, sink_snap=2500).pending == {f"{SNAP}[0]": 500}
 
 
 def test_a_sink_past_the_ends_of_now_checks_up_to_the_worker_of_now(kafka):
-    settings = load_settings({})
-    runner = SimpleNamespace(table_by_topic=TABLES)
-    checkpoints = FoldCheckpoints()
-    checkpoints.add({(SRC, 0): 800}, {(SNAP, 0): 2400}, at=time.monotonic() - 20)
-    _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=3000)
-    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    bound = _bound(kafka, sink_snap=3000, checkpoints=_earlier(2400))
     assert bound.pending == {} and bound.upto == {0: 1000} and bound.age_s == 0.0
 
 
@@ -120,30 +116,24 @@ def test_offsets_going_down_drop_every_earlier_reading():
 
 
 def test_a_reading_missing_a_topic_is_not_kept_and_bounds_nothing(kafka):
-    settings = load_settings({})
-    runner = SimpleNamespace(table_by_topic=TABLES)
-    checkpoints = FoldCheckpoints()
-    _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=3000)
-    kafka["errored"] = [SNAP]  # the snapshot topic has no leader (a broker restart)
-    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
-    assert bound.not_read == [SNAP] and checkpoints.passed({}) is None
     from sinks.conservation import check_folded
 
+    checkpoints = FoldCheckpoints()
+    kafka["errored"] = [SNAP]  # the snapshot topic has no leader (a broker restart)
+    bound = _bound(kafka, sink_snap=3000, checkpoints=checkpoints)
+    assert bound.not_read == [SNAP] and checkpoints.passed({}) is None
     doc = check_folded(None, bound)  # answered before any query
     assert doc["checked"] is False and SNAP in doc["pending"]
     # An earlier complete reading the sink has passed bounds it instead.
-    checkpoints.add({(SRC, 0): 800}, {(SNAP, 0): 2400}, at=time.monotonic() - 20)
-    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    bound = _bound(kafka, sink_snap=3000, checkpoints=_earlier(2400))
     assert bound.not_read == [] and bound.upto == {0: 800}
 
 
 def test_an_outcome_topic_that_does_not_exist_holds_no_output_and_blocks_nothing(kafka):
     """Never created (no anomaly yet, topics made on first produce): no ends, nothing
     to wait for; the check runs, and the reading is kept."""
-    settings = load_settings({})
-    runner = SimpleNamespace(table_by_topic={**TABLES, "ledger.anomalies": "anomaly_events"})
     checkpoints = FoldCheckpoints()
-    _now(kafka, settings, worker=1000, end=3000, sink_src=1200, sink_snap=3000)
-    _, _, bound = sink_main.sink_committed(settings, runner, checkpoints)
+    bound = _bound(kafka, sink_snap=3000, checkpoints=checkpoints,
+                   tables={**TABLES, "ledger.anomalies": "anomaly_events"})
     assert bound.not_read == [] and bound.pending == {} and bound.upto == {0: 1000}
     assert checkpoints.passed({(SNAP, 0): 3000}) is not None
