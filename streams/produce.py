@@ -12,6 +12,7 @@ on the same partition whichever client (Faust/aiokafka, Java) produced them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sys
 import time
 from collections import deque
@@ -53,6 +54,10 @@ def read_fold_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | Exceptio
                 yield number, exc, raw
 
 
+def _note_client_error(errors: deque[str], err: Any) -> None:
+    errors.append(f"{time.strftime('%H:%M:%S')} {err}")
+
+
 class Producer:
     """A thin batched producer over confluent-kafka with progress accounting."""
 
@@ -71,20 +76,20 @@ class Producer:
             "compression.type": "lz4",
         }
         conf.update(settings.kafka_security)
-        conf["error_cb"] = self._on_client_error
-        self._producer = KProducer(conf)
-        self.sent = 0
-        self.errors: list[str] = []
         #: the client's own latest errors (connections refused, requests timed out, ...),
         #: named when records are not delivered: why is otherwise invisible
         self.client_errors: deque[str] = deque(maxlen=CLIENT_ERRORS_KEPT)
+        # The callback holds the deque, not this producer: a bound method made a cycle
+        # (producer -> client -> callback -> producer) that only a garbage collection
+        # frees, and the client's threads went on retrying a stopped broker until then.
+        conf["error_cb"] = functools.partial(_note_client_error, self.client_errors)
+        self._producer = KProducer(conf)
+        self.sent = 0
+        self.errors: list[str] = []
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
             self.errors.append(str(err))
-
-    def _on_client_error(self, err: Any) -> None:
-        self.client_errors.append(f"{time.strftime('%H:%M:%S')} {err}")
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes, ts: dt.datetime | None) -> None:
         kwargs: dict[str, Any] = {}
