@@ -1,7 +1,9 @@
-"""Build hook: compile the ledger's hot modules with mypyc, or leave them as Python.
+"""Build hook: compile the ledger's hot modules with mypyc and the Avro reader from C,
+or leave them as Python.
 
 ``pip install -e .`` (what ``make install`` runs) compiles the modules that
-``streams/ledger/_native.py`` lists into C extensions next to their source;
+``streams/ledger/_native.py`` lists into C extensions next to their source,
+and ``streams/codec/_avroread.c``, the byte work of the Avro reader;
 the Python source stays the one code base, and runs instead wherever the
 compiled form is missing, older than the source, or ``TWINLEDGER_PURE_PYTHON=1``
 (see docs/performance.md). A machine without a C compiler, or a failed
@@ -11,13 +13,14 @@ Everything else about the package is in pyproject.toml.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import runpy
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
@@ -39,8 +42,31 @@ def _say(text: str) -> None:
 DIGESTS: dict[str, str] = {}
 
 
+#: The C reader of Avro bodies (``streams/codec/_avroread.c``, see streams/codec/fastread.py):
+#: a module of its own, built or not independently of the ledger.
+READER = "streams.codec._avroread"
+READER_SOURCE = "streams/codec/_avroread.c"
+
+
+def _reader_extension() -> Extension:
+    # The module carries the SHA-256 of the source it was built from: a process that
+    # finds an edited source beside it reads with Python instead (fastread._load_native).
+    digest = hashlib.sha256((HERE / READER_SOURCE).read_bytes()).hexdigest()
+    return Extension(READER, [READER_SOURCE], define_macros=[("SOURCE_SHA256", f'"{digest}"')],
+                     extra_compile_args=["-O2"])
+
+
 class OptionalBuildExt(build_ext):
     """Build the compiled ledger if this machine can; otherwise keep it as Python."""
+
+    def build_extension(self, ext: Extension) -> None:
+        if ext.name != READER:
+            super().build_extension(ext)
+            return
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001 - the Python reader does the same work
+            _say(f"the Avro reader was not compiled ({exc}); it runs as Python")
 
     def run(self) -> None:
         try:
@@ -59,6 +85,8 @@ class OptionalBuildExt(build_ext):
     def _remove_partial(self) -> None:
         # All or none: a compiled module without its shared library would not import.
         for ext in self.extensions:
+            if ext.name == READER:
+                continue
             path = Path(self.get_ext_fullpath(ext.name))
             if self.inplace and path.exists():
                 path.unlink()
@@ -66,8 +94,12 @@ class OptionalBuildExt(build_ext):
 
 def _extensions() -> list:
     if os.environ.get(NATIVE["PURE_ENV"]) == "1":
-        _say(f"{NATIVE['PURE_ENV']}=1: the ledger is not compiled")
+        _say(f"{NATIVE['PURE_ENV']}=1: the ledger and the Avro reader are not compiled")
         return []
+    return [*_ledger_extensions(), _reader_extension()]
+
+
+def _ledger_extensions() -> list:
     try:
         from mypyc.build import mypycify
     except ImportError as exc:

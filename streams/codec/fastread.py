@@ -37,9 +37,13 @@ other logical types such as date or uuid, arrays of nulls) raise
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import struct
+import sys
 from collections.abc import Callable, Mapping
 from decimal import Context, Decimal
+from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema
@@ -362,20 +366,7 @@ class _Compiler:
 
     def _union(self, branches: list[Any]) -> Reader:
         readers = [self.compile(b) for b in branches]
-        # fastavro's return_record_name(_override) rules, decided once per branch.
-        labels: list[str | None] = [None] * len(branches)
-        if self.record_names:
-            records = 0
-            for b in branches:
-                kind = b["type"] if isinstance(b, dict) else b
-                if kind == "record" or (isinstance(kind, str) and kind not in _AVRO_TYPES):
-                    records += 1
-            if records != 1:
-                for i, b in enumerate(branches):
-                    if isinstance(b, dict) and b["type"] == "record":
-                        labels[i] = b["name"]
-                    elif isinstance(b, str) and b not in _AVRO_TYPES:
-                        labels[i] = self.named_schemas[b]["name"]
+        labels = _union_labels(branches, self.record_names, self.named_schemas)
         count = len(branches)
         if count == 2 and branches[0] == "null" and labels[1] is None:
             other = readers[1]
@@ -399,6 +390,26 @@ class _Compiler:
             return (value if label is None else (label, value)), pos
 
         return read_union
+
+
+def _union_labels(branches: list[Any], record_names: bool,
+                  named_schemas: Mapping[str, Any]) -> list[str | None]:
+    """fastavro's return_record_name(_override) rules, decided once per branch: the
+    label its value is returned with, or None for the bare value."""
+    labels: list[str | None] = [None] * len(branches)
+    if record_names:
+        records = 0
+        for b in branches:
+            kind = b["type"] if isinstance(b, dict) else b
+            if kind == "record" or (isinstance(kind, str) and kind not in _AVRO_TYPES):
+                records += 1
+        if records != 1:
+            for i, b in enumerate(branches):
+                if isinstance(b, dict) and b["type"] == "record":
+                    labels[i] = b["name"]
+                elif isinstance(b, str) and b not in _AVRO_TYPES:
+                    labels[i] = named_schemas[b]["name"]
+    return labels
 
 
 #: entries of the item cache of one array of flat records before it starts over
@@ -538,7 +549,164 @@ def _zero_width(schema: Any) -> bool:
     return False
 
 
-def compile_reader(schema: Any, record_names: bool = False) -> Callable[..., tuple[Any, int]]:
+# ---- the same reads in C (streams/codec/_avroread.c), along a plan ----------------------
+#
+# The C reader walks a plan: a tree of tuples built here once per schema, each
+# ``(opcode, ...)`` (the opcodes and their items are listed in the C source). It
+# builds the same values as the closures above, from the same rules: decimals and
+# times are made by the Python callables a plan carries, unions are labelled by
+# :func:`_union_labels`, arrays of flat records keep the same item cache.
+
+(OP_NULL, OP_BOOL, OP_LONG, OP_FLOAT, OP_DOUBLE, OP_BYTES, OP_STRING, OP_DECIMAL,
+ OP_TIMESTAMP, OP_RECORD, OP_OPTIONAL, OP_UNION, OP_ENUM, OP_ARRAY, OP_CACHED_ARRAY,
+ OP_MAP, OP_REF) = range(17)
+
+Plan = tuple[Any, ...]
+
+_PRIMITIVE_PLANS: dict[str, Plan] = {
+    "null": (OP_NULL,), "boolean": (OP_BOOL,), "int": (OP_LONG,), "long": (OP_LONG,),
+    "float": (OP_FLOAT,), "double": (OP_DOUBLE,), "bytes": (OP_BYTES,), "string": (OP_STRING,)}
+
+
+def _decimal_maker(precision: int, scale: int) -> Callable[[bytes], Decimal]:
+    """Wire bytes -> Decimal, by the rule of :func:`_decimal_reader`."""
+    ctx = Context(prec=precision)
+    limit = 10**precision
+    exponent = -scale
+
+    def make(raw: bytes) -> Decimal:
+        unscaled = _from_bytes(raw, "big", signed=True)
+        if -limit < unscaled < limit:
+            return Decimal(unscaled).scaleb(exponent, ctx)
+        return ctx.create_decimal(unscaled).scaleb(exponent, ctx)
+
+    return make
+
+
+def _timestamp_maker(unit: int) -> Callable[[int], dt.datetime]:
+    def make(n: int) -> dt.datetime:
+        return _EPOCH + _timedelta(microseconds=n * unit)
+
+    return make
+
+
+class _Planner:
+    """The plan of a schema for the C reader; refuses what :class:`_Compiler` refuses."""
+
+    def __init__(self, record_names: bool, sources: Mapping[str, Any]) -> None:
+        self.record_names = record_names
+        self.sources = sources
+        self.named: dict[str, Plan] = {}
+        self.named_schemas: dict[str, Any] = {}
+        #: (precision, scale) -> the one plan (and so the one cache) of that decimal type
+        self.decimals: dict[tuple[int, int], Plan] = {}
+        #: records of only scalar fields, whose items an array may cache (see _scan_lines)
+        self.flat: set[str] = set()
+
+    def plan(self, schema: Any) -> Plan:
+        if isinstance(schema, str):
+            return self._primitive_or_named(schema)
+        if isinstance(schema, list):
+            return self._union(schema)
+        if not isinstance(schema, dict):
+            raise Unsupported(repr(schema))
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if logical is not None:
+            return self._logical(kind, logical, schema)
+        if kind == "record":
+            return self._record(schema)
+        if kind == "array":
+            return self._array(schema)
+        if kind == "map":
+            return (OP_MAP, self.plan(schema["values"]))
+        if kind == "enum":
+            node = (OP_ENUM, tuple(schema["symbols"]))
+            self.named[schema["name"]] = node
+            self.named_schemas[schema["name"]] = schema
+            return node
+        if isinstance(kind, str) and kind in _PRIMITIVES:
+            return self._primitive_or_named(kind)
+        raise Unsupported(str(kind))
+
+    def _primitive_or_named(self, name: str) -> Plan:
+        if name in _PRIMITIVE_PLANS:
+            return _PRIMITIVE_PLANS[name]
+        if name not in self.named and isinstance(self.sources.get(name), dict):
+            self.plan(self.sources[name])
+        if name in self.named:
+            return self.named[name]
+        raise Unsupported(name)
+
+    def _logical(self, kind: Any, logical: str, schema: Mapping[str, Any]) -> Plan:
+        if kind == "bytes" and logical == "decimal":
+            key = (int(schema["precision"]), int(schema.get("scale", 0)))
+            if key not in self.decimals:
+                self.decimals[key] = (OP_DECIMAL, {}, _decimal_maker(*key), _DECIMAL_CACHE)
+            return self.decimals[key]
+        if kind == "long" and logical == "timestamp-micros":
+            return (OP_TIMESTAMP, _timestamp_maker(1))
+        if kind == "long" and logical == "timestamp-millis":
+            return (OP_TIMESTAMP, _timestamp_maker(1000))
+        raise Unsupported(f"{kind}/{logical}")
+
+    def _record(self, schema: Mapping[str, Any]) -> Plan:
+        name = schema["name"]
+        holder: list[Plan] = []  # filled below; a recursive reference reads through it
+        self.named[name] = (OP_REF, holder)
+        self.named_schemas[name] = schema
+        fields = tuple(self.plan(f["type"]) for f in schema["fields"])
+        node = (OP_RECORD, tuple(sys.intern(f["name"]) for f in schema["fields"]), fields)
+        holder.append(node)
+        self.named[name] = node
+        if _scan_lines(schema["fields"]) is not None:
+            self.flat.add(name)
+        return node
+
+    def _array(self, schema: Mapping[str, Any]) -> Plan:
+        if _zero_width(schema["items"]):
+            raise Unsupported("array of zero-width items")
+        item = self.plan(schema["items"])
+        items = schema["items"]
+        if (isinstance(items, dict) and items.get("type") == "record"
+                and items["name"] in self.flat):
+            return (OP_CACHED_ARRAY, item, {}, items["name"], WireItem, _ITEM_CACHE)
+        return (OP_ARRAY, item)
+
+    def _union(self, branches: list[Any]) -> Plan:
+        nodes = tuple(self.plan(b) for b in branches)
+        labels = _union_labels(branches, self.record_names, self.named_schemas)
+        if len(branches) == 2 and branches[0] == "null" and labels[1] is None:
+            return (OP_OPTIONAL, nodes[1])
+        return (OP_UNION, nodes, tuple(labels))
+
+
+def _load_native() -> Any:
+    """The C reader, or None where it is not built, is stale, or Python is asked for."""
+    if os.environ.get("TWINLEDGER_PURE_PYTHON") == "1":
+        return None
+    try:
+        from streams.codec import _avroread
+    except ImportError:
+        return None
+    source = Path(__file__).with_name("_avroread.c")
+    if source.exists():  # a checkout: the compiled form must be of this very source
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        if digest != _avroread.SOURCE_SHA256:
+            print(f"twinledger: {source} changed since it was compiled; the Avro reader "
+                  "runs as Python until `make install` compiles it again", file=sys.stderr)
+            return None
+    _avroread.configure(Malformed)
+    return _avroread
+
+
+_NATIVE = _load_native()
+#: whether :func:`compile_reader` reads with the C reader by default
+NATIVE = _NATIVE is not None
+
+
+def compile_reader(schema: Any, record_names: bool = False,
+                   native: bool | None = None) -> Callable[..., tuple[Any, int]]:
     """``read(data, pos=0) -> (datum, end)`` for bodies written with ``schema``.
 
     Reads records, named-type references, enums, arrays, maps, unions, null,
@@ -551,6 +719,21 @@ def compile_reader(schema: Any, record_names: bool = False) -> Callable[..., tup
     """
     parsed = parse_schema(schema) if isinstance(schema, dict | list) else schema
     sources = parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}
+    if native is None:
+        native = NATIVE
+    elif native and not NATIVE:
+        raise Unsupported("the C reader is not built (make install)")
+    if native:
+        plan = _Planner(record_names, sources).plan(parsed)
+        read_plan = _NATIVE.read
+
+        def read_native(data: bytes | bytearray | memoryview, pos: int = 0
+                        ) -> tuple[Any, int]:
+            if data.__class__ is not bytes:
+                data = bytes(data)
+            return read_plan(plan, data, pos)
+
+        return read_native
     root = _Compiler(record_names, sources).compile(parsed)
 
     def read(data: bytes | bytearray | memoryview, pos: int = 0) -> tuple[Any, int]:

@@ -1,0 +1,171 @@
+"""The C Avro reader (``streams/codec/_avroread.c``) and the Python reader are one reader.
+
+``tests/unit/test_fastread.py`` holds whichever reader this process runs to
+fastavro's output; here the two forms of ``streams.codec.fastread`` read the
+same bodies, good and bad, side by side: same values, same ends, and a refusal
+by one is a refusal by the other. They also check what only C can get wrong:
+references kept or dropped (no growth over repeated reads, good or refused),
+and nesting without end (a recursive schema) refused instead of a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import random
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.codec import fastread
+from streams.codec.fastread import Malformed, compile_reader
+from tests.unit.sinks import samples
+from tests.unit.test_fastread import CODEC, EDGE, WIRES, _datum, _fastavro_bytes, same
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(not fastread.NATIVE,
+                                reason="the C reader is not built here (make install)")
+
+
+@functools.cache
+def _readers(sid: int) -> tuple[Any, Any]:
+    """(C, Python) readers of writer schema ``sid``, as the codec compiles them."""
+    schema = CODEC._by_id[sid]
+    return (compile_reader(schema, record_names=True, native=True),
+            compile_reader(schema, record_names=True, native=False))
+
+
+def _outcome(read: Any, body: bytes) -> Any:
+    try:
+        return read(body, 5)
+    except Exception as exc:  # noqa: BLE001 - the comparison is the test
+        return exc
+
+
+def _alike(native: Any, python: Any) -> bool:
+    if isinstance(native, Exception) or isinstance(python, Exception):
+        return isinstance(native, Exception) and isinstance(python, Exception)
+    return same(native[0], python[0]) and native[1] == python[1]
+
+
+def _sid(wire: bytes) -> int:
+    return int.from_bytes(wire[1:5], "big")
+
+
+def test_every_record_of_every_schema_reads_alike():
+    for wire in WIRES:
+        native, python = _readers(_sid(wire))
+        got, want = native(wire, 5), python(wire, 5)
+        assert same(got[0], want[0]), (got, want)
+        assert got[1] == want[1] == len(wire)
+
+
+def test_the_edge_schema_reads_alike_with_and_without_record_names():
+    body = _fastavro_bytes(_datum(
+        s="žluťoučký 🐎", os="", ob="x", by=b"\x00\xff", a=["", "é"], m={"": 1, "ü": -2},
+        r={"side": "SELL", "q": -5}, legs=[{"side": "BUY", "q": 1}] * 3,
+        u=("t.Other", {"x": "y"}), e="SELL", b=True, f=-1.5e300, g=0.25))
+    for named in (True, False):
+        native = compile_reader(EDGE, named, native=True)
+        python = compile_reader(EDGE, named, native=False)
+        got, want = native(body), python(body)
+        assert same(got[0], want[0]) and got[1] == want[1] == len(body)
+
+
+def test_every_truncation_and_garbling_is_refused_by_both_or_read_alike():
+    rng = random.Random(17)
+    for wire in WIRES[::5]:
+        native, python = _readers(_sid(wire))
+        for cut in range(5, len(wire)):
+            assert _alike(_outcome(native, wire[:cut]), _outcome(python, wire[:cut])), cut
+        for _ in range(40):
+            garbled = bytearray(wire)
+            for _ in range(rng.randint(1, 3)):
+                garbled[rng.randrange(5, len(wire))] = rng.randrange(256)
+            body = bytes(garbled)
+            got, want = _outcome(native, body), _outcome(python, body)
+            assert _alike(got, want), (body, got, want)
+
+
+def test_the_item_cache_of_a_snapshot_reads_alike_warm_and_cold():
+    wire = CODEC.encode("AccountSnapshot", samples.snapshot())
+    native, python = _readers(_sid(wire))
+    first = native(wire, 5)[0]
+    again = native(wire, 5)[0]  # positions from the item cache
+    want = python(wire, 5)[0]
+    assert same(first, want) and same(again, want)
+    assert again["positions"] and again["positions"][0] is not first["positions"][0]
+    assert again["positions"][0].wire == first["positions"][0].wire
+    assert again["positions"][0].wire[1] in wire
+
+
+def test_repeated_reads_keep_no_references():
+    # A reference the C code forgets to drop shows as blocks that pile up per read.
+    bodies = [w for w in WIRES[::3]]
+    rng = random.Random(3)
+    garbled = []
+    for wire in bodies[:60]:
+        b = bytearray(wire)
+        b[rng.randrange(5, len(b))] ^= 0xFF
+        garbled.append(bytes(b))
+
+    def one_round() -> None:
+        for body in bodies + garbled:
+            _outcome(_readers(_sid(body))[0], body)
+
+    for _ in range(3):  # fill the decimal and item caches
+        one_round()
+    before = sys.getallocatedblocks()
+    for _ in range(20):
+        one_round()
+    grown = sys.getallocatedblocks() - before
+    assert grown < 2_000, f"{grown} blocks more after 20 rounds of {len(bodies + garbled)} reads"
+
+
+NODE = {"type": "record", "name": "Node", "fields": [
+    {"name": "v", "type": "long"}, {"name": "next", "type": ["null", "Node"]}]}
+
+
+def _chain(depth: int) -> bytes:
+    # v = 1, next = another node, ..., the last next = null
+    return b"\x02\x02" * depth + b"\x02\x00"
+
+
+def test_a_recursive_schema_reads_alike_and_endless_nesting_is_refused():
+    native = compile_reader(NODE, native=True)
+    python = compile_reader(NODE, native=False)
+    body = _chain(40)
+    got, want = native(body), python(body)
+    assert same(got[0], want[0]) and got[1] == want[1] == len(body)
+    with pytest.raises(Malformed, match="nested deeper"):
+        native(_chain(100_000))
+
+
+def test_asking_for_the_c_reader_where_it_is_not_built_is_refused():
+    code = ("from streams.codec import fastread\n"
+            "from streams.codec.fastread import Unsupported, compile_reader\n"
+            "assert not fastread.NATIVE\n"
+            "try:\n"
+            "    compile_reader('long', native=True)\n"
+            "except Unsupported:\n"
+            "    print('refused')\n"
+            "print(compile_reader('long')(b'\\x04'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT, env={**os.environ, "TWINLEDGER_PURE_PYTHON": "1"})
+    assert out.stdout.split() == ["refused", "(2,", "1)"]
+
+
+def test_setup_builds_the_reader_from_this_source_and_names_its_digest():
+    ns = runpy.run_path(str(ROOT / "setup.py"), run_name="not_main")
+    ext = ns["_reader_extension"]()
+    assert ext.name == "streams.codec._avroread" and ext.sources == ["streams/codec/_avroread.c"]
+    digest = hashlib.sha256((ROOT / ext.sources[0]).read_bytes()).hexdigest()
+    assert ("SOURCE_SHA256", f'"{digest}"') in ext.define_macros
+    from streams.codec import _avroread
+    assert _avroread.SOURCE_SHA256 == digest  # what runs was built from what is here
