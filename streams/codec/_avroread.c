@@ -3,9 +3,14 @@
 Owns: walking one ``bytes`` body along a *plan*, a tree of tuples that
 ``streams.codec.fastread`` builds once per writer schema (``_Planner``), and
 building the same Python values the Python reader builds. Must not touch:
-what a schema means (the plan says it), how decimals and times are made (the
-plan carries Python callables for them, so both readers share one rule), or
-anything of the pipeline.
+what a schema means (the plan says it), or anything of the pipeline.
+
+Decimals and times: the plan carries the Python rule for each (``make``). C
+takes a shorter way only where its result is provably the same object value:
+a decimal whose unscaled value fits 128 bits and the declared precision is
+``Decimal("<unscaled>E-<scale>")`` (what ``Decimal(u).scaleb(-scale)`` gives
+without rounding), and a time from 0001 to 9999 is built field by field in UTC;
+anything else goes to ``make``, which raises the Python reader's errors.
 
 A plan node is a tuple whose first item is an opcode (the ``OP_*`` below and
 in fastread). Its other items:
@@ -17,8 +22,9 @@ in fastread). Its other items:
     OP_ARRAY         (item node,)
     OP_CACHED_ARRAY  (item node, cache: dict, name: str, item type, cache size)
     OP_MAP           (value node,)
-    OP_DECIMAL       (cache: dict, make: callable(bytes) -> Decimal, cache size)
-    OP_TIMESTAMP     (make: callable(int) -> datetime,)
+    OP_DECIMAL       (cache: dict, make: callable(bytes) -> Decimal, cache size,
+                      Decimal, precision, scale)
+    OP_TIMESTAMP     (make: callable(int) -> datetime, microseconds per unit)
     OP_REF           (holder: list,)            a named type defined later (recursion)
 
 Malformed input raises, never reads short: IndexError past the end of the
@@ -30,7 +36,9 @@ MAX_DEPTH (only a recursive schema allows it) is refused as Malformed.
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifndef SOURCE_SHA256
 #define SOURCE_SHA256 ""
@@ -146,25 +154,95 @@ op_of(PyObject *node)
 
 static PyObject *read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth);
 
+/* A decimal from its wire bytes (big-endian two's complement, unscaled): see the header. */
 static PyObject *
-cached(PyObject *cache, PyObject *key, PyObject *make, PyObject *limit)
+make_decimal(PyObject *node, PyObject *raw)
 {
-    PyObject *hit = PyDict_GetItemWithError(cache, key);
-    if (hit != NULL) {
-        Py_INCREF(hit);
-        return hit;
+    Py_ssize_t len = PyBytes_GET_SIZE(raw);
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(raw);
+    long precision = PyLong_AsLong(ARG(node, 5)), scale = PyLong_AsLong(ARG(node, 6));
+    if (len == 0 || len > 16 || precision < 1 || precision > 38 || scale < 0 || scale > 99)
+        return PyObject_CallOneArg(ARG(node, 2), raw);
+    __int128 u = (b[0] & 0x80) ? -1 : 0;
+    for (Py_ssize_t i = 0; i < len; i++)
+        u = (__int128)(((unsigned __int128)u << 8) | b[i]);
+    unsigned __int128 mag = u < 0 ? (unsigned __int128)(-(u + 1)) + 1 : (unsigned __int128)u;
+    unsigned __int128 limit = 1;
+    for (long i = 0; i < precision; i++)
+        limit *= 10;
+    if (mag >= limit)  /* beyond the precision: the Python rule rounds it */
+        return PyObject_CallOneArg(ARG(node, 2), raw);
+    /* digits in 64-bit steps: a 128-bit division per digit would cost more than Python */
+    const uint64_t e19 = 10000000000000000000ULL;
+    uint64_t high = (uint64_t)(mag / e19), low = (uint64_t)(mag % e19);
+    char digits[48], text[64];
+    int nd = 0;
+    if (high) {
+        for (int i = 0; i < 19; i++, low /= 10)
+            digits[nd++] = (char)('0' + (int)(low % 10));
+        low = high;
     }
-    if (PyErr_Occurred())
+    do {
+        digits[nd++] = (char)('0' + (int)(low % 10));
+        low /= 10;
+    } while (low);
+    int at = 0;
+    if (u < 0)
+        text[at++] = '-';
+    while (nd)
+        text[at++] = digits[--nd];
+    at += snprintf(text + at, sizeof(text) - (size_t)at, "E-%ld", scale);
+    PyObject *str = PyUnicode_FromStringAndSize(text, at);
+    if (str == NULL)
         return NULL;
-    PyObject *value = PyObject_CallOneArg(make, key);
-    if (value == NULL)
-        return NULL;
-    if (PyDict_GET_SIZE(cache) >= PyLong_AsSsize_t(limit))
-        PyDict_Clear(cache);
-    if (PyDict_SetItem(cache, key, value) < 0) {
-        Py_DECREF(value);
-        return NULL;
+    PyObject *value = PyObject_CallOneArg(ARG(node, 4), str);
+    Py_DECREF(str);
+    return value;
+}
+
+/* Days since 1970-01-01 -> proleptic Gregorian (y, m, d) (H. Hinnant's civil_from_days). */
+static void
+civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* A UTC time from a count of units since the epoch: see the header. */
+static PyObject *
+make_time(PyObject *node, int64_t n)
+{
+    int64_t unit = PyLong_AsLongLong(ARG(node, 2));
+    /* 0001-01-01 .. 9999-12-31 in microseconds, with room to spare for the checks */
+    const int64_t lo = -62135596800LL * 1000000, hi = 253402300800LL * 1000000;
+    if (unit >= 1 && n > lo / unit && n < hi / unit) {
+        int64_t micros = n * unit;
+        int64_t days = micros >= 0 ? micros / 86400000000LL
+                                   : -((-micros + 86400000000LL - 1) / 86400000000LL);
+        int64_t rest = micros - days * 86400000000LL;
+        int64_t year;
+        int month, day;
+        civil_from_days(days, &year, &month, &day);
+        if (year >= 1 && year <= 9999) {
+            int64_t secs = rest / 1000000;
+            return PyDateTimeAPI->DateTime_FromDateAndTime(
+                (int)year, month, day, (int)(secs / 3600), (int)(secs / 60 % 60),
+                (int)(secs % 60), (int)(rest % 1000000), PyDateTime_TimeZone_UTC,
+                PyDateTimeAPI->DateTimeType);
+        }
     }
+    PyObject *count = PyLong_FromLongLong(n);
+    if (count == NULL)
+        return NULL;
+    PyObject *value = PyObject_CallOneArg(ARG(node, 1), count);
+    Py_DECREF(count);
     return value;
 }
 
@@ -366,19 +444,26 @@ read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
                                                   *pos - start);
         if (raw == NULL)
             return NULL;
-        PyObject *value = cached(ARG(node, 1), raw, ARG(node, 2), ARG(node, 3));
+        PyObject *cache = ARG(node, 1);
+        PyObject *value = PyDict_GetItemWithError(cache, raw);
+        if (value != NULL) {
+            Py_INCREF(value);
+        } else if (!PyErr_Occurred()) {
+            value = make_decimal(node, raw);
+            if (value != NULL) {
+                if (PyDict_GET_SIZE(cache) >= PyLong_AsSsize_t(ARG(node, 3)))
+                    PyDict_Clear(cache);
+                if (PyDict_SetItem(cache, raw, value) < 0)
+                    Py_CLEAR(value);
+            }
+        }
         Py_DECREF(raw);
         return value;
     }
     case OP_TIMESTAMP: {
         if (read_varint(in, pos, &n) < 0)
             return NULL;
-        PyObject *micros = PyLong_FromLongLong(n);
-        if (micros == NULL)
-            return NULL;
-        PyObject *value = PyObject_CallOneArg(ARG(node, 1), micros);
-        Py_DECREF(micros);
-        return value;
+        return make_time(node, n);
     }
     case OP_RECORD: {
         PyObject *keys = ARG(node, 1), *fields = ARG(node, 2);
@@ -580,6 +665,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__avroread(void)
 {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

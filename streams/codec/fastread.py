@@ -642,12 +642,13 @@ class _Planner:
         if kind == "bytes" and logical == "decimal":
             key = (int(schema["precision"]), int(schema.get("scale", 0)))
             if key not in self.decimals:
-                self.decimals[key] = (OP_DECIMAL, {}, _decimal_maker(*key), _DECIMAL_CACHE)
+                self.decimals[key] = (OP_DECIMAL, {}, _decimal_maker(*key), _DECIMAL_CACHE,
+                                      Decimal, *key)
             return self.decimals[key]
         if kind == "long" and logical == "timestamp-micros":
-            return (OP_TIMESTAMP, _timestamp_maker(1))
+            return (OP_TIMESTAMP, _timestamp_maker(1), 1)
         if kind == "long" and logical == "timestamp-millis":
-            return (OP_TIMESTAMP, _timestamp_maker(1000))
+            return (OP_TIMESTAMP, _timestamp_maker(1000), 1000)
         raise Unsupported(f"{kind}/{logical}")
 
     def _record(self, schema: Mapping[str, Any]) -> Plan:

@@ -169,3 +169,56 @@ def test_setup_builds_the_reader_from_this_source_and_names_its_digest():
     assert ("SOURCE_SHA256", f'"{digest}"') in ext.define_macros
     from streams.codec import _avroread
     assert _avroread.SOURCE_SHA256 == digest  # what runs was built from what is here
+
+
+def _zigzag(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+FIRST_DAY = -62135596800 * 10**6  # 0001-01-01T00:00:00Z in microseconds
+AFTER_LAST = 253402300800 * 10**6  # 10000-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize("unit", ["timestamp-micros", "timestamp-millis"])
+def test_times_read_alike_across_and_beyond_the_calendar(unit):
+    schema = {"type": "long", "logicalType": unit}
+    native, python = compile_reader(schema, native=True), compile_reader(schema, native=False)
+    scale = 1 if unit == "timestamp-micros" else 1000
+    edges = [FIRST_DAY // scale + d for d in (-1, 0, 1)] + [AFTER_LAST // scale + d
+                                                            for d in (-1, 0, 1)]
+    rng = random.Random(23)
+    counts = [0, -1, 1, 86_400_000_000 // scale, -86_400_000_000 // scale, 2**63 - 1,
+              -(2**63), *edges, *(rng.randint(FIRST_DAY // scale, AFTER_LAST // scale)
+                                  for _ in range(2_000))]
+    for n in counts:
+        body = _zigzag(n)
+        got, want = _outcome(native, body), _outcome(python, body)
+        assert _alike(got, want), (n, got, want)
+        if isinstance(want, Exception):
+            assert type(got) is type(want), (n, got, want)  # the Python rule raised both
+        else:
+            assert got[0].tzinfo is want[0].tzinfo
+
+
+@pytest.mark.parametrize("precision,scale", [(38, 18), (10, 0), (18, 8), (38, 0), (4, 2)])
+def test_decimals_read_alike_at_every_width(precision, scale):
+    schema = {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}
+    native, python = compile_reader(schema, native=True), compile_reader(schema, native=False)
+    rng = random.Random(precision * 100 + scale)
+    for width in range(1, 21):
+        for _ in range(60):
+            raw = bytes(rng.randrange(256) for _ in range(width))
+            if rng.random() < 0.3:  # values near zero and near the precision's limit
+                u = rng.choice([0, -1, 1, 10**precision - 1, -(10**precision) + 1,
+                                10**precision, -(10**precision)])
+                raw = u.to_bytes(max(width, (u.bit_length() + 8) // 8), "big", signed=True)
+            body = _zigzag(len(raw)) + raw
+            got, want = native(body), python(body)
+            assert got[0].as_tuple() == want[0].as_tuple(), (raw, got, want)
+            assert got[1] == want[1] == len(body)
