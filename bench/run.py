@@ -215,6 +215,7 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> 
     from sinks.rows import build_row
     from sinks.runner import SinkRunner
     from streams.config import load_settings
+    from streams.infra import gctune
     from streams.infra.kafka_admin import ensure_topics
     from streams.ledger import apply_event, load_ledger_config, parse_event
 
@@ -229,6 +230,7 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> 
     codec = Codec.load()
     encoded = [(o.key.encode(), codec.encode("AccountSnapshot", o.record)) for o in snapshots]
     n = len(encoded)
+    thresholds = None
     tag = uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory(prefix="tl-bench-sink-") as tmp:
         env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TWINLEDGER_TOPIC_PREFIX": f"bs{tag}.",
@@ -257,9 +259,13 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> 
                 # This process holds what a sink process does not (the fold of the
                 # events, the snapshots, the other phases' data): every full collection
                 # walked it, ~0.4 s CPU per 20,000 rows. Frozen, the collector sees only
-                # what is made from here on, as in a sink process; both timed parts run so.
-                gc.collect()
-                gc.freeze()
+                # what is made from here on, and collects as a sink process sets it
+                # once started (streams.infra.gctune); both timed parts run so.
+                thresholds = gc.get_threshold()
+                gctune.for_long_running(settings.gc_gen0)
+                if not settings.gc_gen0:
+                    gc.collect()
+                    gc.freeze()
                 start, cpu = time.perf_counter(), time.process_time()
                 while runner.stats["consumed"] < n:
                     if time.monotonic() > deadline:
@@ -289,6 +295,8 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> 
             raw_cpu = time.process_time() - cpu
         finally:
             gc.unfreeze()
+            if thresholds is not None:
+                gc.set_threshold(*thresholds)
             backend.close()
     return {"sink_rows": n,
             "sink_rows_per_s": round(n / sink_seconds),
@@ -302,6 +310,8 @@ def sink_bench(bootstrap: str, events: list[dict[str, Any]], timeout: float) -> 
             "sink_batches": runner.stats["batches"],
             "sink_note": "sink timed in steady state: client warmed by one insert elsewhere, "
                          "the bench's own heap frozen out of the garbage collector, "
+                         f"young generation collected every {settings.gc_gen0} allocations "
+                         "as in a sink process, "
                          "group joined on the empty topic before producing (join not "
                          "timed), clock from the first poll to "
                          "every row committed, tail batches flushed by close() instead of "
