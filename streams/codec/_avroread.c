@@ -20,18 +20,23 @@ in fastread). Its other items:
     OP_UNION         (nodes: tuple, labels: tuple[str | None])
     OP_ENUM          (symbols: tuple[str],)
     OP_ARRAY         (item node,)
-    OP_CACHED_ARRAY  (item node, cache: dict, name: str, item type, cache size)
+    OP_CACHED_ARRAY  (item node, cache: dict, name: str, item type, cache size,
+                      the longest item cached, in bytes)
     OP_MAP           (value node,)
     OP_DECIMAL       (cache: dict, make: callable(bytes) -> Decimal, cache size,
-                      Decimal, precision, scale)
+                      Decimal, precision, scale, the most bytes make accepts)
     OP_TIMESTAMP     (make: callable(int) -> datetime, microseconds per unit)
     OP_REF           (holder: list,)            a named type defined later (recursion)
 
 Malformed input raises, never reads short: IndexError past the end of the
 body (as ``data[pos]`` does), fastread's ``Malformed`` for anything else the
 Python reader refuses (the class is handed over by ``configure``), and
-UnicodeDecodeError for a string that is not UTF-8. Nesting deeper than
-MAX_DEPTH (only a recursive schema allows it) is refused as Malformed.
+UnicodeDecodeError for a string that is not UTF-8. Nesting (only a recursive
+schema allows it without bound) counts against Python's recursion limit, one
+level per record, union, array, map or reference as the Python reader spends
+a frame on each, so both raise RecursionError at about the same depth; C also
+refuses more than MAX_DEPTH such levels (Malformed) to keep its stack bounded
+whatever the recursion limit.
 */
 
 #define PY_SSIZE_T_CLEAN
@@ -51,7 +56,7 @@ enum {
     OP_REF = 16
 };
 
-#define MAX_DEPTH 500
+#define MAX_DEPTH 5000
 
 static PyObject *Malformed = NULL;  /* fastread.Malformed, set by configure() */
 static PyObject *str_wire = NULL;   /* "wire" */
@@ -161,7 +166,8 @@ make_decimal(PyObject *node, PyObject *raw)
     Py_ssize_t len = PyBytes_GET_SIZE(raw);
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(raw);
     long precision = PyLong_AsLong(ARG(node, 5)), scale = PyLong_AsLong(ARG(node, 6));
-    if (len == 0 || len > 16 || precision < 1 || precision > 38 || scale < 0 || scale > 99)
+    if (len == 0 || len > 16 || len > PyLong_AsSsize_t(ARG(node, 7)) || precision < 1
+        || precision > 38 || scale < 0 || scale > 99)
         return PyObject_CallOneArg(ARG(node, 2), raw);
     __int128 u = (b[0] & 0x80) ? -1 : 0;
     for (Py_ssize_t i = 0; i < len; i++)
@@ -317,6 +323,7 @@ read_cached_array(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
     PyObject *item = ARG(node, 1), *cache = ARG(node, 2), *name = ARG(node, 3);
     PyObject *item_type = ARG(node, 4);
     Py_ssize_t limit = PyLong_AsSsize_t(ARG(node, 5));
+    Py_ssize_t longest = PyLong_AsSsize_t(ARG(node, 6));
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
@@ -329,15 +336,17 @@ read_cached_array(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
         for (int64_t k = 0; k < n; k++) {
             Py_ssize_t end = skip_flat(item, in, *pos);
             PyObject *raw = NULL;
-            if (end > *pos && end <= in->size) {
+            if (end > *pos && end <= in->size && end - *pos <= longest) {
                 raw = PyBytes_FromStringAndSize((const char *)in->buf + *pos, end - *pos);
                 if (raw == NULL)
                     goto fail;
                 PyObject *hit = PyDict_GetItemWithError(cache, raw);
                 if (hit != NULL) {
+                    Py_INCREF(hit);  /* the copy allocates: a collection may clear the cache */
                     PyObject *wire = PyObject_GetAttr(hit, str_wire);
                     PyObject *copy = wire ? item_copy(item_type, hit, wire) : NULL;
                     Py_XDECREF(wire);
+                    Py_DECREF(hit);
                     Py_DECREF(raw);
                     if (copy == NULL || PyList_Append(out, copy) < 0) {
                         Py_XDECREF(copy);
@@ -352,7 +361,7 @@ read_cached_array(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
                     goto fail;
                 }
             }
-            PyObject *value = read_node(item, in, pos, depth + 1);
+            PyObject *value = read_node(item, in, pos, depth);
             if (value == NULL) {
                 Py_XDECREF(raw);
                 goto fail;
@@ -384,16 +393,32 @@ fail:
     return NULL;
 }
 
+static PyObject *read_value(PyObject *node, long op, const Body *in, Py_ssize_t *pos,
+                            int depth);
+
 static PyObject *
 read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
 {
-    int64_t n;
-    Py_ssize_t start;
+    long op = op_of(node);
+    if (op < OP_RECORD)  /* a scalar: read in place, as the Python reader does */
+        return read_value(node, op, in, pos, depth);
     if (depth > MAX_DEPTH) {
-        malformed("values nested deeper than %d", MAX_DEPTH);
+        malformed("values nested deeper than %d levels", MAX_DEPTH);
         return NULL;
     }
-    switch (op_of(node)) {
+    if (Py_EnterRecursiveCall(" while reading an Avro body"))
+        return NULL;
+    PyObject *value = read_value(node, op, in, pos, depth + 1);
+    Py_LeaveRecursiveCall();
+    return value;
+}
+
+static PyObject *
+read_value(PyObject *node, long op, const Body *in, Py_ssize_t *pos, int depth)
+{
+    int64_t n;
+    Py_ssize_t start;
+    switch (op) {
     case OP_NULL:
         Py_RETURN_NONE;
     case OP_BOOL:
@@ -472,7 +497,7 @@ read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
         if (out == NULL)
             return NULL;
         for (Py_ssize_t i = 0; i < count; i++) {
-            PyObject *value = read_node(PyTuple_GET_ITEM(fields, i), in, pos, depth + 1);
+            PyObject *value = read_node(PyTuple_GET_ITEM(fields, i), in, pos, depth);
             if (value == NULL) {
                 Py_DECREF(out);
                 return NULL;
@@ -495,7 +520,7 @@ read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
         if (b == 0)
             Py_RETURN_NONE;
         if (b == 2)
-            return read_node(ARG(node, 1), in, pos, depth + 1);
+            return read_node(ARG(node, 1), in, pos, depth);
         malformed("union index byte %d for [null, T]", (int)b);
         return NULL;
     }
@@ -508,7 +533,7 @@ read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
             malformed("union index %lld out of %zd branches", (long long)n, count);
             return NULL;
         }
-        PyObject *value = read_node(PyTuple_GET_ITEM(nodes, n), in, pos, depth + 1);
+        PyObject *value = read_node(PyTuple_GET_ITEM(nodes, n), in, pos, depth);
         PyObject *label = PyTuple_GET_ITEM(labels, n);
         if (value == NULL || label == Py_None)
             return value;
@@ -541,7 +566,7 @@ read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
                 return out;
             int64_t k;
             for (k = 0; k < n; k++) {
-                PyObject *value = read_node(item, in, pos, depth + 1);
+                PyObject *value = read_node(item, in, pos, depth);
                 if (value == NULL)
                     break;
                 int appended = PyList_Append(out, value);
@@ -575,7 +600,7 @@ read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
                                                      *pos - start, "strict");
                 if (key == NULL)
                     break;
-                PyObject *value = read_node(values, in, pos, depth + 1);
+                PyObject *value = read_node(values, in, pos, depth);
                 int stored = value ? PyDict_SetItem(out, key, value) : -1;
                 Py_DECREF(key);
                 Py_XDECREF(value);
@@ -595,7 +620,7 @@ read_node(PyObject *node, const Body *in, Py_ssize_t *pos, int depth)
             PyErr_SetString(PyExc_RuntimeError, "a named type read before its definition");
             return NULL;
         }
-        return read_node(target, in, pos, depth + 1);
+        return read_node(target, in, pos, depth);
     }
     default:
         if (!PyErr_Occurred())

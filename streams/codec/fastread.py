@@ -158,15 +158,34 @@ def _timestamp_reader(unit: int) -> Reader:
     return read_timestamp
 
 
+def decimal_width(precision: int) -> int:
+    """The most bytes a decimal of ``precision`` digits is read from.
+
+    A two's complement of ``10**precision`` takes ``ceil((precision * log2(10) + 1) / 8)``
+    bytes; a writer may pad it with sign bytes, so 8 more are allowed (and a value a
+    little beyond the precision is rounded as fastavro rounds it). Anything wider is
+    refused: turning N bytes into a number costs N squared, and a decimal of a
+    megabyte would stall a reader for minutes.
+    """
+    return (len(format(10**precision, "b")) + 1 + 7) // 8 + 8
+
+
+def _too_wide(n: int, width: int) -> Malformed:
+    return Malformed(f"a decimal of {n} bytes (its precision needs at most {width})")
+
+
 def _decimal_reader(precision: int, scale: int) -> Reader:
     # fastavro: Context(prec=precision).create_decimal(unscaled).scaleb(-scale). For an
     # unscaled value within the precision that is exact and equals Decimal(u).scaleb.
     ctx = Context(prec=precision)
     limit = 10**precision
     exponent = -scale
+    width = decimal_width(precision)
 
     def read_decimal(data: bytes, pos: int) -> tuple[Any, int]:
         start, end = _span(data, pos)
+        if end - start > width:
+            raise _too_wide(end - start, width)
         unscaled = _from_bytes(data[start:end], "big", signed=True)
         if -limit < unscaled < limit:
             return Decimal(unscaled).scaleb(exponent, ctx), end
@@ -251,7 +270,8 @@ class _Compiler:
         self.named_schemas[name] = schema
         env: dict[str, Any] = {"read_long": read_long, "Decimal": Decimal, "EPOCH": _EPOCH,
                                "timedelta": _timedelta, "from_bytes": _from_bytes,
-                               "short": _short, "bad_index": _bad_index}
+                               "short": _short, "bad_index": _bad_index,
+                               "too_wide": _too_wide}
         body: list[str] = ["size = len(data)"]
         for i, field in enumerate(schema["fields"]):
             body += self._inline(field["type"], f"v{i}", i, env)
@@ -296,12 +316,14 @@ class _Compiler:
             precision, scale = int(schema["precision"]), int(schema.get("scale", 0))
             env[f"C{i}"] = Context(prec=precision)
             env[f"L{i}"] = 10**precision
+            env[f"W{i}"] = decimal_width(precision)
             env[f"K{i}"] = self.decimals.setdefault((precision, scale), {})
             # fastavro: create_decimal(u) in a context of the precision (rounds beyond
             # it), then scaleb(-scale); within the precision that is Decimal(u).scaleb.
             # Decimals are immutable and records repeat values (zeros, prices, sizes):
             # a bounded cache by wire bytes skips most of the construction.
-            return [*_sized(), "raw = data[pos:end]", "pos = end", f"{var} = K{i}.get(raw)",
+            return [*_sized(), f"if n > W{i}:", f"    raise too_wide(n, W{i})",
+                    "raw = data[pos:end]", "pos = end", f"{var} = K{i}.get(raw)",
                     f"if {var} is None:",
                     "    u = from_bytes(raw, 'big', signed=True)",
                     f"    {var} = (Decimal(u).scaleb({-scale}, C{i}) if -L{i} < u < L{i}"
@@ -414,6 +436,9 @@ def _union_labels(branches: list[Any], record_names: bool,
 
 #: entries of the item cache of one array of flat records before it starts over
 _ITEM_CACHE = 4096
+#: the longest item the cache keeps (a position is about 100 bytes): what it holds
+#: stays bounded whatever the records carry
+_ITEM_CACHE_BYTES = 1024
 
 
 class WireItem(dict[str, Any]):
@@ -454,7 +479,7 @@ def _cached_array(item: Reader, scan: Callable[[bytes, int], int], name: str) ->
                     end = scan(data, pos)
                 except Exception:  # noqa: BLE001 - the full reader raises its own error
                     end = -1
-                raw = data[pos:end] if end > pos else None
+                raw = data[pos:end] if pos < end <= pos + _ITEM_CACHE_BYTES else None
                 if raw is not None:
                     hit = cache.get(raw)
                     if hit is not None:
@@ -573,8 +598,11 @@ def _decimal_maker(precision: int, scale: int) -> Callable[[bytes], Decimal]:
     ctx = Context(prec=precision)
     limit = 10**precision
     exponent = -scale
+    width = decimal_width(precision)
 
     def make(raw: bytes) -> Decimal:
+        if len(raw) > width:
+            raise _too_wide(len(raw), width)
         unscaled = _from_bytes(raw, "big", signed=True)
         if -limit < unscaled < limit:
             return Decimal(unscaled).scaleb(exponent, ctx)
@@ -643,7 +671,7 @@ class _Planner:
             key = (int(schema["precision"]), int(schema.get("scale", 0)))
             if key not in self.decimals:
                 self.decimals[key] = (OP_DECIMAL, {}, _decimal_maker(*key), _DECIMAL_CACHE,
-                                      Decimal, *key)
+                                      Decimal, *key, decimal_width(key[0]))
             return self.decimals[key]
         if kind == "long" and logical == "timestamp-micros":
             return (OP_TIMESTAMP, _timestamp_maker(1), 1)
@@ -671,7 +699,8 @@ class _Planner:
         items = schema["items"]
         if (isinstance(items, dict) and items.get("type") == "record"
                 and items["name"] in self.flat):
-            return (OP_CACHED_ARRAY, item, {}, items["name"], WireItem, _ITEM_CACHE)
+            return (OP_CACHED_ARRAY, item, {}, items["name"], WireItem, _ITEM_CACHE,
+                    _ITEM_CACHE_BYTES)
         return (OP_ARRAY, item)
 
     def _union(self, branches: list[Any]) -> Plan:

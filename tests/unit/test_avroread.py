@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from streams.codec import fastread
-from streams.codec.fastread import Malformed, compile_reader
+from streams.codec.fastread import Malformed, WireItem, compile_reader, decimal_width
 from tests.unit.sinks import samples
 from tests.unit.test_fastread import CODEC, EDGE, WIRES, _datum, _fastavro_bytes, same
 
@@ -41,9 +41,9 @@ def _readers(sid: int) -> tuple[Any, Any]:
             compile_reader(schema, record_names=True, native=False))
 
 
-def _outcome(read: Any, body: bytes) -> Any:
+def _outcome(read: Any, body: bytes, pos: int = 5) -> Any:
     try:
-        return read(body, 5)
+        return read(body, pos)
     except Exception as exc:  # noqa: BLE001 - the comparison is the test
         return exc
 
@@ -137,14 +137,30 @@ def _chain(depth: int) -> bytes:
     return b"\x02\x02" * depth + b"\x02\x00"
 
 
-def test_a_recursive_schema_reads_alike_and_endless_nesting_is_refused():
+def test_a_recursive_schema_reads_alike_and_endless_nesting_is_refused_by_both():
     native = compile_reader(NODE, native=True)
     python = compile_reader(NODE, native=False)
-    body = _chain(40)
-    got, want = native(body), python(body)
-    assert same(got[0], want[0]) and got[1] == want[1] == len(body)
-    with pytest.raises(Malformed, match="nested deeper"):
-        native(_chain(100_000))
+    # Both spend about one level of Python's recursion limit (1,000) per record, union
+    # and reference: 250 links (750 levels) read in both, however deep pytest's stack.
+    for depth in (40, 250):
+        body = _chain(depth)
+        got, want = native(body), python(body)
+        assert same(got[0], want[0]) and got[1] == want[1] == len(body)
+    for read in (native, python):
+        with pytest.raises(RecursionError):
+            read(_chain(100_000))
+
+
+def test_the_c_reader_bounds_its_stack_whatever_the_recursion_limit():
+    from streams.codec import _avroread
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10**6)
+    try:
+        with pytest.raises(Malformed, match=f"deeper than {_avroread.MAX_DEPTH} levels"):
+            compile_reader(NODE, native=True)(_chain(100_000))
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_asking_for_the_c_reader_where_it_is_not_built_is_refused():
@@ -219,6 +235,37 @@ def test_decimals_read_alike_at_every_width(precision, scale):
                                 10**precision, -(10**precision)])
                 raw = u.to_bytes(max(width, (u.bit_length() + 8) // 8), "big", signed=True)
             body = _zigzag(len(raw)) + raw
-            got, want = native(body), python(body)
+            got, want = _outcome(native, body, 0), _outcome(python, body, 0)
+            if len(raw) > decimal_width(precision):
+                assert isinstance(got, Malformed) and isinstance(want, Malformed), (raw, got)
+                continue
             assert got[0].as_tuple() == want[0].as_tuple(), (raw, got, want)
             assert got[1] == want[1] == len(body)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_decimal_wider_than_its_precision_needs_is_refused_without_reading_it(native):
+    # Turning N bytes into a number costs N squared: a megabyte would take minutes.
+    schema = {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 18}
+    raw = b"\x01" * 1_000_000
+    with pytest.raises(Malformed, match="1000000 bytes"):
+        compile_reader(schema, native=native)(_zigzag(len(raw)) + raw)
+    snapshot = CODEC.encode("AccountSnapshot", samples.snapshot())
+    read = compile_reader(CODEC._by_id[_sid(snapshot)], record_names=True, native=native)
+    assert read(snapshot, 5)[1] == len(snapshot)  # real decimals are far narrower
+
+
+FLAT = {"type": "array", "items": {"type": "record", "name": "Flat", "fields": [
+    {"name": "s", "type": "string"}, {"name": "n", "type": "long"}]}}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_item_cache_keeps_no_long_items(native):
+    read = compile_reader(FLAT, native=native)
+    short, long_ = {"s": "x", "n": 1}, {"s": "y" * fastread._ITEM_CACHE_BYTES, "n": 2}
+    body = _zigzag(2) + b"".join(_zigzag(len(d["s"])) + d["s"].encode() + _zigzag(d["n"])
+                                 for d in (short, long_)) + b"\x00"
+    for _ in range(2):
+        items, end = read(body)
+        assert items == [short, long_] and end == len(body)
+        assert type(items[0]) is WireItem and type(items[1]) is dict
