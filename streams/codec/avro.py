@@ -82,8 +82,11 @@ class Codec:
         self._current = {name: parse_schema(s) for name, s in current.items()}
         self._by_id = {i: parse_schema(s) for i, s in schemas_by_id.items()}
         self._name_by_id = {i: s["name"].rsplit(".", 1)[-1] for i, s in schemas_by_id.items()}
-        # Compiled readers (same output as fastavro's) per writer schema id, where allowed.
+        # Compiled readers (same output as fastavro's) per writer schema id, where allowed;
+        # for the others (an older version, read into the current one by fastavro), a
+        # compiled reader of the writer schema alone that bounds the work of a body first.
         self._readers: dict[int, Any] = {}
+        self._bounded: dict[int, Any] = {}
         for sid in self._by_id:
             self._compile_reader(sid)
         self._headers = {name: _HEADER.pack(MAGIC, i) for name, i in self._writer_ids.items()}
@@ -146,7 +149,19 @@ class Codec:
         if magic != MAGIC:
             raise DecodeError(f"bad magic byte {magic} (expected 0)", raw=bytes(data))
         read = self._readers.get(sid)
+        if read is None and sid not in self._by_id and self._registry is not None:
+            self._fetch(sid)  # compiles its readers, so that this body is bounded too
+            read = self._readers.get(sid)
         if read is None:
+            bounded = self._bounded.get(sid)
+            if bounded is not None:
+                # fastavro has no bound on a decimal's width (a megabyte takes minutes to
+                # read): the body is read first with its writer schema alone, which refuses it.
+                try:
+                    bounded(data, 5)
+                except Exception as exc:  # noqa: BLE001 - reported as the decode error
+                    raise DecodeError(f"undecodable {self._name_by_id[sid]} body: "
+                                      f"{type(exc).__name__}: {exc}", raw=bytes(data)) from exc
             return self.decode_with_fastavro(data)
         name = self._name_by_id[sid]
         try:
@@ -198,16 +213,19 @@ class Codec:
         return record
 
     def _compile_reader(self, sid: int) -> None:
-        """Compile the reader of writer schema ``sid`` when no schema resolution is needed
-        (writer == current reader, as fastavro decides it); else fastavro stays its reader."""
+        """Compile the reader of writer schema ``sid``: the reader, when no schema resolution
+        is needed (writer == current reader, as fastavro decides it); else fastavro stays
+        the reader and the compiled one only bounds the body first (``_bounded``)."""
         writer = self._by_id[sid]
         reader = self._current.get(self._name_by_id[sid])
-        if reader is not None and reader != writer:
-            return
         try:
-            self._readers[sid] = compile_reader(writer, record_names=True)
+            compiled = compile_reader(writer, record_names=True)
         except Unsupported:
-            pass
+            return
+        if reader is not None and reader != writer:
+            self._bounded[sid] = compiled
+        else:
+            self._readers[sid] = compiled
 
     def _fetch(self, sid: int) -> Any:
         """A writer schema the registry knows and this process has not seen (another version)."""

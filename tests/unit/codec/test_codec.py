@@ -210,3 +210,32 @@ def test_schema_registry_ids_replace_the_checked_in_map():
     again = Codec.load("mock://twinledger-test")
     assert again.schema_id("Mark") == reg.schema_id("Mark")
     assert again.decode(data)[0] == "Mark"
+
+
+def test_a_body_of_an_older_version_is_bounded_before_fastavro_reads_it(codec):
+    """fastavro reads an older version into the current one, and has no bound on a
+    decimal's width (N bytes cost N squared to read): the codec's own reader of the
+    writer schema refuses such a body first."""
+    import io
+
+    import fastavro
+
+    v1 = json.loads((Path(__file__).resolve().parents[3] / "streams" / "resources" / "avro"
+                     / "history" / "AccountSnapshot.v1.avsc").read_text())
+    fields = v1["fields"]
+    assert fields[5]["name"] == "capital"  # the first decimal: the fields before it, then it
+    head = {**v1, "fields": fields[:5]}
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, 3))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(head), {
+        "event_id": "e", "account_id": "a", "event_seq": 1, "event_kind": "fill",
+        "ts": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})
+    wide = b"\x01" * 200_000
+    n = len(wide) << 1
+    varint = bytearray()
+    while n >= 0x80:
+        varint.append((n & 0x7F) | 0x80)
+        n >>= 7
+    varint.append(n)
+    with pytest.raises(DecodeError, match="a decimal of 200000 bytes"):
+        codec.decode(buf.getvalue() + bytes(varint) + wide)
