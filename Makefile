@@ -11,12 +11,12 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
 
-# The ledger's hot modules compiled with mypyc and the C Avro reader (setup.py,
-# docs/performance.md): built
-# after the venv, and again whenever a ledger source changes, so `make test` always
-# tests what ships. Where it cannot compile, the ledger runs as Python.
+# The ledger's hot modules compiled with mypyc and the Avro codec's C parts (setup.py,
+# docs/performance.md): built after the venv, and again whenever one of their sources
+# changes, so `make test` always tests what ships. Where they cannot compile, their
+# Python code runs.
 COMPILED := $(VENV)/.compiled
-LEDGER_SRC := $(wildcard streams/ledger/*.py) streams/codec/_avroread.c setup.py
+LEDGER_SRC := $(wildcard streams/ledger/*.py) $(wildcard streams/codec/*.c) setup.py
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }

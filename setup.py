@@ -1,10 +1,11 @@
-"""Build hook: compile the ledger's hot modules with mypyc and the Avro reader from C,
-or leave them as Python.
+"""Build hook: compile the ledger's hot modules with mypyc and the Avro codec's byte work
+from C, or leave them as Python.
 
 ``pip install -e .`` (what ``make install`` runs) compiles the modules that
 ``streams/ledger/_native.py`` lists into C extensions next to their source,
-and ``streams/codec/_avroread.c``, the byte work of the Avro reader;
-the Python source stays the one code base, and runs instead wherever the
+and ``streams/codec/_avroread.c`` and ``_avrowrite.c``, the byte work of the
+Avro reader and writer; the Python source stays the one code base, and runs
+instead wherever the
 compiled form is missing, older than the source, or ``TWINLEDGER_PURE_PYTHON=1``
 (see docs/performance.md). A machine without a C compiler, or a failed
 compile, gets a working Python install and a line on stderr, never a failed one.
@@ -42,17 +43,18 @@ def _say(text: str) -> None:
 DIGESTS: dict[str, str] = {}
 
 
-#: The C reader of Avro bodies (``streams/codec/_avroread.c``, see streams/codec/fastread.py):
-#: a module of its own, built or not independently of the ledger.
-READER = "streams.codec._avroread"
-READER_SOURCE = "streams/codec/_avroread.c"
+#: The C parts of the Avro codec (see streams/codec/cext.py): module -> source. Each is
+#: a module of its own, built or not independently of the ledger and of each other.
+CODEC_MODULES = {"streams.codec._avroread": "streams/codec/_avroread.c",
+                 "streams.codec._avrowrite": "streams/codec/_avrowrite.c"}
 
 
-def _reader_extension() -> Extension:
+def _codec_extension(name: str) -> Extension:
     # The module carries the SHA-256 of the source it was built from: a process that
-    # finds an edited source beside it reads with Python instead (fastread._load_native).
-    digest = hashlib.sha256((HERE / READER_SOURCE).read_bytes()).hexdigest()
-    return Extension(READER, [READER_SOURCE], define_macros=[("SOURCE_SHA256", f'"{digest}"')],
+    # finds an edited source beside it uses the Python code instead (streams.codec.cext).
+    source = CODEC_MODULES[name]
+    digest = hashlib.sha256((HERE / source).read_bytes()).hexdigest()
+    return Extension(name, [source], define_macros=[("SOURCE_SHA256", f'"{digest}"')],
                      extra_compile_args=["-O2"])
 
 
@@ -60,13 +62,13 @@ class OptionalBuildExt(build_ext):
     """Build the compiled ledger if this machine can; otherwise keep it as Python."""
 
     def build_extension(self, ext: Extension) -> None:
-        if ext.name != READER:
+        if ext.name not in CODEC_MODULES:
             super().build_extension(ext)
             return
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001 - the Python reader does the same work
-            _say(f"the Avro reader was not compiled ({exc}); it runs as Python")
+        except Exception as exc:  # noqa: BLE001 - the Python code does the same work
+            _say(f"{ext.name} was not compiled ({exc}); its Python counterpart runs")
 
     def run(self) -> None:
         try:
@@ -85,7 +87,7 @@ class OptionalBuildExt(build_ext):
     def _remove_partial(self) -> None:
         # All or none: a compiled module without its shared library would not import.
         for ext in self.extensions:
-            if ext.name == READER:
+            if ext.name in CODEC_MODULES:
                 continue
             path = Path(self.get_ext_fullpath(ext.name))
             if self.inplace and path.exists():
@@ -94,9 +96,9 @@ class OptionalBuildExt(build_ext):
 
 def _extensions() -> list:
     if os.environ.get(NATIVE["PURE_ENV"]) == "1":
-        _say(f"{NATIVE['PURE_ENV']}=1: the ledger and the Avro reader are not compiled")
+        _say(f"{NATIVE['PURE_ENV']}=1: the ledger and the Avro codec are not compiled")
         return []
-    return [*_ledger_extensions(), _reader_extension()]
+    return [*_ledger_extensions(), *map(_codec_extension, CODEC_MODULES)]
 
 
 def _ledger_extensions() -> list:

@@ -37,16 +37,15 @@ other logical types such as date or uuid, arrays of nulls) raise
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import os
 import struct
 import sys
 from collections.abc import Callable, Mapping
 from decimal import Context, Decimal
-from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema
+
+from streams.codec import cext
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
 
@@ -713,21 +712,10 @@ class _Planner:
 
 def _load_native() -> Any:
     """The C reader, or None where it is not built, is stale, or Python is asked for."""
-    if os.environ.get("TWINLEDGER_PURE_PYTHON") == "1":
-        return None
-    try:
-        from streams.codec import _avroread
-    except ImportError:
-        return None
-    source = Path(__file__).with_name("_avroread.c")
-    if source.exists():  # a checkout: the compiled form must be of this very source
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        if digest != _avroread.SOURCE_SHA256:
-            print(f"twinledger: {source} changed since it was compiled; the Avro reader "
-                  "runs as Python until `make install` compiles it again", file=sys.stderr)
-            return None
-    _avroread.configure(Malformed)
-    return _avroread
+    module = cext.load("_avroread")
+    if module is not None:
+        module.configure(Malformed)
+    return module
 
 
 _NATIVE = _load_native()

@@ -22,9 +22,12 @@ to fastavro: :func:`compile_writer` returns ``None`` for them.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Mapping
 from decimal import Context, Decimal
 from typing import Any
+
+from streams.codec import cext
 
 Writer = Callable[[bytearray, Any], None]
 
@@ -269,12 +272,109 @@ def _inline(schema: Any, i: int, var: str, env: dict[str, Any],
     return [f"W{i}(out, {var})"]
 
 
-def compile_writer(schema: Mapping[str, Any]) -> Callable[[Any], bytes] | None:
-    """A function datum -> Avro body for ``schema`` (fully expanded), or None if unsupported."""
+# ---- the same writes in C (streams/codec/_avrowrite.c), along a plan --------------------
+#
+# The C writer walks a plan: a tree of tuples built here once per schema, each
+# ``(opcode, ...)`` (listed in the C source). C writes what the generated code
+# above writes inline (an int of 64 bits, a str, a boolean, a cached Decimal, None
+# of a [null, T]) and records, arrays and enums; every other value goes to the
+# Python writer of its node, which the plan carries: same bytes, same refusals.
+
+(OP_LONG, OP_STRING, OP_BOOL, OP_PYTHON, OP_DECIMAL, OP_RECORD, OP_OPTIONAL, OP_ARRAY,
+ OP_ENUM, OP_REF, OP_TIMESTAMP) = range(11)
+
+Plan = tuple[Any, ...]
+
+
+def _plan(schema: Any, plans: dict[str, Plan], named: dict[str, Writer]) -> Plan:
+    """The plan of ``schema``; refuses (Unsupported) exactly what :func:`_compile` refuses."""
+    if isinstance(schema, str):
+        if schema in ("long", "int"):
+            return (OP_LONG, _w_long)
+        if schema == "string":
+            return (OP_STRING, _w_string)
+        if schema == "boolean":
+            return (OP_BOOL,)
+        if schema in ("bytes", "null"):
+            return (OP_PYTHON, _compile(schema, named))
+        if schema in plans:
+            return plans[schema]
+        raise Unsupported(schema)
+    if isinstance(schema, list):
+        if len(schema) != 2 or "null" not in schema:
+            raise Unsupported("unions other than [null, T]")
+        null_index = schema.index("null")
+        return (OP_OPTIONAL, null_index, _plan(schema[1 - null_index], plans, named))
+    kind = schema["type"]
+    logical = schema.get("logicalType")
+    if kind == "bytes" and logical == "decimal":
+        precision, scale = int(schema["precision"]), int(schema.get("scale", 0))
+        write = _decimal_writer(precision, scale)
+        young, old = _DECIMAL_CACHES[(precision, scale)]
+        return (OP_DECIMAL, young, write, Decimal, old, 10**scale, 10**precision,
+                (globals(), "DECIMAL_CACHE_SIZE"))
+    if kind == "long" and logical == "timestamp-micros":
+        return (OP_TIMESTAMP, _w_timestamp_micros)
+    if logical is not None:
+        raise Unsupported(f"{kind}/{logical}")
+    if kind == "record":
+        return _plan_record(schema, plans, named)
+    if kind == "array":
+        return (OP_ARRAY, _plan(schema["items"], plans, named))
+    if kind == "enum":
+        return (OP_ENUM, {symbol: i for i, symbol in enumerate(schema["symbols"])})
+    if isinstance(kind, str) and kind in ("long", "int", "boolean", "string", "bytes", "null"):
+        return _plan(kind, plans, named)
+    raise Unsupported(str(kind))
+
+
+def _plan_record(schema: Mapping[str, Any], plans: dict[str, Plan],
+                 named: dict[str, Writer]) -> Plan:
+    holder: list[Plan] = []  # filled below; a recursive reference writes through it
+    name = schema.get("name", "")
+    names = [name] if name else []
+    if name and "namespace" in schema and "." not in name:
+        names.append(f"{schema['namespace']}.{name}")
+    for alias in names:
+        plans[alias] = (OP_REF, holder)
+    fields = schema["fields"]
+    node = (OP_RECORD, tuple(sys.intern(f["name"]) for f in fields),
+            tuple(f.get("default", _MISSING) for f in fields),
+            tuple(_plan(f["type"], plans, named) for f in fields), _MISSING)
+    holder.append(node)
+    for alias in names:
+        plans[alias] = node
+    return node
+
+
+_NATIVE = cext.load("_avrowrite")
+#: whether :func:`compile_writer` writes with the C writer by default
+NATIVE = _NATIVE is not None
+
+
+def compile_writer(schema: Mapping[str, Any], native: bool | None = None
+                   ) -> Callable[[Any], bytes] | None:
+    """A function datum -> Avro body for ``schema`` (fully expanded), or None if unsupported.
+
+    ``native``: the C writer (the default where it is built) or the Python one;
+    asking for C where it is not built raises :class:`Unsupported`.
+    """
+    if native is None:
+        native = NATIVE
+    elif native and not NATIVE:
+        raise Unsupported("the C writer is not built (make install)")
     try:
         write = _compile(dict(schema), {})
+        plan = _plan(dict(schema), {}, {}) if native else None
     except Unsupported:
         return None
+    if plan is not None:
+        encode_plan = _NATIVE.encode
+
+        def encode_native(datum: Any) -> bytes:
+            return encode_plan(plan, datum)
+
+        return encode_native
 
     def encode(datum: Any) -> bytes:
         out = bytearray()
