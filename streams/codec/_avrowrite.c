@@ -23,7 +23,8 @@ A plan node is a tuple whose first item is an opcode:
     OP_PYTHON    (python writer,)              bytes, null, times: always Python
     OP_DECIMAL   (cache: dict Decimal -> bytes, python writer, Decimal, the older
                   cache, 10**scale, 10**precision, (namespace, name) of the entries
-                  of a cache generation, read when one is added as Python reads it)
+                  of a cache generation, read when one is added as Python reads it,
+                  precision - scale: no value whose adjusted() reaches it fits)
     OP_TIMESTAMP (python writer,)               timestamp-micros
     OP_RECORD    (keys: tuple[str], defaults: tuple, fields: tuple[node], MISSING)
     OP_OPTIONAL  (index of null: 0 or 1, node)
@@ -50,7 +51,7 @@ enum {
 #define ARG(node, i) PyTuple_GET_ITEM((node), (i))
 
 static PyObject *str_get = NULL; /* "get" */
-static PyObject *str_is_finite = NULL, *str_as_integer_ratio = NULL;
+static PyObject *str_is_finite = NULL, *str_as_integer_ratio = NULL, *str_adjusted = NULL;
 
 static int
 append(PyObject *out, const char *data, Py_ssize_t n)
@@ -110,11 +111,22 @@ encode_decimal(PyObject *node, PyObject *value)
         return NULL;
     PyObject *old = PyDict_GetItemWithError(ARG(node, 4), value);
     if (old != NULL) {
+        if (!PyBytes_CheckExact(old))
+            return NULL;  /* not what this writer stores: the Python writer decides */
         Py_INCREF(old);
         return old;
     }
     if (PyErr_Occurred())
         return NULL;
+    /* A value whose leading digit is beyond the precision does not fit: the Python
+       writer says so; as_integer_ratio would first build an int of its size (1E+99999999). */
+    PyObject *adjusted = PyObject_CallMethodNoArgs(value, str_adjusted);
+    if (adjusted == NULL)
+        return NULL;
+    int beyond = PyObject_RichCompareBool(adjusted, ARG(node, 8), Py_GE);
+    Py_DECREF(adjusted);
+    if (beyond != 0)
+        return NULL;  /* beyond (1), or an error (-1) that stays set */
     PyObject *encoded = NULL, *scaled = NULL, *parts = NULL, *magnitude = NULL;
     PyObject *ratio = PyObject_CallMethodNoArgs(value, str_as_integer_ratio);
     if (ratio == NULL || !PyTuple_Check(ratio) || PyTuple_GET_SIZE(ratio) != 2)
@@ -188,16 +200,22 @@ write_decimal(PyObject *node, PyObject *out, PyObject *value)
     if (encoded == NULL)
         return PyErr_Occurred() ? -1 : delegate(ARG(node, 2), out, value);
     int rc = append(out, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    /* `len(cache) >= DECIMAL_CACHE_SIZE`, the module's name read now, as Python reads it */
     PyObject *where = ARG(node, 7);
-    PyObject *size = PyDict_GetItemWithError(PyTuple_GET_ITEM(where, 0),
-                                             PyTuple_GET_ITEM(where, 1));
-    Py_ssize_t limit = size != NULL ? PyLong_AsSsize_t(size) : -1;
-    if (limit < 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "no decimal cache size");
-        rc = -1;
+    int full = 0;
+    if (rc == 0) {
+        PyObject *size = PyDict_GetItemWithError(PyTuple_GET_ITEM(where, 0),
+                                                 PyTuple_GET_ITEM(where, 1));
+        PyObject *count = size != NULL ? PyLong_FromSsize_t(PyDict_GET_SIZE(cache)) : NULL;
+        if (count != NULL)
+            full = PyObject_RichCompareBool(count, size, Py_GE);
+        else if (!PyErr_Occurred())
+            PyErr_Format(PyExc_NameError, "name %R is not defined", PyTuple_GET_ITEM(where, 1));
+        Py_XDECREF(count);
+        if (count == NULL || full < 0)
+            rc = -1;
     }
-    if (rc == 0 && PyDict_GET_SIZE(cache) >= limit) {
+    if (rc == 0 && full) {
         /* the young generation becomes the old one, as the Python writer turns them */
         PyObject *old = ARG(node, 4);
         PyDict_Clear(old);
@@ -313,7 +331,7 @@ static int
 write_node(PyObject *node, PyObject *out, PyObject *value, int depth)
 {
     if (depth > MAX_DEPTH) {
-        PyErr_Format(PyExc_ValueError, "values nested deeper than %d levels", MAX_DEPTH);
+        PyErr_Format(PyExc_RecursionError, "values nested deeper than %d levels", MAX_DEPTH);
         return -1;
     }
     switch (PyLong_AsLong(ARG(node, 0))) {
@@ -369,8 +387,13 @@ write_node(PyObject *node, PyObject *out, PyObject *value, int depth)
     case OP_ENUM: {
         PyObject *index = PyDict_GetItemWithError(ARG(node, 1), value);
         if (index == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_SetObject(PyExc_KeyError, value);
+            if (!PyErr_Occurred()) {
+                PyObject *args = PyTuple_Pack(1, value);  /* KeyError(value), tuples too */
+                if (args != NULL) {
+                    PyErr_SetObject(PyExc_KeyError, args);
+                    Py_DECREF(args);
+                }
+            }
             return -1;
         }
         long long n = PyLong_AsLongLong(index);
@@ -385,7 +408,14 @@ write_node(PyObject *node, PyObject *out, PyObject *value, int depth)
             PyErr_SetString(PyExc_RuntimeError, "a record written before its definition");
             return -1;
         }
-        return write_node(target, out, value, depth + 1);
+        /* the Python writer spends a frame on a named reference (its lambda) */
+        if (Py_EnterRecursiveCall(" while writing an Avro body"))
+            return -1;
+        Py_INCREF(target);
+        int rc = write_node(target, out, value, depth + 1);
+        Py_DECREF(target);
+        Py_LeaveRecursiveCall();
+        return rc;
     }
     default:
         if (!PyErr_Occurred())
@@ -451,7 +481,9 @@ PyInit__avrowrite(void)
     str_get = PyUnicode_InternFromString("get");
     str_is_finite = PyUnicode_InternFromString("is_finite");
     str_as_integer_ratio = PyUnicode_InternFromString("as_integer_ratio");
-    if (str_get == NULL || str_is_finite == NULL || str_as_integer_ratio == NULL || PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0
+    str_adjusted = PyUnicode_InternFromString("adjusted");
+    if (str_get == NULL || str_is_finite == NULL || str_as_integer_ratio == NULL
+        || str_adjusted == NULL || PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0
         || PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -312,7 +312,7 @@ def _plan(schema: Any, plans: dict[str, Plan], named: dict[str, Writer]) -> Plan
         write = _decimal_writer(precision, scale)
         young, old = _DECIMAL_CACHES[(precision, scale)]
         return (OP_DECIMAL, young, write, Decimal, old, 10**scale, 10**precision,
-                (globals(), "DECIMAL_CACHE_SIZE"))
+                (globals(), "DECIMAL_CACHE_SIZE"), precision - scale)
     if kind == "long" and logical == "timestamp-micros":
         return (OP_TIMESTAMP, _w_timestamp_micros)
     if logical is not None:

@@ -202,10 +202,66 @@ def _chain(depth: int) -> dict[str, Any]:
 def test_a_recursive_schema_is_written_alike_and_endless_nesting_is_refused_by_both():
     native, python = compile_writer(NODE, native=True), compile_writer(NODE, native=False)
     assert native is not None and python is not None
-    assert native(_chain(200)) == python(_chain(200))
-    for write in (native, python):
-        with pytest.raises(RecursionError):
-            write(_chain(100_000))
+    # Both spend two levels of Python's recursion limit (1,000) per link (the record and
+    # the reference to it): 300 links are written by both, 600 refused by both.
+    assert native(_chain(300)) == python(_chain(300))
+    for depth in (600, 100_000):
+        for write in (native, python):
+            with pytest.raises(RecursionError):
+                write(_chain(depth))
+
+
+ENUM = {"type": "record", "name": "R", "fields": [
+    {"name": "f", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"]}}]}
+
+
+def test_a_value_an_enum_does_not_have_is_refused_alike():
+    native, python = compile_writer(ENUM, native=True), compile_writer(ENUM, native=False)
+    for value in ("B", "C", None, ("A",), (), 1, [], {}):
+        assert _outcome(native, {"f": value}) == _outcome(python, {"f": value}), value
+
+
+DEC = {"type": "record", "name": "D", "fields": [
+    {"name": "a", "type": {"type": "bytes", "logicalType": "decimal", "precision": 38,
+                           "scale": 18}}]}
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, -1, 1.5, float("inf"), 2**70, "delete"])
+def test_the_decimal_cache_turns_alike_whatever_its_size_setting(monkeypatch, size):
+    if size == "delete":
+        monkeypatch.delattr(fastwrite, "DECIMAL_CACHE_SIZE")
+    else:
+        monkeypatch.setattr(fastwrite, "DECIMAL_CACHE_SIZE", size)
+    young, old = fastwrite._DECIMAL_CACHES[(38, 18)]
+    saved = dict(young), dict(old)
+    values = [Decimal(f"{i}.{i:02d}") for i in range(7)] * 2 + [Decimal("1E+5000")]
+    outcomes = []
+    try:
+        for native in (True, False):
+            young.clear()
+            old.clear()
+            write = compile_writer(DEC, native=native)
+            outcomes.append(([_outcome(write, {"a": v}) for v in values], dict(young), dict(old)))
+    finally:
+        young.clear(), old.clear()
+        young.update(saved[0]), old.update(saved[1])
+    assert outcomes[0] == outcomes[1]
+
+
+def test_an_entry_of_the_older_cache_that_is_not_bytes_is_left_to_python():
+    young, old = fastwrite._DECIMAL_CACHES[(38, 18)]
+    value = Decimal("1.25")
+    results = []
+    for entry in (None, "zz" * 50, bytearray(b"\x02\x01")):
+        for native in (True, False):
+            young.pop(value, None)
+            old[value] = entry
+            try:
+                results.append(_outcome(compile_writer(DEC, native=native), {"a": value}))
+            finally:
+                old.pop(value, None)
+                young.pop(value, None)
+        assert results[-2] == results[-1], entry
 
 
 def test_setup_builds_the_writer_from_this_source_and_names_its_digest():
