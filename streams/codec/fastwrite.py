@@ -113,6 +113,13 @@ def _decimal_writer(precision: int, scale: int) -> Writer:
             raise ValueError(f"not a finite decimal: {value}")
         encoded = old.get(value)
         if encoded is None:
+            if value and value.adjusted() >= precision - scale:
+                # |value| >= 10**(precision - scale): it cannot fit, and when it has no
+                # digit below 10**-scale the check below would say so only after
+                # building an int of its size (1E+99999999: minutes). Say it now.
+                exponent = value.as_tuple().exponent
+                if isinstance(exponent, int) and exponent >= -scale:
+                    raise ValueError(f"{value} does not fit decimal({precision},{scale})")
             # Exact: the value must be a whole number of 10**-scale ...
             numerator, denominator = value.as_integer_ratio()
             unscaled, rest = divmod(numerator * factor, denominator)

@@ -248,6 +248,18 @@ def test_the_decimal_cache_turns_alike_whatever_its_size_setting(monkeypatch, si
     assert outcomes[0] == outcomes[1]
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_decimal_far_beyond_the_precision_is_refused_without_building_it(native):
+    # as_integer_ratio of 1E+99999999 builds a 41 MB int: minutes. Zero with a large
+    # exponent still fits; a value with digits below the scale keeps its own error.
+    write = compile_writer(DEC, native=native)
+    with pytest.raises(ValueError, match="does not fit decimal"):
+        write({"a": Decimal("1E+99999999")})
+    assert write({"a": Decimal("0E+99999999")}) == write({"a": Decimal("0")})
+    with pytest.raises(ValueError, match="Scale provided"):
+        write({"a": Decimal("1" * 30 + ".1234567890123456789")})
+
+
 def test_an_entry_of_the_older_cache_that_is_not_bytes_is_left_to_python():
     young, old = fastwrite._DECIMAL_CACHES[(38, 18)]
     value = Decimal("1.25")
