@@ -41,7 +41,7 @@ import struct
 import sys
 from collections.abc import Callable, Mapping
 from decimal import Context, Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastavro import parse_schema
 
@@ -149,10 +149,20 @@ def _block(data: bytes, pos: int) -> tuple[int, int]:
     return n, pos
 
 
+def _timestamp_maker(unit: int) -> Callable[[int], dt.datetime]:
+    """A count of ``unit`` microseconds since the epoch -> aware UTC datetime (fastavro's)."""
+    def make(n: int) -> dt.datetime:
+        return _EPOCH + _timedelta(microseconds=n * unit)
+
+    return make
+
+
 def _timestamp_reader(unit: int) -> Reader:
+    make = _timestamp_maker(unit)
+
     def read_timestamp(data: bytes, pos: int) -> tuple[Any, int]:
         n, pos = read_long(data, pos)
-        return _EPOCH + _timedelta(microseconds=n * unit), pos
+        return make(n), pos
 
     return read_timestamp
 
@@ -173,40 +183,58 @@ def _too_wide(n: int, width: int) -> Malformed:
     return Malformed(f"a decimal of {n} bytes (its precision needs at most {width})")
 
 
-def _decimal_reader(precision: int, scale: int) -> Reader:
-    # fastavro: Context(prec=precision).create_decimal(unscaled).scaleb(-scale). For an
-    # unscaled value within the precision that is exact and equals Decimal(u).scaleb.
+def _decimal_maker(precision: int, scale: int) -> Callable[[bytes], Decimal]:
+    """Wire bytes -> Decimal, by fastavro's rule.
+
+    fastavro: Context(prec=precision).create_decimal(unscaled).scaleb(-scale). For an
+    unscaled value within the precision that is exact and equals Decimal(u).scaleb;
+    beyond it fastavro rounds to ``precision`` digits, and so does this.
+    """
     ctx = Context(prec=precision)
     limit = 10**precision
     exponent = -scale
     width = decimal_width(precision)
 
+    def make(raw: bytes) -> Decimal:
+        if len(raw) > width:
+            raise _too_wide(len(raw), width)
+        unscaled = _from_bytes(raw, "big", signed=True)
+        if -limit < unscaled < limit:
+            return Decimal(unscaled).scaleb(exponent, ctx)
+        return ctx.create_decimal(unscaled).scaleb(exponent, ctx)
+
+    return make
+
+
+def _decimal_reader(precision: int, scale: int) -> Reader:
+    make = _decimal_maker(precision, scale)
+
     def read_decimal(data: bytes, pos: int) -> tuple[Any, int]:
         start, end = _span(data, pos)
-        if end - start > width:
-            raise _too_wide(end - start, width)
-        unscaled = _from_bytes(data[start:end], "big", signed=True)
-        if -limit < unscaled < limit:
-            return Decimal(unscaled).scaleb(exponent, ctx), end
-        # Beyond the precision fastavro rounds it to `precision` digits: do the same.
-        return ctx.create_decimal(unscaled).scaleb(exponent, ctx), end
+        return make(data[start:end]), end
 
     return read_decimal
 
 
-class _Compiler:
+T = TypeVar("T")
+
+
+class _SchemaWalk(Generic[T]):
+    """The walk both readers take over a parsed schema, building a ``T`` per type.
+
+    The Python reader (:class:`_Compiler`) builds functions, the C reader's
+    planner (:class:`_Planner`) builds plans; which types each accepts, how named
+    types are found and what is refused (:class:`Unsupported`) is decided here once.
+    """
+
     def __init__(self, record_names: bool, sources: Mapping[str, Any]) -> None:
         self.record_names = record_names
-        self.named: dict[str, Reader] = {}
-        self.named_schemas: dict[str, Any] = {}
         # Named types a parsed schema references without defining them inline.
         self.sources = sources
-        #: (precision, scale) -> wire bytes -> Decimal, shared by the fields of that type
-        self.decimals: dict[tuple[int, int], dict[bytes, Decimal]] = {}
-        #: record name -> ``scan(data, pos) -> end`` of a flat record (see _scan_lines)
-        self.scanners: dict[str, Callable[[bytes, int], int]] = {}
+        self.named: dict[str, T] = {}
+        self.named_schemas: dict[str, Any] = {}
 
-    def compile(self, schema: Any) -> Reader:
+    def build(self, schema: Any) -> T:
         if isinstance(schema, str):
             return self._primitive_or_named(schema)
         if isinstance(schema, list):
@@ -216,10 +244,18 @@ class _Compiler:
         kind = schema["type"]
         logical = schema.get("logicalType")
         if logical is not None:
-            return self._logical(kind, logical, schema)
+            if kind == "bytes" and logical == "decimal":
+                return self._decimal(int(schema["precision"]), int(schema.get("scale", 0)))
+            if kind == "long" and logical == "timestamp-micros":
+                return self._timestamp(1)
+            if kind == "long" and logical == "timestamp-millis":
+                return self._timestamp(1000)
+            raise Unsupported(f"{kind}/{logical}")
         if kind == "record":
             return self._record(schema)
         if kind == "array":
+            if _zero_width(schema["items"]):
+                raise Unsupported("array of zero-width items")
             return self._array(schema)
         if kind == "map":
             return self._map(schema)
@@ -229,31 +265,75 @@ class _Compiler:
             return self._primitive_or_named(kind)
         raise Unsupported(str(kind))
 
-    def _primitive_or_named(self, name: str) -> Reader:
-        primitive = {"null": _r_null, "boolean": _r_boolean, "int": read_long,
-                     "long": read_long, "float": _r_float, "double": _r_double,
-                     "bytes": _r_bytes, "string": _r_string}
-        if name in primitive:
-            return primitive[name]
+    def _primitive_or_named(self, name: str) -> T:
+        if name in _PRIMITIVES:
+            return self._primitive(name)
         if name not in self.named and isinstance(self.sources.get(name), dict):
-            self.compile(self.sources[name])
+            self.build(self.sources[name])
         if name in self.named:
-            named = self.named
-
-            def read_named(data: bytes, pos: int) -> tuple[Any, int]:
-                return named[name](data, pos)
-
-            return read_named
+            return self._reference(name)
         raise Unsupported(name)
 
-    def _logical(self, kind: Any, logical: str, schema: Mapping[str, Any]) -> Reader:
-        if kind == "bytes" and logical == "decimal":
-            return _decimal_reader(int(schema["precision"]), int(schema.get("scale", 0)))
-        if kind == "long" and logical == "timestamp-micros":
-            return _timestamp_reader(1)
-        if kind == "long" and logical == "timestamp-millis":
-            return _timestamp_reader(1000)
-        raise Unsupported(f"{kind}/{logical}")
+    def _primitive(self, name: str) -> T:
+        raise NotImplementedError
+
+    def _reference(self, name: str) -> T:
+        """A use of the named type ``name``, built (or being built) before."""
+        raise NotImplementedError
+
+    def _decimal(self, precision: int, scale: int) -> T:
+        raise NotImplementedError
+
+    def _timestamp(self, unit: int) -> T:
+        raise NotImplementedError
+
+    def _record(self, schema: Mapping[str, Any]) -> T:
+        raise NotImplementedError
+
+    def _array(self, schema: Mapping[str, Any]) -> T:
+        raise NotImplementedError
+
+    def _map(self, schema: Mapping[str, Any]) -> T:
+        raise NotImplementedError
+
+    def _enum(self, schema: Mapping[str, Any]) -> T:
+        raise NotImplementedError
+
+    def _union(self, branches: list[Any]) -> T:
+        raise NotImplementedError
+
+
+_PRIMITIVE_READERS: dict[str, Reader] = {
+    "null": _r_null, "boolean": _r_boolean, "int": read_long, "long": read_long,
+    "float": _r_float, "double": _r_double, "bytes": _r_bytes, "string": _r_string}
+
+
+class _Compiler(_SchemaWalk[Reader]):
+    """The Python reader: generated functions and closures."""
+
+    def __init__(self, record_names: bool, sources: Mapping[str, Any]) -> None:
+        super().__init__(record_names, sources)
+        #: (precision, scale) -> wire bytes -> Decimal, shared by the fields of that type
+        self.decimals: dict[tuple[int, int], dict[bytes, Decimal]] = {}
+        #: record name -> ``scan(data, pos) -> end`` of a flat record (see _scan_lines)
+        self.scanners: dict[str, Callable[[bytes, int], int]] = {}
+
+    def _primitive(self, name: str) -> Reader:
+        return _PRIMITIVE_READERS[name]
+
+    def _reference(self, name: str) -> Reader:
+        named = self.named
+
+        def read_named(data: bytes, pos: int) -> tuple[Any, int]:
+            return named[name](data, pos)
+
+        return read_named
+
+    def _decimal(self, precision: int, scale: int) -> Reader:
+        return _decimal_reader(precision, scale)
+
+    def _timestamp(self, unit: int) -> Reader:
+        return _timestamp_reader(unit)
 
     def _record(self, schema: Mapping[str, Any]) -> Reader:
         # One generated function per record type: its fields' primitives (strings,
@@ -330,7 +410,7 @@ class _Compiler:
                     f"    if len(K{i}) >= {_DECIMAL_CACHE}:",
                     f"        K{i}.clear()",
                     f"    K{i}[raw] = {var}"]
-        env[f"R{i}"] = self.compile(schema)
+        env[f"R{i}"] = self.build(schema)
         return [f"{var}, pos = R{i}(data, pos)"]
 
     def _enum(self, schema: Mapping[str, Any]) -> Reader:
@@ -348,9 +428,7 @@ class _Compiler:
         return read_enum
 
     def _array(self, schema: Mapping[str, Any]) -> Reader:
-        if _zero_width(schema["items"]):
-            raise Unsupported("array of zero-width items")
-        item = self.compile(schema["items"])
+        item = self.build(schema["items"])
         items = schema["items"]
         scan = (self.scanners.get(items["name"])
                 if isinstance(items, dict) and items.get("type") == "record" else None)
@@ -371,7 +449,7 @@ class _Compiler:
         return read_array
 
     def _map(self, schema: Mapping[str, Any]) -> Reader:
-        values = self.compile(schema["values"])
+        values = self.build(schema["values"])
 
         def read_map(data: bytes, pos: int) -> tuple[Any, int]:
             out: dict[str, Any] = {}
@@ -386,7 +464,7 @@ class _Compiler:
         return read_map
 
     def _union(self, branches: list[Any]) -> Reader:
-        readers = [self.compile(b) for b in branches]
+        readers = [self.build(b) for b in branches]
         labels = _union_labels(branches, self.record_names, self.named_schemas)
         count = len(branches)
         if count == 2 and branches[0] == "null" and labels[1] is None:
@@ -592,98 +670,47 @@ _PRIMITIVE_PLANS: dict[str, Plan] = {
     "float": (OP_FLOAT,), "double": (OP_DOUBLE,), "bytes": (OP_BYTES,), "string": (OP_STRING,)}
 
 
-def _decimal_maker(precision: int, scale: int) -> Callable[[bytes], Decimal]:
-    """Wire bytes -> Decimal, by the rule of :func:`_decimal_reader`."""
-    ctx = Context(prec=precision)
-    limit = 10**precision
-    exponent = -scale
-    width = decimal_width(precision)
-
-    def make(raw: bytes) -> Decimal:
-        if len(raw) > width:
-            raise _too_wide(len(raw), width)
-        unscaled = _from_bytes(raw, "big", signed=True)
-        if -limit < unscaled < limit:
-            return Decimal(unscaled).scaleb(exponent, ctx)
-        return ctx.create_decimal(unscaled).scaleb(exponent, ctx)
-
-    return make
-
-
-def _timestamp_maker(unit: int) -> Callable[[int], dt.datetime]:
-    def make(n: int) -> dt.datetime:
-        return _EPOCH + _timedelta(microseconds=n * unit)
-
-    return make
-
-
-class _Planner:
-    """The plan of a schema for the C reader; refuses what :class:`_Compiler` refuses."""
+class _Planner(_SchemaWalk[Plan]):
+    """The plan of a schema for the C reader."""
 
     def __init__(self, record_names: bool, sources: Mapping[str, Any]) -> None:
-        self.record_names = record_names
-        self.sources = sources
-        self.named: dict[str, Plan] = {}
-        self.named_schemas: dict[str, Any] = {}
+        super().__init__(record_names, sources)
         #: (precision, scale) -> the one plan (and so the one cache) of that decimal type
         self.decimals: dict[tuple[int, int], Plan] = {}
         #: records of only scalar fields, whose items an array may cache (see _scan_lines)
         self.flat: set[str] = set()
 
-    def plan(self, schema: Any) -> Plan:
-        if isinstance(schema, str):
-            return self._primitive_or_named(schema)
-        if isinstance(schema, list):
-            return self._union(schema)
-        if not isinstance(schema, dict):
-            raise Unsupported(repr(schema))
-        kind = schema["type"]
-        logical = schema.get("logicalType")
-        if logical is not None:
-            return self._logical(kind, logical, schema)
-        if kind == "record":
-            return self._record(schema)
-        if kind == "array":
-            return self._array(schema)
-        if kind == "map":
-            return (OP_MAP, self.plan(schema["values"]))
-        if kind == "enum":
-            node = (OP_ENUM, tuple(schema["symbols"]))
-            self.named[schema["name"]] = node
-            self.named_schemas[schema["name"]] = schema
-            return node
-        if isinstance(kind, str) and kind in _PRIMITIVES:
-            return self._primitive_or_named(kind)
-        raise Unsupported(str(kind))
+    def _primitive(self, name: str) -> Plan:
+        return _PRIMITIVE_PLANS[name]
 
-    def _primitive_or_named(self, name: str) -> Plan:
-        if name in _PRIMITIVE_PLANS:
-            return _PRIMITIVE_PLANS[name]
-        if name not in self.named and isinstance(self.sources.get(name), dict):
-            self.plan(self.sources[name])
-        if name in self.named:
-            return self.named[name]
-        raise Unsupported(name)
+    def _reference(self, name: str) -> Plan:
+        return self.named[name]
 
-    def _logical(self, kind: Any, logical: str, schema: Mapping[str, Any]) -> Plan:
-        if kind == "bytes" and logical == "decimal":
-            key = (int(schema["precision"]), int(schema.get("scale", 0)))
-            if key not in self.decimals:
-                self.decimals[key] = (OP_DECIMAL, {}, _decimal_maker(*key), _DECIMAL_CACHE,
-                                      Decimal, *key, decimal_width(key[0]))
-            return self.decimals[key]
-        if kind == "long" and logical == "timestamp-micros":
-            return (OP_TIMESTAMP, _timestamp_maker(1), 1)
-        if kind == "long" and logical == "timestamp-millis":
-            return (OP_TIMESTAMP, _timestamp_maker(1000), 1000)
-        raise Unsupported(f"{kind}/{logical}")
+    def _decimal(self, precision: int, scale: int) -> Plan:
+        key = (precision, scale)
+        if key not in self.decimals:
+            self.decimals[key] = (OP_DECIMAL, {}, _decimal_maker(*key), _DECIMAL_CACHE,
+                                  Decimal, *key, decimal_width(precision))
+        return self.decimals[key]
+
+    def _timestamp(self, unit: int) -> Plan:
+        return (OP_TIMESTAMP, _timestamp_maker(unit), unit)
+
+    def _map(self, schema: Mapping[str, Any]) -> Plan:
+        return (OP_MAP, self.build(schema["values"]))
+
+    def _enum(self, schema: Mapping[str, Any]) -> Plan:
+        node = (OP_ENUM, tuple(schema["symbols"]))
+        self.named[schema["name"]] = node
+        self.named_schemas[schema["name"]] = schema
+        return node
 
     def _record(self, schema: Mapping[str, Any]) -> Plan:
         name = schema["name"]
         holder: list[Plan] = []  # filled below; a recursive reference reads through it
         self.named[name] = (OP_REF, holder)
         self.named_schemas[name] = schema
-        fields = tuple(self.plan(f["type"]) for f in schema["fields"])
+        fields = tuple(self.build(f["type"]) for f in schema["fields"])
         node = (OP_RECORD, tuple(sys.intern(f["name"]) for f in schema["fields"]), fields)
         holder.append(node)
         self.named[name] = node
@@ -692,9 +719,7 @@ class _Planner:
         return node
 
     def _array(self, schema: Mapping[str, Any]) -> Plan:
-        if _zero_width(schema["items"]):
-            raise Unsupported("array of zero-width items")
-        item = self.plan(schema["items"])
+        item = self.build(schema["items"])
         items = schema["items"]
         if (isinstance(items, dict) and items.get("type") == "record"
                 and items["name"] in self.flat):
@@ -703,7 +728,7 @@ class _Planner:
         return (OP_ARRAY, item)
 
     def _union(self, branches: list[Any]) -> Plan:
-        nodes = tuple(self.plan(b) for b in branches)
+        nodes = tuple(self.build(b) for b in branches)
         labels = _union_labels(branches, self.record_names, self.named_schemas)
         if len(branches) == 2 and branches[0] == "null" and labels[1] is None:
             return (OP_OPTIONAL, nodes[1])
@@ -742,7 +767,7 @@ def compile_reader(schema: Any, record_names: bool = False,
     elif native and not NATIVE:
         raise Unsupported("the C reader is not built (make install)")
     if native:
-        plan = _Planner(record_names, sources).plan(parsed)
+        plan = _Planner(record_names, sources).build(parsed)
         read_plan = _NATIVE.read
 
         def read_native(data: bytes | bytearray | memoryview, pos: int = 0
@@ -752,7 +777,7 @@ def compile_reader(schema: Any, record_names: bool = False,
             return read_plan(plan, data, pos)
 
         return read_native
-    root = _Compiler(record_names, sources).compile(parsed)
+    root = _Compiler(record_names, sources).build(parsed)
 
     def read(data: bytes | bytearray | memoryview, pos: int = 0) -> tuple[Any, int]:
         if data.__class__ is not bytes:
