@@ -393,6 +393,23 @@ fail:
     return NULL;
 }
 
+/* An IEEE 754 float (4 bytes) or double (8), little-endian. */
+static PyObject *
+read_float(const Body *in, Py_ssize_t *pos, int width)
+{
+    if (in->size - *pos < width) {
+        malformed("a %s needs %d bytes, %zd left", width == 4 ? "float" : "double", width,
+                  in->size - *pos);
+        return NULL;
+    }
+    const char *at = (const char *)in->buf + *pos;
+    double d = width == 4 ? PyFloat_Unpack4(at, 1) : PyFloat_Unpack8(at, 1);
+    if (d == -1.0 && PyErr_Occurred())
+        return NULL;
+    *pos += width;
+    return PyFloat_FromDouble(d);
+}
+
 static PyObject *read_value(PyObject *node, long op, const Body *in, Py_ssize_t *pos,
                             int depth);
 
@@ -432,28 +449,10 @@ read_value(PyObject *node, long op, const Body *in, Py_ssize_t *pos, int depth)
         if (read_varint(in, pos, &n) < 0)
             return NULL;
         return PyLong_FromLongLong(n);
-    case OP_FLOAT: {
-        if (in->size - *pos < 4) {
-            malformed("a float needs 4 bytes, %zd left", in->size - *pos);
-            return NULL;
-        }
-        double d = PyFloat_Unpack4((const char *)in->buf + *pos, 1);
-        if (d == -1.0 && PyErr_Occurred())
-            return NULL;
-        *pos += 4;
-        return PyFloat_FromDouble(d);
-    }
-    case OP_DOUBLE: {
-        if (in->size - *pos < 8) {
-            malformed("a double needs 8 bytes, %zd left", in->size - *pos);
-            return NULL;
-        }
-        double d = PyFloat_Unpack8((const char *)in->buf + *pos, 1);
-        if (d == -1.0 && PyErr_Occurred())
-            return NULL;
-        *pos += 8;
-        return PyFloat_FromDouble(d);
-    }
+    case OP_FLOAT:
+        return read_float(in, pos, 4);
+    case OP_DOUBLE:
+        return read_float(in, pos, 8);
     case OP_BYTES:
         if (read_span(in, pos, &start) < 0)
             return NULL;

@@ -95,6 +95,7 @@ delegate(PyObject *writer, PyObject *out, PyObject *value)
 }
 
 static int write_node(PyObject *node, PyObject *out, PyObject *value, int depth);
+static int write_value(PyObject *node, long op, PyObject *out, PyObject *value, int depth);
 
 /* The encoding (length varint + big-endian two's complement) of a finite Decimal that is
    a whole number of 10**-scale within the precision, as the Python writer makes it; NULL
@@ -334,7 +335,21 @@ write_node(PyObject *node, PyObject *out, PyObject *value, int depth)
         PyErr_Format(PyExc_RecursionError, "values nested deeper than %d levels", MAX_DEPTH);
         return -1;
     }
-    switch (PyLong_AsLong(ARG(node, 0))) {
+    long op = PyLong_AsLong(ARG(node, 0));
+    /* a record, an array and a named reference each cost the Python writer a frame */
+    if (op != OP_RECORD && op != OP_ARRAY && op != OP_REF)
+        return write_value(node, op, out, value, depth);
+    if (Py_EnterRecursiveCall(" while writing an Avro body"))
+        return -1;
+    int rc = write_value(node, op, out, value, depth);
+    Py_LeaveRecursiveCall();
+    return rc;
+}
+
+static int
+write_value(PyObject *node, long op, PyObject *out, PyObject *value, int depth)
+{
+    switch (op) {
     case OP_LONG:
         if (PyLong_CheckExact(value)) {
             int overflow = 0;
@@ -362,13 +377,8 @@ write_node(PyObject *node, PyObject *out, PyObject *value, int depth)
         return write_decimal(node, out, value);
     case OP_TIMESTAMP:
         return write_timestamp(node, out, value);
-    case OP_RECORD: {
-        if (Py_EnterRecursiveCall(" while writing an Avro body"))
-            return -1;
-        int rc = write_record(node, out, value, depth);
-        Py_LeaveRecursiveCall();
-        return rc;
-    }
+    case OP_RECORD:
+        return write_record(node, out, value, depth);
     case OP_OPTIONAL: {
         long null_index = PyLong_AsLong(ARG(node, 1));
         if (value == Py_None)
@@ -377,13 +387,8 @@ write_node(PyObject *node, PyObject *out, PyObject *value, int depth)
             return -1;
         return write_node(ARG(node, 2), out, value, depth + 1);
     }
-    case OP_ARRAY: {
-        if (Py_EnterRecursiveCall(" while writing an Avro body"))
-            return -1;
-        int rc = write_array(node, out, value, depth);
-        Py_LeaveRecursiveCall();
-        return rc;
-    }
+    case OP_ARRAY:
+        return write_array(node, out, value, depth);
     case OP_ENUM: {
         PyObject *index = PyDict_GetItemWithError(ARG(node, 1), value);
         if (index == NULL) {
@@ -408,13 +413,9 @@ write_node(PyObject *node, PyObject *out, PyObject *value, int depth)
             PyErr_SetString(PyExc_RuntimeError, "a record written before its definition");
             return -1;
         }
-        /* the Python writer spends a frame on a named reference (its lambda) */
-        if (Py_EnterRecursiveCall(" while writing an Avro body"))
-            return -1;
         Py_INCREF(target);
         int rc = write_node(target, out, value, depth + 1);
         Py_DECREF(target);
-        Py_LeaveRecursiveCall();
         return rc;
     }
     default:
