@@ -160,15 +160,13 @@ class Codec:
                 try:
                     bounded(data, 5)
                 except Exception as exc:  # noqa: BLE001 - reported as the decode error
-                    raise DecodeError(f"undecodable {self._name_by_id[sid]} body: "
-                                      f"{type(exc).__name__}: {exc}", raw=bytes(data)) from exc
+                    raise _undecodable(self._name_by_id[sid], exc, data) from exc
             return self.decode_with_fastavro(data)
         name = self._name_by_id[sid]
         try:
             record, end = read(data, 5)
         except Exception as exc:  # IndexError, ValueError, UnicodeDecodeError... on garbage
-            raise DecodeError(f"undecodable {name} body: {type(exc).__name__}: {exc}",
-                              raw=bytes(data)) from exc
+            raise _undecodable(name, exc, data) from exc
         if end != len(data):
             raise DecodeError(f"{len(data) - end} trailing bytes after {name} body",
                               raw=bytes(data))
@@ -196,8 +194,7 @@ class Codec:
                 return_record_name=True, return_record_name_override=True,
             )
         except Exception as exc:  # fastavro raises many types on garbage input
-            raise DecodeError(f"undecodable {name} body: {type(exc).__name__}: {exc}",
-                              raw=bytes(data)) from exc
+            raise _undecodable(name, exc, data) from exc
         if buf.tell() != len(data):
             raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after {name} body",
                               raw=bytes(data))
@@ -263,6 +260,12 @@ def checked_in_ids(directory: Path = SCHEMA_DIR,
             raise ConfigError(f"wire id {sid} ({source}) names {rel}, not a schema file")
         out[sid], where[sid], named[rel] = rel, source, f"{source}: {sid}"
     return dict(sorted(out.items()))
+
+
+def _undecodable(name: str, exc: Exception, data: bytes | bytearray | memoryview
+                 ) -> DecodeError:
+    """The error of a body a reader refused, naming the record and what the reader raised."""
+    return DecodeError(f"undecodable {name} body: {type(exc).__name__}: {exc}", raw=bytes(data))
 
 
 def _b(data: object) -> bytes | None:
