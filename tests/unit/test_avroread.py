@@ -24,6 +24,7 @@ import pytest
 
 from streams.codec import fastread
 from streams.codec.fastread import Malformed, WireItem, compile_reader, decimal_width
+from tests.unit.refcheck import blocks_grown
 from tests.unit.sinks import samples
 from tests.unit.test_fastread import CODEC, EDGE, WIRES, _datum, _fastavro_bytes, same
 
@@ -119,12 +120,7 @@ def test_repeated_reads_keep_no_references():
         for body in bodies + garbled:
             _outcome(_readers(_sid(body))[0], body)
 
-    for _ in range(3):  # fill the decimal and item caches
-        one_round()
-    before = sys.getallocatedblocks()
-    for _ in range(20):
-        one_round()
-    grown = sys.getallocatedblocks() - before
+    grown = blocks_grown(one_round)
     assert grown < 2_000, f"{grown} blocks more after 20 rounds of {len(bodies + garbled)} reads"
 
 

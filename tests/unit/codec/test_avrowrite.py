@@ -29,6 +29,7 @@ from streams.codec.avro import load_named_schemas
 from streams.codec.fastwrite import compile_writer
 from streams.ledger import apply_event, load_ledger_config, parse_event
 from streams.ledger.synth import generate_events
+from tests.unit.refcheck import blocks_grown
 from tests.unit.sinks import samples
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -165,12 +166,7 @@ def test_repeated_writes_keep_no_references():
         for name, record in data + bad:
             _outcome(_writers(name)[0], record)
 
-    for _ in range(3):  # fill the decimal caches
-        one_round()
-    before = sys.getallocatedblocks()
-    for _ in range(20):
-        one_round()
-    grown = sys.getallocatedblocks() - before
+    grown = blocks_grown(one_round)
     assert grown < 2_000, f"{grown} blocks more after 20 rounds of {len(data + bad)} writes"
 
 
