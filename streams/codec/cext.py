@@ -21,12 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from streams.ledger._native import PURE_ENV
+
 _HERE = Path(__file__).resolve().parent
 
 
 def load(name: str) -> Any:
     """The C module ``streams.codec.<name>``, or None where Python is to do its work."""
-    if os.environ.get("TWINLEDGER_PURE_PYTHON") == "1":
+    if os.environ.get(PURE_ENV) == "1":
         return None
     try:
         module = importlib.import_module(f"streams.codec.{name}")

@@ -371,11 +371,13 @@ def compile_writer(schema: Mapping[str, Any], native: bool | None = None
     elif native and not NATIVE:
         raise Unsupported("the C writer is not built (make install)")
     try:
-        write = _compile(dict(schema), {})
-        plan = _plan(dict(schema), {}, {}) if native else None
+        if native:
+            plan = _plan(dict(schema), {}, {})  # builds the Python writers it delegates to
+        else:
+            write = _compile(dict(schema), {})
     except Unsupported:
         return None
-    if plan is not None:
+    if native:
         encode_plan = _NATIVE.encode
 
         def encode_native(datum: Any) -> bytes:

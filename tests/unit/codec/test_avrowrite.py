@@ -281,3 +281,27 @@ def test_setup_builds_the_writer_from_this_source_and_names_its_digest():
     from streams.codec import _avrowrite
 
     assert _avrowrite.SOURCE_SHA256 == digest
+
+
+UNSUPPORTED = [
+    {"type": "fixed", "name": "F", "size": 4},
+    {"type": "map", "values": "long"},
+    {"type": "int", "logicalType": "date"},
+    {"type": "record", "name": "U", "fields": [{"name": "u", "type": ["null", "long", "string"]}]},
+    {"type": "record", "name": "V", "fields": [{"name": "v", "type": "float"}]},
+    {"type": "record", "name": "W", "fields": [
+        {"name": "e", "type": {"type": "enum", "name": "S", "symbols": ["A"]}},
+        {"name": "again", "type": "S"}]},
+]
+
+
+def test_both_forms_leave_the_same_schemas_to_fastavro():
+    for schema in UNSUPPORTED:
+        assert compile_writer(schema, native=True) is None, schema
+        assert compile_writer(schema, native=False) is None, schema
+    compiled = 0
+    for schema in (NODE, ENUM, DEC, *SCHEMAS.values()):
+        native = compile_writer(schema, native=True)
+        assert (native is None) == (compile_writer(schema, native=False) is None), schema
+        compiled += native is not None
+    assert compiled >= 10  # every output record; VenueEvent's payload union is fastavro's
