@@ -22,11 +22,18 @@ The rules, per (topic, partition):
    filter alone keeps the table exact.
 4. Inside a batch the first record (lowest offset) of each
    ``(account_id, event_id)`` wins; later copies are duplicates.
+5. A kept key already in its table is not inserted again: the row is this
+   record's own (an interrupted attempt of the same batch inserted it) or
+   another record's (a duplicate).
+6. Batches of different partitions due together form a group that shares
+   its bookkeeping; a key two batches of a group carry, not yet in the
+   table, is inserted by the first batch in group order and is a duplicate
+   in the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -179,9 +186,36 @@ def first_wins(candidates: Iterable[Candidate]) -> tuple[list[Candidate], list[C
     return kept, dups
 
 
-def drop_existing(candidates: Sequence[Candidate], existing: set[tuple[str, str]]
-                  ) -> tuple[list[Candidate], list[Candidate]]:
-    """(to insert, already in the table) given the existing (account_id, event_id) keys."""
-    fresh = [c for c in candidates if (c.account_id, c.event_id) not in existing]
-    old = [c for c in candidates if (c.account_id, c.event_id) in existing]
-    return fresh, old
+class Split(NamedTuple):
+    """Where each kept candidate of one batch goes (rules 5 and 6), in offset order."""
+
+    fresh: list[Candidate]      # to insert
+    own: list[Candidate]        # already in the table as this record's row (an earlier attempt)
+    elsewhere: list[Candidate]  # already in the table as another record's row
+    claimed: list[Candidate]    # an earlier batch of the same group inserts this key
+
+
+Coords = tuple[str, int, int]  # (topic, partition, offset) of the record a row came from
+
+
+def split_batch(kept: Iterable[Candidate], topic: str, partition: int,
+                existing: Mapping[str, Mapping[tuple[str, str], Coords]],
+                claimed: set[tuple[str, str, str]]) -> Split:
+    """Rules 5 and 6 for one batch of a group: the table first, then the group.
+
+    ``existing`` is table -> (account_id, event_id) -> coordinates of the row
+    already there; ``claimed`` holds (table, account_id, event_id) of what
+    earlier batches of the group insert, and gets this batch's fresh keys.
+    """
+    out = Split([], [], [], [])
+    for c in kept:
+        key = (c.account_id, c.event_id)
+        found = existing.get(c.table, {}).get(key)
+        if found is not None:
+            (out.own if found == (topic, partition, c.offset) else out.elsewhere).append(c)
+        elif (c.table, *key) in claimed:
+            out.claimed.append(c)
+        else:
+            out.fresh.append(c)
+    claimed.update((c.table, c.account_id, c.event_id) for c in out.fresh)
+    return out

@@ -79,8 +79,8 @@ from sinks.batching import (
     PartitionBuffer,
     RangeState,
     RecoveryOutcome,
-    drop_existing,
     first_wins,
+    split_batch,
 )
 from sinks.ddl import (
     DEAD_LETTERS,
@@ -204,7 +204,7 @@ class SinkRunner:
             revoked = self.buffers.get((tp.topic, tp.partition))
             if revoked is not None:
                 try:
-                    self._drain(revoked, force=True)
+                    self._drain([revoked], force=True)
                 except Exception:
                     # The range stays BEFORE (or was never started); the next owner
                     # rebuilds it.
@@ -234,15 +234,26 @@ class SinkRunner:
         return {(str(t), int(p)): RangeState(int(f), int(last), str(s), int(v))
                 for t, p, f, last, s, v in rows}
 
-    def _record_state(self, buf: PartitionBuffer, batch: Batch, state: str) -> None:
-        buf.version += 1
+    def _record_states(self, group: Sequence[tuple[PartitionBuffer, Batch]], state: str) -> None:
+        """Record ``state`` for every batch of ``group`` in one insert (one block, one part).
+
+        Each partition's row carries that partition's next version; a block is
+        written whole or not at all, so a crash leaves all of them or none.
+        """
+        if not group:
+            return
+        for buf, _ in group:
+            buf.version += 1
+        params = {"g": self.group,
+                  "t": [b.topic for _, b in group], "p": [b.partition for _, b in group],
+                  "f": [b.first for _, b in group], "l": [b.last for _, b in group],
+                  "s": [state] * len(group), "v": [buf.version for buf, _ in group]}
         self._retry(RANGES_TABLE, lambda: self.backend.command(
             f"INSERT INTO {self.db}.{RANGES_TABLE}"  # noqa: S608 - identifiers from sinks.ddl
             " (consumer_group, topic, partition, first_offset, last_offset, state, version)"
-            " SELECT {g:String}, {t:String}, {p:UInt32}, {f:Int64}, {l:Int64}, {s:String},"
-            " {v:UInt64}",
-            {"g": self.group, "t": batch.topic, "p": batch.partition, "f": batch.first,
-             "l": batch.last, "s": state, "v": buf.version}))
+            " SELECT {g:String}, r.1, r.2, r.3, r.4, r.5, r.6 FROM (SELECT arrayJoin(arrayZip("
+            "{t:Array(String)}, {p:Array(UInt32)}, {f:Array(Int64)}, {l:Array(Int64)},"
+            " {s:Array(String)}, {v:Array(UInt64)})) AS r)", params))
 
     # --- the loop ------------------------------------------------------------------
 
@@ -272,8 +283,7 @@ class SinkRunner:
                         ts_ms if ts_type else None), now)
             n += 1
         self.stats["consumed"] += n
-        for buf in list(self.buffers.values()):
-            self._drain(buf)
+        self._drain(self.buffers.values())
         self._commit_pending()
         return n
 
@@ -287,13 +297,20 @@ class SinkRunner:
             raise SinkError(f"fatal Kafka error: {err}")
         log.warning("sink: Kafka: %s", err)
 
-    def _drain(self, buf: PartitionBuffer, force: bool = False) -> None:
+    def _drain(self, bufs: Iterable[PartitionBuffer], force: bool = False) -> None:
+        """Process every batch due in ``bufs``, one batch per partition per group."""
+        bufs = list(bufs)
         while True:
-            batch = buf.cut(time.monotonic(), self.max_rows, self.max_seconds, force=force)
-            self._count_recoveries(buf)
-            if batch is None:
+            group: list[tuple[PartitionBuffer, Batch]] = []
+            now = time.monotonic()
+            for buf in bufs:
+                batch = buf.cut(now, self.max_rows, self.max_seconds, force=force)
+                self._count_recoveries(buf)
+                if batch is not None:
+                    group.append((buf, batch))
+            if not group:
                 return
-            self.process(buf, batch)
+            self.process_group(group)
 
     def _count_recoveries(self, buf: PartitionBuffer) -> None:
         for outcome, state in buf.outcomes:
@@ -341,9 +358,8 @@ class SinkRunner:
         if self._consumer is None:
             return
         try:
-            for buf in list(self.buffers.values()):
-                if not buf.waiting_for_rebuild():
-                    self._drain(buf, force=True)
+            self._drain([b for b in self.buffers.values() if not b.waiting_for_rebuild()],
+                        force=True)
         except _Stopping:
             pass
         finally:
@@ -365,41 +381,68 @@ class SinkRunner:
         if consumer is not None:
             consumer.close()
 
-    # --- one batch: steps 4..10 ----------------------------------------------------
+    # --- a group of batches: steps 4..10 ---------------------------------------------
 
     def process(self, buf: PartitionBuffer, batch: Batch) -> None:
-        if not batch.rebuilt:
-            # A rebuilt range is already recorded BEFORE with these bounds.
-            self._record_state(buf, batch, BEFORE)
-        self._at("before_recorded", batch)
-        candidates = self.map_records(batch)
-        kept, dups = first_wins(candidates)
-        for c in dups:
-            metrics.DUPLICATES_DROPPED.labels(c.table, "batch").inc()
-        self.stats["duplicates_in_batch"] += len(dups)
+        """Steps 4..10 for one batch (a group of one)."""
+        self.process_group([(buf, batch)])
+
+    def process_group(self, group: Sequence[tuple[PartitionBuffer, Batch]]) -> None:
+        """Steps 4..10 for batches of different partitions, due in the same poll.
+
+        The bookkeeping is shared, the batches stay whole: one state insert
+        records BEFORE for all of them (AFTER likewise), one existence query
+        per table (keys chunked) covers all of them, one commit request
+        commits them; each batch's rows are still one insert with the batch's
+        own token, so a rebuilt range inserts the same block as before. A key
+        that two batches of the group carry, not yet in the table, goes to the
+        first batch (in group order) and is a recorded duplicate of the other.
+        """
+        self._record_states([(buf, b) for buf, b in group if not b.rebuilt], BEFORE)
+        for _, batch in group:  # a rebuilt range is already recorded BEFORE with these bounds
+            self._at("before_recorded", batch)
+        kept_by_batch: list[list[Candidate]] = []
+        skipped_by_batch: list[list[Candidate]] = []
         by_table: dict[str, list[Candidate]] = {}
-        for c in kept:
-            by_table.setdefault(c.table, []).append(c)
-        skipped = list(dups)
-        for table, rows in sorted(by_table.items()):
-            existing = self.existing_keys(table, rows)
-            fresh, old = drop_existing(rows, set(existing))
-            if old:
-                metrics.DUPLICATES_DROPPED.labels(table, "table").inc(len(old))
-                self.stats["duplicates_in_table"] += len(old)
-                # A row an interrupted attempt of this very batch inserted is the
-                # record's own row, not a duplicate of another record.
-                skipped.extend(c for c in old if existing[(c.account_id, c.event_id)]
-                               != (batch.topic, batch.partition, c.offset))
-            self._insert(table, fresh, batch.token)
-        self._record_duplicates(batch, skipped)
-        self._at("inserted", batch)
-        self._record_state(buf, batch, AFTER)
-        self._at("after_recorded", batch)
-        self._commit(batch)
-        metrics.BATCHES.labels(batch.topic).inc()
-        self.stats["batches"] += 1
-        self._at("committed", batch)
+        for _, batch in group:
+            kept, dups = first_wins(self.map_records(batch))
+            for c in dups:
+                metrics.DUPLICATES_DROPPED.labels(c.table, "batch").inc()
+            self.stats["duplicates_in_batch"] += len(dups)
+            kept_by_batch.append(kept)
+            skipped_by_batch.append(list(dups))
+            for c in kept:
+                by_table.setdefault(c.table, []).append(c)
+        existing = {table: self.existing_keys(table, rows)
+                    for table, rows in sorted(by_table.items())}
+        claimed: set[tuple[str, str, str]] = set()  # keys an earlier batch of the group inserts
+        for (_, batch), kept, skipped in zip(group, kept_by_batch, skipped_by_batch,
+                                             strict=True):
+            split = split_batch(kept, batch.topic, batch.partition, existing, claimed)
+            for c in split.own + split.elsewhere:
+                metrics.DUPLICATES_DROPPED.labels(c.table, "table").inc()
+            for c in split.claimed:
+                metrics.DUPLICATES_DROPPED.labels(c.table, "group").inc()
+            self.stats["duplicates_in_table"] += len(split.own) + len(split.elsewhere)
+            self.stats["duplicates_in_group"] += len(split.claimed)
+            # A row an interrupted attempt of this very batch inserted is the record's
+            # own row, not a duplicate of another record.
+            skipped += split.elsewhere + split.claimed
+            fresh: dict[str, list[Candidate]] = {}
+            for c in split.fresh:
+                fresh.setdefault(c.table, []).append(c)
+            for table, rows in sorted(fresh.items()):
+                self._insert(table, rows, batch.token)
+            self._record_duplicates(batch, skipped)
+            self._at("inserted", batch)
+        self._record_states(group, AFTER)
+        for _, batch in group:
+            self._at("after_recorded", batch)
+        self._commit([b for _, b in group])
+        for _, batch in group:
+            metrics.BATCHES.labels(batch.topic).inc()
+            self.stats["batches"] += 1
+            self._at("committed", batch)
 
     def _at(self, stage: str, batch: Batch) -> None:
         if self.hook is not None:
@@ -514,34 +557,38 @@ class SinkRunner:
                 raise _Stopping()
             pause = min(pause * 2, self.max_retry_seconds)
 
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, batches: Sequence[Batch]) -> None:
+        """Step 10 for a group: ``last + 1`` of each batch, in one synchronous request."""
         from confluent_kafka import KafkaException, TopicPartition
 
         consumer = self._consumer
-        if consumer is None:
+        if consumer is None or not batches:
             return
-        key = (batch.topic, batch.partition)
+        offsets = {(b.topic, b.partition): b.last + 1 for b in batches}
         if self._commits_held:
             # A commit already failed in this poll cycle (the coordinator is gone, e.g.
             # the broker restarted). Each further synchronous commit would wait ~10 s
             # for it, and the client rejoins the group only while it is polled: one
             # cycle of 80 due batches stalled a sink for a quarter of an hour. The
-            # rows are in and the range is AFTER: the commit is retried after a poll.
-            self._pending_commits[key] = batch.last + 1
-            self.stats["commits_held"] += 1
+            # rows are in and the ranges are AFTER: the commit is retried after a poll.
+            self._pending_commits.update(offsets)
+            self.stats["commits_held"] += len(offsets)
             return
         try:
-            consumer.commit(offsets=[TopicPartition(batch.topic, batch.partition,
-                                                    batch.last + 1)], asynchronous=False)
-            self._pending_commits.pop(key, None)
+            consumer.commit(offsets=[TopicPartition(t, p, o)
+                                     for (t, p), o in sorted(offsets.items())],
+                            asynchronous=False)
+            for key in offsets:
+                self._pending_commits.pop(key, None)
         except KafkaException as exc:
-            # The rows are in and the range is AFTER: records re-read later are
+            # The rows are in and the ranges are AFTER: records re-read later are
             # dropped by the existence filter, so a lost commit costs time only.
             self.last_error = str(exc)
             self._commits_held = True
-            self._pending_commits[key] = batch.last + 1
-            log.warning("sink: commit of %s[%d]@%d failed: %s; no more commits until the "
-                        "next poll", batch.topic, batch.partition, batch.last + 1, exc)
+            self._pending_commits.update(offsets)
+            log.warning("sink: commit of %s failed: %s; no more commits until the next poll",
+                        ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items())),
+                        exc)
 
     def _commit_pending(self) -> None:
         """Commit, in one request, what failed or held commits left (after a poll)."""

@@ -114,8 +114,12 @@ class FakeBackend(Backend):
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         if "sink_ranges" in sql and sql.startswith("INSERT") and params is not None:
-            self.ranges.append(dict(params))
-            self.broker.events.append(("state", (params["s"], params["f"], params["l"])))
+            # One row per element of the parallel arrays t, p, f, l, s, v (one per batch).
+            assert len({len(params[k]) for k in "tpflsv"}) == 1, params
+            for t, p, f, last, s, v in zip(*(params[k] for k in "tpflsv"), strict=True):
+                self.ranges.append({"g": params["g"], "t": t, "p": p, "f": f, "l": last,
+                                    "s": s, "v": v})
+                self.broker.events.append(("state", (s, f, last)))
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None,
               settings: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:

@@ -235,8 +235,6 @@ def test_a_failed_commit_holds_the_others_of_the_poll_cycle_then_commits_them_af
     """With the coordinator gone (a broker restart), each synchronous commit waits ~10 s
     and the client rejoins only while polled: one failed commit holds the rest of the
     cycle's commits, and what they would have committed goes in one request later."""
-    from types import SimpleNamespace
-
     from confluent_kafka import KafkaError, KafkaException
 
     broker = FakeBroker()
@@ -255,9 +253,12 @@ def test_a_failed_commit_holds_the_others_of_the_poll_cycle_then_commits_them_af
 
     consumer.commit = failing_commit  # type: ignore[method-assign]
     runner._commits_held = False  # a new poll cycle
-    for partition, last in ((0, 20), (1, 21), (0, 22)):  # three batches due in one cycle
-        runner._commit(SimpleNamespace(topic="venue.events", partition=partition, last=last))
-    assert attempts == [[("venue.events", 0, 21)]]  # one wait, not three
+    # Three groups due in one cycle: the first fails, the other two wait for the next poll.
+    for group in (((0, 20), (1, 21)), ((0, 22),), ((1, 23),)):
+        runner._commit([Batch("venue.events", partition, last, last, ())
+                        for partition, last in group])
+    # One wait, not three; a group's offsets go in one request.
+    assert attempts == [[("venue.events", 0, 21), ("venue.events", 1, 22)]]
     assert runner.stats["commits_held"] == 2
     runner.poll_once(0.0)  # the next cycle: still no coordinator, one attempt
     assert len(attempts) == 2
@@ -265,5 +266,100 @@ def test_a_failed_commit_holds_the_others_of_the_poll_cycle_then_commits_them_af
     runner.poll_once(0.0)
     # What the held commits left went in one request, the latest offset per partition.
     assert broker.committed[("venue.events", 0)] == 23
-    assert broker.committed[("venue.events", 1)] == 22
+    assert broker.committed[("venue.events", 1)] == 24
     assert runner._pending_commits == {}
+
+
+def populate_group(broker: FakeBroker) -> int:
+    """8 logical events on 3 partitions: f-2 (partition 2) also on partition 1, f-0 re-sent."""
+    for i in range(8):
+        broker.produce("venue.events", i % 3, b"acc-1", fill(i))
+    broker.produce("venue.events", 1, b"acc-1", fill(2))  # the same event on another partition
+    broker.produce("venue.events", 0, b"acc-1", fill(0))  # and on its own, a re-send
+    return 8
+
+
+def accounted(broker: FakeBroker, backend: FakeBackend) -> None:
+    """Every offset of the topic is exactly one row or one recorded duplicate."""
+    produced = sorted((t, p, m.offset()) for (t, p), log in broker.logs.items() for m in log)
+    rows = [tuple(r[-3:]) for r in backend.rows.get("venue_events", [])]
+    dups = [tuple(r[:3]) for r in backend.rows.get("sink_duplicates", [])]
+    assert sorted(rows + dups) == produced
+
+
+def test_partitions_due_together_share_one_state_write_query_and_commit() -> None:
+    broker = FakeBroker()
+    expected = populate_group(broker)
+    backend = FakeBackend(broker)
+    runner = make_runner(broker, backend, batch_rows=100)  # every partition due at once
+    drain(runner)
+    kinds = [e[0] for e in broker.events]
+    # One group: BEFORE of the three partitions, each batch's rows and duplicates with its
+    # own token, AFTER of the three, then their commits (one request: one event each here).
+    assert kinds == ["state"] * 3 + ["insert"] * 5 + ["state"] * 3 + ["commit"] * 3
+    assert runner.stats["batches"] == 3
+    inserts = [e[1] for e in broker.events if e[0] == "insert"]
+    assert inserts == [
+        ("venue_events", "venue.events-0-0-3", 3), ("sink_duplicates", "venue.events-0-0-3", 1),
+        ("venue_events", "venue.events-1-0-3", 4),
+        ("venue_events", "venue.events-2-0-1", 1), ("sink_duplicates", "venue.events-2-0-1", 1)]
+    venue = keys(backend, "venue_events")
+    assert len(venue) == len(set(venue)) == expected
+    # f-2 goes to the first batch of the group that carries it (partition 1, offset 3);
+    # the copy on partition 2 is a recorded duplicate, as is f-0's re-send.
+    assert runner.stats["duplicates_in_batch"] == 1
+    assert runner.stats["duplicates_in_group"] == 1
+    assert [r[:3] for r in backend.rows["sink_duplicates"]] == [
+        ("venue.events", 0, 3), ("venue.events", 2, 0)]
+    accounted(broker, backend)
+    assert broker.committed == {("venue.events", 0): 4, ("venue.events", 1): 4,
+                                ("venue.events", 2): 2}
+
+
+def test_a_key_two_batches_of_a_group_carry_is_inserted_once() -> None:
+    broker = FakeBroker()
+    broker.produce("venue.events", 0, b"acc-1", fill(7))
+    broker.produce("venue.events", 1, b"acc-1", fill(7))  # the same event, another partition
+    broker.produce("venue.events", 1, b"acc-1", fill(8))
+    backend = FakeBackend(broker)
+    runner = make_runner(broker, backend, batch_rows=100)
+    drain(runner)
+    assert [(r[1], *r[-3:]) for r in backend.rows["venue_events"]] == [
+        ("f-7", "venue.events", 0, 0), ("f-8", "venue.events", 1, 1)]
+    assert [r[:3] for r in backend.rows["sink_duplicates"]] == [("venue.events", 1, 0)]
+    assert runner.stats["duplicates_in_group"] == 1
+    accounted(broker, backend)
+
+
+@pytest.mark.parametrize("stage", ["before_recorded", "inserted", "after_recorded",
+                                   "committed"])
+@pytest.mark.parametrize("at_partition", [0, 1, 2])
+def test_crash_in_a_group_then_restart_is_exact(stage: str, at_partition: int) -> None:
+    broker = FakeBroker()
+    expected = populate_group(broker)
+    backend = FakeBackend(broker)
+
+    def hook(at: str, batch: Batch) -> None:
+        if at == stage and batch.partition == at_partition:
+            raise Crash(at)
+
+    first = make_runner(broker, backend, hook, batch_rows=100)
+    with pytest.raises(Crash):
+        drain(first)
+    first.abort()
+    tokens_before = {e[1][1] for e in broker.events if e[0] == "insert"}
+    second = make_runner(broker, backend, batch_rows=100)
+    drain(second)
+    venue = keys(backend, "venue_events")
+    assert len(venue) == len(set(venue)) == expected
+    accounted(broker, backend)
+    assert broker.committed == {("venue.events", 0): 4, ("venue.events", 1): 4,
+                                ("venue.events", 2): 2}
+    if stage in ("before_recorded", "inserted"):
+        # BEFORE was recorded for the whole group: every range is rebuilt, same tokens.
+        assert second.stats["ranges_rebuilt"] == 3
+        tokens_after = {e[1][1] for e in broker.events if e[0] == "insert"}
+        assert tokens_after == tokens_before | {"venue.events-0-0-3", "venue.events-1-0-3",
+                                                "venue.events-2-0-1"}
+    else:
+        assert second.stats["ranges_rebuilt"] == 0
