@@ -16,7 +16,11 @@ offsets (a batch the worker replays after a crash, gateways re-send
 frames); the insert token alone would only cover an identical retried
 batch, hence the existence filter.
 
-The flow, per (topic, partition):
+The flow, per (topic, partition); batches of different partitions due in the
+same poll form a group that shares the bookkeeping of steps 4, 7, 9 and 10
+(one state insert for all their BEFORE rows, one existence query per table,
+one for AFTER, one commit request) while each batch keeps its own insert and
+token (``process_group``):
 
 1. **Assign.** Read the partition's last range state from ``sink_ranges``.
 2. **Buffer.** Consume in bulk; append records to the partition's buffer.
