@@ -24,7 +24,7 @@ ROWS_INSERTED = Counter(
 DUPLICATES_DROPPED = Counter(
     "twinledger_sink_duplicates_dropped",
     "Rows not inserted because their (account_id, event_id) was already there",
-    ["table", "where"], registry=REGISTRY)  # where: batch | table
+    ["table", "where"], registry=REGISTRY)  # where: batch | table | group (sinks.runner)
 DEAD_LETTERS = Counter(
     "twinledger_sink_dead_letters",
     "Records the sink could not decode or map, written to dead_letters", ["topic", "error_type"],

@@ -314,7 +314,17 @@ class SinkRunner:
                     group.append((buf, batch))
             if not group:
                 return
-            self.process_group(group)
+            try:
+                self.process_group(group)
+            except BaseException:
+                # The group's batches are out of their buffers and their ranges are
+                # BEFORE (or not even recorded): nothing after them may be flushed or
+                # committed by this member (close() after a stop would otherwise commit
+                # past them). Leave them as a crash would; their next owner or this
+                # sink's restart rebuilds them from sink_ranges and the committed offset.
+                for buf, _ in group:
+                    self.buffers.pop((buf.topic, buf.partition), None)
+                raise
 
     def _count_recoveries(self, buf: PartitionBuffer) -> None:
         for outcome, state in buf.outcomes:

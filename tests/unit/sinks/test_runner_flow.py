@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sinks.batching import Batch
+from sinks.exceptions import BackendError
 from sinks.runner import SinkRunner
 from streams.config import load_settings
 from tests.unit.sinks import samples
@@ -363,3 +364,87 @@ def test_crash_in_a_group_then_restart_is_exact(stage: str, at_partition: int) -
                                                 "venue.events-2-0-1"}
     else:
         assert second.stats["ranges_rebuilt"] == 0
+
+
+def runner_by_size(broker: FakeBroker, backend: FakeBackend, hook: Any = None,
+                   seconds: float = 3600.0) -> SinkRunner:
+    """Batches of 4 due by size only (the timer far away), so buffers keep leftovers."""
+    settings = replace(load_settings({}), sink_batch_rows=4, sink_batch_seconds=seconds,
+                       sink_group="g")
+    return SinkRunner(settings, backend, samples.codec(), consumer=FakeConsumer(broker),
+                      topics=TOPICS, hook=hook, max_retry_seconds=0.01)
+
+
+def two_partitions_with_leftovers(broker: FakeBroker, runner: SinkRunner) -> int:
+    """p0 and p1 each 0..4 buffered: one group of 0..3 is due, offset 4 stays behind."""
+    n = 0
+    for per_part in (3, 2):
+        for p in (0, 1):
+            for _ in range(per_part):
+                broker.produce("venue.events", p, b"acc-1", fill(n))
+                n += 1
+        if per_part == 3:
+            runner.poll_once(0.0)  # consume() returns at most 4 records per call
+            runner.poll_once(0.0)  # 3 + 3 buffered, nothing due yet
+    return n
+
+
+def test_a_stop_during_a_retry_leaves_the_group_to_be_rebuilt_not_skipped() -> None:
+    """SIGTERM while an insert of a group waits to be retried: close() must not flush what
+    follows the group's batches (it would commit past rows never inserted)."""
+    broker = FakeBroker()
+    backend = FakeBackend(broker)
+    stopping: list[bool] = []
+
+    def hook(stage: str, batch: Batch) -> None:
+        if stage == "before_recorded" and not stopping:
+            stopping.append(True)
+            backend.fail_inserts = 1  # one transient failure of the next insert...
+            first.stop()              # ...while SIGTERM arrives
+
+    first = runner_by_size(broker, backend)
+    n = two_partitions_with_leftovers(broker, first)
+    first.hook = hook
+    first.run()  # the group [p0 0..3, p1 0..3] stops in a retry; close() runs
+    # Nothing of the two partitions was committed past their interrupted ranges.
+    assert broker.committed.get(("venue.events", 0), 0) == 0
+    assert broker.committed.get(("venue.events", 1), 0) == 0
+    second = runner_by_size(broker, backend, seconds=0.0)
+    drain(second)
+    assert second.stats["ranges_rebuilt"] == 2
+    venue = keys(backend, "venue_events")
+    assert len(venue) == len(set(venue)) == n
+    accounted(broker, backend)
+
+
+def test_a_partition_stuck_on_a_refused_row_does_not_cost_the_rest_of_its_group() -> None:
+    """p0 holds a row the engine refuses every time; the operator stops the sink, fixes the
+    table and starts it again: p1's batch, in the same group, is rebuilt, not lost."""
+    broker = FakeBroker()
+    poison = ["f-0"]
+    runners: list[SinkRunner] = []
+
+    class Refusing(FakeBackend):
+        refused = 0
+
+        def insert(self, table: str, columns: Any, rows: Any, dedup_token: str) -> None:
+            if poison and any(r[1] in poison for r in rows):
+                self.refused += 1
+                if self.refused == 3:
+                    runners[0].stop()  # SIGTERM to the stuck sink
+                raise BackendError("simulated: value out of range")
+            super().insert(table, columns, rows, dedup_token)
+
+    backend = Refusing(broker)
+    first = runner_by_size(broker, backend)
+    runners.append(first)
+    n = two_partitions_with_leftovers(broker, first)
+    first.run()
+    poison.clear()  # the operator fixes the table
+    second = runner_by_size(broker, backend, seconds=0.0)
+    drain(second)
+    for partition in (0, 1):
+        assert sorted(r[-1] for r in backend.rows["venue_events"]
+                      if r[-2] == partition) == [0, 1, 2, 3, 4]
+    assert len(keys(backend, "venue_events")) == n
+    accounted(broker, backend)
