@@ -147,6 +147,26 @@ def test_existence_filter_finds_exact_keys(backend: Backend) -> None:
     assert runner.read_states() == {}
 
 
+def test_existence_filter_finds_keys_with_every_escaped_character(backend: Backend) -> None:
+    """Keys are bound by the sink's own Array(String) text (sinks.backend): each character
+    it escapes, and its neighbours, must come back as the same key. A dead letter's
+    account_id is its record's key, any UTF-8 text a producer sent."""
+    from sinks.rows import dead_letter_for
+
+    odd = ["q'uote", "back\\slash", "tick`", "tab\tx", "new\nline", "\\'", "\\n", "ü'ß",
+           "end\\", "'", "r\rz", "nul\x00"]
+    rows = [[*dead_letter_for("venue.events", 0, i, k.encode(), b"x", 0, "DecodeError", "r"),
+             "venue.events", 0, i] for i, k in enumerate(odd)]
+    backend.insert(DEAD_LETTERS.name, DEAD_LETTERS.insert_columns, rows, "venue.events-0-0-11")
+    settings = replace(load_settings({}), sink_group="contract")
+    runner = SinkRunner(settings, backend, samples.codec(), consumer=object(),
+                        topics={"venue.events": "venue_events"})
+    keys = [(str(r[0]), str(r[1])) for r in rows]
+    probe = [Candidate(DEAD_LETTERS.name, a, e, (), 0) for a, e in keys]
+    probe.append(Candidate(DEAD_LETTERS.name, "q\\'uote", keys[0][1], (), 0))  # not a key
+    assert set(runner.existing_keys(DEAD_LETTERS.name, probe)) == set(keys)
+
+
 def snapshot_row(event_id: str, capital: Decimal, offset: int) -> list[Any]:
     from sinks.rows import account_snapshot_row
 

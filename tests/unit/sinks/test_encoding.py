@@ -6,6 +6,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from clickhouse_connect.driver.binding import format_bind_value
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sinks.backend import _bind, _check_rows, check_token
 from sinks.ddl import DEDUP_WINDOW, TABLES, create_statements, ident
@@ -30,11 +33,24 @@ def test_parameters_are_bound_in_utc_and_never_as_floats() -> None:
     plus2 = dt.timezone(dt.timedelta(hours=2))
     assert _bind(dt.datetime(2024, 5, 1, 14, 0, 0, 1, tzinfo=plus2)) == \
         dt.datetime(2024, 5, 1, 12, 0, 0, 1)
-    assert _bind(["x", "y'z"]) == ["x", "y'z"]
+    assert format_bind_value(_bind(["x", "y'z"])) == "['x', 'y\\'z']"
+    assert _bind([1, "a"]) == [1, "a"]  # not all strings: clickhouse-connect binds it
     with pytest.raises(BackendError):
         _bind(1.5)
     with pytest.raises(BackendError):
         _bind(dt.datetime(2024, 1, 1))
+
+
+@given(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=12) |
+                st.sampled_from(["\\", "'", "`", "\t", "\n", "\\'", "\r\x00", "\\n", "ü'ß"]),
+                max_size=8))
+def test_a_list_of_strings_is_bound_to_the_text_clickhouse_connect_makes(
+        values: list[str]) -> None:
+    """The sink's own binding of Array(String) parameters is the client's, character for
+    character: quotes, backslashes, backticks, tabs, newlines, any Unicode."""
+    assert format_bind_value(_bind(values)) == format_bind_value(values)
+    assert format_bind_value([_bind(values)]) == format_bind_value([values])  # nested
+    assert format_bind_value(_bind(tuple(values))) == format_bind_value(list(values))
 
 
 @pytest.mark.parametrize("token", ["venue.events-0-10-19", "t_x.y-12-0-0", "a:b"])
