@@ -73,11 +73,11 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "TWINLEDGER_SINK_BATCH_SECONDS": ("1.0", "max seconds a batch waits to fill"),
     "TWINLEDGER_SNAPSHOT_RETENTION_DAYS": ("365", "days portfolio snapshots are kept in "
                                            "ClickHouse (TTL on event time); 0 = forever"),
-    "TWINLEDGER_WORKER_BATCH": ("1000", "max events the agent takes per batch"),
+    "TWINLEDGER_WORKER_BATCH": ("2000", "max events the agent takes per batch"),
     "TWINLEDGER_WORKER_BATCH_SECONDS": ("0.2", "max seconds the agent waits to fill a batch"),
     "TWINLEDGER_WORKER_LINGER_MS": ("5", "the worker's producer waits this long to fill a "
                                     "batch of records (each batch is flushed anyway)"),
-    "TWINLEDGER_WORKER_MAX_BATCH_BYTES": ("16384", "the worker's producer: max bytes of one "
+    "TWINLEDGER_WORKER_MAX_BATCH_BYTES": ("262144", "the worker's producer: max bytes of one "
                                           "partition's record batch"),
     "TWINLEDGER_WORKER_COMPRESSION": ("none", "the worker's producer compression: none | "
                                       "gzip | snappy | lz4 | zstd"),
@@ -137,7 +137,7 @@ class Settings:
     worker_session_timeout: float = 30.0
     worker_advertised_url: str = ""
     worker_linger_ms: int = 5
-    worker_max_batch_bytes: int = 16384
+    worker_max_batch_bytes: int = 262144
     worker_compression: str = "none"
 
     def topic(self, name: str) -> str:
