@@ -1,6 +1,7 @@
 """Fold throughput and state memory, measured the way the stream agent runs the fold.
 
-Owns: ``run(n_events, n_accounts) -> dict``. For each 1,000-event batch it
+Owns: ``run(n_events, n_accounts) -> dict``. For each batch of the agent's size
+(``TWINLEDGER_WORKER_BATCH``, 2,000 events by default) it
 parses every line (JSON with Decimal numbers), groups events by account,
 applies them with ``apply_event`` and Kafka-like source coordinates, then
 stores ``encode_state`` once per account touched - the agent's loop without a
@@ -33,7 +34,6 @@ from streams.ledger.events import Mark
 from streams.ledger.state import encode_split
 from streams.ledger.synth import generate_events
 
-BATCH = 1000
 PARTITIONS = 6
 
 
@@ -69,12 +69,14 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
     override ``LedgerConfig`` fields (e.g. ``dedup_window=128``).
     """
     config = LedgerConfig(**limits)
+    settings = load_settings()
+    batch = settings.worker_batch  # the agent's batch: one state write per account per batch
     events = generate_events(n_events, n_accounts, seed=1)
     lines = [json.dumps(e) for e in events]
     del events
     gc.collect()
     # The collector as a worker process sets it once started (streams.infra.gctune).
-    gen0 = load_settings().gc_gen0
+    gen0 = settings.gc_gen0
     gctune.for_long_running(gen0)
     rss_before = _rss_mb()
     marks: dict[str, Decimal] = {}
@@ -87,13 +89,13 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
     offset = 0
     parse_cpu = fold_cpu = 0.0
     t0 = time.perf_counter()
-    for start in range(0, len(lines), BATCH):
+    for start in range(0, len(lines), batch):
         # The baseline is timed batch by batch next to the fold, in CPU seconds: on a
         # shared machine both then see the same load and their ratio holds.
-        parse_cpu += parse_only(lines[start:start + BATCH])
+        parse_cpu += parse_only(lines[start:start + batch])
         c0 = time.process_time()
         by_account: dict[str, list[Any]] = {}
-        for line in lines[start:start + BATCH]:
+        for line in lines[start:start + batch]:
             ev = parse_event(json.loads(line, parse_float=Decimal))
             offset += 1
             if isinstance(ev, Mark):
@@ -127,7 +129,7 @@ def run(n_events: int = 1_000_000, n_accounts: int = 1000, decode_each_batch: bo
         "ledger_mode": ledger.MODE,
         "n_events": n_events,
         "n_accounts": n_accounts,
-        "batch": BATCH,
+        "batch": batch,
         "gc_gen0": gen0,
         "decode_each_batch": decode_each_batch,
         "limits": {k: getattr(config, k) for k in (
