@@ -173,15 +173,18 @@ class Candidate(NamedTuple):
 
 def first_wins(candidates: Iterable[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
     """Rule 4: (kept, duplicates); kept is in the input order (offset order)."""
-    seen: set[tuple[str, str, str]] = set()
+    seen: dict[str, set[tuple[str, str]]] = {}  # table -> keys: no 3-tuple per record
     kept: list[Candidate] = []
     dups: list[Candidate] = []
     for c in candidates:
-        k = (c.table, c.account_id, c.event_id)
-        if k in seen:
+        keys = seen.get(c.table)
+        if keys is None:
+            keys = seen[c.table] = set()
+        k = (c.account_id, c.event_id)
+        if k in keys:
             dups.append(c)
         else:
-            seen.add(k)
+            keys.add(k)
             kept.append(c)
     return kept, dups
 
@@ -200,22 +203,31 @@ Coords = tuple[str, int, int]  # (topic, partition, offset) of the record a row 
 
 def split_batch(kept: Iterable[Candidate], topic: str, partition: int,
                 existing: Mapping[str, Mapping[tuple[str, str], Coords]],
-                claimed: set[tuple[str, str, str]]) -> Split:
+                claimed: dict[str, set[tuple[str, str]]]) -> Split:
     """Rules 5 and 6 for one batch of a group: the table first, then the group.
 
     ``existing`` is table -> (account_id, event_id) -> coordinates of the row
-    already there; ``claimed`` holds (table, account_id, event_id) of what
+    already there; ``claimed`` is table -> (account_id, event_id) of what
     earlier batches of the group insert, and gets this batch's fresh keys.
     """
     out = Split([], [], [], [])
+    fresh, own, elsewhere, taken = out
+    table: str | None = None
+    found_in: Mapping[tuple[str, str], Coords] = {}
+    claimed_in: set[tuple[str, str]] = set()
     for c in kept:
+        if c.table != table:  # a batch is mostly one table: look its maps up once per run
+            table = c.table
+            found_in = existing.get(table, {})
+            claimed_in = claimed.setdefault(table, set())
         key = (c.account_id, c.event_id)
-        found = existing.get(c.table, {}).get(key)
+        found = found_in.get(key)
         if found is not None:
-            (out.own if found == (topic, partition, c.offset) else out.elsewhere).append(c)
-        elif (c.table, *key) in claimed:
-            out.claimed.append(c)
+            (own if found == (topic, partition, c.offset) else elsewhere).append(c)
+        elif key in claimed_in:
+            taken.append(c)
         else:
-            out.fresh.append(c)
-    claimed.update((c.table, c.account_id, c.event_id) for c in out.fresh)
+            fresh.append(c)
+    for c in fresh:
+        claimed[c.table].add((c.account_id, c.event_id))
     return out

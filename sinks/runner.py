@@ -429,7 +429,7 @@ class SinkRunner:
                 by_table.setdefault(c.table, []).append(c)
         existing = {table: self.existing_keys(table, rows)
                     for table, rows in sorted(by_table.items())}
-        claimed: set[tuple[str, str, str]] = set()  # keys an earlier batch of the group inserts
+        claimed: dict[str, set[tuple[str, str]]] = {}  # table -> keys earlier batches insert
         for (_, batch), kept, skipped in zip(group, kept_by_batch, skipped_by_batch,
                                              strict=True):
             split = split_batch(kept, batch.topic, batch.partition, existing, claimed)
