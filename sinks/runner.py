@@ -397,10 +397,6 @@ class SinkRunner:
 
     # --- a group of batches: steps 4..10 ---------------------------------------------
 
-    def process(self, buf: PartitionBuffer, batch: Batch) -> None:
-        """Steps 4..10 for one batch (a group of one)."""
-        self.process_group([(buf, batch)])
-
     def process_group(self, group: Sequence[tuple[PartitionBuffer, Batch]]) -> None:
         """Steps 4..10 for batches of different partitions, due in the same poll.
 
@@ -573,10 +569,7 @@ class SinkRunner:
 
     def _commit(self, batches: Sequence[Batch]) -> None:
         """Step 10 for a group: ``last + 1`` of each batch, in one synchronous request."""
-        from confluent_kafka import KafkaException, TopicPartition
-
-        consumer = self._consumer
-        if consumer is None or not batches:
+        if self._consumer is None or not batches:
             return
         offsets = {(b.topic, b.partition): b.last + 1 for b in batches}
         if self._commits_held:
@@ -588,43 +581,46 @@ class SinkRunner:
             self._pending_commits.update(offsets)
             self.stats["commits_held"] += len(offsets)
             return
-        try:
-            consumer.commit(offsets=[TopicPartition(t, p, o)
-                                     for (t, p), o in sorted(offsets.items())],
-                            asynchronous=False)
+        error = self._commit_offsets(offsets)
+        if error is None:
             for key in offsets:
                 self._pending_commits.pop(key, None)
-        except KafkaException as exc:
-            # The rows are in and the ranges are AFTER: records re-read later are
-            # dropped by the existence filter, so a lost commit costs time only.
-            self.last_error = str(exc)
-            self._commits_held = True
-            self._pending_commits.update(offsets)
-            log.warning("sink: commit of %s failed: %s; no more commits until the next poll",
-                        ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items())),
-                        exc)
+            return
+        # The rows are in and the ranges are AFTER: records re-read later are
+        # dropped by the existence filter, so a lost commit costs time only.
+        self._pending_commits.update(offsets)
+        log.warning("sink: commit of %s failed: %s; no more commits until the next poll",
+                    ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items())), error)
 
     def _commit_pending(self) -> None:
         """Commit, in one request, what failed or held commits left (after a poll)."""
-        from confluent_kafka import KafkaException, TopicPartition
-
-        consumer = self._consumer
-        if consumer is None or self._commits_held or not self._pending_commits:
+        if self._consumer is None or self._commits_held or not self._pending_commits:
             return
         pending = dict(self._pending_commits)
-        try:
-            consumer.commit(offsets=[TopicPartition(t, p, o)
-                                     for (t, p), o in sorted(pending.items())],
-                            asynchronous=False)
-        except KafkaException as exc:
-            self.last_error = str(exc)
-            self._commits_held = True
-            log.warning("sink: commit of %d pending offsets failed: %s", len(pending), exc)
+        error = self._commit_offsets(pending)
+        if error is not None:
+            log.warning("sink: commit of %d pending offsets failed: %s", len(pending), error)
             return
         for key, offset in pending.items():
             if self._pending_commits.get(key) == offset:
                 del self._pending_commits[key]
         log.info("sink: committed %d offsets a failed commit had left", len(pending))
+
+    def _commit_offsets(self, offsets: Mapping[tuple[str, int], int]) -> str | None:
+        """One synchronous commit request; on failure the error, and no more commits
+        in this poll cycle (``_commits_held``)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        assert self._consumer is not None
+        try:
+            self._consumer.commit(offsets=[TopicPartition(t, p, o)
+                                           for (t, p), o in sorted(offsets.items())],
+                                  asynchronous=False)
+        except KafkaException as exc:
+            self.last_error = str(exc)
+            self._commits_held = True
+            return str(exc)
+        return None
 
 
 def count_events(backend: Backend, tables: Iterable[str] | None = None
