@@ -23,9 +23,9 @@ class Crash(Exception):
 
 
 def make_runner(broker: FakeBroker, backend: FakeBackend, hook: Any = None,
-                batch_rows: int = 4) -> SinkRunner:
-    settings = replace(load_settings({}), sink_batch_rows=batch_rows, sink_batch_seconds=0.0,
-                       sink_group="g")
+                batch_rows: int = 4, batch_seconds: float = 0.0) -> SinkRunner:
+    settings = replace(load_settings({}), sink_batch_rows=batch_rows,
+                       sink_batch_seconds=batch_seconds, sink_group="g")
     return SinkRunner(settings, backend, samples.codec(), consumer=FakeConsumer(broker),
                       topics=TOPICS, hook=hook, max_retry_seconds=0.01)
 
@@ -366,13 +366,8 @@ def test_crash_in_a_group_then_restart_is_exact(stage: str, at_partition: int) -
         assert second.stats["ranges_rebuilt"] == 0
 
 
-def runner_by_size(broker: FakeBroker, backend: FakeBackend, hook: Any = None,
-                   seconds: float = 3600.0) -> SinkRunner:
-    """Batches of 4 due by size only (the timer far away), so buffers keep leftovers."""
-    settings = replace(load_settings({}), sink_batch_rows=4, sink_batch_seconds=seconds,
-                       sink_group="g")
-    return SinkRunner(settings, backend, samples.codec(), consumer=FakeConsumer(broker),
-                      topics=TOPICS, hook=hook, max_retry_seconds=0.01)
+#: Batches of 4 due by size only (the timer far away), so buffers keep leftovers.
+BY_SIZE = 3600.0
 
 
 def two_partitions_with_leftovers(broker: FakeBroker, runner: SinkRunner) -> int:
@@ -402,14 +397,14 @@ def test_a_stop_during_a_retry_leaves_the_group_to_be_rebuilt_not_skipped() -> N
             backend.fail_inserts = 1  # one transient failure of the next insert...
             first.stop()              # ...while SIGTERM arrives
 
-    first = runner_by_size(broker, backend)
+    first = make_runner(broker, backend, batch_seconds=BY_SIZE)
     n = two_partitions_with_leftovers(broker, first)
     first.hook = hook
     first.run()  # the group [p0 0..3, p1 0..3] stops in a retry; close() runs
     # Nothing of the two partitions was committed past their interrupted ranges.
     assert broker.committed.get(("venue.events", 0), 0) == 0
     assert broker.committed.get(("venue.events", 1), 0) == 0
-    second = runner_by_size(broker, backend, seconds=0.0)
+    second = make_runner(broker, backend)
     drain(second)
     assert second.stats["ranges_rebuilt"] == 2
     venue = keys(backend, "venue_events")
@@ -436,12 +431,12 @@ def test_a_partition_stuck_on_a_refused_row_does_not_cost_the_rest_of_its_group(
             super().insert(table, columns, rows, dedup_token)
 
     backend = Refusing(broker)
-    first = runner_by_size(broker, backend)
+    first = make_runner(broker, backend, batch_seconds=BY_SIZE)
     runners.append(first)
     n = two_partitions_with_leftovers(broker, first)
     first.run()
     poison.clear()  # the operator fixes the table
-    second = runner_by_size(broker, backend, seconds=0.0)
+    second = make_runner(broker, backend)
     drain(second)
     for partition in (0, 1):
         assert sorted(r[-1] for r in backend.rows["venue_events"]
