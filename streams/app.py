@@ -15,8 +15,11 @@ and flushes are the known way to make Faust slow):
 2. group the valid events by account, keeping topic order, load each
    account's state once and apply its events through the fold, passing the
    source (partition, offset) so a redelivered event is recognised;
-3. send every output (snapshot, trades, reconcile, anomalies, dead letters),
-   then flush the producer: outputs are on the broker before anything else;
+3. send every output (snapshot, trades, reconcile, anomalies, dead letters)
+   as record batches per topic and partition, and wait until the broker
+   acknowledged each (``streams.infra.record_batches``): outputs are on the
+   broker before anything else. A batch not acknowledged ends the process
+   (exit code 71, ``Worker.undelivered``) before any state is stored;
 4. store each account's new state once (table -> RocksDB + changelog): its
    hot part under the account id, and before it, only those that changed, the
    blobs of its history (closed trades, older dedup ring slots; recent cash
@@ -64,6 +67,7 @@ from streams.codec import Codec, venue_record_to_fold_dict
 from streams.config import Settings
 from streams.exceptions import DecodeError, InvalidEvent, TwinledgerError
 from streams.infra import faust_commit, faust_seek
+from streams.infra.record_batches import OutputsNotDelivered, deliver
 from streams.ledger import (
     AccountState,
     LedgerConfig,
@@ -114,6 +118,8 @@ FAUST_METRICS_PREFIX = "twinledger_faust"
 
 #: Exit code of a worker the watchdog stopped (EX_SOFTWARE): a supervisor restarts it.
 STALL_EXIT_CODE = 70
+#: exit code of a worker whose outputs the broker did not acknowledge (``Worker.undelivered``)
+UNDELIVERED_EXIT_CODE = 71
 
 
 class MarksView(Mapping[str, Decimal]):
@@ -395,13 +401,13 @@ class Worker:
             if state is not None and changed:
                 new_states[account] = (*encode_split(state), items[-1][0], state)
 
+        # On the broker, acknowledged, before any state is stored (module docstring).
+        await deliver(producer, sends)
         sent: dict[str, int] = {}
-        for topic, key, value, ts in sends:
-            await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
+        for topic, _, _, _ in sends:
             sent[topic] = sent.get(topic, 0) + 1
         for topic, count in sent.items():  # one labelled-child lookup per topic, not per record
             OUTPUTS.labels(topic).inc(count)
-        await producer.flush()
         if _PAUSE_ON and any(_PAUSE_ON in (ev.message.value or b"") for ev in events):
             await _pause_once(events[0].message)
         for account, (blob, history, source_event, state) in new_states.items():
@@ -424,6 +430,22 @@ class Worker:
         # After the batch is on the broker and in the table: the watchdog's lag is
         # counted from what was folded, not from what was merely taken.
         self.note_offsets(events)
+
+    def undelivered(self, exc: OutputsNotDelivered) -> None:
+        """Exit: a batch's outputs were not acknowledged, so its states were not stored.
+
+        The agent must not take another batch: a later one would store the
+        states of the same accounts past these events, and when they are read
+        again they would be answered "duplicate" with their outputs never on
+        the broker. Exiting leaves their offsets uncommitted; the restarted
+        worker folds them again from the stored states and sends their outputs
+        (same ids: the sink keeps one row of each).
+        """
+        log.critical("outputs not delivered (%s): exiting with code %d so the supervisor "
+                     "restarts the worker, which folds the batch again", exc,
+                     UNDELIVERED_EXIT_CODE)
+        logging.shutdown()
+        os._exit(UNDELIVERED_EXIT_CODE)
 
     def crossed_rebalance(self, msg: Any) -> bool:
         """Did a rebalance begin after Faust handed ``msg`` to the agent?
@@ -841,7 +863,10 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         async for events in stream.take_events(max_=settings.worker_batch,
                                                within=settings.worker_batch_seconds):
             with BATCH_SECONDS.time():
-                await worker.process_batch(list(events), _set_current_event)
+                try:
+                    await worker.process_batch(list(events), _set_current_event)
+                except OutputsNotDelivered as exc:
+                    worker.undelivered(exc)
 
     router = AccountRouter(worker)
 

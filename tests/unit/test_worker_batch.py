@@ -497,3 +497,48 @@ def test_a_straggler_from_before_a_rebalance_leaves_the_records_read_after_it_al
     assert FakeTable.writes == 1
     assert w.decode_stored("a1", w.ledger_table[b"a1"]).event_seq == 4
     assert _topics(producer).count("ledger.snapshots") == 4
+
+
+# -- outputs the broker did not acknowledge -------------------------------------------
+
+
+def test_a_batch_whose_outputs_were_not_delivered_stores_no_state(monkeypatch):
+    """``deliver`` raises when a record batch was refused or expired
+    (tests/integration/test_record_batches.py): nothing of the batch is stored, so
+    its events are folded again, and their outputs sent, when read again."""
+    from streams.infra.record_batches import OutputsNotDelivered
+
+    async def refused(producer, sends):
+        assert sends  # the batch had outputs to send
+        raise OutputsNotDelivered("1 of 1 record batches of outputs were not delivered")
+
+    w, _ = _worker()
+    FakeTable.writes = 0
+    monkeypatch.setattr(app_module, "deliver", refused)
+    with pytest.raises(OutputsNotDelivered):
+        asyncio.run(w.process_batch([_event(1), _event(2)]))
+    assert FakeTable.writes == 0 and not w.ledger_table and "a1" not in w.state_cache
+    monkeypatch.undo()  # delivered this time: folded from nothing, both events applied
+    w2, producer = _worker()
+    w2.ledger_table = w.ledger_table
+    asyncio.run(w2.process_batch([_event(1), _event(2)]))
+    assert _topics(producer).count("ledger.snapshots") == 2
+    assert w2.decode_stored("a1", w2.ledger_table[b"a1"]).event_seq == 2
+
+
+def test_the_worker_exits_with_its_own_code_when_outputs_were_not_delivered(monkeypatch):
+    """The agent takes no further batch (a later one would store the same accounts past
+    the undelivered events): the process ends with exit code 71 for its supervisor."""
+    from streams.infra.record_batches import OutputsNotDelivered
+
+    codes = []
+
+    def fake_exit(code):
+        codes.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(app_module.os, "_exit", fake_exit)
+    w, _ = _worker()
+    with pytest.raises(SystemExit):
+        w.undelivered(OutputsNotDelivered("refused"))
+    assert codes == [app_module.UNDELIVERED_EXIT_CODE] == [71]
