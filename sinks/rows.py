@@ -32,6 +32,7 @@ from sinks.exceptions import RowRejected
 from streams.catalogue import RECORD_OF_TABLE
 from streams.codec import dec_str, venue_record_to_fold_dict
 from streams.codec.fastread import WireItem
+from streams.codec.venue import iso_utc
 from streams.exceptions import DecodeError, InvalidEvent
 from streams.ledger import parse_event
 from streams.ledger.grammar import TS_MAX, TS_MIN
@@ -139,10 +140,7 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return dec_str(value)
     if isinstance(value, dt.datetime):
-        # streams.codec.iso's text ("...Z", microseconds only when present) without strftime.
-        if value.tzinfo is None:
-            raise TypeError("naive datetime")
-        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
+        return iso_utc(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     raise TypeError(f"not JSON: {type(value).__name__}")
@@ -292,6 +290,24 @@ def _nested_reference(items: Any, field: str) -> str:
     return canonical_json(items)
 
 
+#: id(decimal) -> (that decimal, its canonical text): the venue events' amounts
+_AMOUNT_TEXT: dict[int, tuple[Decimal, str]] = {}
+
+
+def _amount_text(value: Decimal) -> str:
+    """:func:`dec_str` of a decoded amount, once per decimal object (the Avro reader
+    hands out one object per distinct wire value; an entry holds its object, so
+    its id stays that object's while it lives)."""
+    hit = _AMOUNT_TEXT.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    out = dec_str(value)
+    if len(_AMOUNT_TEXT) >= _CACHE_MAX:
+        _AMOUNT_TEXT.clear()
+    _AMOUNT_TEXT[id(value)] = (value, out)
+    return out
+
+
 def _strings(items: Any, field: str) -> list[str]:
     if not isinstance(items, list):
         raise RowRejected(f"{field}: not a list")
@@ -302,7 +318,9 @@ def venue_event_row(rec: Record) -> Row:
     name, payload = rec["payload"]
     short = name.rsplit(".", 1)[-1]
     p: Mapping[str, Any] = payload
-    fold = venue_record_to_fold_dict(rec)
+    # The event as a FOLD_FORMAT line carries it (every amount and time as its text):
+    # what the archive keeps, checked as the offline fold reads it.
+    fold = venue_record_to_fold_dict(rec, amount=_amount_text, time=iso_utc)
     try:
         # The archive holds the events the ledger can book; one it refuses (a
         # negative quantity, say) is a dead letter here as in the worker, under

@@ -13,7 +13,7 @@ whether an event came from a file or from Kafka.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -126,30 +126,48 @@ def fold_dict_to_venue_record(d: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def venue_record_to_fold_dict(rec: Mapping[str, Any]) -> dict[str, Any]:
-    """A decoded VenueEvent record -> FOLD_FORMAT dict with canonical Decimals and datetimes."""
+def venue_record_to_fold_dict(rec: Mapping[str, Any], amount: Callable[[Decimal], Any] = plain,
+                              time: Callable[[dt.datetime], Any] | None = None,
+                              ) -> dict[str, Any]:
+    """A decoded VenueEvent record -> FOLD_FORMAT dict with canonical Decimals and datetimes.
+
+    ``amount`` renders each decimal (canonical ``Decimal`` by default) and
+    ``time`` each time (kept as ``datetime`` by default): with
+    :func:`dec_str` and :func:`iso_utc` the dict is a FOLD_FORMAT line's,
+    every value as its JSON text would carry it (the sink's venue archive).
+    """
     name, payload = rec["payload"]
     short = name.rsplit(".", 1)[-1]
     kind = PAYLOAD_TO_KIND[short]
+    ts, ts_ingest = rec["ts_exchange"], rec["ts_ingest"]
+    if time is not None:
+        ts, ts_ingest = time(ts), time(ts_ingest)
     out: dict[str, Any] = {"kind": kind, "event_id": rec["event_id"], "account_id": rec["account_id"],
-                           "venue": rec["venue"], "ts": rec["ts_exchange"],
-                           "ts_ingest": rec["ts_ingest"]}
+                           "venue": rec["venue"], "ts": ts, "ts_ingest": ts_ingest}
     if short == "BalanceUpdate":
         wb = payload["wallet_balance"]
-        out["wallet_balance"] = None if wb is None else plain(wb)
+        out["wallet_balance"] = None if wb is None else amount(wb)
         for k in ("available_margin", "used_margin", "maint_margin"):
-            out[k] = plain(payload[k])
-        out["assets"] = {a["asset"]: {"free": plain(a["free"]), "locked": plain(a["locked"])}
+            out[k] = amount(payload[k])
+        out["assets"] = {a["asset"]: {"free": amount(a["free"]), "locked": amount(a["locked"])}
                          for a in payload["assets"]}
     elif short == "PositionSnapshot":
         out["positions"] = [
-            {k: (plain(v) if isinstance(v, Decimal) else v) for k, v in p.items()}
+            {k: (amount(v) if isinstance(v, Decimal) else v) for k, v in p.items()}
             for p in payload["positions"]
         ]
     else:
         for k, v in payload.items():
-            out[k] = plain(v) if isinstance(v, Decimal) else v
+            out[k] = amount(v) if isinstance(v, Decimal) else v
     return out
+
+
+def iso_utc(value: dt.datetime) -> str:
+    """An aware time as FOLD_FORMAT text in UTC (``2026-01-05T09:00:06Z``, microseconds
+    only when present); a naive one is refused (``TypeError``)."""
+    if value.tzinfo is None:
+        raise TypeError("naive datetime")
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def mark_to_record(d: Mapping[str, Any]) -> dict[str, Any]:
