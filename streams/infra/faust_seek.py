@@ -1,7 +1,9 @@
 """A partition the group never committed is read from its start, however early it was fetched.
 
 Owns: the one correction to Faust's (faust-streaming 0.15) seek after a
-rebalance. Must not touch: anything else of Faust's consumer.
+rebalance, and reading the committed offsets it seeks to from a group
+coordinator that answered (``committed_for_certain``). Must not touch:
+anything else of Faust's consumer.
 
 After a rebalance Faust restores the tables, then seeks every assigned
 partition to its committed offset (``Consumer.perform_seek``) before the
@@ -70,6 +72,9 @@ _STAMP = "_twinledger_rebalances"
 #: how long a seek waits for the drain loop to leave a batch fetched before it (it takes
 #: milliseconds; Faust's recovery gives the whole seek ``broker_request_timeout``)
 DRAIN_WAIT_S = 5.0
+#: how long a seek asks again for committed offsets a group coordinator did not give
+#: (``committed_for_certain``; Faust gives the whole seek ``broker_request_timeout``)
+COMMITTED_WAIT_S = 30.0
 _hook: Callable[[Mapping[Any, int | None]], None] | None = None
 
 
@@ -101,14 +106,107 @@ def uncommitted(committed: Mapping[Any, int | None],
 
 async def seek_committed_or_start(consumer: Any, is_changelog: Callable[[Any], bool]
                                   ) -> Mapping[Any, int | None]:
-    """aiokafka's ``seek_to_committed``, then the start of the log for ``uncommitted``."""
-    committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
+    """aiokafka's ``seek_to_committed``, then the start of the log for ``uncommitted``.
+
+    A partition aiokafka reports uncommitted is asked about again
+    (``committed_for_certain``): one the coordinator does have an offset for
+    is sought there instead.
+    """
+    committed: dict[Any, int | None] = dict(await consumer.seek_to_committed())
     fresh = uncommitted(committed, is_changelog)
+    if fresh:
+        confirmed = await committed_for_certain(consumer, fresh) or {}
+        found = [tp for tp in fresh if (confirmed.get(tp) or 0) > 0]
+        if found:
+            log.warning("the group coordinator did not give the committed offsets of %s at "
+                        "first (it was not answering); sought them to %s",
+                        _names(found), ", ".join(str(confirmed[tp]) for tp in found))
+            for tp in found:
+                offset = confirmed[tp]
+                consumer.seek(tp, offset)
+                committed[tp] = offset
+            fresh = [tp for tp in fresh if tp not in found]
     if fresh:
         log.info("no committed offset for %s: reading them from the start of the log",
                  _names(fresh))
         await consumer.seek_to_beginning(*fresh)
     return committed
+
+
+async def committed_for_certain(consumer: Any, tps: list[Any]
+                                ) -> dict[Any, int | None] | None:
+    """The committed offsets of ``tps``, from a group coordinator that answered.
+
+    aiokafka (0.14) reads an OffsetFetch response's partitions only: a
+    response with a request-level error (the coordinator still loading the
+    group's offsets after a broker restart, or no longer the coordinator)
+    carries no partitions, and every partition then reads as never committed
+    (``confluentinc/librdkafka#5586`` describes the same response). Sought
+    to the start of its log, such a partition was read again from offset 0,
+    and the records fetched before the seek made the worker report a false
+    gap ("RECORDS NEVER FOLDED", once in five soak runs with a broker restart
+    while a second worker joined). Here the request-level error is read and
+    the request retried while it is retriable, for up to
+    ``COMMITTED_WAIT_S``. None when there is no coordinator to ask (a
+    consumer without a group) or no answer came: aiokafka's answer stands.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    group = getattr(consumer, "_group_id", None)
+    if coordinator is None or group is None or not tps:
+        return None
+    from aiokafka import errors
+    from aiokafka.protocol.commit import OffsetFetchRequest
+
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    wanted = {(tp.topic, tp.partition): tp for tp in tps}
+    deadline = time.monotonic() + COMMITTED_WAIT_S
+    pause = 0.1
+    while True:
+        failure: Exception | None = None
+        try:
+            await coordinator.ensure_coordinator_known()
+            response = await coordinator._send_req(
+                OffsetFetchRequest(group, sorted(by_topic.items())))
+            failure, found = _read_offsets(response, wanted, errors)
+            if failure is None:
+                return found
+        except errors.KafkaError as exc:
+            failure = exc
+        except Exception as exc:  # noqa: BLE001 - aiokafka's internals moved: its answer stands
+            log.warning("cannot ask the group coordinator again for %s (%r)", _names(tps), exc)
+            return None
+        if not getattr(failure, "retriable", False) or time.monotonic() + pause > deadline:
+            log.warning("cannot confirm that %s were never committed (%r): reading them "
+                        "from the start of the log", _names(tps), failure)
+            return None
+        if isinstance(failure, (errors.NotCoordinatorForGroupError,
+                                errors.GroupCoordinatorNotAvailableError)):
+            coordinator.coordinator_dead()
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+def _read_offsets(response: Any, wanted: Mapping[tuple[str, int], Any], errors: Any
+                  ) -> tuple[Exception | None, dict[Any, int | None]]:
+    """(the response's error, committed offset of each wanted partition: None if none)."""
+    code = getattr(response, "error_code", 0)  # request level, OffsetFetch v2 and later
+    if code:
+        return errors.for_code(code)(), {}
+    found: dict[Any, int | None] = dict.fromkeys(wanted.values())
+    for topic, partitions in response.topics:
+        for partition, offset, _metadata, partition_code in partitions:
+            tp = wanted.get((topic, partition))
+            if tp is None:
+                continue
+            if partition_code:
+                failure = errors.for_code(partition_code)()
+                if not isinstance(failure, errors.UnknownTopicOrPartitionError):
+                    return failure, {}
+                continue
+            found[tp] = offset if offset >= 0 else None
+    return None, found
 
 
 def _names(tps: Iterable[Any]) -> str:

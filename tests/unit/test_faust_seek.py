@@ -7,6 +7,7 @@ partition paused; those records were never folded (streams/infra/faust_seek.py).
 
 import asyncio
 from collections import namedtuple
+from types import SimpleNamespace
 
 from streams.infra import faust_seek
 
@@ -201,3 +202,105 @@ def test_each_message_handed_out_carries_the_rebalance_count_read_once_its_batch
     assert all(faust_seek.rebalanced_since_delivery(m, app) for m in got)
     assert not faust_seek.rebalanced_since_delivery(Msg(), app)  # never stamped
     assert faust_seek.idle(consumer).is_set()  # the batch is over
+
+
+# -- a coordinator that did not answer is not "never committed" ---------------------------
+
+from aiokafka.protocol.commit import OffsetFetchResponse_v3  # noqa: E402
+from aiokafka.structs import TopicPartition  # noqa: E402
+
+LOADING = 14  # COORDINATOR_LOAD_IN_PROGRESS: the group's offsets are still being loaded
+
+
+def _response(error_code=0, offsets=None):
+    """An OffsetFetch v3 response as the broker sends it: with a request-level error,
+    no partitions at all (confluentinc/librdkafka#5586)."""
+    by_topic = {}
+    for (topic, partition), offset in (offsets or {}).items():
+        by_topic.setdefault(topic, []).append((partition, offset, "", 0))
+    return OffsetFetchResponse_v3(0, sorted(by_topic.items()), error_code)
+
+
+class FakeCoordinator:
+    """aiokafka's group coordinator as the seek uses it: one response per request."""
+
+    def __init__(self, responses):
+        self.responses = list(responses)
+        self.requests = 0
+        self.dead = 0
+
+    async def ensure_coordinator_known(self):
+        pass
+
+    async def _send_req(self, request):
+        self.requests += 1
+        return self.responses.pop(0)
+
+    def coordinator_dead(self):
+        self.dead += 1
+
+
+class GroupConsumer(FakeConsumer):
+    def __init__(self, committed, responses):
+        super().__init__(committed)
+        self._group_id = "g"
+        self._coordinator = FakeCoordinator(responses)
+        self.sought = {}
+
+    def seek(self, tp, offset):
+        self.sought[tp] = offset
+
+
+def test_aiokafka_reads_an_unanswered_offset_fetch_as_never_committed():
+    """Why the seek asks again: aiokafka 0.14 reads only the partitions of the response,
+    so a request-level error answers "no committed offset" for every partition."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    fake = SimpleNamespace(group_id="g", _send_req=None)
+
+    async def send(request):
+        return _response(LOADING)
+
+    fake._send_req = send
+    got = asyncio.run(GroupCoordinator._do_fetch_commit_offsets(fake, [TopicPartition(SRC, 0)]))
+    assert got == {}  # the consumer's committed() then says None
+
+
+def test_a_partition_the_coordinator_had_not_loaded_yet_is_sought_to_its_committed_offset(
+        monkeypatch):
+    """After a broker restart the coordinator answers "loading" at first: the seek asks
+    again, finds 2312 committed, seeks there and tells the gap check so; a partition
+    really never committed still goes to the start of its log."""
+    monkeypatch.setattr(faust_seek.asyncio, "sleep", _no_sleep)
+    a, b = TopicPartition(SRC, 0), TopicPartition(SRC, 1)
+    consumer = GroupConsumer({a: None, b: None, TopicPartition(SRC, 2): 900},
+                             [_response(LOADING), _response(LOADING),
+                              _response(offsets={(SRC, 0): 2312, (SRC, 1): -1})])
+    out = asyncio.run(faust_seek.seek_committed_or_start(consumer, _is_changelog))
+    assert consumer._coordinator.requests == 3
+    assert consumer.sought == {a: 2312}
+    assert consumer.to_start == [b]
+    assert out == {a: 2312, b: None, TopicPartition(SRC, 2): 900}
+
+
+def test_no_answer_in_time_leaves_aiokafkas_answer(monkeypatch):
+    """The coordinator never answers within COMMITTED_WAIT_S: as before, the partition is
+    read from the start of its log (folding twice is safe, "duplicate")."""
+    monkeypatch.setattr(faust_seek.asyncio, "sleep", _no_sleep)
+    monkeypatch.setattr(faust_seek, "COMMITTED_WAIT_S", 0.0)
+    a = TopicPartition(SRC, 0)
+    consumer = GroupConsumer({a: None}, [_response(LOADING)])
+    out = asyncio.run(faust_seek.seek_committed_or_start(consumer, _is_changelog))
+    assert consumer.to_start == [a] and consumer.sought == {} and out == {a: None}
+
+
+def test_not_the_coordinator_any_more_is_found_again_and_asked_again(monkeypatch):
+    monkeypatch.setattr(faust_seek.asyncio, "sleep", _no_sleep)
+    a = TopicPartition(SRC, 0)
+    consumer = GroupConsumer({a: 0}, [_response(16), _response(offsets={(SRC, 0): 75})])
+    asyncio.run(faust_seek.seek_committed_or_start(consumer, _is_changelog))
+    assert consumer._coordinator.dead == 1 and consumer.sought == {a: 75}
+
+
+async def _no_sleep(_seconds):
+    return None
