@@ -166,8 +166,13 @@ def _mask_url(url: str) -> str:
     return url
 
 
+def _str(env: Mapping[str, str], name: str) -> str:
+    """``name`` from ``env``, else its default in ``ENV_DOC`` (the one place it is written)."""
+    return env.get(name, ENV_DOC[name][0])
+
+
 def _int(env: Mapping[str, str], name: str) -> int:
-    raw = env.get(name, ENV_DOC[name][0])
+    raw = _str(env, name)
     try:
         return int(raw)
     except ValueError:
@@ -182,7 +187,7 @@ def _nonneg_int(env: Mapping[str, str], name: str) -> int:
 
 
 def _float(env: Mapping[str, str], name: str) -> float:
-    raw = env.get(name, ENV_DOC[name][0])
+    raw = _str(env, name)
     try:
         return float(raw)
     except ValueError:
@@ -200,7 +205,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir = Path(raw_data_dir).expanduser() if raw_data_dir else default_data_dir()
     if not data_dir.is_absolute():
         data_dir = (PROJECT_ROOT if _is_checkout(PROJECT_ROOT) else Path.cwd()) / data_dir
-    cache_dir = Path(env.get("TWINLEDGER_CACHE_DIR", "~/.cache/twinledger")).expanduser()
+    cache_dir = Path(_str(env, "TWINLEDGER_CACHE_DIR")).expanduser()
     if not cache_dir.is_absolute():
         cache_dir = (PROJECT_ROOT if _is_checkout(PROJECT_ROOT) else Path.cwd()) / cache_dir
     security = {
@@ -212,34 +217,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         security["sasl.password"] = env.get("KAFKA_SASL_PASSWORD", "")
     if env.get("KAFKA_SSL_CAFILE"):
         security["ssl.ca.location"] = env["KAFKA_SSL_CAFILE"]
-    store = env.get("TWINLEDGER_STORE", "rocksdb")
+    store = _str(env, "TWINLEDGER_STORE")
     if store not in ("rocksdb", "memory"):
         raise ConfigError(f"TWINLEDGER_STORE must be rocksdb or memory, got {store!r}")
-    compression = env.get("TWINLEDGER_WORKER_COMPRESSION", "none").strip().lower() or "none"
+    compression = _str(env, "TWINLEDGER_WORKER_COMPRESSION").strip().lower() or "none"
     if compression not in COMPRESSIONS:
         raise ConfigError(f"TWINLEDGER_WORKER_COMPRESSION must be one of "
                           f"{', '.join(COMPRESSIONS)}, got {compression!r}")
     return Settings(
-        kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+        kafka_bootstrap=_str(env, "KAFKA_BOOTSTRAP_SERVERS"),
         kafka_port=_int(env, "TWINLEDGER_KAFKA_PORT"),
         kafka_security=security,
-        schema_registry_url=env.get("TWINLEDGER_SCHEMA_REGISTRY_URL", ""),
+        schema_registry_url=_str(env, "TWINLEDGER_SCHEMA_REGISTRY_URL"),
         topology_path=Path(env.get("TWINLEDGER_TOPOLOGY", "").strip() or default_topology()),
-        topic_prefix=env.get("TWINLEDGER_TOPIC_PREFIX", ""),
+        topic_prefix=_str(env, "TWINLEDGER_TOPIC_PREFIX"),
         data_dir=data_dir,
         cache_dir=cache_dir,
         chdb_path=Path(env.get("TWINLEDGER_CHDB_PATH", str(data_dir / "chdb"))).expanduser(),
-        clickhouse_url=env.get("CLICKHOUSE_URL", ""),
-        clickhouse_database=env.get("TWINLEDGER_CLICKHOUSE_DATABASE", "twinledger"),
-        clickhouse_cluster=env.get("TWINLEDGER_CLICKHOUSE_CLUSTER", ""),
-        ledger_config_path=env.get("TWINLEDGER_LEDGER_CONFIG", ""),
-        app_id=env.get("TWINLEDGER_APP_ID", "twinledger"),
-        worker_web_host=env.get("TWINLEDGER_WORKER_WEB_HOST", "127.0.0.1"),
+        clickhouse_url=_str(env, "CLICKHOUSE_URL"),
+        clickhouse_database=_str(env, "TWINLEDGER_CLICKHOUSE_DATABASE"),
+        clickhouse_cluster=_str(env, "TWINLEDGER_CLICKHOUSE_CLUSTER"),
+        ledger_config_path=_str(env, "TWINLEDGER_LEDGER_CONFIG"),
+        app_id=_str(env, "TWINLEDGER_APP_ID"),
+        worker_web_host=_str(env, "TWINLEDGER_WORKER_WEB_HOST"),
         worker_web_port=_int(env, "TWINLEDGER_WORKER_WEB_PORT"),
-        sink_http_host=env.get("TWINLEDGER_SINK_HTTP_HOST", "127.0.0.1"),
+        sink_http_host=_str(env, "TWINLEDGER_SINK_HTTP_HOST"),
         sink_http_port=_int(env, "TWINLEDGER_SINK_HTTP_PORT"),
-        http_token=env.get("TWINLEDGER_HTTP_TOKEN", "").strip(),
-        sink_group=env.get("TWINLEDGER_SINK_GROUP", "twinledger-sink"),
+        http_token=_str(env, "TWINLEDGER_HTTP_TOKEN").strip(),
+        sink_group=_str(env, "TWINLEDGER_SINK_GROUP"),
         sink_batch_rows=_int(env, "TWINLEDGER_SINK_BATCH_ROWS"),
         sink_batch_seconds=_float(env, "TWINLEDGER_SINK_BATCH_SECONDS"),
         snapshot_retention_days=_nonneg_int(env, "TWINLEDGER_SNAPSHOT_RETENTION_DAYS"),

@@ -81,6 +81,20 @@ def test_settings_defaults_and_secrets_never_in_repr():
     assert load_settings({"TWINLEDGER_TOPIC_PREFIX": "t1."}).topic("venue.events") == "t1.venue.events"
 
 
+def test_the_settings_dataclass_defaults_are_those_of_the_environment_table():
+    """A default is written in ENV_DOC (the README table); a field of ``Settings`` that
+    has one of its own (for code that builds Settings directly) must not drift from it."""
+    from dataclasses import MISSING, fields
+
+    from streams.config import Settings
+
+    loaded = load_settings({})
+    with_defaults = [f for f in fields(Settings) if f.default is not MISSING]
+    assert with_defaults  # the check below runs over something
+    for f in with_defaults:
+        assert getattr(loaded, f.name) == f.default, f.name
+
+
 def test_malformed_numeric_setting_is_a_config_error():
     with pytest.raises(ConfigError, match="TWINLEDGER_SINK_BATCH_ROWS"):
         load_settings({"TWINLEDGER_SINK_BATCH_ROWS": "many"})
