@@ -19,7 +19,8 @@ and flushes are the known way to make Faust slow):
    as record batches per topic and partition, and wait until the broker
    acknowledged each (``streams.infra.record_batches``): outputs are on the
    broker before anything else. A batch not acknowledged ends the process
-   (exit code 71, ``Worker.undelivered``) before any state is stored;
+   (exit code 71, ``Worker.run_batch``) before any state is stored, as does
+   any other failure of a batch (72);
 4. store each account's new state once (table -> RocksDB + changelog): its
    hot part under the account id, and before it, only those that changed, the
    blobs of its history (closed trades, older dedup ring slots; recent cash
@@ -118,8 +119,10 @@ FAUST_METRICS_PREFIX = "twinledger_faust"
 
 #: Exit code of a worker the watchdog stopped (EX_SOFTWARE): a supervisor restarts it.
 STALL_EXIT_CODE = 70
-#: exit code of a worker whose outputs the broker did not acknowledge (``Worker.undelivered``)
+#: exit code of a worker whose outputs the broker did not acknowledge (``Worker.run_batch``)
 UNDELIVERED_EXIT_CODE = 71
+#: exit code of a worker whose batch failed otherwise before its states were stored
+BATCH_FAILED_EXIT_CODE = 72
 
 
 class MarksView(Mapping[str, Decimal]):
@@ -431,21 +434,40 @@ class Worker:
         # counted from what was folded, not from what was merely taken.
         self.note_offsets(events)
 
-    def undelivered(self, exc: OutputsNotDelivered) -> None:
-        """Exit: a batch's outputs were not acknowledged, so its states were not stored.
+    async def run_batch(self, events: list[Any],
+                        set_current_event: Callable[[Any], None] | None = None) -> None:
+        """The agent's step: ``process_batch``, and the process ends if it fails.
 
-        The agent must not take another batch: a later one would store the
-        states of the same accounts past these events, and when they are read
-        again they would be answered "duplicate" with their outputs never on
-        the broker. Exiting leaves their offsets uncommitted; the restarted
-        worker folds them again from the stored states and sends their outputs
-        (same ids: the sink keeps one row of each).
+        Faust acknowledges every event of a batch taken with ``take_events``
+        once the agent leaves it, by an exception too (the take buffer's
+        ``finally``), and the agent is restarted in the same process: the
+        group could then commit past events whose states were never stored,
+        and a later batch store the same accounts past them, so they would be
+        answered "duplicate" when read again, their outputs never sent. A
+        batch that fails therefore ends the process at once (``os._exit``:
+        no ``finally`` runs, nothing is acknowledged), with exit code 71 when
+        its outputs were not acknowledged by the broker, 72 for any other
+        failure. The restarted worker folds the batch again from the stored
+        states and the committed offsets (same output ids: the sink keeps
+        one row of each). A fold error of one event is not a failure of the
+        batch: that event goes to the dead-letter topic (``process_batch``).
         """
-        log.critical("outputs not delivered (%s): exiting with code %d so the supervisor "
-                     "restarts the worker, which folds the batch again", exc,
-                     UNDELIVERED_EXIT_CODE)
+        try:
+            await self.process_batch(events, set_current_event)
+        except OutputsNotDelivered as exc:
+            self.exit_on_failed_batch(exc, UNDELIVERED_EXIT_CODE)
+        except Exception as exc:  # noqa: BLE001 - any failure: nothing of the batch acked
+            self.exit_on_failed_batch(exc, BATCH_FAILED_EXIT_CODE)
+
+    def exit_on_failed_batch(self, exc: BaseException, code: int) -> None:
+        """Log why and end the process with ``code`` (``run_batch``)."""
+        what = ("its outputs were not delivered" if code == UNDELIVERED_EXIT_CODE
+                else "it failed")
+        log.critical("a batch of %s was not stored: %s (%r); exiting with code %d so the "
+                     "supervisor restarts the worker, which folds the batch again",
+                     self.topic_name("venue.events"), what, exc, code, exc_info=exc)
         logging.shutdown()
-        os._exit(UNDELIVERED_EXIT_CODE)
+        os._exit(code)
 
     def crossed_rebalance(self, msg: Any) -> bool:
         """Did a rebalance begin after Faust handed ``msg`` to the agent?
@@ -863,10 +885,7 @@ def create_worker(settings: Settings, codec: Codec | None = None) -> Worker:
         async for events in stream.take_events(max_=settings.worker_batch,
                                                within=settings.worker_batch_seconds):
             with BATCH_SECONDS.time():
-                try:
-                    await worker.process_batch(list(events), _set_current_event)
-                except OutputsNotDelivered as exc:
-                    worker.undelivered(exc)
+                await worker.run_batch(list(events), _set_current_event)
 
     router = AccountRouter(worker)
 

@@ -16,24 +16,26 @@ in docs/performance.md).
 What stays the same as per-record sends:
 
 - **the partition**: the one aiokafka's default partitioner gives a record
-  with a key (murmur2 of the key, the Java client's rule), computed once per
-  key and partition count. A record without a key (a dead letter of a
-  keyless source record) goes through ``send``: any partition, as before;
+  with its key (murmur2 of the key, the Java client's rule), computed once
+  per key and partition count. Every output has a key (a dead letter of a
+  keyless source record has the empty one);
 - **the order** within a partition: the records of a partition go in the
   order of ``sends``, in builders queued one after the other (a full builder
   is queued and a new one started, which takes any record, as aiokafka's
   own batches do); a record beyond the producer's largest request goes
   through ``send``, which refuses it as before;
 - **the timestamp**: the event time in milliseconds, as Faust's ``send``
-  converts it (none: the broker's clock).
+  converts it (none: the producer's clock).
 
 What is stricter: per-record sends were confirmed by ``flush``, which
 returns when the batches are done, delivered or not (a batch expires after
 the producer's request timeout, 20 minutes by default, and its records are
 gone). Here every batch's result is read: a record that was not delivered
-raises ``OutputsNotDelivered``, so the agent never stores a state whose
-outputs are not on the broker (``streams.app``: the worker exits and the
-batch is folded again from the committed offsets).
+raises ``OutputsNotDelivered``, and so does any error of the producer while
+the records are queued (too large a record, a closed producer, a full
+queue past its timeout), so the agent never stores a state whose outputs
+are not on the broker (``streams.app``: the worker exits and the batch is
+folded again from the committed offsets).
 
 A producer that is not aiokafka's (a test's fake, another Faust transport)
 gets the per-record ``send`` and ``flush`` it offers.
@@ -48,11 +50,13 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 #: (topic, key, value, event time in seconds or None): one output record
-Send = tuple[str, bytes | None, bytes, float | None]
+Send = tuple[str, bytes, bytes, float | None]
 
 #: key -> partition entries kept (per partition count) before the memo starts over
 _MEMO_MAX = 1 << 16
 _partition_memo: dict[tuple[int, bytes], int] = {}
+#: bytes a record batch and a record add to a key and value, at most (headers aside)
+_RECORD_OVERHEAD = 128
 
 
 class OutputsNotDelivered(Exception):  # noqa: N818 - the name says what happened
@@ -84,7 +88,8 @@ async def deliver(producer: Any, sends: Sequence[Send]) -> None:
     """Send ``sends`` and wait until the broker acknowledged every one of them.
 
     ``producer`` is the Faust app's producer. Raises ``OutputsNotDelivered``
-    when a record was refused or expired.
+    when a record was refused or expired, or the producer failed while the
+    records were queued.
     """
     ensure = getattr(producer, "_ensure_producer", None)
     if ensure is None:
@@ -92,8 +97,12 @@ async def deliver(producer: Any, sends: Sequence[Send]) -> None:
             await producer.send(topic, key, value, partition=None, timestamp=ts, headers=None)
         await producer.flush()
         return
-    aio = ensure()
-    futures = await _send_batches(aio, sends)
+    try:
+        futures = await _send_batches(ensure(), sends)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any of them leaves outputs unsent
+        raise OutputsNotDelivered(f"outputs could not be queued: {exc!r}") from exc
     if futures:
         await asyncio.wait(futures)
         failed = [f.exception() for f in futures if f.exception() is not None]
@@ -111,9 +120,6 @@ async def _send_batches(aio: Any, sends: Sequence[Send]) -> list[asyncio.Future[
     groups: dict[tuple[str, int], list[tuple[bytes, bytes, float | None]]] = {}
     partitions_of: dict[str, list[int]] = {}
     for topic, key, value, ts in sends:
-        if key is None:
-            futures.append(await aio.send(topic, value, key=None, timestamp_ms=_timestamp_ms(ts)))
-            continue
         partitions = partitions_of.get(topic)
         if partitions is None:
             known = aio.client.cluster.partitions_for_topic(topic)
@@ -125,9 +131,10 @@ async def _send_batches(aio: Any, sends: Sequence[Send]) -> list[asyncio.Future[
         if group is None:
             group = groups[tp] = []
         group.append((key, value, ts))
-    # A record beyond the largest request goes through send, which refuses it as before
-    # (MessageSizeTooLargeError); any other fits a builder, alone if need be.
-    largest = getattr(aio, "_max_request_size", 1048576)
+    # A record near or beyond the largest request goes through send, which decides as
+    # before (MessageSizeTooLargeError, with the record's overhead counted); any other
+    # fits a builder, alone if need be.
+    largest = getattr(aio, "_max_request_size", 1048576) - _RECORD_OVERHEAD
     for (topic, partition), records in groups.items():
         builder = aio.create_batch()
         for key, value, ts in records:

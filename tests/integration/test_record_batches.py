@@ -84,7 +84,7 @@ def test_records_land_on_the_default_partition_in_order_with_their_times(
 
     got = asyncio.run(scenario())
     partitioner = DefaultPartitioner()
-    # The keyless dead letter has no event time: the broker's clock stamps it.
+    # The keyless dead letter has no event time: the producer's clock stamps it.
     keyless = got[snapshots][partitioner(b"", list(range(6)), list(range(6)))]
     (key, _, stamp), = [r for r in keyless if r[1] == b"empty key"]
     assert key == b"" and stamp > 1_700_000_000_000
@@ -99,7 +99,7 @@ def test_records_land_on_the_default_partition_in_order_with_their_times(
             assert records == want[p], f"{topic}[{p}]"
 
 
-def test_a_record_the_broker_refuses_raises_and_one_beyond_a_request_is_refused_first(
+def test_a_record_the_broker_refuses_or_the_producer_refuses_is_never_taken_as_sent(
         kafka_bootstrap: str, unique_topic: Callable[[str], str]) -> None:
     small = unique_topic("ledger.snapshots")
     # The broker takes no record batch over 2,000 bytes on this topic.
@@ -113,9 +113,11 @@ def test_a_record_the_broker_refuses_raises_and_one_beyond_a_request_is_refused_
             producer = FaustLikeProducer(aio)
             with pytest.raises(OutputsNotDelivered, match="not delivered"):
                 await deliver(producer, [(small, b"a", b"x" * 10_000, None)])
-            # What a per-record send refuses before anything is sent, refused the same.
-            with pytest.raises(MessageSizeTooLargeError):
+            # What a per-record send refuses before anything is sent, refused the same,
+            # and reported as outputs not delivered (the worker exits, nothing stored).
+            with pytest.raises(OutputsNotDelivered, match="could not be queued") as caught:
                 await deliver(producer, [(small, b"a", b"x" * 60_000, None)])
+            assert isinstance(caught.value.__cause__, MessageSizeTooLargeError)
         finally:
             await aio.stop()
 

@@ -526,19 +526,54 @@ def test_a_batch_whose_outputs_were_not_delivered_stores_no_state(monkeypatch):
     assert w2.decode_stored("a1", w2.ledger_table[b"a1"]).event_seq == 2
 
 
-def test_the_worker_exits_with_its_own_code_when_outputs_were_not_delivered(monkeypatch):
-    """The agent takes no further batch (a later one would store the same accounts past
-    the undelivered events): the process ends with exit code 71 for its supervisor."""
-    from streams.infra.record_batches import OutputsNotDelivered
-
+def _exits(monkeypatch):
     codes = []
 
     def fake_exit(code):
         codes.append(code)
-        raise SystemExit(code)
+        raise SystemExit(code)  # os._exit never returns
 
     monkeypatch.setattr(app_module.os, "_exit", fake_exit)
+    return codes
+
+
+def test_the_worker_exits_with_its_own_code_when_outputs_were_not_delivered(monkeypatch):
+    """The agent's step (``run_batch``) takes no further batch (a later one would store
+    the same accounts past the undelivered events, and Faust acknowledges a batch the
+    agent leaves by an exception): the process ends with exit code 71, nothing stored."""
+    from streams.infra.record_batches import OutputsNotDelivered
+
+    async def refused(producer, sends):
+        raise OutputsNotDelivered("1 of 1 record batches of outputs were not delivered")
+
+    codes = _exits(monkeypatch)
+    monkeypatch.setattr(app_module, "deliver", refused)
     w, _ = _worker()
+    FakeTable.writes = 0
     with pytest.raises(SystemExit):
-        w.undelivered(OutputsNotDelivered("refused"))
-    assert codes == [app_module.UNDELIVERED_EXIT_CODE] == [71]
+        asyncio.run(w.run_batch([_event(1)]))
+    assert codes == [app_module.UNDELIVERED_EXIT_CODE] == [71] and FakeTable.writes == 0
+
+
+def test_any_other_failure_of_a_batch_ends_the_process_with_72(monkeypatch):
+    """A state write that fails (a store error, a bug after the fold): exit 72 before the
+    agent returns, so Faust acknowledges nothing of the batch."""
+
+    class BrokenTable(FakeTable):
+        def __setitem__(self, key, value):
+            raise OSError("store write failed")
+
+    codes = _exits(monkeypatch)
+    w, producer = _worker()
+    w.ledger_table = BrokenTable()
+    with pytest.raises(SystemExit):
+        asyncio.run(w.run_batch([_event(1)]))
+    assert codes == [app_module.BATCH_FAILED_EXIT_CODE] == [72]
+    assert "ledger.snapshots" in _topics(producer)  # sent first; read again: same ids
+
+
+def test_a_batch_that_succeeds_does_not_exit(monkeypatch):
+    codes = _exits(monkeypatch)
+    w, _ = _worker()
+    asyncio.run(w.run_batch([_event(1)]))
+    assert codes == [] and b"a1" in w.ledger_table
