@@ -72,9 +72,10 @@ _STAMP = "_twinledger_rebalances"
 #: how long a seek waits for the drain loop to leave a batch fetched before it (it takes
 #: milliseconds; Faust's recovery gives the whole seek ``broker_request_timeout``)
 DRAIN_WAIT_S = 5.0
-#: how long a seek asks again for committed offsets a group coordinator did not give
-#: (``committed_for_certain``; Faust gives the whole seek ``broker_request_timeout``)
-COMMITTED_WAIT_S = 30.0
+#: how long a seek asks again for committed offsets a group coordinator did not give, every
+#: request included (``committed_for_certain``; Faust gives the whole seek
+#: ``broker_request_timeout``, 90 s by default, and the seek itself needs some of it)
+COMMITTED_WAIT_S = 20.0
 _hook: Callable[[Mapping[Any, int | None]], None] | None = None
 
 
@@ -147,7 +148,7 @@ async def committed_for_certain(consumer: Any, tps: list[Any]
     gap ("RECORDS NEVER FOLDED", once in five soak runs with a broker restart
     while a second worker joined). Here the request-level error is read and
     the request retried while it is retriable, for up to
-    ``COMMITTED_WAIT_S``. None when there is no coordinator to ask (a
+    ``COMMITTED_WAIT_S`` in all (each request bounded by what is left). None when there is no coordinator to ask (a
     consumer without a group) or no answer came: aiokafka's answer stands.
     """
     coordinator = getattr(consumer, "_coordinator", None)
@@ -163,15 +164,21 @@ async def committed_for_certain(consumer: Any, tps: list[Any]
     wanted = {(tp.topic, tp.partition): tp for tp in tps}
     deadline = time.monotonic() + COMMITTED_WAIT_S
     pause = 0.1
+    request = OffsetFetchRequest(group, sorted(by_topic.items()))
+
+    async def ask() -> Any:
+        await coordinator.ensure_coordinator_known()  # unbounded in aiokafka: bounded below
+        return await coordinator._send_req(request)
+
     while True:
         failure: Exception | None = None
         try:
-            await coordinator.ensure_coordinator_known()
-            response = await coordinator._send_req(
-                OffsetFetchRequest(group, sorted(by_topic.items())))
+            response = await asyncio.wait_for(ask(), max(0.0, deadline - time.monotonic()))
             failure, found = _read_offsets(response, wanted, errors)
             if failure is None:
                 return found
+        except TimeoutError:
+            failure = errors.KafkaTimeoutError()
         except errors.KafkaError as exc:
             failure = exc
         except Exception as exc:  # noqa: BLE001 - aiokafka's internals moved: its answer stands

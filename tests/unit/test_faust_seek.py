@@ -304,3 +304,22 @@ def test_not_the_coordinator_any_more_is_found_again_and_asked_again(monkeypatch
 
 async def _no_sleep(_seconds):
     return None
+
+
+def test_a_coordinator_that_never_answers_holds_the_seek_no_longer_than_the_bound(monkeypatch):
+    """aiokafka's wait for a coordinator has no bound of its own: each request is bounded by
+    what is left of COMMITTED_WAIT_S, so Faust's seek (90 s for all of it) is not used up."""
+    import time
+
+    class Hanging(FakeCoordinator):
+        async def ensure_coordinator_known(self):
+            await asyncio.Event().wait()  # a broker that never comes back
+
+    monkeypatch.setattr(faust_seek, "COMMITTED_WAIT_S", 0.3)
+    a = TopicPartition(SRC, 0)
+    consumer = GroupConsumer({a: None}, [])
+    consumer._coordinator = Hanging([])
+    started = time.monotonic()
+    out = asyncio.run(faust_seek.seek_committed_or_start(consumer, _is_changelog))
+    assert time.monotonic() - started < 2.0
+    assert consumer.to_start == [a] and out == {a: None}
