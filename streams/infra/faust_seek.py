@@ -145,7 +145,7 @@ async def committed_for_certain(consumer: Any, tps: list[Any]
     (``confluentinc/librdkafka#5586`` describes the same response). Sought
     to the start of its log, such a partition was read again from offset 0,
     and the records fetched before the seek made the worker report a false
-    gap ("RECORDS NEVER FOLDED", once in five soak runs with a broker restart
+    gap ("RECORDS NEVER FOLDED", once in four soak runs with a broker restart
     while a second worker joined). Here the request-level error is read and
     the request retried while it is retriable, for up to
     ``COMMITTED_WAIT_S`` in all (each request bounded by what is left). None when there is no coordinator to ask (a
