@@ -68,7 +68,7 @@ from streams.codec import Codec, venue_record_to_fold_dict
 from streams.config import Settings
 from streams.exceptions import DecodeError, InvalidEvent, TwinledgerError
 from streams.infra import faust_commit, faust_seek
-from streams.infra.record_batches import OutputsNotDelivered, deliver
+from streams.infra.record_batches import OutputsNotDelivered, deliver, key_partition
 from streams.ledger import (
     AccountState,
     LedgerConfig,
@@ -1241,9 +1241,7 @@ def account_partition(account: str, partitions: int) -> int:
     What librdkafka's ``murmur2_random`` (our producer), the Java client and
     aiokafka's ``DefaultPartitioner`` (Faust) all compute for a non-empty key.
     """
-    from aiokafka.partitioner import murmur2
-
-    return (murmur2(account.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return key_partition(account.encode("utf-8"), partitions)
 
 
 def advertised_url(settings: Settings) -> str:

@@ -148,8 +148,9 @@ async def committed_for_certain(consumer: Any, tps: list[Any]
     gap ("RECORDS NEVER FOLDED", once in four soak runs with a broker restart
     while a second worker joined). Here the request-level error is read and
     the request retried while it is retriable, for up to
-    ``COMMITTED_WAIT_S`` in all (each request bounded by what is left). None when there is no coordinator to ask (a
-    consumer without a group) or no answer came: aiokafka's answer stands.
+    ``COMMITTED_WAIT_S`` in all (each request bounded by what is left). None
+    when there is no coordinator to ask (a consumer without a group) or no
+    answer came: aiokafka's answer stands.
     """
     coordinator = getattr(consumer, "_coordinator", None)
     group = getattr(consumer, "_group_id", None)
@@ -174,7 +175,7 @@ async def committed_for_certain(consumer: Any, tps: list[Any]
         failure: Exception | None = None
         try:
             response = await asyncio.wait_for(ask(), max(0.0, deadline - time.monotonic()))
-            failure, found = _read_offsets(response, wanted, errors)
+            failure, found = _read_offsets(response, wanted)
             if failure is None:
                 return found
         except TimeoutError:
@@ -195,9 +196,11 @@ async def committed_for_certain(consumer: Any, tps: list[Any]
         pause = min(pause * 2, 2.0)
 
 
-def _read_offsets(response: Any, wanted: Mapping[tuple[str, int], Any], errors: Any
+def _read_offsets(response: Any, wanted: Mapping[tuple[str, int], Any]
                   ) -> tuple[Exception | None, dict[Any, int | None]]:
     """(the response's error, committed offset of each wanted partition: None if none)."""
+    from aiokafka import errors
+
     code = getattr(response, "error_code", 0)  # request level, OffsetFetch v2 and later
     if code:
         return errors.for_code(code)(), {}

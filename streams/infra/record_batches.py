@@ -63,20 +63,19 @@ class OutputsNotDelivered(Exception):  # noqa: N818 - the name says what happene
     """Records of a batch were not acknowledged by the broker; their state must not be stored."""
 
 
-def default_partition(key: bytes, partitions: Sequence[int]) -> int:
-    """The partition aiokafka's ``DefaultPartitioner`` picks for a record with ``key``.
-
-    ``partitions`` is every partition of the topic, sorted (what the
-    partitioner indexes: its ``list`` of the metadata's set of small ints).
+def key_partition(key: bytes, count: int) -> int:
+    """The partition Kafka's default partitioner gives a record with ``key`` on a topic of
+    ``count`` partitions: murmur2 of the key, as the Java client, librdkafka's
+    ``murmur2_random`` and aiokafka's ``DefaultPartitioner`` compute it (which
+    indexes the sorted partitions 0..count-1). Remembered per key and count.
     """
-    n = len(partitions)
-    memo_key = (n, key)
+    memo_key = (count, key)
     hit = _partition_memo.get(memo_key)
     if hit is None:
         if len(_partition_memo) >= _MEMO_MAX:
             _partition_memo.clear()
-        hit = _partition_memo[memo_key] = (murmur2(key) & 0x7FFFFFFF) % n
-    return partitions[hit]
+        hit = _partition_memo[memo_key] = (murmur2(key) & 0x7FFFFFFF) % count
+    return hit
 
 
 def _timestamp_ms(ts: float | None) -> int | None:
@@ -105,7 +104,7 @@ async def deliver(producer: Any, sends: Sequence[Send]) -> None:
         raise OutputsNotDelivered(f"outputs could not be queued: {exc!r}") from exc
     if futures:
         await asyncio.wait(futures)
-        failed = [f.exception() for f in futures if f.exception() is not None]
+        failed = [error for f in futures if (error := f.exception()) is not None]
         if failed:
             raise OutputsNotDelivered(
                 f"{len(failed)} of {len(futures)} record batches of outputs were not "
@@ -126,7 +125,7 @@ async def _send_batches(aio: Any, sends: Sequence[Send]) -> list[asyncio.Future[
             if not known:
                 known = await aio.partitions_for(topic)  # waits for the topic's metadata
             partitions = partitions_of[topic] = sorted(known)
-        tp = (topic, default_partition(key, partitions))
+        tp = (topic, partitions[key_partition(key, len(partitions))])
         group = groups.get(tp)
         if group is None:
             group = groups[tp] = []
